@@ -1,0 +1,135 @@
+import Environments
+import NeuralNet
+
+/// What one inner loop produced: the adapted parameters and how training went.
+public struct Adaptation: Sendable, Equatable {
+    public var parameters: ParameterVector
+    /// Undiscounted return of every episode that ended during training, in order.
+    public var episodeReturns: [Double]
+    /// Mean TD loss over all gradient updates (0 when there were none).
+    public var meanLoss: Double
+    public var environmentSteps: Int
+    public var gradientUpdates: Int
+    /// Wall-clock seconds of the loop (not part of the deterministic result).
+    public var seconds: Double
+}
+
+/// Builds the Q-network for a task: observation size → hidden layers → one output per action.
+public func makeNetwork(for task: TaskSpec, config: DQNConfig, backend: GEMMBackend = .default) throws -> MLP {
+    let env = try task.makeEnvironment()
+    return try MLP(sizes: [env.observationSize] + config.hiddenLayers + [env.actionCount], backend: backend)
+}
+
+/// Runs DQN on `task` for `budget` env steps starting from `initial`; the inner loop of every meta-algorithm.
+///
+/// Deterministic: the same inputs give bit-identical parameters, returns and losses. `seed` seeds
+/// two independent streams, one for the environment's resets and one for ε-greedy and replay.
+/// - Parameter progress: called after each finished episode with (env step, episode return).
+public func adapt(
+    initial: ParameterVector, task: TaskSpec, budget: Int, seed: UInt64, config: DQNConfig = DQNConfig(),
+    backend: GEMMBackend = .default, progress: ((Int, Double) -> Void)? = nil
+) throws -> Adaptation {
+    try config.validate()
+    guard budget >= 0 else { throw DQNError.invalidBudget(budget) }
+    let mlp = try makeNetwork(for: task, config: config, backend: backend)
+    guard initial.count == mlp.parameterCount else {
+        throw DQNError.parameterCount(expected: mlp.parameterCount, got: initial.count)
+    }
+    var env = try task.makeEnvironment()
+    return runInnerLoop(&env, mlp: mlp, initial: initial, budget: budget, seed: seed, config: config, progress: progress)
+}
+
+/// The loop itself, generic so each environment's `step` is called directly.
+func runInnerLoop<E: Environment>(
+    _ env: inout E, mlp: MLP, initial: ParameterVector, budget: Int, seed: UInt64, config: DQNConfig,
+    progress: ((Int, Double) -> Void)?
+) -> Adaptation {
+    let clock = ContinuousClock(), start = clock.now
+    var envRNG = SeededRNG(seed: deriveSeed(seed, iteration: 0, slot: 0, purpose: .environment))
+    var agentRNG = SeededRNG(seed: deriveSeed(seed, iteration: 0, slot: 0, purpose: .innerLoop))
+    let learner = DQNLearner(mlp: mlp, initial: initial, config: config)
+    var buffer = ReplayBuffer(capacity: config.bufferCapacity, observationSize: mlp.inputSize)
+    var observation = [Float](repeating: 0, count: mlp.inputSize)
+    var nextObservation = observation
+    var returns: [Double] = [], episodeReturn = 0.0, lossSum = 0.0
+
+    env.reset(using: &envRNG)
+    env.writeObservation(to: &observation)
+    for step in 0..<budget {
+        let action: Int
+        if agentRNG.nextFloat() < config.epsilon(step: step, budget: budget) {
+            action = agentRNG.nextInt(below: mlp.outputSize)
+        } else {
+            action = learner.greedyAction(observation)
+        }
+        let outcome = env.step(action)
+        env.writeObservation(to: &nextObservation)
+        // Bootstrap through truncation: only a terminal state cuts the TD target.
+        buffer.add(observation: observation, action: action, reward: Float(outcome.reward),
+                   nextObservation: nextObservation, terminal: outcome.terminated)
+        episodeReturn += outcome.reward
+        if outcome.terminated || outcome.truncated {
+            returns.append(episodeReturn)
+            progress?(step + 1, episodeReturn)
+            episodeReturn = 0
+            env.reset(using: &envRNG)
+            env.writeObservation(to: &observation)
+        } else {
+            swap(&observation, &nextObservation)
+        }
+        if step > config.learningStarts && step % config.trainFrequency == 0 {
+            lossSum += Double(learner.update(from: buffer, using: &agentRNG))
+        }
+    }
+    let elapsed = clock.now - start
+    return Adaptation(
+        parameters: learner.parameters, episodeReturns: returns,
+        meanLoss: learner.updates > 0 ? lossSum / Double(learner.updates) : 0,
+        environmentSteps: budget, gradientUpdates: learner.updates,
+        seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+}
+
+/// Greedy returns of `parameters` on `episodes` episodes of `task` (no exploration, no learning).
+public func evaluateGreedy(
+    _ parameters: ParameterVector, task: TaskSpec, episodes: Int, seed: UInt64, config: DQNConfig = DQNConfig()
+) throws -> [Double] {
+    let mlp = try makeNetwork(for: task, config: config)
+    guard parameters.count == mlp.parameterCount else {
+        throw DQNError.parameterCount(expected: mlp.parameterCount, got: parameters.count)
+    }
+    var env = try task.makeEnvironment()
+    let learner = DQNLearner(mlp: mlp, initial: parameters, config: config)
+    var rng = SeededRNG(seed: deriveSeed(seed, iteration: 0, slot: 0, purpose: .evaluation))
+    var observation = [Float](repeating: 0, count: mlp.inputSize)
+    var returns: [Double] = []
+    for _ in 0..<episodes {
+        env.reset(using: &rng)
+        var total = 0.0
+        while true {
+            env.writeObservation(to: &observation)
+            let outcome = env.step(learner.greedyAction(observation))
+            total += outcome.reward
+            if outcome.terminated || outcome.truncated { break }
+        }
+        returns.append(total)
+    }
+    return returns
+}
+
+/// Returns of a uniformly random policy on `task`: the floor a learned policy must beat.
+public func evaluateRandom(task: TaskSpec, episodes: Int, seed: UInt64) throws -> [Double] {
+    var env = try task.makeEnvironment()
+    var rng = SeededRNG(seed: deriveSeed(seed, iteration: 0, slot: 0, purpose: .evaluation))
+    var returns: [Double] = []
+    for _ in 0..<episodes {
+        env.reset(using: &rng)
+        var total = 0.0
+        while true {
+            let outcome = env.step(rng.nextInt(below: env.actionCount))
+            total += outcome.reward
+            if outcome.terminated || outcome.truncated { break }
+        }
+        returns.append(total)
+    }
+    return returns
+}

@@ -1,0 +1,110 @@
+import NeuralNet
+
+/// The online and target Q-networks with their optimiser: what one DQN gradient update touches.
+///
+/// Owns every buffer the update needs (workspaces, the sampled batch, TD targets, the gradient), so
+/// `update` allocates nothing.
+public final class DQNLearner {
+    public let mlp: MLP
+    public let config: DQNConfig
+    public private(set) var parameters: ParameterVector
+    public private(set) var targetParameters: ParameterVector
+    public private(set) var optimizer: Optimizer
+    public private(set) var updates = 0
+    var batch: ReplayBuffer.Batch
+    private let onlineWorkspace: MLPWorkspace
+    private let targetWorkspace: MLPWorkspace
+    private let actWorkspace: MLPWorkspace
+    private var gradient: ParameterVector
+    private var tdTargets: [Float]
+
+    public init(mlp: MLP, initial: ParameterVector, config: DQNConfig) {
+        precondition(initial.count == mlp.parameterCount, "initial parameters do not fit the network")
+        self.mlp = mlp
+        self.config = config
+        parameters = initial
+        targetParameters = initial
+        optimizer = Optimizer(kind: config.optimizer, parameterCount: mlp.parameterCount,
+                              learningRate: config.learningRate, epsilon: config.adamEpsilon)
+        batch = ReplayBuffer.Batch(size: config.batchSize, observationSize: mlp.inputSize)
+        onlineWorkspace = MLPWorkspace(mlp: mlp, capacity: config.batchSize)
+        targetWorkspace = MLPWorkspace(mlp: mlp, capacity: config.batchSize)
+        actWorkspace = MLPWorkspace(mlp: mlp, capacity: 1)
+        gradient = ParameterVector(zeros: mlp.parameterCount)
+        tdTargets = [Float](repeating: 0, count: config.batchSize)
+    }
+
+    /// argmax_a Q(observation, a) under the online network (the lowest index on ties).
+    public func greedyAction(_ observation: UnsafePointer<Float>) -> Int {
+        let q = parameters.values.withUnsafeBufferPointer { p in
+            mlp.forward(p.baseAddress!, input: observation, batch: 1, workspace: actWorkspace)
+        }
+        return argmax(q, count: mlp.outputSize)
+    }
+
+    /// One gradient step on a minibatch drawn from `buffer`; returns the TD loss before the step.
+    public func update(from buffer: ReplayBuffer, using rng: inout SeededRNG) -> Float {
+        buffer.sample(into: &batch, using: &rng)
+        computeTargets()
+        let n = batch.size, actions = mlp.outputSize
+        let loss = parameters.values.withUnsafeBufferPointer { p in
+            gradient.values.withUnsafeMutableBufferPointer { g in
+                let q = mlp.forward(p.baseAddress!, input: batch.observations, batch: n, workspace: onlineWorkspace)
+                let value = config.loss.evaluate(q: q, actionCount: actions, batch: n, actions: batch.actions,
+                                                 targets: tdTargets, gradient: onlineWorkspace.outputGradient)
+                mlp.backward(p.baseAddress!, batch: n, workspace: onlineWorkspace, gradient: g.baseAddress!)
+                if let maxNorm = config.maxGradientNorm {
+                    clipGradientNorm(g.baseAddress!, count: g.count, maxNorm: maxNorm)
+                }
+                return value
+            }
+        }
+        optimizer.apply(gradient: gradient, to: &parameters)
+        updates += 1
+        if updates % config.targetUpdateInterval == 0 { updateTarget() }
+        return loss
+    }
+
+    /// y = r + γ·(1 − terminal)·Q⁻(s′, a*), a* from the target net (or the online net for double DQN).
+    private func computeTargets() {
+        let n = batch.size, actions = mlp.outputSize, gamma = config.gamma
+        let nextQ = targetParameters.values.withUnsafeBufferPointer { p in
+            mlp.forward(p.baseAddress!, input: batch.nextObservations, batch: n, workspace: targetWorkspace)
+        }
+        if config.doubleDQN {
+            let onlineNextQ = parameters.values.withUnsafeBufferPointer { p in
+                mlp.forward(p.baseAddress!, input: batch.nextObservations, batch: n, workspace: onlineWorkspace)
+            }
+            for r in 0..<n {
+                let best = argmax(onlineNextQ + r * actions, count: actions)
+                tdTargets[r] = batch.rewards[r] + gamma * (1 - batch.terminals[r]) * nextQ[r * actions + best]
+            }
+        } else {
+            for r in 0..<n {
+                let row = nextQ + r * actions
+                tdTargets[r] = batch.rewards[r] + gamma * (1 - batch.terminals[r]) * row[argmax(row, count: actions)]
+            }
+        }
+    }
+
+    private func updateTarget() {
+        let tau = config.targetUpdateTau
+        if tau == 1 {
+            targetParameters = parameters
+            return
+        }
+        parameters.values.withUnsafeBufferPointer { p in
+            targetParameters.values.withUnsafeMutableBufferPointer { t in
+                for i in 0..<t.count { t[i] = tau * p[i] + (1 - tau) * t[i] }
+            }
+        }
+    }
+}
+
+/// Index of the largest of `count` values (the first on ties, as numpy/torch argmax).
+@inline(__always)
+func argmax(_ values: UnsafePointer<Float>, count: Int) -> Int {
+    var best = 0
+    for i in 1..<max(count, 1) where values[i] > values[best] { best = i }
+    return best
+}

@@ -1,0 +1,138 @@
+import NeuralNet
+
+/// A closed interval a task parameter is drawn from uniformly; lower == upper fixes the value.
+public struct ParameterRange: Codable, Sendable, Equatable {
+    public var lower: Double
+    public var upper: Double
+
+    public init(_ lower: Double, _ upper: Double) { self.lower = lower; self.upper = upper }
+    public static func fixed(_ value: Double) -> ParameterRange { ParameterRange(value, value) }
+
+    func sample(_ rng: inout SeededRNG) -> Double {
+        lower == upper ? lower : rng.nextDouble(in: lower, upper)
+    }
+
+    func check(_ task: String, _ name: String) throws {
+        guard lower.isFinite, upper.isFinite else {
+            throw EnvironmentError.invalidParameter(task: task, name: name, value: lower.isFinite ? upper : lower,
+                                                    requirement: "finite")
+        }
+        guard lower <= upper else { throw EnvironmentError.invalidRange(task: task, name: name, lower: lower, upper: upper) }
+    }
+}
+
+/// A distribution over tasks: which environment kind, and the ranges its parameters are drawn from.
+///
+/// `sample(using:)` draws a `TaskSpec`; `validate()` checks that every range is ordered and that
+/// both ends of every range give a valid task, so a family that validates never samples an invalid
+/// task (each parameter's valid set is an interval).
+public enum TaskFamily: Codable, Sendable, Equatable {
+    case cartPole(CartPoleRanges)
+    case acrobot(AcrobotRanges)
+    case mountainCar(MountainCarRanges)
+    case goalNavigation(GoalNavigationRanges)
+    case tabularMDP(TabularMDPRanges)
+
+    public struct CartPoleRanges: Codable, Sendable, Equatable {
+        /// The reference peer's family (shared/reference/reptile_ray.py).
+        public var gravity = ParameterRange(4.9, 19.6)
+        public var massCart = ParameterRange.fixed(1.0)
+        public var massPole = ParameterRange(0.05, 0.5)
+        public var length = ParameterRange(0.25, 1.0)
+        public var forceMagnitude = ParameterRange(5, 15)
+        public init() {}
+    }
+
+    public struct AcrobotRanges: Codable, Sendable, Equatable {
+        public var linkLength1 = ParameterRange(0.8, 1.3)
+        public var linkMass1 = ParameterRange(0.5, 1.5)
+        public var linkMass2 = ParameterRange(0.5, 1.5)
+        public init() {}
+    }
+
+    public struct MountainCarRanges: Codable, Sendable, Equatable {
+        public var force = ParameterRange(0.0008, 0.0015)
+        public var gravity = ParameterRange(0.002, 0.003)
+        public init() {}
+    }
+
+    public struct GoalNavigationRanges: Codable, Sendable, Equatable {
+        /// Goals are drawn uniformly from the square [−goalRadius, goalRadius]² (MAML: 0.5).
+        public var goalRadius = 0.5
+        public var directions = 8
+        public var stepSize = 0.1
+        public var horizon = 100
+        public init() {}
+    }
+
+    public struct TabularMDPRanges: Codable, Sendable, Equatable {
+        public var states = 10
+        public var actions = 5
+        public var horizon = 10
+        public init() {}
+    }
+
+    /// The family's environment kind ("cartpole", …).
+    public var kindName: String {
+        switch self {
+        case .cartPole: return "cartpole"
+        case .acrobot: return "acrobot"
+        case .mountainCar: return "mountaincar"
+        case .goalNavigation: return "goal_navigation"
+        case .tabularMDP: return "tabular_mdp"
+        }
+    }
+
+    /// Draws one task. Throws only if the family is invalid (see `validate()`).
+    public func sample(using rng: inout SeededRNG) throws -> TaskSpec {
+        let spec = draw { range in range.sample(&rng) } seed: { rng.next() }
+        try spec.validate()
+        return spec
+    }
+
+    /// Throws a message naming the first bad range or parameter.
+    public func validate() throws {
+        let task = kindName
+        switch self {
+        case .cartPole(let r):
+            for (name, range) in [("gravity", r.gravity), ("masscart", r.massCart), ("masspole", r.massPole),
+                                  ("length", r.length), ("force_mag", r.forceMagnitude)] { try range.check(task, name) }
+        case .acrobot(let r):
+            for (name, range) in [("link_length_1", r.linkLength1), ("link_mass_1", r.linkMass1),
+                                  ("link_mass_2", r.linkMass2)] { try range.check(task, name) }
+        case .mountainCar(let r):
+            for (name, range) in [("force", r.force), ("gravity", r.gravity)] { try range.check(task, name) }
+        case .goalNavigation(let r):
+            try ParameterRange(-r.goalRadius, r.goalRadius).check(task, "goal_radius")
+        case .tabularMDP:
+            break
+        }
+        try draw { $0.lower } seed: { 0 }.validate()
+        try draw { $0.upper } seed: { 0 }.validate()
+    }
+
+    /// Builds a spec choosing each ranged value with `value`.
+    private func draw(_ value: (ParameterRange) -> Double, seed: () -> UInt64) -> TaskSpec {
+        switch self {
+        case .cartPole(let r):
+            return .cartPole(CartPoleParameters(gravity: value(r.gravity), massCart: value(r.massCart),
+                                                massPole: value(r.massPole), length: value(r.length),
+                                                forceMagnitude: value(r.forceMagnitude)))
+        case .acrobot(let r):
+            let length = value(r.linkLength1)
+            // The centre of mass stays mid-link, as the fixtures' generator sets it.
+            return .acrobot(AcrobotParameters(linkLength1: length, linkMass1: value(r.linkMass1),
+                                              linkMass2: value(r.linkMass2), linkCenterOfMass1: length / 2))
+        case .mountainCar(let r):
+            return .mountainCar(MountainCarParameters(force: value(r.force), gravity: value(r.gravity)))
+        case .goalNavigation(let r):
+            let square = ParameterRange(-r.goalRadius, r.goalRadius)
+            return .goalNavigation(GoalNavigationParameters(goalX: value(square), goalY: value(square),
+                                                            directions: r.directions, stepSize: r.stepSize,
+                                                            horizon: r.horizon))
+        case .tabularMDP(let r):
+            return .tabularMDP(TabularMDPParameters(states: r.states, actions: r.actions, horizon: r.horizon,
+                                                    seed: seed()))
+        }
+    }
+}

@@ -1,0 +1,66 @@
+/// The parameters of a network as one flat, contiguous `[Float]`.
+///
+/// Meta-updates (φ − θ, averages, Adam over θ), checkpoints and wire payloads are then plain vector
+/// operations and single copies. Layer views come from `MLP.layers`, which give offsets into this
+/// vector. The vector operations Reptile needs are the free functions below.
+public struct ParameterVector: Equatable, Sendable {
+    public var values: [Float]
+
+    public init(_ values: [Float]) { self.values = values }
+    public init(zeros count: Int) { values = [Float](repeating: 0, count: count) }
+
+    public var count: Int { values.count }
+
+    public subscript(i: Int) -> Float {
+        get { values[i] }
+        set { values[i] = newValue }
+    }
+
+    /// True when every value is finite (no NaN, no ±Inf).
+    public var isFinite: Bool { values.allSatisfy { $0.isFinite } }
+}
+
+/// y ← a·x + y.
+public func axpy(_ a: Float, _ x: ParameterVector, _ y: inout ParameterVector) {
+    precondition(x.count == y.count, "axpy: sizes differ (\(x.count) vs \(y.count))")
+    x.values.withUnsafeBufferPointer { xp in
+        y.values.withUnsafeMutableBufferPointer { yp in
+            for i in 0..<xp.count { yp[i] += a * xp[i] }
+        }
+    }
+}
+
+/// x ← a·x.
+public func scale(_ x: inout ParameterVector, by a: Float) {
+    x.values.withUnsafeMutableBufferPointer { xp in
+        for i in 0..<xp.count { xp[i] *= a }
+    }
+}
+
+/// a − b.
+public func difference(_ a: ParameterVector, _ b: ParameterVector) -> ParameterVector {
+    precondition(a.count == b.count, "difference: sizes differ (\(a.count) vs \(b.count))")
+    var out = a
+    axpy(-1, b, &out)
+    return out
+}
+
+/// The element-wise mean of `vectors`, summed in the order given (so the result is reproducible).
+public func mean(_ vectors: [ParameterVector]) -> ParameterVector {
+    precondition(!vectors.isEmpty, "mean of no vectors")
+    var sum = ParameterVector(zeros: vectors[0].count)
+    for v in vectors { axpy(1, v, &sum) }
+    scale(&sum, by: 1 / Float(vectors.count))
+    return sum
+}
+
+/// Σ aᵢ·bᵢ, accumulated in Double.
+public func dot(_ a: ParameterVector, _ b: ParameterVector) -> Double {
+    precondition(a.count == b.count, "dot: sizes differ (\(a.count) vs \(b.count))")
+    var s = 0.0
+    for i in 0..<a.count { s += Double(a[i]) * Double(b[i]) }
+    return s
+}
+
+/// The Euclidean norm, accumulated in Double.
+public func norm(_ a: ParameterVector) -> Double { dot(a, a).squareRoot() }

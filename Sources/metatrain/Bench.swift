@@ -1,0 +1,111 @@
+import ArgumentParser
+import DQN
+import Environments
+import Foundation
+import NeuralNet
+
+/// `metatrain bench`: throughput of the pieces the inner loop is made of, one JSON object per line.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure update, environment, inner-loop and action throughput (build with -c release).")
+
+    @Flag(help: "Print JSON lines {\"name\", \"value\", \"unit\"} (the only format; kept for scripts).")
+    var json = false
+    @Option(help: "Gradient updates timed per network shape.")
+    var updates = 2_000
+    @Option(help: "Env steps of the full inner-loop benchmark.")
+    var adaptSteps = 20_000
+    @Option(help: "GEMM backends to compare: default, all, or one of \(GEMMBackend.allCases.map(\.rawValue)).")
+    var backends = "all"
+
+    func run() throws {
+        let chosen: [GEMMBackend]
+        switch backends {
+        case "default": chosen = [.default]
+        case "all": chosen = GEMMBackend.allCases
+        default:
+            guard let b = GEMMBackend(rawValue: backends) else { throw ValidationError("unknown backend '\(backends)'") }
+            chosen = [b]
+        }
+        for backend in chosen {
+            let suffix = backend == .default ? "" : ".\(backend.rawValue)"
+            for (hidden, batch) in [(64, 64), (256, 256)] {
+                emit("update.h\(hidden).b\(batch)\(suffix)", try updatesPerSecond(hidden: hidden, batch: batch, backend: backend), "updates/s")
+            }
+            emit("act.h64\(suffix)", try greedyActionMicroseconds(backend: backend), "us")
+        }
+        emit("env.cartpole", try cartPoleStepsPerSecond(), "steps/s")
+        emit("adapt.cartpole", try adaptStepsPerSecond(), "steps/s")
+    }
+
+    func emit(_ name: String, _ value: Double, _ unit: String) {
+        let rounded = (value * 1000).rounded() / 1000
+        print("{\"name\": \"\(name)\", \"value\": \(rounded), \"unit\": \"\(unit)\"}")
+    }
+
+    /// DQN updates/s for a 4→h→h→2 MLP with Adam, as dqn_torch.py --bench-updates times them.
+    func updatesPerSecond(hidden: Int, batch: Int, backend: GEMMBackend) throws -> Double {
+        var config = DQNConfig()
+        config.hiddenLayers = [hidden, hidden]
+        config.batchSize = batch
+        let mlp = try MLP(sizes: [4, hidden, hidden, 2], backend: backend)
+        var rng = SeededRNG(seed: 1)
+        let learner = DQNLearner(mlp: mlp, initial: mlp.initialParameters(using: &rng), config: config)
+        // A full buffer of random transitions: sampling is part of our update, as it is of training.
+        var buffer = ReplayBuffer(capacity: config.bufferCapacity, observationSize: 4)
+        for _ in 0..<config.bufferCapacity {
+            let o = (0..<4).map { _ in Float(rng.nextGaussian()) }, n = (0..<4).map { _ in Float(rng.nextGaussian()) }
+            buffer.add(observation: o, action: rng.nextInt(below: 2), reward: 1, nextObservation: n,
+                       terminal: rng.nextFloat() < 0.05)
+        }
+        for _ in 0..<100 { _ = learner.update(from: buffer, using: &rng) }
+        let seconds = time { for _ in 0..<updates { _ = learner.update(from: buffer, using: &rng) } }
+        return Double(updates) / seconds
+    }
+
+    /// Microseconds for one greedy action on one observation with a 4→64→64→2 network.
+    func greedyActionMicroseconds(backend: GEMMBackend) throws -> Double {
+        let mlp = try MLP(sizes: [4, 64, 64, 2], backend: backend)
+        var rng = SeededRNG(seed: 2)
+        let learner = DQNLearner(mlp: mlp, initial: mlp.initialParameters(using: &rng), config: DQNConfig())
+        let observations = (0..<64).map { _ in (0..<4).map { _ in Float(rng.nextGaussian()) } }
+        let n = 200_000
+        var sink = 0
+        let seconds = time { for i in 0..<n { sink &+= learner.greedyAction(observations[i & 63]) } }
+        if sink == -1 { print(sink) }
+        return seconds / Double(n) * 1e6
+    }
+
+    /// CartPole env steps/s with random actions, resets included.
+    func cartPoleStepsPerSecond() throws -> Double {
+        var env = try CartPole()
+        var rng = SeededRNG(seed: 3)
+        env.reset(using: &rng)
+        let n = 5_000_000
+        var observation = [Float](repeating: 0, count: 4)
+        let seconds = time {
+            for _ in 0..<n {
+                let outcome = env.step(Int(rng.next() & 1))
+                env.writeObservation(to: &observation)
+                if outcome.terminated || outcome.truncated { env.reset(using: &rng) }
+            }
+        }
+        return Double(n) / seconds
+    }
+
+    /// Env steps/s of the whole inner loop with an update every step (dqn_torch.py --steps 20000's setting).
+    func adaptStepsPerSecond() throws -> Double {
+        let config = DQNConfig()
+        let task = TaskSpec.cartPole(CartPoleParameters())
+        let mlp = try makeNetwork(for: task, config: config)
+        var rng = SeededRNG(seed: 4)
+        let result = try adapt(initial: mlp.initialParameters(using: &rng), task: task, budget: adaptSteps, seed: 1, config: config)
+        return Double(result.environmentSteps) / result.seconds
+    }
+
+    func time(_ body: () -> Void) -> Double {
+        let clock = ContinuousClock()
+        let d = clock.measure(body)
+        return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+}
