@@ -41,7 +41,7 @@ public struct DQNConfig: Codable, Sendable, Equatable {
     /// The setting the CartPole learning check uses (see README: it solves default CartPole).
     public static var cartPoleSolver: DQNConfig {
         var c = DQNConfig()
-        c.learningRate = 1e-3
+        c.learningRate = 5e-4
         c.bufferCapacity = 50_000
         c.batchSize = 64
         c.learningStarts = 1_000

@@ -17,6 +17,12 @@ public struct SeededRNG: RandomNumberGenerator, Sendable, Equatable {
         if s0 | s1 | s2 | s3 == 0 { s0 = 1 }  // the all-zero state is a fixed point
     }
 
+    /// Creates a generator from a raw xoshiro state (not all zero); for checking against published outputs.
+    public init(rawState: (UInt64, UInt64, UInt64, UInt64)) {
+        (s0, s1, s2, s3) = rawState
+        precondition(s0 | s1 | s2 | s3 != 0, "xoshiro256** state must not be all zero")
+    }
+
     /// The next 64 random bits (xoshiro256**).
     @inlinable @inline(__always)
     public mutating func next() -> UInt64 {

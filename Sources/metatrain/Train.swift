@@ -26,10 +26,42 @@ struct Train: ParsableCommand {
     var preset: Preset = .solver
     @Option(help: "Goal of goal_navigation as x,y.")
     var goal = "0.3,0.3"
+    @Option(help: "Report the env step where the mean of 20 consecutive training episodes first reaches this.")
+    var targetReturn = 195.0
     @Option(help: "Greedy evaluation episodes after training.")
     var evalEpisodes = 20
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
+    @Option(help: "Override the preset's learning rate.") var lr: Float?
+    @Option(help: "Override the preset's hidden widths, e.g. 64,64.") var hidden: String?
+    @Option(help: "Override the preset's batch size.") var batch: Int?
+    @Option(help: "Override the preset's gradient updates between target updates.") var targetInterval: Int?
+    @Option(help: "Override the preset's exploration fraction.") var explorationFraction: Float?
+    @Option(help: "Override the preset's train frequency (env steps per update).") var trainFrequency: Int?
+    @Option(help: "Override double DQN (true/false).") var doubleDqn: Bool?
+    @Option(help: "Override the loss (huber/mse).") var loss: String?
+
+    /// The preset with any overrides applied, validated.
+    func dqnConfig() throws -> DQNConfig {
+        var c = preset == .solver ? DQNConfig.cartPoleSolver : DQNConfig()
+        if let lr { c.learningRate = lr }
+        if let hidden {
+            let widths = hidden.split(separator: ",").compactMap { Int($0) }
+            guard !widths.isEmpty else { throw ValidationError("--hidden must be widths like 64,64, got '\(hidden)'") }
+            c.hiddenLayers = widths
+        }
+        if let batch { c.batchSize = batch }
+        if let targetInterval { c.targetUpdateInterval = targetInterval }
+        if let explorationFraction { c.explorationFraction = explorationFraction }
+        if let trainFrequency { c.trainFrequency = trainFrequency }
+        if let doubleDqn { c.doubleDQN = doubleDqn }
+        if let loss {
+            guard let l = RegressionLoss(rawValue: loss) else { throw ValidationError("--loss must be huber or mse") }
+            c.loss = l
+        }
+        do { try c.validate() } catch { throw ValidationError("\(error)") }
+        return c
+    }
 
     func run() throws {
         var task = TaskSpec.defaultTask(kind: env)
@@ -42,7 +74,7 @@ struct Train: ParsableCommand {
             task = .goalNavigation(GoalNavigationParameters(goalX: parts[0], goalY: parts[1]))
         }
         guard steps >= 0 else { throw ValidationError("--steps must be ≥ 0") }
-        let config = preset == .solver ? DQNConfig.cartPoleSolver : DQNConfig()
+        let config = try dqnConfig()
         let spec = task!
         let mlp = try makeNetwork(for: spec, config: config)
         var rng = SeededRNG(seed: deriveSeed(seed, iteration: 0, slot: 0, purpose: .networkInit))
@@ -50,19 +82,24 @@ struct Train: ParsableCommand {
 
         var window: [Double] = []
         var lastPrint = 0
+        var reachedAt: Int? = nil
+        let target = targetReturn
         let quiet = json
         let result = try adapt(initial: initial, task: spec, budget: steps, seed: seed, config: config) { step, ret in
             window.append(ret)
             if window.count > 20 { window.removeFirst() }
+            if reachedAt == nil && window.count == 20 && window.reduce(0, +) / 20 >= target { reachedAt = step }
             if !quiet && step - lastPrint >= max(steps / 20, 1) {
                 lastPrint = step
                 let mean = window.reduce(0, +) / Double(window.count)
-                print(String(format: "step %7d  episodes-so-far window mean return (last %2d) %8.2f", step, window.count, mean))
+                print(String(format: "step %7d  mean return of the last %2d episodes %8.2f", step, window.count, mean))
             }
         }
         let greedy = try evaluateGreedy(result.parameters, task: spec, episodes: evalEpisodes, seed: seed, config: config)
         let best20 = bestWindowMean(result.episodeReturns, window: 20)
         let greedyMean = greedy.isEmpty ? 0 : greedy.reduce(0, +) / Double(greedy.count)
+        let random = try evaluateRandom(task: spec, episodes: max(evalEpisodes, 1), seed: seed)
+        let randomMean = random.reduce(0, +) / Double(random.count)
         if json {
             let out: [String: Any] = [
                 "env": env, "steps": steps, "seed": seed, "preset": preset.rawValue,
@@ -70,6 +107,7 @@ struct Train: ParsableCommand {
                 "seconds": result.seconds, "env_steps_per_second": Double(steps) / max(result.seconds, 1e-9),
                 "mean_loss": result.meanLoss, "best_mean_return_20": best20 as Any,
                 "last_returns": Array(result.episodeReturns.suffix(20)), "greedy_mean_return": greedyMean,
+                "random_mean_return": randomMean, "target_return": target, "target_reached_at_step": reachedAt as Any,
             ]
             let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -78,8 +116,9 @@ struct Train: ParsableCommand {
                          steps, result.episodeReturns.count, result.gradientUpdates, result.seconds,
                          Double(steps) / max(result.seconds, 1e-9)))
             if let best20 { print(String(format: "best mean return over 20 consecutive training episodes: %.2f", best20)) }
+            print("mean of 20 consecutive episodes first ≥ \(target) at env step: \(reachedAt.map(String.init) ?? "never")")
             print("last returns: \(result.episodeReturns.suffix(10).map { String(format: "%.1f", $0) }.joined(separator: " "))")
-            print(String(format: "greedy mean return over %d episodes: %.2f", greedy.count, greedyMean))
+            print(String(format: "greedy mean return over %d episodes: %.2f (random policy: %.2f)", greedy.count, greedyMean, randomMean))
         }
     }
 }

@@ -1,0 +1,116 @@
+import DQN
+import Environments
+import NeuralNet
+import Testing
+
+@Suite struct DQNTests {
+    static func smallConfig() -> DQNConfig {
+        var c = DQNConfig()
+        c.hiddenLayers = [16, 16]
+        c.batchSize = 16
+        c.learningStarts = 100
+        c.bufferCapacity = 500
+        c.targetUpdateInterval = 50
+        return c
+    }
+
+    static func initial(_ task: TaskSpec, _ config: DQNConfig, seed: UInt64 = 1) throws -> ParameterVector {
+        var rng = SeededRNG(seed: seed)
+        return try makeNetwork(for: task, config: config).initialParameters(using: &rng)
+    }
+
+    @Test(arguments: [false, true])
+    func adaptIsBitIdenticalForTheSameInputs(doubleDQN: Bool) throws {
+        var config = Self.smallConfig()
+        config.doubleDQN = doubleDQN
+        config.maxGradientNorm = doubleDQN ? 1 : nil
+        config.targetUpdateTau = doubleDQN ? 0.1 : 1
+        let task = TaskSpec.cartPole(CartPoleParameters(gravity: 12, length: 0.7))
+        let theta = try Self.initial(task, config)
+        let a = try adapt(initial: theta, task: task, budget: 1_500, seed: 5, config: config)
+        let b = try adapt(initial: theta, task: task, budget: 1_500, seed: 5, config: config)
+        let c = try adapt(initial: theta, task: task, budget: 1_500, seed: 6, config: config)
+        #expect(a.parameters == b.parameters && a.episodeReturns == b.episodeReturns && a.meanLoss == b.meanLoss)
+        #expect(a.parameters != c.parameters)
+        #expect(a.parameters != theta && a.parameters.isFinite)
+        #expect(a.environmentSteps == 1_500 && a.gradientUpdates == 1_500 - 101)
+        #expect(a.meanLoss > 0)
+    }
+
+    @Test func everyEnvironmentKindRunsThroughTheInnerLoop() throws {
+        let config = Self.smallConfig()
+        for task in TaskSpec.kindNames.compactMap(TaskSpec.defaultTask(kind:)) {
+            let theta = try Self.initial(task, config)
+            let result = try adapt(initial: theta, task: task, budget: 400, seed: 2, config: config)
+            #expect(result.parameters.isFinite && !result.episodeReturns.isEmpty || task.kindName == "mountaincar",
+                    "\(task.kindName)")
+        }
+    }
+
+    @Test func badInputsAreTypedErrors() throws {
+        let task = TaskSpec.cartPole(CartPoleParameters())
+        let config = Self.smallConfig()
+        #expect(throws: DQNError.parameterCount(expected: 4 * 16 + 16 + 16 * 16 + 16 + 16 * 2 + 2, got: 3)) {
+            try adapt(initial: ParameterVector([1, 2, 3]), task: task, budget: 10, seed: 0, config: config)
+        }
+        #expect(throws: DQNError.invalidBudget(-1)) {
+            try adapt(initial: Self.initial(task, config), task: task, budget: -1, seed: 0, config: config)
+        }
+        var bad = config
+        bad.gamma = 1.5
+        #expect(throws: DQNError.self) { try bad.validate() }
+        bad = config
+        bad.batchSize = 10_000
+        #expect(throws: DQNError.self) { try bad.validate() }
+        #expect(throws: EnvironmentError.self) {
+            try adapt(initial: ParameterVector([]), task: .cartPole(CartPoleParameters(massPole: -1)), budget: 1, seed: 0)
+        }
+    }
+
+    @Test func epsilonFollowsCleanRLsLinearSchedule() {
+        var c = DQNConfig()
+        c.startEpsilon = 1; c.endEpsilon = 0.05; c.explorationFraction = 0.5
+        #expect(c.epsilon(step: 0, budget: 1000) == 1)
+        #expect(abs(c.epsilon(step: 250, budget: 1000) - 0.525) < 1e-6)
+        #expect(abs(c.epsilon(step: 500, budget: 1000) - 0.05) < 1e-6)
+        #expect(c.epsilon(step: 999, budget: 1000) == 0.05)
+    }
+
+    @Test func replayBufferIsARingAndSamplesWhatWasStored() {
+        var buffer = ReplayBuffer(capacity: 4, observationSize: 2)
+        for i in 0..<6 {
+            let o: [Float] = [Float(i), Float(-i)], n: [Float] = [Float(i + 1), 0]
+            buffer.add(observation: o, action: i % 2, reward: Float(i) * 10, nextObservation: n, terminal: i == 5)
+        }
+        #expect(buffer.count == 4)
+        var batch = ReplayBuffer.Batch(size: 64, observationSize: 2)
+        var rng = SeededRNG(seed: 1)
+        buffer.sample(into: &batch, using: &rng)
+        var seen = Set<Int>()
+        for r in 0..<64 {
+            let i = Int(batch.observations[2 * r])
+            seen.insert(i)
+            #expect(i >= 2 && i <= 5, "the two oldest transitions were overwritten")
+            #expect(batch.observations[2 * r + 1] == Float(-i) && batch.nextObservations[2 * r] == Float(i + 1))
+            #expect(batch.rewards[r] == Float(i) * 10 && batch.actions[r] == Int32(i % 2))
+            #expect(batch.terminals[r] == (i == 5 ? 1 : 0))
+        }
+        #expect(seen == [2, 3, 4, 5])
+    }
+
+    /// A small learning check that runs in debug builds: a fixed-goal navigation task learned in 3,000
+    /// steps must beat the random policy by a wide margin (the release-mode checks live in
+    /// scripts/learning-check.sh).
+    @Test func learnsAFixedGoalNavigationTask() throws {
+        var config = DQNConfig.cartPoleSolver
+        config.hiddenLayers = [32, 32]
+        config.learningStarts = 300
+        let task = TaskSpec.goalNavigation(GoalNavigationParameters(goalX: 0.3, goalY: -0.4, horizon: 50))
+        let theta = try Self.initial(task, config)
+        let result = try adapt(initial: theta, task: task, budget: 4_000, seed: 3, config: config)
+        let learned = try evaluateGreedy(result.parameters, task: task, episodes: 5, seed: 1, config: config)
+        let random = try evaluateRandom(task: task, episodes: 50, seed: 1)
+        let learnedMean = learned.reduce(0, +) / 5, randomMean = random.reduce(0, +) / 50
+        #expect(learnedMean > randomMean / 4, "learned \(learnedMean) vs random \(randomMean)")
+    }
+}

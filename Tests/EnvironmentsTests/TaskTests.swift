@@ -1,0 +1,136 @@
+import Environments
+import NeuralNet
+import Testing
+
+@Suite struct TaskTests {
+    @Test func goalNavigationRewardsMinusDistanceAndTruncatesAtTheHorizon() throws {
+        var env = try GoalNavigation2D(GoalNavigationParameters(goalX: 0.3, goalY: 0, directions: 4, stepSize: 0.1, horizon: 3))
+        var rng = SeededRNG(seed: 0)
+        env.reset(using: &rng)
+        #expect(env.observation == [0, 0])
+        let first = env.step(0)  // +x
+        #expect(abs(first.reward - -0.2) < 1e-12 && !first.terminated && !first.truncated)
+        #expect(env.observation == [0.1, 0])
+        _ = env.step(2)  // +y
+        let last = env.step(1)  // −x
+        #expect(last.truncated && !last.terminated)
+        #expect(abs(last.reward - -(0.09 + 0.01).squareRoot()) < 1e-12)
+    }
+
+    @Test func goalNavigationDiagonalMovesHaveTheStepLength() throws {
+        var env = try GoalNavigation2D(GoalNavigationParameters(goalX: 0, goalY: 0, directions: 8))
+        #expect(env.actionCount == 8)
+        try env.setState([0, 0])
+        for action in 0..<8 {
+            try env.setState([0, 0])
+            _ = env.step(action)
+            let s = env.state
+            #expect(abs((s[0] * s[0] + s[1] * s[1]).squareRoot() - 0.1) < 1e-12, "action \(action)")
+        }
+    }
+
+    @Test func tabularMDPTablesComeFromTheSeedAndRowsAreDistributions() throws {
+        let a = try TabularMDP(TabularMDPParameters(states: 6, actions: 3, horizon: 5, seed: 9))
+        let b = try TabularMDP(TabularMDPParameters(states: 6, actions: 3, horizon: 5, seed: 9))
+        let c = try TabularMDP(TabularMDPParameters(states: 6, actions: 3, horizon: 5, seed: 10))
+        #expect(a.rewards == b.rewards && a.rewards != c.rewards)
+        var env = a
+        var rng = SeededRNG(seed: 4)
+        env.reset(using: &rng)
+        var visits = [Int](repeating: 0, count: 6)
+        for episode in 0..<400 {
+            env.reset(using: &rng)
+            for t in 0..<5 {
+                let obs = env.observation
+                #expect(obs.reduce(0, +) == 1 && obs.count == 6)
+                visits[obs.firstIndex(of: 1)!] += 1
+                let out = env.step((episode + t) % 3)
+                #expect(out.truncated == (t == 4))
+            }
+        }
+        #expect(visits.allSatisfy { $0 > 0 })
+    }
+
+    @Test func episodesArePureFunctionsOfTheResetRNG() throws {
+        for spec in TaskSpec.kindNames.compactMap(TaskSpec.defaultTask(kind:)) {
+            func rollout() throws -> [Float] {
+                var env = try spec.makeEnvironment()
+                var rng = SeededRNG(seed: 17)
+                var trace: [Float] = []
+                env.reset(using: &rng)
+                for t in 0..<60 {
+                    let out = env.step(t % env.actionCount)
+                    trace += env.observation + [Float(out.reward)]
+                    if out.terminated || out.truncated { env.reset(using: &rng) }
+                }
+                return trace
+            }
+            #expect(try rollout() == rollout(), "\(spec.kindName)")
+        }
+    }
+
+    @Test func invalidParametersAreClearErrors() {
+        let cases: [(TaskSpec, String)] = [
+            (.cartPole(CartPoleParameters(massCart: -1)), "masscart"),
+            (.cartPole(CartPoleParameters(length: 0)), "length"),
+            (.cartPole(CartPoleParameters(gravity: .nan)), "gravity"),
+            (.acrobot(AcrobotParameters(linkMass2: 0)), "link_mass_2"),
+            (.mountainCar(MountainCarParameters(force: -0.001)), "force"),
+            (.goalNavigation(GoalNavigationParameters(goalX: 0, goalY: 0, directions: 5)), "directions"),
+            (.goalNavigation(GoalNavigationParameters(goalX: .infinity, goalY: 0)), "goal_x"),
+            (.tabularMDP(TabularMDPParameters(states: 0)), "states"),
+        ]
+        for (spec, name) in cases {
+            do {
+                _ = try spec.makeEnvironment()
+                Issue.record("\(spec) was accepted")
+            } catch let error as EnvironmentError {
+                #expect("\(error)".contains("'\(name)'"), "\(error)")
+            } catch {
+                Issue.record("unexpected error \(error)")
+            }
+        }
+        #expect(throws: EnvironmentError.stateSize(task: "cartpole", expected: 4, got: 2)) {
+            var env = try CartPole()
+            try env.setState([1, 2])
+        }
+    }
+
+    @Test func familiesSampleWithinTheirRangesAndRejectBadRanges() throws {
+        var ranges = TaskFamily.CartPoleRanges()
+        let family = TaskFamily.cartPole(ranges)
+        try family.validate()
+        var rng = SeededRNG(seed: 8)
+        var seen = Set<Double>()
+        for _ in 0..<200 {
+            guard case .cartPole(let p) = try family.sample(using: &rng) else { Issue.record("wrong kind"); return }
+            #expect(p.gravity >= 4.9 && p.gravity <= 19.6 && p.length >= 0.25 && p.length <= 1 && p.massCart == 1)
+            seen.insert(p.gravity)
+        }
+        #expect(seen.count == 200)
+        var again = SeededRNG(seed: 8), first = SeededRNG(seed: 8)
+        #expect(try family.sample(using: &again) == family.sample(using: &first))
+
+        ranges.massPole = ParameterRange(-0.1, 0.5)
+        #expect(throws: EnvironmentError.self) { try TaskFamily.cartPole(ranges).validate() }
+        ranges.massPole = ParameterRange(0.5, 0.1)
+        #expect(throws: EnvironmentError.invalidRange(task: "cartpole", name: "masspole", lower: 0.5, upper: 0.1)) {
+            try TaskFamily.cartPole(ranges).validate()
+        }
+        var mdp = TaskFamily.TabularMDPRanges()
+        mdp.states = 0
+        #expect(throws: EnvironmentError.self) { try TaskFamily.tabularMDP(mdp).validate() }
+        var nav = TaskFamily.GoalNavigationRanges()
+        try TaskFamily.goalNavigation(nav).validate()
+        nav.goalRadius = -1
+        #expect(throws: EnvironmentError.self) { try TaskFamily.goalNavigation(nav).validate() }
+    }
+
+    @Test func taskSpecsRoundTripThroughCodable() throws {
+        let spec = TaskSpec.goalNavigation(GoalNavigationParameters(goalX: 0.25, goalY: -0.125))
+        let data = try JSONEncoder().encode(spec)
+        #expect(try JSONDecoder().decode(TaskSpec.self, from: data) == spec)
+    }
+}
+
+import Foundation
