@@ -5,27 +5,44 @@ let package = Package(
     name: "metatrain",
     platforms: [.macOS(.v13)],
     products: [
-        .library(name: "MetaTrain", targets: ["NeuralNet", "Environments", "DQN"]),
+        .library(name: "MetaTrain", targets: ["NeuralNet", "Environments", "DQN", "MetaLearning", "Wire", "Transport", "Cluster"]),
         .executable(name: "metatrain", targets: ["metatrain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
-        // OpenBLAS's CBLAS interface (Debian's libopenblas-dev): the GEMM backend NeuralNet benchmarks against.
-        .systemLibrary(
-            name: "COpenBLAS",
-            pkgConfig: "openblas",
-            providers: [.apt(["libopenblas-dev"])]
-        ),
+        // System libraries from Debian packages (scripts/bootstrap.sh installs them).
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
+        // protoc-c output for proto/metatrain.proto, committed; scripts/gen-proto.sh regenerates it.
+        .target(name: "MetaTrainProto", dependencies: ["CProtobufC"]),
+
         .target(name: "NeuralNet", dependencies: ["COpenBLAS"]),
         .target(name: "Environments", dependencies: ["NeuralNet"]),
         .target(name: "DQN", dependencies: ["NeuralNet", "Environments"]),
+        .target(name: "MetaLearning", dependencies: ["DQN", "Environments", "NeuralNet"]),
+        .target(name: "Wire", dependencies: ["MetaTrainProto", "MetaLearning", "DQN", "Environments", "NeuralNet"]),
+        .target(name: "Transport", dependencies: ["CZeroMQ"]),
+        .target(
+            name: "Cluster",
+            dependencies: [
+                "Wire", "Transport", "MetaLearning", "DQN", "Environments", "NeuralNet",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .executableTarget(
             name: "metatrain",
             dependencies: [
-                "NeuralNet", "Environments", "DQN",
+                "Cluster", "MetaLearning", "DQN", "Environments", "NeuralNet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"]),
@@ -35,5 +52,9 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "DQNTests", dependencies: ["DQN", "Environments", "NeuralNet"]),
+        .testTarget(name: "MetaLearningTests", dependencies: ["MetaLearning", "DQN", "Environments", "NeuralNet"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "MetaLearning", "DQN", "Environments", "NeuralNet"]),
+        .testTarget(name: "TransportTests", dependencies: ["Transport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Wire", "Transport", "MetaLearning", "NeuralNet"]),
     ]
 )

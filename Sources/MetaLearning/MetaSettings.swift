@@ -1,0 +1,60 @@
+import DQN
+import Environments
+import NeuralNet
+
+/// Which outer update the coordinator applies.
+public enum MetaAlgorithm: String, Codable, Sendable, CaseIterable {
+    /// Reptile: g = θ − mean φᵢ.
+    case reptile
+    /// First-order MAML: g = mean ∇L_query(φᵢ).
+    case fomaml
+}
+
+/// How the outer step size changes over the run.
+public enum StepSchedule: String, Codable, Sendable, CaseIterable {
+    case constant
+    /// β_t = β₀·(1 − t/T), as the Reptile paper and the reference peer anneal it.
+    case linear
+}
+
+/// The inner loop of one slot: DQN settings and step budgets.
+public struct InnerLoopSettings: Codable, Sendable, Equatable {
+    public var dqn: DQNConfig
+    /// Env steps of the support (adaptation) phase.
+    public var budget: Int
+    /// Env steps collected with φ for the query loss (FOMAML).
+    public var querySteps: Int
+
+    public init(dqn: DQNConfig = DQNConfig(), budget: Int = 2_000, querySteps: Int = 256) {
+        self.dqn = dqn; self.budget = budget; self.querySteps = querySteps
+    }
+
+    public func validate() throws {
+        try dqn.validate()
+        guard budget > 0 else { throw DQNError.invalidBudget(budget) }
+        guard querySteps > 0 else { throw DQNError.invalidBudget(querySteps) }
+    }
+}
+
+/// The outer loop's settings.
+public struct MetaSettings: Codable, Sendable, Equatable {
+    public var algorithm: MetaAlgorithm = .reptile
+    public var iterations = 10
+    /// Slots (tasks) per meta-iteration.
+    public var metaBatch = 4
+    /// β₀: Reptile's interpolation step, or FOMAML's meta learning rate.
+    public var outerStep: Float = 1.0
+    public var schedule: StepSchedule = .linear
+    /// The meta-optimiser applying g; Reptile with SGD and β = 1 moves θ to mean φ.
+    public var optimizer: OptimizerKind = .sgd
+
+    public init() {}
+
+    /// β at iteration t.
+    public func outerStep(at iteration: Int) -> Float {
+        switch schedule {
+        case .constant: return outerStep
+        case .linear: return outerStep * (1 - Float(iteration) / Float(max(iterations, 1)))
+        }
+    }
+}

@@ -1,0 +1,33 @@
+import NeuralNet
+
+/// θ, the meta-optimiser and the number of meta-updates applied: everything a checkpoint restores.
+public struct MetaState: Sendable, Equatable {
+    public var theta: ParameterVector
+    public var optimizer: Optimizer
+    /// Meta-updates applied so far; also θ's version number on the wire.
+    public var iteration: Int
+
+    public init(theta: ParameterVector, settings: MetaSettings) {
+        self.theta = theta
+        optimizer = Optimizer(kind: settings.optimizer, parameterCount: theta.count, learningRate: settings.outerStep)
+        iteration = 0
+    }
+
+    public init(theta: ParameterVector, optimizer: Optimizer, iteration: Int) {
+        self.theta = theta; self.optimizer = optimizer; self.iteration = iteration
+    }
+
+    /// Applies one meta-update from the slots' updates, which must be given in slot order.
+    ///
+    /// Reptile: g = −mean(φᵢ − θ) = θ − mean φᵢ. FOMAML: g = mean ∇L_query(φᵢ). Then θ ← opt(θ, g) with
+    /// the scheduled step. Summing in slot order makes θ independent of which worker finished first.
+    public mutating func apply(updates: [ParameterVector], settings: MetaSettings) {
+        precondition(!updates.isEmpty && updates.allSatisfy { $0.count == theta.count },
+                     "meta-update needs \(theta.count)-value updates, got \(updates.map(\.count))")
+        var g = mean(updates)
+        if settings.algorithm == .reptile { scale(&g, by: -1) }
+        optimizer.learningRate = settings.outerStep(at: iteration)
+        optimizer.apply(gradient: g, to: &theta)
+        iteration += 1
+    }
+}

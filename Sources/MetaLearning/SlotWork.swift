@@ -1,0 +1,54 @@
+import DQN
+import Environments
+import NeuralNet
+
+/// What a worker reports for one slot besides the update tensor.
+public struct SlotStatistics: Codable, Sendable, Equatable {
+    public var meanReturn: Double
+    public var episodes: Int
+    public var meanLoss: Double
+    public var environmentSteps: Int
+    public var gradientUpdates: Int
+    public var seconds: Double
+    public var queryLoss: Double
+
+    public init(meanReturn: Double = 0, episodes: Int = 0, meanLoss: Double = 0, environmentSteps: Int = 0,
+                gradientUpdates: Int = 0, seconds: Double = 0, queryLoss: Double = 0) {
+        self.meanReturn = meanReturn; self.episodes = episodes; self.meanLoss = meanLoss
+        self.environmentSteps = environmentSteps; self.gradientUpdates = gradientUpdates
+        self.seconds = seconds; self.queryLoss = queryLoss
+    }
+}
+
+/// A slot's outcome: the update the coordinator aggregates, and statistics.
+public struct SlotOutcome: Sendable, Equatable {
+    /// φ − θ (Reptile) or ∇L_query(φ) (FOMAML).
+    public var update: ParameterVector
+    public var statistics: SlotStatistics
+}
+
+/// Runs one slot of a meta-iteration: adapt θ to `task`, then form the algorithm's update.
+///
+/// Deterministic in (θ, task, algorithm, settings, seed): any worker computes the same bits.
+public func runSlot(
+    theta: ParameterVector, task: TaskSpec, algorithm: MetaAlgorithm, settings: InnerLoopSettings, seed: UInt64
+) throws -> SlotOutcome {
+    let adaptation = try adapt(initial: theta, task: task, budget: settings.budget, seed: seed, config: settings.dqn)
+    let returns = adaptation.episodeReturns
+    // The last 10 episodes say how far adaptation got (the reference peer reports the same).
+    let recent = returns.suffix(10)
+    var statistics = SlotStatistics(
+        meanReturn: recent.isEmpty ? 0 : recent.reduce(0, +) / Double(recent.count), episodes: returns.count,
+        meanLoss: adaptation.meanLoss, environmentSteps: adaptation.environmentSteps,
+        gradientUpdates: adaptation.gradientUpdates, seconds: adaptation.seconds)
+    switch algorithm {
+    case .reptile:
+        return SlotOutcome(update: difference(adaptation.parameters, theta), statistics: statistics)
+    case .fomaml:
+        let query = try queryGradient(parameters: adaptation.parameters, task: task, steps: settings.querySteps,
+                                      seed: seed, config: settings.dqn)
+        statistics.queryLoss = query.loss
+        statistics.environmentSteps += query.transitions
+        return SlotOutcome(update: query.gradient, statistics: statistics)
+    }
+}

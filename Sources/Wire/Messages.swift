@@ -1,0 +1,131 @@
+import DQN
+import Environments
+import MetaLearning
+import NeuralNet
+
+/// The protocol version this build speaks; every envelope carries it and a mismatch is rejected.
+public let protocolVersion: UInt32 = 1
+
+/// Identifies one attempt at one slot of one meta-iteration.
+public struct SlotKey: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var iteration: Int
+    public var slot: Int
+    public var attempt: Int
+
+    public init(iteration: Int, slot: Int, attempt: Int) {
+        self.iteration = iteration; self.slot = slot; self.attempt = attempt
+    }
+
+    public static func < (a: SlotKey, b: SlotKey) -> Bool {
+        (a.iteration, a.slot, a.attempt) < (b.iteration, b.slot, b.attempt)
+    }
+
+    public var description: String { "iteration \(iteration) slot \(slot) attempt \(attempt)" }
+}
+
+/// Worker → coordinator: register.
+public struct Hello: Equatable, Sendable {
+    public var host: String
+    public var cores: Int
+    public var threads: Int
+    /// Set when re-registering, so the coordinator can forget the old entry at once.
+    public var previousWorkerID: String
+
+    public init(host: String, cores: Int, threads: Int, previousWorkerID: String = "") {
+        self.host = host; self.cores = cores; self.threads = threads; self.previousWorkerID = previousWorkerID
+    }
+}
+
+/// Coordinator → worker: registration accepted.
+public struct Welcome: Equatable, Sendable {
+    public var runID: String
+    public var workerID: String
+    public var heartbeatIntervalMs: Int
+    public var liveness: Int
+
+    public init(runID: String, workerID: String, heartbeatIntervalMs: Int, liveness: Int) {
+        self.runID = runID; self.workerID = workerID; self.heartbeatIntervalMs = heartbeatIntervalMs; self.liveness = liveness
+    }
+}
+
+/// Coordinator → worker: run one slot.
+public struct Assignment: Equatable, Sendable {
+    public var runID: String
+    public var key: SlotKey
+    public var task: TaskSpec
+    public var innerLoop: InnerLoopSettings
+    public var algorithm: MetaAlgorithm
+    /// The slot's inner-loop seed, derived from (run seed, iteration, slot).
+    public var seed: UInt64
+    /// θ's version: the number of meta-updates applied.
+    public var parameterVersion: Int
+    /// θ itself, only when the worker does not hold `parameterVersion` yet (invariant 7).
+    public var parameters: ParameterVector?
+
+    public init(runID: String, key: SlotKey, task: TaskSpec, innerLoop: InnerLoopSettings, algorithm: MetaAlgorithm,
+                seed: UInt64, parameterVersion: Int, parameters: ParameterVector?) {
+        self.runID = runID; self.key = key; self.task = task; self.innerLoop = innerLoop; self.algorithm = algorithm
+        self.seed = seed; self.parameterVersion = parameterVersion; self.parameters = parameters
+    }
+}
+
+/// Worker → coordinator: a slot's outcome.
+public struct SlotResult: Equatable, Sendable {
+    public var runID: String
+    public var key: SlotKey
+    public var parameterVersion: Int
+    public var update: ParameterVector
+    public var statistics: SlotStatistics
+
+    public init(runID: String, key: SlotKey, parameterVersion: Int, update: ParameterVector, statistics: SlotStatistics) {
+        self.runID = runID; self.key = key; self.parameterVersion = parameterVersion
+        self.update = update; self.statistics = statistics
+    }
+}
+
+/// Why a message was refused.
+public enum ErrorCode: Int32, Sendable, CaseIterable {
+    case malformed = 1
+    case protocolVersion = 2
+    case unknownWorker = 3
+    case wrongRun = 4
+    case parametersMissing = 5
+    case taskFailed = 6
+    case rejected = 7
+}
+
+public struct ErrorReply: Equatable, Sendable {
+    public var code: ErrorCode
+    public var message: String
+    /// The slot the error concerns, if it concerns one.
+    public var key: SlotKey?
+
+    public init(code: ErrorCode, message: String, key: SlotKey? = nil) {
+        self.code = code; self.message = message; self.key = key
+    }
+}
+
+/// Every message between coordinator and worker.
+public enum Message: Equatable, Sendable {
+    case hello(Hello)
+    case welcome(Welcome)
+    case heartbeat
+    case assignment(Assignment)
+    case result(SlotResult)
+    case error(ErrorReply)
+    /// From a worker: it is leaving. From the coordinator: the run is over, stop.
+    case goodbye(reason: String)
+
+    /// A short name for logs.
+    public var kind: String {
+        switch self {
+        case .hello: return "hello"
+        case .welcome: return "welcome"
+        case .heartbeat: return "heartbeat"
+        case .assignment: return "assignment"
+        case .result: return "result"
+        case .error: return "error"
+        case .goodbye: return "goodbye"
+        }
+    }
+}

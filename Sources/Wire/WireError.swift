@@ -1,0 +1,39 @@
+/// Why an inbound message (or checkpoint payload) was refused. Decoding never crashes: it throws one of these.
+public enum WireError: Error, Equatable, CustomStringConvertible {
+    /// Not a protobuf message of the expected type at all.
+    case undecodable(bytes: Int)
+    case protocolVersion(got: UInt32, expected: UInt32)
+    case missingField(String)
+    case invalidField(String, reason: String)
+    case unknownEnum(String, value: Int64)
+    case tensorSize(String, shape: [UInt32], bytes: Int)
+    case nonFinite(String, index: Int)
+    case tooLarge(String, size: Int, limit: Int)
+
+    public var description: String {
+        switch self {
+        case .undecodable(let n): return "could not decode a \(n)-byte message as metatrain.v1 protobuf"
+        case let .protocolVersion(got, expected): return "protocol version \(got) is not supported (this build speaks \(expected))"
+        case .missingField(let f): return "required field '\(f)' is missing"
+        case let .invalidField(f, reason): return "field '\(f)' is invalid: \(reason)"
+        case let .unknownEnum(f, v): return "field '\(f)' has unknown enum value \(v)"
+        case let .tensorSize(f, shape, bytes):
+            return "tensor '\(f)' declares shape \(shape) but carries \(bytes) bytes (need product(shape) × 4)"
+        case let .nonFinite(f, i): return "tensor '\(f)' holds a NaN or infinity at index \(i)"
+        case let .tooLarge(f, size, limit): return "field '\(f)' is too large (\(size) > \(limit))"
+        }
+    }
+}
+
+/// Bounds on what a peer can make us accept.
+public struct WireLimits: Sendable, Equatable {
+    /// Largest tensor, in float32 values (the default allows 64M parameters = 256 MiB).
+    public var maxTensorValues = 64 * 1024 * 1024
+    public var maxStringBytes = 4096
+    public var maxHiddenLayers = 16
+    public var maxThreads = 1024
+    /// Largest inner-loop budget in env steps.
+    public var maxBudget = 100_000_000
+
+    public init() {}
+}
