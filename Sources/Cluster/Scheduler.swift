@@ -1,0 +1,360 @@
+import Wire
+
+/// Milliseconds on the coordinator's monotonic clock; the scheduler never reads a clock itself.
+public typealias Tick = Int64
+
+/// A connected peer as the ROUTER socket names it (its routing id).
+public struct Peer: Hashable, Sendable, CustomStringConvertible {
+    public let id: [UInt8]
+    public init(_ id: [UInt8]) { self.id = id }
+    public var description: String { id.map { String(format: "%02x", $0) }.joined() }
+}
+
+/// The scheduler's settings, from cluster.yaml.
+public struct SchedulerSettings: Sendable, Equatable {
+    public var runID: String
+    /// Meta-iterations to run in total (the run ends when this many updates are applied).
+    public var iterations: Int
+    /// Slots per meta-iteration.
+    public var metaBatch: Int
+    public var heartbeatIntervalMs: Int
+    /// Heartbeat intervals of silence after which a worker is declared dead.
+    public var liveness: Int
+    /// Checkpoint after every this many meta-updates (and after the last).
+    public var checkpointInterval: Int
+    /// Bad messages a registered worker may send before it is disconnected.
+    public var maxStrikes = 5
+    /// Attempts per slot before the run is aborted (a slot that fails everywhere is a bug, not bad luck).
+    public var maxAttemptsPerSlot = 20
+    /// Distinguishes this coordinator process from earlier ones of the same run, so worker ids handed
+    /// out after a restart never collide with ids workers remember from before it.
+    public var incarnation = "c0"
+
+    public init(runID: String, iterations: Int, metaBatch: Int, heartbeatIntervalMs: Int, liveness: Int,
+                checkpointInterval: Int) {
+        self.runID = runID; self.iterations = iterations; self.metaBatch = metaBatch
+        self.heartbeatIntervalMs = heartbeatIntervalMs; self.liveness = liveness
+        self.checkpointInterval = checkpointInterval
+    }
+
+    /// Silence longer than this means death.
+    public var deadAfterMs: Int64 { Int64(heartbeatIntervalMs) * Int64(liveness) }
+}
+
+/// What happened, as the shell reports it to the scheduler.
+public enum SchedulerEvent<Payload> {
+    case hello(Peer, Hello)
+    case heartbeat(Peer)
+    /// A decoded, validated result whose payload the shell has checked against θ's size.
+    case result(Peer, runID: String, key: SlotKey, parameterVersion: Int, payload: Payload)
+    case goodbye(Peer)
+    /// The worker did not hold the parameter version an assignment named.
+    case parametersMissing(Peer, SlotKey)
+    /// The worker could not run the slot.
+    case taskFailed(Peer, SlotKey, String)
+    /// A message that failed to decode or validate, or was of a kind a worker must not send.
+    case malformed(Peer, String)
+    /// Time passed: check liveness, send heartbeats, assign.
+    case tick
+}
+
+/// What the scheduler tells the shell to do, in order.
+public enum SchedulerCommand<Payload> {
+    case send(Peer, Outbound)
+    /// Drop everything about this peer (it is dead, left, or was disconnected).
+    case forget(Peer)
+    /// Apply the meta-update of `iteration` from the slots' payloads, given in slot order.
+    case applyMetaUpdate(iteration: Int, payloads: [Payload])
+    /// Write a checkpoint of θ after `iteration` meta-updates.
+    case writeCheckpoint(iteration: Int)
+    case log(LogLevel, String)
+    /// The last meta-update has been applied.
+    case finished
+    /// The run cannot go on.
+    case abort(String)
+}
+
+public enum LogLevel: Sendable { case debug, info, warning, error }
+
+/// A message the shell builds and sends; assignments are filled in with task, config and θ by the shell.
+public enum Outbound: Equatable, Sendable {
+    case welcome(workerID: String)
+    case heartbeat
+    case assign(SlotKey, includeParameters: Bool)
+    case error(ErrorReply)
+    case goodbye(String)
+}
+
+/// Counts the tests and the coordinator's metrics read.
+public struct SchedulerCounters: Sendable, Equatable {
+    public var slotsApplied = 0
+    public var duplicatesDropped = 0
+    public var staleDropped = 0
+    public var requeued = 0
+    public var workersDeclaredDead = 0
+    public var workersDisconnected = 0
+    public var assignmentsSent = 0
+    public var parameterTransfers = 0
+}
+
+/// The coordinator's logic as a pure state machine: `handle(event, now) -> [command]`.
+///
+/// No sockets, threads or clocks inside, so it is tested by simulation. It holds DESIGN.md's
+/// invariants: slots are applied once each, in slot order (determinism, exactly once); silent workers
+/// are declared dead and their slots requeued (liveness); workers join and leave at any time
+/// (elastic); θ is sent to a worker once per version (parameters travel once).
+public struct Scheduler<Payload> {
+    enum SlotStatus {
+        case pending
+        case running
+        case done(Payload)
+    }
+
+    struct Slot {
+        var status: SlotStatus = .pending
+        var attempts = 0
+    }
+
+    struct Worker {
+        let id: String
+        let number: Int
+        let threads: Int
+        var lastHeard: Tick
+        var lastSent: Tick
+        /// Slot attempts this worker is computing.
+        var running: [SlotKey] = []
+        /// θ version the worker holds, if we know it holds one.
+        var knownVersion: Int?
+        var strikes = 0
+    }
+
+    public let settings: SchedulerSettings
+    /// Meta-updates applied so far: the iteration being run and θ's version.
+    public private(set) var iteration: Int
+    public private(set) var counters = SchedulerCounters()
+    public private(set) var isFinished = false
+    var slots: [Slot]
+    var workers: [Peer: Worker] = [:]
+    var nextWorkerNumber = 1
+
+    /// Starts at `iteration` (0 for a new run, the checkpoint's iteration on resume).
+    public init(settings: SchedulerSettings, startIteration: Int = 0) {
+        precondition(settings.metaBatch > 0 && settings.iterations >= 0 && settings.liveness > 0,
+                     "scheduler settings must be validated before use: \(settings)")
+        self.settings = settings
+        iteration = startIteration
+        slots = Array(repeating: Slot(), count: settings.metaBatch)
+        isFinished = startIteration >= settings.iterations
+    }
+
+    /// Workers alive right now.
+    public var workerCount: Int { workers.count }
+
+    public mutating func handle(_ event: SchedulerEvent<Payload>, now: Tick) -> [SchedulerCommand<Payload>] {
+        var out: [SchedulerCommand<Payload>] = []
+        switch event {
+        case let .hello(peer, hello):
+            register(peer, hello, now: now, &out)
+        case .heartbeat(let peer):
+            guard touch(peer, now: now, &out) else { break }
+        case let .result(peer, runID, key, version, payload):
+            guard touch(peer, now: now, &out) else { break }
+            accept(peer, runID: runID, key: key, version: version, payload: payload, &out)
+        case .goodbye(let peer):
+            if workers[peer] != nil {
+                out.append(.log(.info, "worker \(workers[peer]!.id) said goodbye"))
+                drop(peer, &out)
+            }
+        case let .parametersMissing(peer, key):
+            guard touch(peer, now: now, &out) else { break }
+            workers[peer]!.knownVersion = nil
+            release(peer, key, requeue: true)
+            out.append(.log(.info, "worker \(workers[peer]!.id) lacks θ version for \(key); resending with parameters"))
+        case let .taskFailed(peer, key, reason):
+            guard touch(peer, now: now, &out) else { break }
+            release(peer, key, requeue: true)
+            out.append(.log(.error, "worker \(workers[peer]!.id) failed \(key): \(reason)"))
+            if key.slot < slots.count && slots[key.slot].attempts >= settings.maxAttemptsPerSlot {
+                out.append(.abort("slot \(key.slot) of iteration \(key.iteration) failed \(slots[key.slot].attempts) times; last: \(reason)"))
+            }
+        case let .malformed(peer, reason):
+            strike(peer, reason, now: now, &out)
+        case .tick:
+            expire(now: now, &out)
+            heartbeat(now: now, &out)
+        }
+        assign(now: now, &out)
+        return out
+    }
+
+    // MARK: - Registration and liveness
+
+    private mutating func register(_ peer: Peer, _ hello: Hello, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        if let known = workers[peer] {
+            // A repeated hello on a live connection (several "unknown worker" replies crossed): same worker.
+            workers[peer]!.lastHeard = now
+            out.append(.send(peer, .welcome(workerID: known.id)))
+            return
+        }
+        if !hello.previousWorkerID.isEmpty,
+           let old = workers.first(where: { $0.value.id == hello.previousWorkerID })?.key {
+            out.append(.log(.info, "worker \(hello.previousWorkerID) re-registered from a new connection"))
+            drop(old, &out)
+        }
+        let number = nextWorkerNumber
+        nextWorkerNumber += 1
+        let worker = Worker(id: "\(settings.incarnation)-w\(number)", number: number, threads: hello.threads, lastHeard: now, lastSent: now)
+        workers[peer] = worker
+        out.append(.send(peer, .welcome(workerID: worker.id)))
+        out.append(.log(.info, "worker \(worker.id) joined from \(hello.host) with \(hello.threads) thread(s); \(workers.count) alive"))
+        if isFinished { out.append(.send(peer, .goodbye("run finished"))) }
+    }
+
+    /// Records that `peer` spoke (any message is a heartbeat). Unknown peers are told to say hello.
+    private mutating func touch(_ peer: Peer, now: Tick, _ out: inout [SchedulerCommand<Payload>]) -> Bool {
+        guard workers[peer] != nil else {
+            out.append(.send(peer, .error(ErrorReply(code: .unknownWorker, message: "unknown worker: send hello first"))))
+            return false
+        }
+        workers[peer]!.lastHeard = now
+        return true
+    }
+
+    private mutating func expire(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        for (peer, worker) in workers.sorted(by: { $0.value.number < $1.value.number })
+        where now - worker.lastHeard > settings.deadAfterMs {
+            out.append(.log(.warning, "worker \(worker.id) silent for \(now - worker.lastHeard) ms: declared dead, \(worker.running.count) slot(s) requeued"))
+            counters.workersDeclaredDead += 1
+            drop(peer, &out)
+        }
+    }
+
+    private mutating func heartbeat(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        for (peer, worker) in workers.sorted(by: { $0.value.number < $1.value.number })
+        where now - worker.lastSent >= Int64(settings.heartbeatIntervalMs) {
+            out.append(.send(peer, .heartbeat))
+            workers[peer]!.lastSent = now
+        }
+    }
+
+    private mutating func strike(_ peer: Peer, _ reason: String, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        out.append(.send(peer, .error(ErrorReply(code: .malformed, message: reason))))
+        guard var worker = workers[peer] else {
+            out.append(.log(.warning, "bad message from unregistered peer \(peer): \(reason)"))
+            return
+        }
+        worker.strikes += 1
+        worker.lastHeard = now
+        workers[peer] = worker
+        out.append(.log(.warning, "bad message from worker \(worker.id) (\(worker.strikes)/\(settings.maxStrikes)): \(reason)"))
+        if worker.strikes >= settings.maxStrikes {
+            out.append(.send(peer, .error(ErrorReply(code: .rejected, message: "too many bad messages: disconnected"))))
+            out.append(.log(.warning, "worker \(worker.id) disconnected after \(worker.strikes) bad messages"))
+            counters.workersDisconnected += 1
+            drop(peer, &out)
+        }
+    }
+
+    /// Forgets a worker and requeues the slots only it was running.
+    private mutating func drop(_ peer: Peer, _ out: inout [SchedulerCommand<Payload>]) {
+        guard let worker = workers.removeValue(forKey: peer) else { return }
+        for key in worker.running where key.iteration == iteration {
+            if case .running = slots[key.slot].status, !isRunningElsewhere(key.slot) {
+                slots[key.slot].status = .pending
+                counters.requeued += 1
+            }
+        }
+        out.append(.forget(peer))
+    }
+
+    private func isRunningElsewhere(_ slot: Int) -> Bool {
+        workers.values.contains { w in w.running.contains { $0.iteration == iteration && $0.slot == slot } }
+    }
+
+    /// Frees `peer`'s capacity for `key`; with `requeue`, the slot is pending again unless done or running elsewhere.
+    private mutating func release(_ peer: Peer, _ key: SlotKey, requeue: Bool) {
+        workers[peer]?.running.removeAll { $0 == key }
+        guard requeue, key.iteration == iteration, key.slot < slots.count else { return }
+        if case .running = slots[key.slot].status, !isRunningElsewhere(key.slot) {
+            slots[key.slot].status = .pending
+            counters.requeued += 1
+        }
+    }
+
+    // MARK: - Results
+
+    private mutating func accept(_ peer: Peer, runID: String, key: SlotKey, version: Int, payload: Payload,
+                                 _ out: inout [SchedulerCommand<Payload>]) {
+        guard runID == settings.runID else {
+            out.append(.send(peer, .error(ErrorReply(code: .wrongRun, message: "this coordinator runs \(settings.runID), not \(runID)", key: key))))
+            workers[peer]?.running.removeAll { $0 == key }
+            return
+        }
+        workers[peer]?.running.removeAll { $0 == key }
+        guard key.iteration == iteration, version == iteration, !isFinished else {
+            counters.staleDropped += 1
+            out.append(.log(.debug, "dropped stale result for \(key) (θ version \(version)); running iteration \(iteration)"))
+            return
+        }
+        guard key.slot >= 0 && key.slot < slots.count else {
+            strike(peer, "result names slot \(key.slot); iterations have \(slots.count) slots", now: workers[peer]?.lastHeard ?? 0, &out)
+            return
+        }
+        if case .done = slots[key.slot].status {
+            counters.duplicatesDropped += 1
+            out.append(.log(.debug, "dropped duplicate result for \(key)"))
+            return
+        }
+        slots[key.slot].status = .done(payload)
+        counters.slotsApplied += 1
+        completeIterationIfDone(&out)
+    }
+
+    private mutating func completeIterationIfDone(_ out: inout [SchedulerCommand<Payload>]) {
+        var payloads: [Payload] = []
+        for slot in slots {
+            guard case .done(let p) = slot.status else { return }
+            payloads.append(p)
+        }
+        out.append(.applyMetaUpdate(iteration: iteration, payloads: payloads))
+        iteration += 1
+        let last = iteration >= settings.iterations
+        if last || iteration % settings.checkpointInterval == 0 { out.append(.writeCheckpoint(iteration: iteration)) }
+        slots = Array(repeating: Slot(), count: settings.metaBatch)
+        if last {
+            isFinished = true
+            out.append(.finished)
+            for (peer, _) in workers.sorted(by: { $0.value.number < $1.value.number }) {
+                out.append(.send(peer, .goodbye("run finished")))
+            }
+        }
+    }
+
+    // MARK: - Assignment
+
+    /// Gives pending slots, in slot order, to workers with free threads, in the order they joined.
+    private mutating func assign(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        guard !isFinished else { return }
+        var pending = slots.indices.filter { if case .pending = slots[$0].status { return true } else { return false } }[...]
+        guard !pending.isEmpty else { return }
+        for (peer, _) in workers.sorted(by: { $0.value.number < $1.value.number }) {
+            while let slot = pending.first, var worker = workers[peer], worker.running.count < worker.threads {
+                pending.removeFirst()
+                let key = SlotKey(iteration: iteration, slot: slot, attempt: slots[slot].attempts)
+                slots[slot].attempts += 1
+                slots[slot].status = .running
+                let includeParameters = worker.knownVersion != iteration
+                worker.knownVersion = iteration
+                worker.running.append(key)
+                worker.lastSent = now
+                workers[peer] = worker
+                counters.assignmentsSent += 1
+                if includeParameters { counters.parameterTransfers += 1 }
+                out.append(.send(peer, .assign(key, includeParameters: includeParameters)))
+            }
+            if pending.isEmpty { break }
+        }
+    }
+}
+
+import Foundation

@@ -1,0 +1,287 @@
+import Cluster
+import NeuralNet
+import Testing
+import Wire
+
+/// The scheduler driven by a seeded simulation of an unreliable cluster: joins, kills, pauses,
+/// message delays, reorders and duplicates, coordinator restarts from checkpoints. Thousands of
+/// schedules; DESIGN.md's invariants 1-4 and 7 are checked on every one.
+@Suite struct SchedulerSimulationTests {
+    typealias Payload = UInt64
+
+    /// The deterministic "result" of a slot: what any worker computes for it.
+    static func work(_ iteration: Int, _ slot: Int) -> Payload {
+        SplitMix64.mix(UInt64(iteration) &* 1_000_003 &+ UInt64(slot))
+    }
+
+    /// θ after one meta-update: depends on the payloads and on their order.
+    static func update(_ theta: UInt64, _ payloads: [Payload]) -> UInt64 {
+        payloads.reduce(theta) { SplitMix64.mix($0 ^ $1) }
+    }
+
+    enum ToWorker { case welcome(String), heartbeat, assign(SlotKey, Bool), error(ErrorReply), goodbye }
+    enum Envelope {
+        case toCoordinator(SchedulerEvent<Payload>, sentBy: Int, epoch: Int)
+        case toWorker(Int, ToWorker, peer: Peer)
+    }
+
+    struct SimWorker {
+        let index: Int
+        var peer: Peer
+        var threads: Int
+        var alive = true
+        var pausedUntil: Tick = -1
+        var registered = false
+        var workerID = ""
+        var heldVersion: Int? = nil
+        var queue: [(SlotKey, Tick)] = []  // computing: finishes at Tick
+        var lastSent: Tick = 0
+        var lastHeard: Tick = 0
+        var stopped = false
+        var killedAt: Tick? = nil
+    }
+
+    struct Outcome {
+        var finished = false
+        var failures: [String] = []
+    }
+
+    static func simulate(seed: UInt64, restarts: Bool) -> Outcome {
+        var rng = SeededRNG(seed: seed)
+        let interval = 100, liveness = 3
+        let iterations = 3 + rng.nextInt(below: 5), metaBatch = 1 + rng.nextInt(below: 6)
+        var settings = SchedulerSettings(runID: "sim", iterations: iterations, metaBatch: metaBatch,
+                                         heartbeatIntervalMs: interval, liveness: liveness,
+                                         checkpointInterval: 1 + rng.nextInt(below: 3))
+        var scheduler = Scheduler<Payload>(settings: settings)
+        var registrationOf: [Peer: String] = [:]
+        var outcome = Outcome()
+        func fail(_ s: String) { if outcome.failures.count < 5 { outcome.failures.append("seed \(seed): \(s)") } }
+
+        // The reference trajectory: θ_t for t = 0...iterations.
+        var reference: [UInt64] = [0]
+        for t in 0..<iterations { reference.append(update(reference[t], (0..<metaBatch).map { work(t, $0) })) }
+
+        var theta: UInt64 = 0, applied = 0
+        var checkpoint: (iteration: Int, theta: UInt64) = (0, 0)
+        var epoch = 0
+        var inFlight: [(Tick, Envelope)] = []
+        var workers: [SimWorker] = []
+        var nextPeer = 1
+        var transfers: [String: [Int: Int]] = [:], missing: [String: Int] = [:]
+        var workerOf: [Peer: Int] = [:]
+        let maxDelay: Tick = 40
+        func delay() -> Tick { Tick(rng.nextInt(below: Int(maxDelay) + 1)) }
+        // One connection is FIFO (TCP + ZeroMQ); messages of different connections interleave freely.
+        var channelClock: [String: Tick] = [:]
+        func deliveryTime(_ channel: String, _ now: Tick) -> Tick {
+            let t = max(now + delay(), channelClock[channel] ?? 0)
+            channelClock[channel] = t
+            return t
+        }
+        func newPeer() -> Peer { defer { nextPeer += 1 }; return Peer([UInt8(nextPeer & 255), UInt8(nextPeer >> 8)]) }
+        func addWorker(_ now: Tick) {
+            let peer = newPeer()
+            workers.append(SimWorker(index: workers.count, peer: peer, threads: 1 + rng.nextInt(below: 2), lastSent: now, lastHeard: now))
+            workerOf[peer] = workers.count - 1
+            inFlight.append((deliveryTime("up\(peer)", now), .toCoordinator(.hello(peer, Hello(host: "sim", cores: 1, threads: workers.last!.threads)), sentBy: workers.count - 1, epoch: epoch)))
+        }
+        func send(_ w: Int, _ event: SchedulerEvent<Payload>, _ now: Tick) {
+            inFlight.append((deliveryTime("up\(workers[w].peer)", now), .toCoordinator(event, sentBy: w, epoch: epoch)))
+            workers[w].lastSent = now
+        }
+
+        addWorker(0)
+        var now: Tick = 0
+        let end: Tick = 120_000
+        while now < end && !outcome.finished {
+            now += 10
+            // Chaos, at most one event per 10 ms.
+            let roll = rng.nextInt(below: 1000)
+            let living = workers.indices.filter { workers[$0].alive && !workers[$0].stopped }
+            if roll < 6 || living.isEmpty { addWorker(now) }
+            else if roll < 9, let victim = living.randomElement(using: &rng), living.count > 1 {
+                workers[victim].alive = false; workers[victim].killedAt = now
+            } else if roll < 11, let victim = living.randomElement(using: &rng) {
+                workers[victim].pausedUntil = now + Tick(interval * liveness) + 200 + Tick(rng.nextInt(below: 300))
+            } else if restarts && roll < 13 {
+                // Coordinator killed and resumed from its last checkpoint; its ROUTER forgets every peer.
+                epoch += 1
+                settings.incarnation = "c\(epoch)"
+                scheduler = Scheduler<Payload>(settings: settings, startIteration: checkpoint.iteration)
+                theta = checkpoint.theta; applied = checkpoint.iteration
+                inFlight.removeAll { if case .toCoordinator = $0.1 { return true } else { return false } }
+                for i in workers.indices {
+                    let p = newPeer()
+                    workers[i].peer = p
+                    workerOf[p] = i
+                }
+            }
+
+            // Deliver what is due, in delivery order (ties in send order).
+            let due = inFlight.enumerated().filter { $0.element.0 <= now }.sorted { ($0.element.0, $0.offset) < ($1.element.0, $1.offset) }
+            inFlight = inFlight.filter { $0.0 > now }
+            var commands: [SchedulerCommand<Payload>] = []
+            for (_, (_, envelope)) in due {
+                switch envelope {
+                case let .toCoordinator(event, sender, sentEpoch):
+                    guard sentEpoch == epoch else { continue }
+                    // A killed worker's messages already on the wire still arrive; the peer id is the connection's.
+                    _ = sender
+                    commands += scheduler.handle(event, now: now)
+                case let .toWorker(w, message, peer):
+                    var worker = workers[w]
+                    guard worker.alive, !worker.stopped, worker.peer == peer else { continue }
+                    if now < worker.pausedUntil {  // SIGSTOPped: the message waits in the socket
+                        inFlight.append((worker.pausedUntil, envelope))
+                        continue
+                    }
+                    worker.lastHeard = now
+                    switch message {
+                    case .welcome(let id): worker.registered = true; worker.workerID = id
+                    case .heartbeat: break
+                    case .goodbye: worker.stopped = true
+                    case .error(let e):
+                        if e.code == .unknownWorker {
+                            workers[w] = worker
+                            send(w, .hello(worker.peer, Hello(host: "sim", cores: 1, threads: worker.threads, previousWorkerID: worker.workerID)), now)
+                            worker = workers[w]
+                        }
+                    case let .assign(key, withParameters):
+                        if withParameters { worker.heldVersion = key.iteration }
+                        if worker.heldVersion != key.iteration {
+                            workers[w] = worker
+                            missing[worker.workerID, default: 0] += 1
+                            send(w, .parametersMissing(worker.peer, key), now)
+                            worker = workers[w]
+                        } else {
+                            worker.queue.append((key, now + 50 + Tick(rng.nextInt(below: 300))))
+                        }
+                    }
+                    workers[w] = worker
+                }
+            }
+
+            // Carry out the scheduler's commands.
+            for command in commands {
+                switch command {
+                case let .send(peer, outbound):
+                    guard let w = workerOf[peer] else { fail("send to a peer no worker ever had"); continue }
+                    let message: ToWorker
+                    switch outbound {
+                    case .welcome(let id): message = .welcome(id); registrationOf[peer] = id
+                    case .heartbeat: message = .heartbeat
+                    case let .assign(key, p):
+                        message = .assign(key, p)
+                        if p { transfers[registrationOf[peer]!, default: [:]][key.iteration, default: 0] += 1 }
+                    case .error(let e): message = .error(e)
+                    case .goodbye: message = .goodbye
+                    }
+                    inFlight.append((deliveryTime("down\(peer)", now), .toWorker(w, message, peer: peer)))
+                case .forget(let peer):
+                    // Invariant 3 (no false deaths): only a killed, paused, stopped or replaced worker is forgotten.
+                    if let w = workerOf[peer] {
+                        let wk = workers[w]
+                        let silent = !wk.alive || wk.stopped || wk.pausedUntil > now - Tick(interval * liveness) || wk.peer != peer
+                        if !silent { fail("worker \(w) forgotten while alive and talking") }
+                        if let killed = wk.killedAt, wk.peer == peer {
+                            let bound = Tick(interval * liveness) + 10 + maxDelay + Tick(interval)
+                            if now - killed > bound { fail("death of worker \(w) detected after \(now - killed) ms > \(bound)") }
+                        }
+                    }
+                case let .applyMetaUpdate(iteration, payloads):
+                    // Invariants 1 and 2: each iteration once, in order, with every slot's own result in slot order.
+                    if iteration != applied { fail("applied iteration \(iteration), expected \(applied)") }
+                    if payloads != (0..<metaBatch).map({ work(iteration, $0) }) { fail("iteration \(iteration) payloads wrong or out of order") }
+                    theta = update(theta, payloads)
+                    applied += 1
+                    if theta != reference[applied] { fail("θ after \(applied) updates differs from the reference") }
+                case .writeCheckpoint(let iteration):
+                    if iteration != applied { fail("checkpoint of iteration \(iteration) while \(applied) applied") }
+                    checkpoint = (iteration, theta)
+                case .finished:
+                    outcome.finished = true
+                case .abort(let reason):
+                    fail("aborted: \(reason)")
+                case .log:
+                    break
+                }
+            }
+
+            // Workers: finish computations, heartbeat.
+            for w in workers.indices where workers[w].alive && !workers[w].stopped && now >= workers[w].pausedUntil {
+                let done = workers[w].queue.filter { $0.1 <= now }
+                workers[w].queue.removeAll { $0.1 <= now }
+                for (key, _) in done {
+                    let result = SchedulerEvent<Payload>.result(workers[w].peer, runID: "sim", key: key,
+                                                                parameterVersion: key.iteration,
+                                                                payload: work(key.iteration, key.slot))
+                    send(w, result, now)
+                    if rng.nextInt(below: 50) == 0 { send(w, result, now) }  // a duplicate on the wire
+                }
+                if now - workers[w].lastSent >= Tick(interval) { send(w, .heartbeat(workers[w].peer), now) }
+                // A worker that hears nothing for the liveness window reconnects (new connection, new peer id).
+                if now - workers[w].lastHeard > Tick(interval * liveness) * 2 {
+                    let p = newPeer()
+                    workers[w].peer = p; workerOf[p] = w; workers[w].lastHeard = now
+                    send(w, .hello(p, Hello(host: "sim", cores: 1, threads: workers[w].threads, previousWorkerID: workers[w].workerID)), now)
+                }
+            }
+            if now % 50 == 0 { commands = scheduler.handle(.tick, now: now) } else { commands = [] }
+            for command in commands {
+                if case let .send(peer, outbound) = command, let w = workerOf[peer] {
+                    let message: ToWorker
+                    switch outbound {
+                    case .welcome(let id): message = .welcome(id); registrationOf[peer] = id
+                    case .heartbeat: message = .heartbeat
+                    case let .assign(key, p):
+                        message = .assign(key, p)
+                        if p { transfers[registrationOf[peer]!, default: [:]][key.iteration, default: 0] += 1 }
+                    case .error(let e): message = .error(e)
+                    case .goodbye: message = .goodbye
+                    }
+                    inFlight.append((deliveryTime("down\(peer)", now), .toWorker(w, message, peer: peer)))
+                } else if case .forget(let peer) = command, let w = workerOf[peer] {
+                    let wk = workers[w]
+                    let silent = !wk.alive || wk.stopped || wk.pausedUntil > now - Tick(interval * liveness) || wk.peer != peer
+                    if !silent { fail("worker \(w) declared dead at \(now) while alive and talking") }
+                    if let killed = wk.killedAt, wk.peer == peer {
+                        let bound = Tick(interval * liveness) + 50 + maxDelay + Tick(interval)
+                        if now - killed > bound { fail("death of worker \(w) detected after \(now - killed) ms > \(bound)") }
+                    }
+                } else if case .abort(let reason) = command {
+                    fail("aborted: \(reason)")
+                }
+            }
+            _ = missing
+        }
+        if !outcome.finished { fail("run did not finish by \(end) ms: \(applied)/\(iterations) applied") }
+        if outcome.finished && theta != reference[iterations] { fail("final θ differs from the reference") }
+        // Invariant 7: θ travels once per connection per version.
+        for (registration, versions) in transfers {
+            for (version, count) in versions where count > 1 + (missing[registration] ?? 0) {
+                fail("θ version \(version) sent \(count) times to \(registration)")
+            }
+        }
+        return outcome
+    }
+
+    @Test func thousandsOfFaultySchedulesKeepTheInvariants() {
+        var failures: [String] = []
+        for seed in 0..<1500 {
+            let outcome = Self.simulate(seed: UInt64(seed), restarts: false)
+            failures += outcome.failures
+            if failures.count > 10 { break }
+        }
+        #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
+    }
+
+    @Test func coordinatorRestartsFromCheckpointsGiveTheSameTrajectory() {
+        var failures: [String] = []
+        for seed in 10_000..<10_800 {
+            failures += Self.simulate(seed: UInt64(seed), restarts: true).failures
+            if failures.count > 10 { break }
+        }
+        #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
+    }
+}

@@ -1,0 +1,78 @@
+import Cluster
+import Testing
+import Wire
+
+/// Direct, scripted checks of single scheduler behaviours.
+@Suite struct SchedulerTests {
+    let settings = SchedulerSettings(runID: "run-1", iterations: 2, metaBatch: 3, heartbeatIntervalMs: 100,
+                                     liveness: 3, checkpointInterval: 1)
+    let a = Peer([1]), b = Peer([2])
+
+    func sends(_ commands: [SchedulerCommand<Int>]) -> [(Peer, Outbound)] {
+        commands.compactMap { if case let .send(p, o) = $0 { return (p, o) } else { return nil } }
+    }
+
+    @Test func assignsSlotsInOrderWithParametersOncePerVersion() {
+        var s = Scheduler<Int>(settings: settings)
+        var out = s.handle(.hello(a, Hello(host: "h", cores: 2, threads: 2)), now: 0)
+        let assigned = sends(out).compactMap { if case let .assign(k, p) = $0.1 { return (k, p) } else { return nil } }
+        #expect(assigned.map(\.0.slot) == [0, 1])
+        #expect(assigned.map(\.1) == [true, false])
+        out = s.handle(.result(a, runID: "run-1", key: assigned[0].0, parameterVersion: 0, payload: 10), now: 5)
+        let next = sends(out).compactMap { if case let .assign(k, p) = $0.1 { return (k, p) } else { return nil } }
+        #expect(next.count == 1 && next[0].0.slot == 2 && next[0].1 == false)
+    }
+
+    @Test func duplicateStaleAndForeignResultsAreDropped() {
+        var s = Scheduler<Int>(settings: settings)
+        _ = s.handle(.hello(a, Hello(host: "h", cores: 1, threads: 3)), now: 0)
+        let k0 = SlotKey(iteration: 0, slot: 0, attempt: 0)
+        _ = s.handle(.result(a, runID: "run-1", key: k0, parameterVersion: 0, payload: 1), now: 1)
+        _ = s.handle(.result(a, runID: "run-1", key: k0, parameterVersion: 0, payload: 99), now: 2)
+        #expect(s.counters.duplicatesDropped == 1)
+        _ = s.handle(.result(a, runID: "run-1", key: SlotKey(iteration: 5, slot: 1, attempt: 0), parameterVersion: 5, payload: 7), now: 3)
+        #expect(s.counters.staleDropped == 1)
+        let wrongRun = s.handle(.result(a, runID: "other", key: SlotKey(iteration: 0, slot: 1, attempt: 0), parameterVersion: 0, payload: 7), now: 4)
+        #expect(sends(wrongRun).contains { if case .error(let e) = $0.1 { return e.code == .wrongRun } else { return false } })
+        let unknown = s.handle(.heartbeat(b), now: 5)
+        #expect(sends(unknown).contains { if case .error(let e) = $0.1 { return e.code == .unknownWorker } else { return false } })
+        var applied: [[Int]] = []
+        for slot in 1..<3 {
+            for c in s.handle(.result(a, runID: "run-1", key: SlotKey(iteration: 0, slot: slot, attempt: 0), parameterVersion: 0, payload: slot + 1), now: 6) {
+                if case let .applyMetaUpdate(_, p) = c { applied.append(p) }
+            }
+        }
+        #expect(applied == [[1, 2, 3]])
+        #expect(s.iteration == 1)
+    }
+
+    @Test func silentWorkersAreDeclaredDeadAndTheirSlotsRequeued() {
+        var s = Scheduler<Int>(settings: settings)
+        _ = s.handle(.hello(a, Hello(host: "h", cores: 1, threads: 3)), now: 0)
+        _ = s.handle(.hello(b, Hello(host: "h", cores: 1, threads: 3)), now: 0)
+        _ = s.handle(.heartbeat(b), now: 250)
+        #expect(!s.handle(.tick, now: 300).contains { if case .forget = $0 { return true } else { return false } })
+        let out = s.handle(.tick, now: 301)
+        #expect(out.contains { if case .forget(let p) = $0 { return p == a } else { return false } })
+        let reassigned = sends(out).filter { if case .assign = $0.1 { return $0.0 == b } else { return false } }
+        #expect(reassigned.count == 3)
+        #expect(s.counters.workersDeclaredDead == 1 && s.counters.requeued == 3)
+    }
+
+    @Test func aWorkerThatKeepsSendingGarbageIsDisconnected() {
+        var s = Scheduler<Int>(settings: settings)
+        _ = s.handle(.hello(a, Hello(host: "h", cores: 1, threads: 1)), now: 0)
+        var forgot = false
+        for i in 0..<5 {
+            let out = s.handle(.malformed(a, "bad \(i)"), now: Tick(i))
+            #expect(sends(out).contains { if case .error(let e) = $0.1 { return e.code == .malformed } else { return false } })
+            forgot = forgot || out.contains { if case .forget = $0 { return true } else { return false } }
+        }
+        #expect(forgot && s.workerCount == 0 && s.counters.workersDisconnected == 1)
+    }
+
+    @Test func resumingAtTheLastIterationFinishesAtOnce() {
+        let s = Scheduler<Int>(settings: settings, startIteration: 2)
+        #expect(s.isFinished)
+    }
+}
