@@ -53,7 +53,7 @@ public enum SchedulerEvent<Payload> {
     /// The worker could not run the slot.
     case taskFailed(Peer, SlotKey, String)
     /// A message that failed to decode or validate, or was of a kind a worker must not send.
-    case malformed(Peer, String)
+    case malformed(Peer, String, code: ErrorCode)
     /// Time passed: check liveness, send heartbeats, assign.
     case tick
 }
@@ -149,6 +149,8 @@ public struct Scheduler<Payload> {
 
     /// Workers alive right now.
     public var workerCount: Int { workers.count }
+    /// Their connections, in the order they joined.
+    public var peers: [Peer] { workers.sorted { $0.value.number < $1.value.number }.map(\.key) }
 
     public mutating func handle(_ event: SchedulerEvent<Payload>, now: Tick) -> [SchedulerCommand<Payload>] {
         var out: [SchedulerCommand<Payload>] = []
@@ -177,8 +179,8 @@ public struct Scheduler<Payload> {
             if key.slot < slots.count && slots[key.slot].attempts >= settings.maxAttemptsPerSlot {
                 out.append(.abort("slot \(key.slot) of iteration \(key.iteration) failed \(slots[key.slot].attempts) times; last: \(reason)"))
             }
-        case let .malformed(peer, reason):
-            strike(peer, reason, now: now, &out)
+        case let .malformed(peer, reason, code):
+            strike(peer, reason, code: code, now: now, &out)
         case .tick:
             expire(now: now, &out)
             heartbeat(now: now, &out)
@@ -237,8 +239,9 @@ public struct Scheduler<Payload> {
         }
     }
 
-    private mutating func strike(_ peer: Peer, _ reason: String, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
-        out.append(.send(peer, .error(ErrorReply(code: .malformed, message: reason))))
+    private mutating func strike(_ peer: Peer, _ reason: String, code: ErrorCode = .malformed, now: Tick,
+                                 _ out: inout [SchedulerCommand<Payload>]) {
+        out.append(.send(peer, .error(ErrorReply(code: code, message: reason))))
         guard var worker = workers[peer] else {
             out.append(.log(.warning, "bad message from unregistered peer \(peer): \(reason)"))
             return

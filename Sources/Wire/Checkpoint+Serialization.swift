@@ -47,8 +47,9 @@ public enum CheckpointCodec {
         return out
     }
 
-    /// Decodes and validates a payload; `settings` give the meta-optimiser's hyper-parameters.
-    public static func decode(_ bytes: [UInt8], settings: MetaSettings) throws(WireError) -> CheckpointRecord {
+    /// Decodes and validates a payload; `settings`, when given, must agree with its meta-optimiser
+    /// (nil: inspect only, take the checkpoint's own).
+    public static func decode(_ bytes: [UInt8], settings: MetaSettings?) throws(WireError) -> CheckpointRecord {
         let unpacked = bytes.withUnsafeBufferPointer { metatrain__v1__checkpoint__unpack(nil, $0.count, $0.baseAddress) }
         guard let p = unpacked else { throw .undecodable(bytes: bytes.count) }
         defer { metatrain__v1__checkpoint__free_unpacked(p, nil) }
@@ -66,10 +67,10 @@ public enum CheckpointCodec {
         case METATRAIN__V1__OPTIMIZER__OPTIMIZER_ADAM: kind = .adam
         default: throw .unknownEnum("checkpoint.meta_optimizer", value: Int64(m.meta_optimizer.rawValue))
         }
-        guard kind == settings.optimizer else {
+        if let settings, kind != settings.optimizer {
             throw .invalidField("checkpoint.meta_optimizer", reason: "checkpoint has \(kind), the configuration says \(settings.optimizer)")
         }
-        var optimizer = Optimizer(kind: kind, parameterCount: theta.count, learningRate: settings.outerStep)
+        var optimizer = Optimizer(kind: kind, parameterCount: theta.count, learningRate: settings?.outerStep ?? 0)
         let step = try d.version(m.optimizer_step, "checkpoint.optimizer_step")
         if kind == .adam {
             let mv = try d.tensor(m.optimizer_m, "checkpoint.optimizer_m"), vv = try d.tensor(m.optimizer_v, "checkpoint.optimizer_v")

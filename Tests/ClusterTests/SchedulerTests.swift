@@ -64,7 +64,7 @@ import Wire
         _ = s.handle(.hello(a, Hello(host: "h", cores: 1, threads: 1)), now: 0)
         var forgot = false
         for i in 0..<5 {
-            let out = s.handle(.malformed(a, "bad \(i)"), now: Tick(i))
+            let out = s.handle(.malformed(a, "bad \(i)", code: .malformed), now: Tick(i))
             #expect(sends(out).contains { if case .error(let e) = $0.1 { return e.code == .malformed } else { return false } })
             forgot = forgot || out.contains { if case .forget = $0 { return true } else { return false } }
         }

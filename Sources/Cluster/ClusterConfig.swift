@@ -1,0 +1,231 @@
+import Crypto
+import DQN
+import Environments
+import Foundation
+import MetaLearning
+import NeuralNet
+import Yams
+
+/// Everything cluster.yaml says: the run, the coordinator, the workers per host, the meta-algorithm,
+/// the task family, the inner loop and the evaluation.
+public struct ClusterConfig: Sendable, Equatable {
+    public struct Run: Sendable, Equatable {
+        public var name = "metatrain"
+        public var seed: UInt64 = 1
+        /// Parent folder of run directories; a run writes under runDir/name.
+        public var runDir = "runs"
+        /// Checkpoint every this many meta-iterations (and after the last, and on SIGINT/SIGTERM).
+        public var checkpointInterval = 5
+        /// Checkpoints kept; older ones are deleted after a newer one is safely written.
+        public var keepLast = 3
+    }
+
+    public struct Coordinator: Sendable, Equatable {
+        public var bind = "tcp://127.0.0.1:5555"
+        /// The address workers connect to (what launch.sh passes to `metatrain worker --connect`).
+        public var advertise = "tcp://127.0.0.1:5555"
+        public var heartbeatIntervalMs = 1000
+        /// Heartbeat intervals of silence after which a worker is declared dead.
+        public var liveness = 5
+        /// ZMQ_MAXMSGSIZE: the largest message a peer can make the coordinator accept.
+        public var maxMessageBytes = 256 * 1024 * 1024
+    }
+
+    public struct WorkerHost: Sendable, Equatable {
+        public var host: String
+        public var count: Int
+        public var threads: Int
+    }
+
+    public struct Evaluation: Sendable, Equatable {
+        /// Held-out tasks the end-of-run summary adapts on.
+        public var tasks = 5
+        /// Env steps of adaptation per held-out task.
+        public var budget = 2_000
+    }
+
+    public var run = Run()
+    public var coordinator = Coordinator()
+    public var workers: [WorkerHost] = [WorkerHost(host: "localhost", count: 2, threads: 1)]
+    public var meta = MetaSettings()
+    public var family: TaskFamily = .cartPole(TaskFamily.CartPoleRanges())
+    public var innerLoop = InnerLoopSettings()
+    public var evaluation = Evaluation()
+
+    public init() {}
+
+    /// SHA-256 over what determines the meta-parameter trajectory: seed, meta settings, family, inner loop.
+    ///
+    /// Addresses, worker counts, names and folders are left out: they change where a run goes, not θ.
+    public var hash: String {
+        struct Identity: Encodable {
+            let seed: UInt64
+            let meta: MetaSettings
+            let family: TaskFamily
+            let innerLoop: InnerLoopSettings
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = (try? encoder.encode(Identity(seed: run.seed, meta: meta, family: family, innerLoop: innerLoop))) ?? Data()
+        return SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Parses and validates cluster.yaml text; every problem names its key and line.
+    public static func parse(_ text: String) throws -> ClusterConfig {
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch { throw ConfigError.syntax("\(error)") }
+        let top = try MappingReader(root, path: "")
+        var c = ClusterConfig()
+
+        let run = try top.mapping("run")
+        c.run.name = try run.string("name", c.run.name)
+        guard !c.run.name.isEmpty, c.run.name.utf8.count <= 64,
+              c.run.name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+            throw run.bad("name", run.node("name")?.1 ?? run.line, "must be 1-64 letters, digits, '-', '_' or '.'")
+        }
+        c.run.seed = try run.uint64("seed", c.run.seed)
+        c.run.runDir = try run.string("run_dir", c.run.runDir)
+        c.run.checkpointInterval = try run.int("checkpoint_interval", c.run.checkpointInterval, 1...1_000_000)
+        c.run.keepLast = try run.int("keep_last", c.run.keepLast, 1...1000)
+        try run.finish()
+
+        let co = try top.mapping("coordinator")
+        c.coordinator.bind = try co.string("bind", c.coordinator.bind)
+        c.coordinator.advertise = try co.string("advertise", c.coordinator.bind)
+        for (key, value) in [("bind", c.coordinator.bind), ("advertise", c.coordinator.advertise)] where !value.hasPrefix("tcp://") {
+            throw co.bad(key, co.node(key)?.1 ?? co.line, "is '\(value)'; it must be a tcp:// endpoint")
+        }
+        c.coordinator.heartbeatIntervalMs = try co.int("heartbeat_interval_ms", c.coordinator.heartbeatIntervalMs, 10...600_000)
+        c.coordinator.liveness = try co.int("liveness", c.coordinator.liveness, 2...1000)
+        c.coordinator.maxMessageBytes = try co.int("max_message_bytes", c.coordinator.maxMessageBytes, 1024...(2 << 30))
+        try co.finish()
+
+        if let hosts = top.sequence("workers") {
+            c.workers = try hosts.enumerated().map { i, node in
+                let w = try MappingReader(node, path: "workers[\(i)]")
+                let host = WorkerHost(host: try w.string("host", "localhost"), count: try w.int("count", 1, 0...4096),
+                                      threads: try w.int("threads", 1, 1...1024))
+                try w.finish()
+                return host
+            }
+        } else if let (node, line) = top.node("workers"), node.sequence == nil {
+            throw ConfigError.invalidValue(path: "workers", line: line, reason: "must be a list of {host, count, threads}")
+        }
+
+        let meta = try top.mapping("meta")
+        c.meta.algorithm = try parseAlgorithm(meta)
+        c.meta.iterations = try meta.int("iterations", c.meta.iterations, 1...10_000_000)
+        c.meta.metaBatch = try meta.int("meta_batch", c.meta.metaBatch, 1...100_000)
+        c.meta.outerStep = try meta.float("outer_step", c.meta.outerStep, { $0 > 0 }, "> 0")
+        c.meta.schedule = try meta.choice("schedule", c.meta.schedule)
+        c.meta.optimizer = try meta.choice("optimizer", c.meta.optimizer)
+        try meta.finish()
+
+        c.family = try parseFamily(try top.mapping("task_family"))
+
+        let inner = try top.mapping("inner_loop")
+        c.innerLoop = try parseInnerLoop(inner)
+        try inner.finish()
+
+        let evaluation = try top.mapping("evaluation")
+        c.evaluation.tasks = try evaluation.int("tasks", c.evaluation.tasks, 0...10_000)
+        c.evaluation.budget = try evaluation.int("budget", c.evaluation.budget, 1...100_000_000)
+        try evaluation.finish()
+
+        try top.finish()
+        return c
+    }
+
+    public static func load(path: String) throws -> ClusterConfig {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ConfigError.io("cannot read \(path)") }
+        guard let text = String(data: data, encoding: .utf8) else { throw ConfigError.io("\(path) is not UTF-8 text") }
+        return try parse(text)
+    }
+
+    static func parseAlgorithm(_ meta: MappingReader) throws -> MetaAlgorithm {
+        let name = try meta.string("algorithm", MetaAlgorithm.reptile.rawValue)
+        if name == "maml" {
+            throw meta.bad("algorithm", meta.node("algorithm")?.1 ?? meta.line,
+                           "is 'maml': second-order MAML is not built yet; use reptile or fomaml")
+        }
+        guard let a = MetaAlgorithm(rawValue: name) else {
+            throw meta.bad("algorithm", meta.node("algorithm")?.1 ?? meta.line, "is '\(name)'; it must be reptile or fomaml")
+        }
+        return a
+    }
+
+    static func parseFamily(_ f: MappingReader) throws -> TaskFamily {
+        let env = try f.string("env", "cartpole")
+        func r(_ key: String, _ d: ParameterRange) throws -> ParameterRange {
+            let (lo, hi) = try f.range(key, (d.lower, d.upper))
+            return ParameterRange(lo, hi)
+        }
+        let family: TaskFamily
+        switch env {
+        case "cartpole":
+            var x = TaskFamily.CartPoleRanges()
+            x.gravity = try r("gravity", x.gravity); x.massCart = try r("masscart", x.massCart)
+            x.massPole = try r("masspole", x.massPole); x.length = try r("length", x.length)
+            x.forceMagnitude = try r("force_mag", x.forceMagnitude)
+            family = .cartPole(x)
+        case "acrobot":
+            var x = TaskFamily.AcrobotRanges()
+            x.linkLength1 = try r("link_length_1", x.linkLength1); x.linkMass1 = try r("link_mass_1", x.linkMass1)
+            x.linkMass2 = try r("link_mass_2", x.linkMass2)
+            family = .acrobot(x)
+        case "mountaincar":
+            var x = TaskFamily.MountainCarRanges()
+            x.force = try r("force", x.force); x.gravity = try r("gravity", x.gravity)
+            family = .mountainCar(x)
+        case "goal_navigation":
+            var x = TaskFamily.GoalNavigationRanges()
+            x.goalRadius = try f.double("goal_radius", x.goalRadius, { $0 >= 0 }, "≥ 0")
+            x.directions = try f.int("directions", x.directions, 4...8)
+            x.stepSize = try f.double("step_size", x.stepSize, { $0 > 0 }, "> 0")
+            x.horizon = try f.int("horizon", x.horizon, 1...1_000_000)
+            family = .goalNavigation(x)
+        case "tabular_mdp":
+            var x = TaskFamily.TabularMDPRanges()
+            x.states = try f.int("states", x.states, 1...4096)
+            x.actions = try f.int("actions", x.actions, 1...256)
+            x.horizon = try f.int("horizon", x.horizon, 1...1_000_000)
+            family = .tabularMDP(x)
+        default:
+            throw f.bad("env", f.node("env")?.1 ?? f.line, "is '\(env)'; it must be one of \(TaskSpec.kindNames.joined(separator: ", "))")
+        }
+        do { try family.validate() } catch {
+            throw ConfigError.invalidValue(path: "task_family", line: f.line, reason: "is invalid: \(error)")
+        }
+        try f.finish()
+        return family
+    }
+
+    static func parseInnerLoop(_ i: MappingReader) throws -> InnerLoopSettings {
+        var s = InnerLoopSettings()
+        var d = s.dqn
+        d.hiddenLayers = try i.intList("hidden_layers", d.hiddenLayers, 1...65_536)
+        d.optimizer = try i.choice("optimizer", d.optimizer)
+        d.learningRate = try i.float("learning_rate", d.learningRate, { $0 > 0 }, "> 0")
+        d.bufferCapacity = try i.int("buffer_capacity", d.bufferCapacity, 1...100_000_000)
+        d.batchSize = try i.int("batch_size", d.batchSize, 1...1_000_000)
+        d.gamma = try i.float("gamma", d.gamma, { $0 >= 0 && $0 <= 1 }, "in [0, 1]")
+        d.learningStarts = try i.int("learning_starts", d.learningStarts, 0...100_000_000)
+        d.trainFrequency = try i.int("train_frequency", d.trainFrequency, 1...1_000_000)
+        d.targetUpdateInterval = try i.int("target_update_interval", d.targetUpdateInterval, 1...100_000_000)
+        d.targetUpdateTau = try i.float("target_update_tau", d.targetUpdateTau, { $0 > 0 && $0 <= 1 }, "in (0, 1]")
+        d.startEpsilon = try i.float("start_epsilon", d.startEpsilon, { $0 >= 0 && $0 <= 1 }, "in [0, 1]")
+        d.endEpsilon = try i.float("end_epsilon", d.endEpsilon, { $0 >= 0 && $0 <= 1 }, "in [0, 1]")
+        d.explorationFraction = try i.float("exploration_fraction", d.explorationFraction, { $0 > 0 && $0 <= 1 }, "in (0, 1]")
+        d.doubleDQN = try i.bool("double_dqn", d.doubleDQN)
+        d.loss = try i.choice("loss", d.loss)
+        let clip = try i.double("max_gradient_norm", 0, { $0 >= 0 }, "≥ 0 (0: no clipping)")
+        d.maxGradientNorm = clip == 0 ? nil : Float(clip)
+        s.dqn = d
+        s.budget = try i.int("budget", s.budget, 1...100_000_000)
+        s.querySteps = try i.int("query_steps", s.querySteps, 1...100_000_000)
+        do { try s.validate() } catch {
+            throw ConfigError.invalidValue(path: "inner_loop", line: i.line, reason: "is invalid: \(error)")
+        }
+        return s
+    }
+}

@@ -1,0 +1,322 @@
+import DQN
+import Environments
+import Foundation
+import Logging
+import MetaLearning
+import NeuralNet
+import Transport
+import Wire
+
+/// What the coordinator keeps of one slot's result until its iteration is applied.
+public struct SlotPayload: Sendable {
+    public var update: ParameterVector
+    public var statistics: SlotStatistics
+}
+
+/// How a coordinator run ended.
+public struct CoordinatorSummary: Sendable {
+    public var runID: String
+    public var runDirectory: String
+    public var iterations: Int
+    public var theta: ParameterVector
+    public var paramsSHA256: String
+    public var interrupted: Bool
+    public var counters: SchedulerCounters
+}
+
+/// The coordinator process: a ZeroMQ ROUTER shell around the pure `Scheduler`.
+///
+/// One thread owns the socket: it polls with a finite timeout, turns each inbound frame into a
+/// scheduler event, and carries out the commands that come back (send, apply the meta-update,
+/// checkpoint). Every inbound message is decoded and validated; garbage becomes a `malformed` event
+/// and an error reply, never a crash.
+public final class Coordinator {
+    public let config: ClusterConfig
+    public let runDirectory: String
+    public let runID: String
+    public private(set) var state: MetaState
+    /// The endpoint actually bound (a wildcard port resolved).
+    public private(set) var endpoint: String
+    let logger: Logger
+    let stop: StopFlag
+    let store: CheckpointStore
+    let socket: ZMQSocket
+    var scheduler: Scheduler<SlotPayload>
+    let clock = ContinuousClock()
+    let started: ContinuousClock.Instant
+    var tasks: (iteration: Int, specs: [TaskSpec]) = (-1, [])
+    var lastCheckpoint: Int
+    var finished = false
+    // Per-iteration metrics.
+    var bytesSent = 0, bytesReceived = 0, messagesIn = 0
+    var iterationStarted: ContinuousClock.Instant
+    var busy: Duration = .zero
+
+    /// Sets up a fresh run in `runDirectory`, or resumes the newest valid checkpoint there.
+    public init(config: ClusterConfig, runDirectory: String, resume: Bool, forceConfig: Bool = false,
+                context: ZMQContext, stop: StopFlag, logger: Logger) throws {
+        self.config = config
+        self.runDirectory = runDirectory
+        self.logger = logger
+        self.stop = stop
+        store = CheckpointStore(runDirectory: runDirectory, keepLast: config.run.keepLast)
+        if resume {
+            let found = try store.newestValid(settings: config.meta, configHash: forceConfig ? nil : config.hash)
+            for problem in found.skipped { logger.warning("skipped checkpoint: \(problem)") }
+            logger.info("resuming \(found.record.runID) from \(found.path) (iteration \(found.record.state.iteration), θ \(parametersSHA256(found.record.state.theta).prefix(16))…)")
+            runID = found.record.runID
+            state = found.record.state
+        } else {
+            if !store.files().isEmpty {
+                throw CheckpointError.io(path: runDirectory, reason: "already holds checkpoints: resume it with --resume, or choose another run name or folder")
+            }
+            runID = "\(config.run.name)-\(String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 36))-\(getpid())"
+            state = MetaState(theta: try Self.initialParameters(config), settings: config.meta)
+        }
+        lastCheckpoint = resume ? state.iteration : -1
+        try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+
+        socket = try context.socket(.router)
+        try socket.setRouterMandatory()
+        try socket.setMaxMessageSize(Int64(config.coordinator.maxMessageBytes))
+        try socket.bind(config.coordinator.bind)
+        endpoint = try socket.lastEndpoint()
+        // Where tools and tests find the resolved endpoint of a wildcard bind (tcp://127.0.0.1:*).
+        try? Data((endpoint + "\n").utf8).write(to: URL(fileURLWithPath: (runDirectory as NSString).appendingPathComponent("coordinator.endpoint")))
+        if !(endpoint.hasPrefix("tcp://127.") || endpoint.hasPrefix("tcp://localhost") || endpoint.hasPrefix("tcp://[::1]")) {
+            logger.warning("bound to \(endpoint), reachable from other machines, without encryption: anyone who can reach it can join the run")
+        }
+        var settings = SchedulerSettings(
+            runID: runID, iterations: config.meta.iterations, metaBatch: config.meta.metaBatch,
+            heartbeatIntervalMs: config.coordinator.heartbeatIntervalMs, liveness: config.coordinator.liveness,
+            checkpointInterval: config.run.checkpointInterval)
+        settings.incarnation = "c\(String(UInt64(Date().timeIntervalSince1970 * 1000) % 1_000_000_007, radix: 36))"
+        scheduler = Scheduler(settings: settings, startIteration: state.iteration)
+        started = clock.now
+        iterationStarted = started
+    }
+
+    /// θ₀: the network for the family's tasks, initialised from the run seed.
+    public static func initialParameters(_ config: ClusterConfig) throws -> ParameterVector {
+        var rng = SeededRNG(seed: deriveSeed(config.run.seed, iteration: 0, slot: 0, purpose: .taskSample))
+        let task = try config.family.sample(using: &rng)
+        let mlp = try makeNetwork(for: task, config: config.innerLoop.dqn)
+        var initRNG = SeededRNG(seed: deriveSeed(config.run.seed, iteration: 0, slot: 0, purpose: .networkInit))
+        return mlp.initialParameters(using: &initRNG)
+    }
+
+    /// The task of slot `slot` in meta-iteration `iteration`: a pure function of the run seed.
+    public static func task(_ config: ClusterConfig, iteration: Int, slot: Int) throws -> TaskSpec {
+        var rng = SeededRNG(seed: deriveSeed(config.run.seed, iteration: UInt64(iteration), slot: UInt64(slot), purpose: .taskSample))
+        return try config.family.sample(using: &rng)
+    }
+
+    var now: Tick { Tick((clock.now - started) / .milliseconds(1)) }
+
+    /// Runs until the last meta-iteration is applied or a stop signal arrives.
+    public func run() throws -> CoordinatorSummary {
+        logger.info("coordinator \(runID) listening on \(endpoint); iterations \(state.iteration)..<\(config.meta.iterations), meta-batch \(config.meta.metaBatch), \(config.meta.algorithm.rawValue)")
+        if scheduler.isFinished { finished = true }
+        let pollMs = max(5, min(50, config.coordinator.heartbeatIntervalMs / 4))
+        while !finished {
+            if stop.isSet {
+                try shutdown(reason: "coordinator stopping (signal)")
+                return summary(interrupted: true)
+            }
+            let ready = try ZMQPoller.poll([socket], timeoutMs: pollMs)
+            let t0 = clock.now
+            if ready[0] {
+                var drained = 0
+                while drained < 10_000, let frames = try socket.receive() {
+                    drained += 1
+                    try receive(frames)
+                    if finished { break }
+                }
+            }
+            try execute(scheduler.handle(.tick, now: now))
+            busy += clock.now - t0
+        }
+        if lastCheckpoint != state.iteration { try checkpoint() }
+        return summary(interrupted: false)
+    }
+
+    func summary(interrupted: Bool) -> CoordinatorSummary {
+        CoordinatorSummary(runID: runID, runDirectory: runDirectory, iterations: state.iteration, theta: state.theta,
+                           paramsSHA256: parametersSHA256(state.theta), interrupted: interrupted, counters: scheduler.counters)
+    }
+
+    /// Final checkpoint, goodbye to every worker.
+    func shutdown(reason: String) throws {
+        logger.info("\(reason): writing a final checkpoint and telling \(scheduler.workerCount) worker(s) to stop")
+        if lastCheckpoint != state.iteration { try checkpoint() }
+        for peer in scheduler.peers { send(peer, .goodbye(reason: reason)) }
+    }
+
+    // MARK: - Inbound
+
+    func receive(_ frames: [[UInt8]]) throws {
+        messagesIn += 1
+        guard frames.count == 2 else {
+            logger.warning("dropped a message of \(frames.count) frames (expected identity + payload)")
+            if let id = frames.first {
+                try execute(scheduler.handle(.malformed(Peer(id), "expected one payload frame, got \(frames.count - 1)", code: .malformed), now: now))
+            }
+            return
+        }
+        let peer = Peer(frames[0])
+        bytesReceived += frames[1].count
+        let event: SchedulerEvent<SlotPayload>
+        do {
+            event = try self.event(peer, WireCodec.decode(frames[1]))
+        } catch {
+            let code: ErrorCode
+            if case .protocolVersion = error { code = .protocolVersion } else { code = .malformed }
+            event = .malformed(peer, "\(error)", code: code)
+        }
+        try execute(scheduler.handle(event, now: now))
+    }
+
+    func event(_ peer: Peer, _ message: Message) -> SchedulerEvent<SlotPayload> {
+        switch message {
+        case .hello(let h): return .hello(peer, h)
+        case .heartbeat: return .heartbeat(peer)
+        case .goodbye: return .goodbye(peer)
+        case .result(let r):
+            guard r.update.count == state.theta.count else {
+                return .malformed(peer, "result update has \(r.update.count) values; θ has \(state.theta.count)", code: .malformed)
+            }
+            // Finite is checked by the decoder; this bound keeps a finite-but-absurd update from overflowing θ.
+            if let i = r.update.values.firstIndex(where: { abs($0) > 1e6 }) {
+                return .malformed(peer, "result update value \(r.update[i]) at \(i) exceeds ±1e6", code: .malformed)
+            }
+            return .result(peer, runID: r.runID, key: r.key, parameterVersion: r.parameterVersion,
+                           payload: SlotPayload(update: r.update, statistics: r.statistics))
+        case .error(let e):
+            switch (e.code, e.key) {
+            case (.parametersMissing, let key?): return .parametersMissing(peer, key)
+            case (.taskFailed, let key?): return .taskFailed(peer, key, e.message)
+            default:
+                logger.info("worker error reply (\(e.code)): \(e.message)")
+                return .heartbeat(peer)
+            }
+        case .welcome, .assignment:
+            return .malformed(peer, "a worker must not send \(message.kind)", code: .malformed)
+        }
+    }
+
+    // MARK: - Commands
+
+    func execute(_ commands: [SchedulerCommand<SlotPayload>]) throws {
+        for command in commands {
+            switch command {
+            case let .send(peer, outbound):
+                try send(peer, outbound)
+            case .forget:
+                break
+            case let .applyMetaUpdate(iteration, payloads):
+                try apply(iteration: iteration, payloads: payloads)
+            case .writeCheckpoint:
+                try checkpoint()
+            case let .log(level, text):
+                switch level {
+                case .debug: logger.debug("\(text)")
+                case .info: logger.info("\(text)")
+                case .warning: logger.warning("\(text)")
+                case .error: logger.error("\(text)")
+                }
+            case .finished:
+                finished = true
+            case .abort(let reason):
+                throw ClusterError.aborted(reason)
+            }
+        }
+    }
+
+    func send(_ peer: Peer, _ outbound: Outbound) throws {
+        let message: Message
+        switch outbound {
+        case .welcome(let id):
+            message = .welcome(Welcome(runID: runID, workerID: id, heartbeatIntervalMs: config.coordinator.heartbeatIntervalMs,
+                                       liveness: config.coordinator.liveness))
+        case .heartbeat: message = .heartbeat
+        case .error(let e): message = .error(e)
+        case .goodbye(let reason): message = .goodbye(reason: reason)
+        case let .assign(key, includeParameters):
+            if tasks.iteration != key.iteration {
+                tasks = (key.iteration, try (0..<config.meta.metaBatch).map { try Self.task(config, iteration: key.iteration, slot: $0) })
+            }
+            message = .assignment(Assignment(
+                runID: runID, key: key, task: tasks.specs[key.slot], innerLoop: config.innerLoop,
+                algorithm: config.meta.algorithm,
+                seed: deriveSeed(config.run.seed, iteration: UInt64(key.iteration), slot: UInt64(key.slot), purpose: .innerLoop),
+                parameterVersion: state.iteration, parameters: includeParameters ? state.theta : nil))
+        }
+        send(peer, message)
+    }
+
+    func send(_ peer: Peer, _ message: Message) {
+        let bytes = WireCodec.encode(message)
+        do {
+            try socket.send([peer.id, bytes])
+            bytesSent += bytes.count
+        } catch let error as ZMQError {
+            // The peer is gone (EHOSTUNREACH) or its queue is full (EAGAIN): liveness will sort it out.
+            logger.debug("send \(message.kind) to \(peer) failed: \(error)")
+        } catch {
+            logger.debug("send \(message.kind) to \(peer) failed: \(error)")
+        }
+    }
+
+    func apply(iteration: Int, payloads: [SlotPayload]) throws {
+        precondition(iteration == state.iteration, "scheduler applied iteration \(iteration) while θ is at \(state.iteration)")
+        state.apply(updates: payloads.map(\.update), settings: config.meta)
+        guard state.theta.isFinite else { throw ClusterError.aborted("θ became non-finite after iteration \(iteration)") }
+        let seconds = (clock.now - iterationStarted) / .seconds(1)
+        let meanReturn = payloads.map(\.statistics.meanReturn).reduce(0, +) / Double(payloads.count)
+        let busySeconds = busy / .seconds(1)
+        let line: [String: Any] = [
+            "iteration": iteration, "mean_inner_return": meanReturn, "workers": scheduler.workerCount,
+            "seconds": seconds, "slots_per_second": Double(payloads.count) / max(seconds, 1e-9),
+            "bytes_sent": bytesSent, "bytes_received": bytesReceived, "messages_received": messagesIn,
+            "coordinator_busy_seconds": busySeconds, "parameters": state.theta.count,
+            "slots_applied": scheduler.counters.slotsApplied, "duplicates_dropped": scheduler.counters.duplicatesDropped,
+            "stale_dropped": scheduler.counters.staleDropped, "requeued": scheduler.counters.requeued,
+            "workers_declared_dead": scheduler.counters.workersDeclaredDead,
+            "parameter_transfers": scheduler.counters.parameterTransfers,
+            "params_sha256": parametersSHA256(state.theta),
+        ]
+        appendMetrics(line)
+        logger.info("\(String(format: "iteration %4d  mean inner return %8.2f  workers %3d  %6.2f slots/s  sent %8d B  busy %.3f s", iteration, meanReturn, scheduler.workerCount, Double(payloads.count) / max(seconds, 1e-9), bytesSent, busySeconds))")
+        bytesSent = 0; bytesReceived = 0; messagesIn = 0; busy = .zero
+        iterationStarted = clock.now
+    }
+
+    func appendMetrics(_ line: [String: Any]) {
+        guard let data = try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]) else { return }
+        let path = (runDirectory as NSString).appendingPathComponent("metrics.jsonl")
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let handle = FileHandle(forWritingAtPath: path) else { return }
+        defer { try? handle.close() }
+        _ = try? handle.seekToEnd()
+        try? handle.write(contentsOf: data + Data("\n".utf8))
+    }
+
+    func checkpoint() throws {
+        let record = CheckpointRecord(runID: runID, algorithm: config.meta.algorithm, runSeed: config.run.seed,
+                                      configHash: config.hash, state: state,
+                                      createdUnixMs: UInt64(Date().timeIntervalSince1970 * 1000))
+        let path = try store.write(record)
+        lastCheckpoint = state.iteration
+        logger.info("checkpoint \(path) (iteration \(state.iteration), θ \(parametersSHA256(state.theta).prefix(16))…)")
+    }
+}
+
+/// Errors that end a cluster process.
+public enum ClusterError: Error, CustomStringConvertible {
+    case aborted(String)
+    public var description: String {
+        switch self {
+        case .aborted(let r): return "run aborted: \(r)"
+        }
+    }
+}

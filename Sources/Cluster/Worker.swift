@@ -1,0 +1,263 @@
+import Foundation
+import Logging
+import MetaLearning
+import NeuralNet
+import Transport
+import Wire
+
+/// A slot to compute, with the θ it starts from.
+struct Job: @unchecked Sendable {
+    let assignment: Assignment
+    let theta: ParameterVector
+}
+
+/// A blocking queue of jobs between the socket thread and the compute threads.
+final class JobQueue: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [Job] = []
+    private var closed = false
+
+    func put(_ job: Job) {
+        condition.lock(); jobs.append(job); condition.signal(); condition.unlock()
+    }
+
+    /// The next job, or nil once the queue is closed.
+    func take() -> Job? {
+        condition.lock()
+        defer { condition.unlock() }
+        while jobs.isEmpty && !closed { condition.wait() }
+        return closed ? nil : jobs.removeFirst()
+    }
+
+    func close() {
+        condition.lock(); closed = true; condition.broadcast(); condition.unlock()
+    }
+}
+
+/// The worker process: registers with the coordinator, runs assigned slots on compute threads,
+/// returns results, and keeps the connection alive (Paranoid Pirate: heartbeats both ways, any
+/// message counts, reconnect with backoff 1 s doubling to 32 s when the coordinator goes silent).
+///
+/// The socket thread never computes, so heartbeats keep flowing during long inner loops. Compute
+/// threads hand encoded results back over an inproc PUSH/PULL pair: no socket is shared.
+public final class Worker {
+    public struct Options: Sendable {
+        public var endpoint: String
+        public var threads = 1
+        public var host = ProcessInfo.processInfo.hostName
+        /// Used until the coordinator's welcome says otherwise.
+        public var heartbeatIntervalMs = 1000
+        public var liveness = 5
+        public var maxMessageBytes = 256 * 1024 * 1024
+        public var initialBackoffMs = 1000
+        public var maxBackoffMs = 32_000
+
+        public init(endpoint: String, threads: Int = 1) {
+            self.endpoint = endpoint
+            self.threads = threads
+        }
+    }
+
+    let options: Options
+    let context: ZMQContext
+    let stop: StopFlag
+    let logger: Logger
+    let jobs = JobQueue()
+    let resultsEndpoint: String
+    let clock = ContinuousClock()
+    let started: ContinuousClock.Instant
+    var dealer: ZMQSocket?
+    var runID: String?
+    var workerID = ""
+    var cached: (version: Int, theta: ParameterVector)?
+    var heartbeatIntervalMs: Int
+    var liveness: Int
+    var lastHeard: Tick = 0
+    var lastSent: Tick = 0
+    var backoffMs: Int
+    /// Slot outcomes (results or failures) handed back to the coordinator.
+    public private(set) var slotsCompleted = 0
+
+    public init(options: Options, context: ZMQContext, stop: StopFlag, logger: Logger) {
+        self.options = options
+        self.context = context
+        self.stop = stop
+        self.logger = logger
+        heartbeatIntervalMs = options.heartbeatIntervalMs
+        liveness = options.liveness
+        backoffMs = options.initialBackoffMs
+        resultsEndpoint = "inproc://metatrain-results-\(getpid())-\(UInt(bitPattern: ObjectIdentifier(jobs).hashValue))"
+        started = clock.now
+    }
+
+    var now: Tick { Tick((clock.now - started) / .milliseconds(1)) }
+
+    /// Runs until the coordinator says the run is over, or a stop signal arrives.
+    public func run() throws {
+        let results = try context.socket(.pull)
+        try results.bind(resultsEndpoint)
+        for index in 0..<options.threads { startComputeThread(index) }
+        defer { jobs.close() }
+        try connect()
+        while true {
+            if stop.isSet {
+                logger.info("stopping: saying goodbye (the coordinator requeues this worker's slots)")
+                send(.goodbye(reason: "worker stopping"))
+                return
+            }
+            guard let socket = dealer else { return }
+            let ready = try ZMQPoller.poll([socket, results], timeoutMs: max(5, min(100, heartbeatIntervalMs / 4)))
+            if ready[1] {
+                while let frames = try results.receive() {
+                    if let bytes = frames.first { forward(bytes); slotsCompleted += 1 }
+                }
+            }
+            if ready[0] {
+                while let frames = try socket.receive() {
+                    if try !handle(frames) { return }
+                }
+            }
+            if now - lastSent >= Tick(heartbeatIntervalMs) { send(.heartbeat) }
+            if now - lastHeard > Tick(heartbeatIntervalMs * liveness) {
+                logger.warning("coordinator silent for \(now - lastHeard) ms: reconnecting in \(backoffMs) ms")
+                try reconnect()
+            }
+        }
+    }
+
+    func connect() throws {
+        let socket = try context.socket(.dealer)
+        try socket.setMaxMessageSize(Int64(options.maxMessageBytes))
+        try socket.connect(options.endpoint)
+        dealer = socket
+        lastHeard = now
+        send(.hello(Hello(host: options.host, cores: ProcessInfo.processInfo.activeProcessorCount,
+                          threads: options.threads, previousWorkerID: workerID)))
+    }
+
+    /// Closes the connection, waits the backoff (doubling up to the maximum), and registers again.
+    func reconnect() throws {
+        dealer?.close()
+        dealer = nil
+        let deadline = now + Tick(backoffMs)
+        while now < deadline && !stop.isSet { usleep(20_000) }
+        backoffMs = min(backoffMs * 2, options.maxBackoffMs)
+        try connect()
+    }
+
+    func send(_ message: Message) {
+        forward(WireCodec.encode(message))
+    }
+
+    func forward(_ bytes: [UInt8]) {
+        guard let dealer else { return }
+        do {
+            try dealer.send([bytes])
+            lastSent = now
+        } catch {
+            logger.debug("send failed: \(error)")
+        }
+    }
+
+    /// Handles one inbound message; returns false when the worker should exit.
+    func handle(_ frames: [[UInt8]]) throws -> Bool {
+        lastHeard = now
+        guard frames.count == 1 else {
+            logger.warning("dropped a \(frames.count)-frame message from the coordinator")
+            return true
+        }
+        let message: Message
+        do { message = try WireCodec.decode(frames[0]) } catch {
+            logger.warning("dropped an invalid message from the coordinator: \(error)")
+            send(.error(ErrorReply(code: error.isVersionMismatch ? .protocolVersion : .malformed, message: "\(error)")))
+            return true
+        }
+        switch message {
+        case .welcome(let w):
+            if runID != w.runID {
+                if runID != nil { logger.info("joined run \(w.runID) (was \(runID!)): dropping cached θ") }
+                cached = nil
+            }
+            runID = w.runID
+            workerID = w.workerID
+            heartbeatIntervalMs = w.heartbeatIntervalMs
+            liveness = w.liveness
+            backoffMs = options.initialBackoffMs
+            logger.info("registered as \(w.workerID) in run \(w.runID)")
+        case .heartbeat:
+            break
+        case .assignment(let a):
+            accept(a)
+        case .error(let e):
+            switch e.code {
+            case .unknownWorker:
+                logger.info("coordinator does not know this worker (restarted?): registering again")
+                send(.hello(Hello(host: options.host, cores: ProcessInfo.processInfo.activeProcessorCount,
+                                  threads: options.threads, previousWorkerID: workerID)))
+            case .rejected:
+                logger.error("coordinator disconnected this worker: \(e.message)")
+                try reconnect()
+            default:
+                logger.warning("coordinator error (\(e.code)): \(e.message)")
+            }
+        case .goodbye(let reason):
+            logger.info("coordinator said goodbye: \(reason)")
+            return false
+        case .hello, .result:
+            send(.error(ErrorReply(code: .malformed, message: "a coordinator must not send \(message.kind)")))
+        }
+        return true
+    }
+
+    func accept(_ a: Assignment) {
+        guard a.runID == runID else {
+            send(.error(ErrorReply(code: .wrongRun, message: "this worker is registered in \(runID ?? "no run"), not \(a.runID)", key: a.key)))
+            return
+        }
+        if let theta = a.parameters { cached = (a.parameterVersion, theta) }
+        guard let cached, cached.version == a.parameterVersion else {
+            send(.error(ErrorReply(code: .parametersMissing, message: "θ version \(a.parameterVersion) is not cached here", key: a.key)))
+            return
+        }
+        jobs.put(Job(assignment: a, theta: cached.theta))
+    }
+
+    /// Starts a compute thread; it owns its own PUSH socket (sockets never cross threads).
+    func startComputeThread(_ index: Int) {
+        let jobs = self.jobs, logger = self.logger, context = self.context, endpoint = resultsEndpoint
+        let thread = Thread {
+            let push: ZMQSocket
+            do {
+                push = try context.socket(.push)
+                try push.setHighWaterMarks(send: 0, receive: 0)
+                try push.connect(endpoint)
+            } catch {
+                logger.error("compute thread \(index) could not start: \(error)")
+                return
+            }
+            while let job = jobs.take() {
+                let a = job.assignment
+                let reply: Message
+                do {
+                    let outcome = try runSlot(theta: job.theta, task: a.task, algorithm: a.algorithm,
+                                              settings: a.innerLoop, seed: a.seed)
+                    reply = .result(SlotResult(runID: a.runID, key: a.key, parameterVersion: a.parameterVersion,
+                                               update: outcome.update, statistics: outcome.statistics))
+                } catch {
+                    logger.error("slot \(a.key) failed: \(error)")
+                    reply = .error(ErrorReply(code: .taskFailed, message: "\(error)", key: a.key))
+                }
+                do { try push.send([WireCodec.encode(reply)], dontWait: false) } catch {
+                    logger.error("compute thread could not hand back a result: \(error)")
+                }
+            }
+            push.close()
+        }
+        thread.name = "metatrain-compute-\(index)"
+        thread.start()
+    }
+}
+
+extension WireError {
+    var isVersionMismatch: Bool { if case .protocolVersion = self { return true } else { return false } }
+}

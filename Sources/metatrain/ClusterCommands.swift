@@ -1,0 +1,124 @@
+import ArgumentParser
+import Cluster
+import Foundation
+import Logging
+import MetaLearning
+import NeuralNet
+import Transport
+import Wire
+
+/// Loads cluster.yaml, turning configuration errors into messages the user can act on.
+func loadConfig(_ path: String) throws -> ClusterConfig {
+    do { return try ClusterConfig.load(path: path) } catch let error as ConfigError {
+        throw ValidationError("\(path): \(error)")
+    }
+}
+
+/// Fails with the error's own text (typed cluster errors read as sentences) and exit code 1.
+func userFacing<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode.failure
+    }
+}
+
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Run the coordinator of a meta-training run (binds, schedules slots, applies meta-updates, checkpoints).")
+
+    @Option(help: "The cluster configuration.") var config = "cluster.yaml"
+    @Option(help: "Resume the run in this folder from its newest checkpoint that verifies.") var resume: String?
+    @Flag(help: "Resume even if the configuration's hash differs from the checkpoint's.") var forceConfig = false
+    @Option(help: "Run folder of a new run (default: run.run_dir/run.name).") var runDir: String?
+    @Option(help: "Override coordinator.bind, e.g. tcp://127.0.0.1:* for any free port.") var bind: String?
+    @Option(help: "Override meta.iterations.") var iterations: Int?
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        let logger = try logging.bootstrap(label: "metatrain.coordinator")
+        var cfg = try loadConfig(config)
+        if let bind { cfg.coordinator.bind = bind }
+        if let iterations {
+            guard iterations > 0 else { throw ValidationError("--iterations must be positive") }
+            cfg.meta.iterations = iterations
+        }
+        let folder = resume ?? runDir ?? (cfg.run.runDir as NSString).appendingPathComponent(cfg.run.name)
+        let stop = StopFlag()
+        stop.installSignalHandlers()
+        let summary = try userFacing {
+            let coordinator = try Coordinator(config: cfg, runDirectory: folder, resume: resume != nil,
+                                              forceConfig: forceConfig, context: try ZMQContext(), stop: stop, logger: logger)
+            return try coordinator.run()
+        }
+        print("run \(summary.runID): \(summary.iterations) meta-iterations\(summary.interrupted ? " (stopped by signal)" : ""), params_sha256 \(summary.paramsSHA256)")
+    }
+}
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker", abstract: "Run a worker: connect to a coordinator and run the slots it assigns.")
+
+    @Option(help: "The coordinator's endpoint, e.g. tcp://10.0.0.5:5555.") var connect: String
+    @Option(help: "Slots to run at once (compute threads).") var threads = 1
+    @Option(help: "Heartbeat interval before the coordinator's welcome, in ms.") var heartbeatIntervalMs = 1000
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard connect.hasPrefix("tcp://") || connect.hasPrefix("ipc://") else { throw ValidationError("--connect must be a tcp:// endpoint") }
+        guard threads >= 1 && threads <= 1024 else { throw ValidationError("--threads must be in 1...1024") }
+    }
+
+    func run() throws {
+        let logger = try logging.bootstrap(label: "metatrain.worker")
+        let stop = StopFlag()
+        stop.installSignalHandlers()
+        var options = Worker.Options(endpoint: connect, threads: threads)
+        options.heartbeatIntervalMs = heartbeatIntervalMs
+        try userFacing {
+            let worker = Worker(options: options, context: try ZMQContext(), stop: stop, logger: logger)
+            try worker.run()
+        }
+    }
+}
+
+struct CheckpointCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "checkpoint", abstract: "Inspect checkpoints.", subcommands: [Inspect.self])
+
+    struct Inspect: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a checkpoint (a file, or a run folder: its newest valid checkpoint).")
+
+        @Argument(help: "A checkpoint file or a run folder.") var path: String
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func run() throws {
+            let (file, record) = try userFacing { () throws -> (String, CheckpointRecord) in
+                var isFolder: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
+                    throw CheckpointError.io(path: path, reason: "no such file or folder")
+                }
+                if isFolder.boolValue {
+                    let found = try CheckpointStore(runDirectory: path, keepLast: Int.max).newestValid(settings: nil, configHash: nil)
+                    for problem in found.skipped { FileHandle.standardError.write(Data("skipped: \(problem)\n".utf8)) }
+                    return (found.path, found.record)
+                }
+                return (path, try CheckpointStore.read(path: path, settings: nil))
+            }
+            let info: [String: Any] = [
+                "path": file, "run_id": record.runID, "iteration": record.state.iteration,
+                "algorithm": record.algorithm.rawValue, "config_hash": record.configHash,
+                "parameter_count": record.state.theta.count, "params_sha256": parametersSHA256(record.state.theta),
+                "meta_optimizer": record.state.optimizer.kind.rawValue, "run_seed": record.runSeed,
+                "created_unix_ms": record.createdUnixMs,
+            ]
+            if json {
+                let data = try JSONSerialization.data(withJSONObject: info, options: [.sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                for key in info.keys.sorted() { print("\(key): \(info[key]!)") }
+            }
+        }
+    }
+}
