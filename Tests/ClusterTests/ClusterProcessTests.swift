@@ -1,0 +1,141 @@
+import Cluster
+import Foundation
+import Testing
+import Transport
+import Wire
+
+/// Real coordinator and worker processes over tcp://127.0.0.1, real signals (issue: what the tests must show).
+@Suite(.serialized) struct ClusterProcessTests {
+    /// 1. The same config and seed give the same θ with 1, 2 and 4 workers and with --threads 2, equal
+    /// to the serial in-process computation.
+    @Test func determinismAcrossWorkerCounts() throws {
+        #expect(FileManager.default.isExecutableFile(atPath: Harness.binary), "build metatrain first: \(Harness.binary)")
+        let reference = Harness.referenceSHA
+        for (workers, threads) in [(1, 1), (2, 1), (4, 1), (1, 2)] {
+            let folder = Harness.folder("det-\(workers)x\(threads)")
+            let config = Harness.writeConfig(folder)
+            let run = try Harness.Child(["local", "--config", config, "--workers", "\(workers)", "--threads", "\(threads)",
+                                         "--run-dir", folder + "/run", "--no-eval"], log: folder + "/local.log")
+            #expect(run.wait(seconds: 120) == 0, "\(run.output.suffix(2000))")
+            #expect(try Harness.finalSHA(folder + "/run") == reference, "\(workers) worker(s) × \(threads) thread(s)")
+            // Invariant 7: θ travels at most once per worker per version.
+            let transfers = Harness.metrics(folder + "/run").last?["parameter_transfers"] as? Int ?? -1
+            #expect(transfers >= 10 && transfers <= 10 * workers, "\(transfers) θ transfers")
+        }
+    }
+
+    /// 2. SIGKILL one of 3 workers mid-iteration: detected within interval × liveness + 1 s, same θ.
+    @Test func workerKilledMidIteration() throws {
+        let folder = Harness.folder("kill")
+        let config = Harness.writeConfig(folder)
+        let coordinator = try Harness.coordinator(folder, config: config)
+        #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
+        let endpoint = try #require(Harness.endpoint(folder))
+        let workers = try (0..<3).map { try Harness.worker(folder, endpoint: endpoint, index: $0) }
+        #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 2 })
+        workers[0].signal(SIGKILL)
+        let killed = Date()
+        let detected = Harness.waitFor(seconds: 10) { coordinator.output.contains("declared dead") }
+        let latency = Date().timeIntervalSince(killed)
+        #expect(detected && latency <= 0.2 * 3 + 1.0, "detected: \(detected) after \(latency) s")
+        #expect(coordinator.wait(seconds: 120) == 0, "\(coordinator.output.suffix(2000))")
+        #expect(try Harness.finalSHA(folder) == Harness.referenceSHA)
+        // Exactly once: every slot of every iteration applied once; the dead worker's slot was requeued.
+        let last = try #require(Harness.metrics(folder).last)
+        #expect(last["slots_applied"] as? Int == 10 * 4)
+        #expect(last["workers_declared_dead"] as? Int == 1)
+        #expect((last["requeued"] as? Int ?? 0) >= 1)
+        for w in workers { w.wait(seconds: 10) }
+    }
+
+    /// 3. SIGKILL the coordinator after a checkpoint and resume it; the workers re-register by themselves.
+    @Test func coordinatorKilledAndResumed() throws {
+        let folder = Harness.folder("resume")
+        let config = Harness.writeConfig(folder)
+        let first = try Harness.coordinator(folder, config: config)
+        #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
+        let endpoint = try #require(Harness.endpoint(folder))
+        let workers = try (0..<2).map { try Harness.worker(folder, endpoint: endpoint, index: $0) }
+        #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 3 })
+        first.signal(SIGKILL)
+        first.wait(seconds: 10)
+        let second = try Harness.coordinator(folder, config: config, extra: ["--resume", folder, "--bind", endpoint])
+        #expect(second.wait(seconds: 120) == 0, "\(second.output.suffix(3000))")
+        #expect(second.output.contains("resuming"))
+        #expect(second.output.contains("joined"), "the running workers registered again")
+        #expect(try Harness.finalSHA(folder) == Harness.referenceSHA)
+        for w in workers { #expect(w.process.isRunning || w.process.terminationStatus == 0); w.wait(seconds: 10) }
+    }
+
+    /// 4. Start with 1 worker, add 2 mid-run, stop 1 with SIGTERM: same θ.
+    @Test func workersJoinAndLeaveMidRun() throws {
+        let folder = Harness.folder("elastic")
+        let config = Harness.writeConfig(folder)
+        let coordinator = try Harness.coordinator(folder, config: config)
+        #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
+        let endpoint = try #require(Harness.endpoint(folder))
+        let first = try Harness.worker(folder, endpoint: endpoint, index: 0)
+        #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 1 })
+        let more = try (1..<3).map { try Harness.worker(folder, endpoint: endpoint, index: $0) }
+        #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 3 })
+        more[0].signal(SIGTERM)
+        #expect(more[0].wait(seconds: 10) == 0, "a worker exits cleanly on SIGTERM")
+        #expect(coordinator.wait(seconds: 120) == 0, "\(coordinator.output.suffix(2000))")
+        #expect(coordinator.output.contains("said goodbye"))
+        #expect(try Harness.finalSHA(folder) == Harness.referenceSHA)
+        let workerCounts = Harness.metrics(folder).compactMap { $0["workers"] as? Int }
+        #expect(workerCounts.max() == 3 && workerCounts.first == 1, "\(workerCounts)")
+        first.wait(seconds: 10); more[1].wait(seconds: 10)
+    }
+
+    /// 5. Garbage, a wrong protocol version and a NaN result get error replies; the coordinator stays up and θ is unaffected.
+    @Test func badMessagesAreRejectedAndThetaIsUnaffected() throws {
+        let folder = Harness.folder("bad")
+        let config = Harness.writeConfig(folder)
+        let coordinator = try Harness.coordinator(folder, config: config)
+        #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
+        let endpoint = try #require(Harness.endpoint(folder))
+        let worker = try Harness.worker(folder, endpoint: endpoint, index: 0)
+
+        let context = try ZMQContext()
+        let rogue = try context.socket(.dealer)
+        try rogue.connect(endpoint)
+        /// Sends `bytes` and returns the first welcome or error reply (heartbeats and assignments are skipped).
+        func exchange(_ bytes: [UInt8]) throws -> Message? {
+            try rogue.send([bytes], dontWait: false)
+            let deadline = Date().addingTimeInterval(5)
+            while Date() < deadline {
+                if try ZMQPoller.poll([rogue], timeoutMs: 100)[0], let frames = try rogue.receive() {
+                    let m = try WireCodec.decode(frames[0])
+                    switch m {
+                    case .welcome, .error: return m
+                    default: continue
+                    }
+                }
+            }
+            return nil
+        }
+        func code(_ m: Message?) -> ErrorCode? { if case .error(let e) = m { return e.code } else { return nil } }
+
+        #expect(code(try exchange([0xFF, 0x01, 0x02, 0x03, 0x99])) == .malformed)
+        #expect(code(try exchange(WireCodec.encode(.hello(Hello(host: "x", cores: 1, threads: 1)), version: 99))) == .protocolVersion)
+        guard case .welcome(let welcome) = try exchange(WireCodec.encode(.hello(Hello(host: "rogue", cores: 1, threads: 1)))) else {
+            Issue.record("no welcome for a valid hello"); return
+        }
+        let nan = SlotResult(runID: welcome.runID, key: SlotKey(iteration: 0, slot: 0, attempt: 0), parameterVersion: 0,
+                             update: ParameterVector([Float](repeating: .nan, count: 4)), statistics: SlotStatistics())
+        #expect(code(try exchange(WireCodec.encode(.result(nan)))) == .malformed)
+        let wrongSize = SlotResult(runID: welcome.runID, key: SlotKey(iteration: 0, slot: 1, attempt: 0), parameterVersion: 0,
+                                   update: ParameterVector([1, 2, 3]), statistics: SlotStatistics())
+        #expect(code(try exchange(WireCodec.encode(.result(wrongSize)))) == .malformed)
+        rogue.close()
+
+        #expect(coordinator.wait(seconds: 120) == 0, "\(coordinator.output.suffix(2000))")
+        #expect(coordinator.output.contains("bad message"))
+        #expect(try Harness.finalSHA(folder) == Harness.referenceSHA)
+        worker.wait(seconds: 10)
+    }
+}
+
+import MetaLearning
+import NeuralNet
