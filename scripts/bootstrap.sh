@@ -3,8 +3,9 @@
 # Idempotent and quiet when everything is present; every other script calls it first.
 set -euo pipefail
 
-# ZeroMQ, protobuf-c runtime + protoc-c, OpenBLAS (cblas_sgemm), pkg-config for the systemLibrary targets.
-packages=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev pkg-config)
+# ZeroMQ, protobuf-c runtime + protoc-c, OpenBLAS (cblas_sgemm), pkg-config for the systemLibrary targets;
+# protoc (protobuf-compiler) and python3-venv for the wire interoperability test only.
+packages=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev pkg-config protobuf-compiler python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -15,6 +15,24 @@ if [ -d "$shared" ]; then
   done
 fi
 
+# The committed protobuf-c code must be what scripts/gen-proto.sh makes from proto/.
+gen=$(mktemp -d)
+trap 'rm -rf "$gen"' EXIT
+protoc-c --proto_path=proto --c_out="$gen" proto/metatrain.proto
+cmp -s "$gen/metatrain.pb-c.h" Sources/MetaTrainProto/include/metatrain.pb-c.h &&
+  cmp -s "$gen/metatrain.pb-c.c" Sources/MetaTrainProto/metatrain.pb-c.c || {
+  echo "test.sh: Sources/MetaTrainProto is stale: run scripts/gen-proto.sh and commit" >&2; exit 1; }
+
+# The second protobuf implementation for the interoperability test: Python's, in a venv under .build.
+interop=.build/interop
+if [ ! -x "$interop/venv/bin/python" ] || ! "$interop/venv/bin/python" -c "import google.protobuf" 2>/dev/null; then
+  python3 -m venv "$interop/venv"
+  "$interop/venv/bin/pip" install -q --disable-pip-version-check "protobuf==4.21.12"
+fi
+mkdir -p "$interop/generated"
+protoc --proto_path=proto --python_out="$interop/generated" proto/metatrain.proto
+export METATRAIN_INTEROP_PYTHON="$PWD/$interop/venv/bin/python" METATRAIN_INTEROP_GENERATED="$PWD/$interop/generated"
+
 swift build --build-tests
 swift test 2>&1 | tee /tmp/metatrain-swift-test.log | grep -vE '^(◇|↳) ' || true
 # `swift test` output is filtered above for length; its exit status is what counts.

@@ -1,0 +1,56 @@
+import Cluster
+import Foundation
+import Testing
+
+@Suite struct ConfigTests {
+    /// The committed cluster.yaml parses and is the documented default.
+    @Test func theCommittedClusterYAMLIsValid() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let config = try ClusterConfig.load(path: root.appendingPathComponent("cluster.yaml").path)
+        #expect(config.meta.algorithm == .reptile && config.family.kindName == "cartpole")
+        #expect(config.workers.first?.host == "localhost" && config.workers.first?.count == 2)
+    }
+
+    @Test func hashCoversWhatDeterminesThetaOnly() throws {
+        let a = try ClusterConfig.parse("run: {seed: 3}\ncoordinator: {bind: 'tcp://127.0.0.1:1'}")
+        let b = try ClusterConfig.parse("run: {seed: 3, name: other}\ncoordinator: {bind: 'tcp://0.0.0.0:2'}\nworkers: [{host: x, count: 9}]")
+        let c = try ClusterConfig.parse("run: {seed: 4}")
+        let d = try ClusterConfig.parse("run: {seed: 3}\ninner_loop: {budget: 999}")
+        #expect(a.hash == b.hash && a.hash != c.hash && a.hash != d.hash && a.hash.count == 64)
+    }
+
+    /// One clear error per bad value: the key path, the line, and what is wrong.
+    @Test(arguments: [
+        ("run:\n  sede: 1\n", "'run.sede'", 2),
+        ("meta:\n  iterations: 0\n", "'meta.iterations' is 0", 2),
+        ("meta:\n  algorithm: reptil\n", "must be reptile or fomaml", 2),
+        ("meta:\n  algorithm: maml\n", "second-order MAML is not built yet", 2),
+        ("meta:\n  schedule: cosine\n", "linear", 2),
+        ("inner_loop:\n  gamma: 1.5\n", "'inner_loop.gamma' is 1.5", 2),
+        ("inner_loop:\n  learning_rate: -1\n", "learning_rate", 2),
+        ("inner_loop:\n  hidden_layers: [64, 0]\n", "hidden_layers", 2),
+        ("inner_loop:\n  batch_size: 64\n  buffer_capacity: 10\n", "batch_size", 2),
+        ("inner_loop:\n  budget: many\n", "must be an integer", 2),
+        ("task_family:\n  env: cartpole\n  masspole: [-0.1, 0.5]\n", "masspole", 2),
+        ("task_family:\n  env: cartpole\n  length: [1.0, 0.5]\n", "lower bound 1.0 above upper bound 0.5", 3),
+        ("task_family:\n  env: pong\n", "must be one of cartpole", 2),
+        ("task_family:\n  env: goal_navigation\n  gravity: 9.8\n", "'task_family.gravity'", 3),
+        ("coordinator:\n  bind: 127.0.0.1:5555\n", "tcp://", 2),
+        ("coordinator:\n  liveness: 1\n", "liveness", 2),
+        ("workers:\n  - host: a\n    cuont: 2\n", "'workers[0].cuont'", 3),
+        ("workers: 3\n", "must be a list", 1),
+        ("run:\n  name: 'bad name!'\n", "letters, digits", 2),
+        ("extra: 1\n", "unknown key 'extra'", 1),
+        ("run: [1, 2\n", "YAML syntax error", 0),
+    ] as [(String, String, Int)])
+    func badValuesGiveOneClearError(yaml: String, expected: String, line: Int) {
+        do {
+            _ = try ClusterConfig.parse(yaml)
+            Issue.record("accepted:\n\(yaml)")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains(expected), "\(text)")
+            if line > 0 { #expect(text.contains("line \(line)"), "\(text)") }
+        }
+    }
+}

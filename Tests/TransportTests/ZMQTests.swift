@@ -1,0 +1,72 @@
+import Foundation
+import Testing
+import Transport
+
+/// The libzmq wrapper over real TCP sockets on loopback.
+@Suite struct ZMQTests {
+    func pair() throws -> (ZMQContext, ZMQSocket, ZMQSocket, String) {
+        let context = try ZMQContext()
+        let router = try context.socket(.router)
+        try router.setRouterMandatory()
+        try router.bind("tcp://127.0.0.1:*")
+        let endpoint = try router.lastEndpoint()
+        let dealer = try context.socket(.dealer)
+        try dealer.connect(endpoint)
+        return (context, router, dealer, endpoint)
+    }
+
+    func receive(_ socket: ZMQSocket, timeoutMs: Int = 3000) throws -> [[UInt8]]? {
+        guard try ZMQPoller.poll([socket], timeoutMs: timeoutMs)[0] else { return nil }
+        return try socket.receive()
+    }
+
+    @Test func dealerAndRouterExchangeMultipartMessages() throws {
+        let (_, router, dealer, endpoint) = try pair()
+        #expect(endpoint.hasPrefix("tcp://127.0.0.1:"))
+        try dealer.send([[1, 2, 3], [], [4]])
+        let got = try #require(try receive(router))
+        #expect(got.count == 4 && Array(got[1...]) == [[1, 2, 3], [], [4]], "identity frame first")
+        try router.send([got[0], [9, 9]])
+        #expect(try receive(dealer) == [[9, 9]])
+    }
+
+    @Test func pollTimesOutAndReceiveDoesNotBlock() throws {
+        let (_, router, _, _) = try pair()
+        let start = Date()
+        #expect(try ZMQPoller.poll([router], timeoutMs: 50) == [false])
+        #expect(Date().timeIntervalSince(start) < 2)
+        #expect(try router.receive() == nil)
+    }
+
+    @Test func routerMandatoryReportsAnUnknownPeer() throws {
+        let (_, router, _, _) = try pair()
+        do {
+            try router.send([[0xDE, 0xAD], [1]])
+            Issue.record("sent to a peer that does not exist")
+        } catch let error as ZMQError {
+            #expect(error.isUnreachable, "\(error)")
+            #expect("\(error)".contains("zmq_send"))
+        }
+    }
+
+    @Test func maxMessageSizeDropsOversizedMessages() throws {
+        let context = try ZMQContext()
+        let router = try context.socket(.router)
+        try router.setMaxMessageSize(1000)  // applies to connections accepted after it is set
+        try router.bind("tcp://127.0.0.1:*")
+        let dealer = try context.socket(.dealer)
+        try dealer.connect(try router.lastEndpoint())
+        try dealer.send([[UInt8](repeating: 1, count: 900)])
+        #expect(try receive(router)?.last?.count == 900)
+        // The oversized message makes libzmq drop the connection; nothing is delivered or allocated.
+        try dealer.send([[UInt8](repeating: 7, count: 5000)])
+        #expect(try receive(router, timeoutMs: 300) == nil)
+    }
+
+    @Test func errorsCarryErrnoAndText() throws {
+        let context = try ZMQContext()
+        let socket = try context.socket(.router)
+        #expect(throws: ZMQError.self) { try socket.bind("not-an-endpoint") }
+        do { try socket.connect("tcp://") } catch let error as ZMQError { #expect(error.errno != 0 && !"\(error)".isEmpty) }
+    }
+}

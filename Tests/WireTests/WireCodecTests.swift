@@ -1,0 +1,168 @@
+import DQN
+import Environments
+import Foundation
+import MetaLearning
+import NeuralNet
+import Testing
+import Wire
+
+@Suite struct WireCodecTests {
+    static let assignment = Assignment(
+        runID: "run-abc", key: SlotKey(iteration: 3, slot: 2, attempt: 1),
+        task: .cartPole(CartPoleParameters(gravity: 12.5, massPole: 0.2, length: 0.7)),
+        innerLoop: InnerLoopSettings(budget: 1234, querySteps: 77), algorithm: .fomaml, seed: 0xDEAD_BEEF_0123,
+        parameterVersion: 3, parameters: ParameterVector([1.5, -2.25, 0, 3.0e-7]))
+
+    static let result = SlotResult(
+        runID: "run-abc", key: SlotKey(iteration: 3, slot: 2, attempt: 1), parameterVersion: 3,
+        update: ParameterVector([0.5, -0.125, 1e-3]),
+        statistics: SlotStatistics(meanReturn: 42.5, episodes: 7, meanLoss: 0.25, environmentSteps: 1234,
+                                   gradientUpdates: 1000, seconds: 0.5, queryLoss: 0.125))
+
+    @Test func everyMessageRoundTrips() throws {
+        var dqn = DQNConfig.cartPoleSolver
+        dqn.hiddenLayers = [32, 16, 8]
+        dqn.loss = .mse
+        dqn.optimizer = .sgd
+        var withoutParameters = Self.assignment
+        withoutParameters.parameters = nil
+        withoutParameters.innerLoop.dqn = dqn
+        withoutParameters.task = .tabularMDP(TabularMDPParameters(states: 6, actions: 3, horizon: 9, seed: 1 << 60))
+        let messages: [Message] = [
+            .hello(Hello(host: "node-7", cores: 16, threads: 4, previousWorkerID: "c1-w3")),
+            .welcome(Welcome(runID: "run-abc", workerID: "c2-w1", heartbeatIntervalMs: 500, liveness: 6)),
+            .heartbeat, .assignment(Self.assignment), .assignment(withoutParameters), .result(Self.result),
+            .error(ErrorReply(code: .parametersMissing, message: "θ 3 not cached", key: SlotKey(iteration: 3, slot: 2, attempt: 1))),
+            .error(ErrorReply(code: .unknownWorker, message: "say hello")), .goodbye(reason: "done"),
+        ] + TaskSpec.kindNames.compactMap(TaskSpec.defaultTask(kind:)).map { task in
+            var a = Self.assignment
+            a.task = task
+            return .assignment(a)
+        }
+        for message in messages {
+            #expect(try WireCodec.decode(WireCodec.encode(message)) == message, "\(message.kind)")
+        }
+    }
+
+    @Test func tensorsAreLittleEndianFloat32() throws {
+        let bytes = WireCodec.encode(.result(Self.result))
+        // 0.5f = 00 00 00 3f, -0.125f = 00 00 00 be little-endian, consecutive in the data field.
+        let needle: [UInt8] = [0, 0, 0, 0x3F, 0, 0, 0, 0xBE]
+        #expect(bytes.indices.contains { i in i + needle.count <= bytes.count && Array(bytes[i..<(i + needle.count)]) == needle })
+    }
+
+    static func expectRejected(_ bytes: [UInt8], _ check: (WireError) -> Bool) {
+        do {
+            let m = try WireCodec.decode(bytes)
+            Issue.record("accepted \(m)")
+        } catch {
+            #expect(check(error), "\(error)")
+        }
+    }
+
+    @Test func garbageAndTruncationAreTypedErrors() {
+        var rng = SeededRNG(seed: 5)
+        for length in [0, 1, 7, 100, 4096] {
+            let junk = (0..<length).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            do { _ = try WireCodec.decode(junk) } catch { continue }  // typed error: fine; decoding empty is "missing body"
+        }
+        let valid = WireCodec.encode(.result(Self.result))
+        for cut in stride(from: 1, to: valid.count, by: 3) {
+            do { _ = try WireCodec.decode(Array(valid[0..<cut])) } catch { continue }
+        }
+        Self.expectRejected([0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F]) { if case .undecodable = $0 { true } else { false } }
+        Self.expectRejected([]) { $0 == .protocolVersion(got: 0, expected: protocolVersion) }
+    }
+
+    @Test func invalidFieldsAreRejectedWithTheFieldName() {
+        func rejects(_ message: Message, version: UInt32 = protocolVersion, containing text: String) {
+            Self.expectRejected(WireCodec.encode(message, version: version)) { "\($0)".contains(text) }
+        }
+        rejects(.heartbeat, version: 2, containing: "protocol version 2")
+        var nan = Self.result
+        nan.update = ParameterVector([1, .nan])
+        rejects(.result(nan), containing: "NaN or infinity at index 1")
+        var inf = Self.result
+        inf.update = ParameterVector([.infinity])
+        rejects(.result(inf), containing: "result.update")
+        var stats = Self.result
+        stats.statistics.meanReturn = .nan
+        rejects(.result(stats), containing: "mean_return")
+        var badTask = Self.assignment
+        badTask.task = .cartPole(CartPoleParameters(massCart: -1))
+        rejects(.assignment(badTask), containing: "masscart")
+        var badInner = Self.assignment
+        badInner.innerLoop.dqn.gamma = 2
+        rejects(.assignment(badInner), containing: "gamma")
+        var badBudget = Self.assignment
+        badBudget.innerLoop.budget = 0
+        rejects(.assignment(badBudget), containing: "budget")
+        var badRun = Self.assignment
+        badRun.runID = ""
+        rejects(.assignment(badRun), containing: "run_id")
+        rejects(.hello(Hello(host: "h", cores: 1, threads: 0)), containing: "threads")
+        rejects(.hello(Hello(host: String(repeating: "x", count: 5000), cores: 1, threads: 1)), containing: "too large")
+        rejects(.welcome(Welcome(runID: "r", workerID: "w", heartbeatIntervalMs: 0, liveness: 3)), containing: "heartbeat_interval_ms")
+    }
+
+    @Test func tensorShapeMustMatchItsBytes() throws {
+        // Hand-built Result: update = Tensor{shape: [3], data: 8 bytes}.
+        let tensor: [UInt8] = [0x0A, 0x01, 0x03, 0x12, 0x08] + [UInt8](repeating: 0, count: 8)
+        let stats: [UInt8] = [0x3A, 0x00]
+        let run: [UInt8] = [0x0A, 0x01, 0x72]
+        let result: [UInt8] = run + [0x32, UInt8(tensor.count)] + tensor + stats
+        let envelope: [UInt8] = [0x08, 0x01, 0x32, UInt8(result.count)] + result
+        Self.expectRejected(envelope) { if case .tensorSize("result.update", [3], 8) = $0 { true } else { false } }
+        // A declared size past the limit is refused before any allocation.
+        let huge: [UInt8] = [0x0A, 0x05, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x12, 0x00]
+        let result2: [UInt8] = run + [0x32, UInt8(huge.count)] + huge + stats
+        Self.expectRejected([0x08, 0x01, 0x32, UInt8(result2.count)] + result2) { if case .tooLarge = $0 { true } else { false } }
+    }
+
+    @Test func unknownEnumValuesAreRejected() {
+        // Envelope{version 1, error{code 99}}, written by hand.
+        Self.expectRejected([0x08, 0x01, 0x3A, 0x02, 0x08, 0x63]) { $0 == .unknownEnum("error.code", value: 99) }
+        // A valid assignment with extra fields appended inside it (a later value of a scalar field wins).
+        var a = Self.assignment
+        a.parameters = nil
+        Self.expectRejected(Self.appendingToAssignment(a, [0x38, 0x09])) { $0 == .unknownEnum("assignment.algorithm", value: 9) }
+        // inner_loop (field 6) merged with {optimizer (field 2) = 7}: embedded messages merge.
+        Self.expectRejected(Self.appendingToAssignment(a, [0x32, 0x02, 0x10, 0x07])) {
+            $0 == .unknownEnum("inner_loop.optimizer", value: 7)
+        }
+    }
+
+    /// Re-frames an encoded assignment envelope with `extra` bytes appended to the assignment body.
+    static func appendingToAssignment(_ a: Assignment, _ extra: [UInt8]) -> [UInt8] {
+        let bytes = WireCodec.encode(.assignment(a))
+        // [0x08 version] [0x2A len-varint body...]
+        precondition(bytes[0] == 0x08 && bytes[2] == 0x2A, "unexpected envelope layout")
+        var length = 0, shift = 0, i = 3
+        while true {
+            length |= Int(bytes[i] & 0x7F) << shift
+            shift += 7
+            i += 1
+            if bytes[i - 1] & 0x80 == 0 { break }
+        }
+        var body = Array(bytes[i..<(i + length)]) + extra
+        var varint: [UInt8] = []
+        var n = body.count
+        repeat {
+            varint.append(UInt8(n & 0x7F) | (n > 0x7F ? 0x80 : 0))
+            n >>= 7
+        } while n > 0
+        body = Array(bytes[0..<3]) + varint + body
+        return body
+    }
+
+    @Test func checkpointPayloadRoundTrips() throws {
+        var settings = MetaSettings()
+        settings.optimizer = .adam
+        var state = MetaState(theta: ParameterVector([1, 2, 3]), settings: settings)
+        state.apply(updates: [ParameterVector([0.1, 0.2, 0.3])], settings: settings)
+        let record = CheckpointRecord(runID: "r-1", algorithm: .fomaml, runSeed: 9, configHash: "abc", state: state, createdUnixMs: 5)
+        #expect(try CheckpointCodec.decode(CheckpointCodec.encode(record), settings: settings) == record)
+        settings.optimizer = .sgd
+        #expect(throws: WireError.self) { try CheckpointCodec.decode(CheckpointCodec.encode(record), settings: settings) }
+    }
+}
