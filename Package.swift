@@ -53,7 +53,10 @@ let package = Package(
         ),
         .testTarget(name: "DQNTests", dependencies: ["DQN", "Environments", "NeuralNet"]),
         .testTarget(name: "MetaLearningTests", dependencies: ["MetaLearning", "DQN", "Environments", "NeuralNet"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "MetaLearning", "DQN", "Environments", "NeuralNet"]),
+        .testTarget(
+            name: "WireTests", dependencies: ["Wire", "MetaLearning", "DQN", "Environments", "NeuralNet"],
+            exclude: ["interop.py"]
+        ),
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Wire", "Transport", "MetaLearning", "NeuralNet"]),
     ]
