@@ -268,7 +268,9 @@ public final class Coordinator {
     }
 
     func apply(iteration: Int, payloads: [SlotPayload]) throws {
-        precondition(iteration == state.iteration, "scheduler applied iteration \(iteration) while θ is at \(state.iteration)")
+        guard iteration == state.iteration else {
+            throw ClusterError.aborted("internal: the scheduler applied iteration \(iteration) while θ is at \(state.iteration)")
+        }
         state.apply(updates: payloads.map(\.update), settings: config.meta)
         guard state.theta.isFinite else { throw ClusterError.aborted("θ became non-finite after iteration \(iteration)") }
         let seconds = (clock.now - iterationStarted) / .seconds(1)
