@@ -29,6 +29,9 @@ public struct ClusterConfig: Sendable, Equatable {
         public var liveness = 5
         /// ZMQ_MAXMSGSIZE: the largest message a peer can make the coordinator accept.
         public var maxMessageBytes = 256 * 1024 * 1024
+        /// A slot running longer than this multiple of the median slot time is also given to an idle
+        /// worker (a backup task); 0 turns backups off.
+        public var backupAfterMedian = 2.0
     }
 
     public struct WorkerHost: Sendable, Equatable {
@@ -98,6 +101,8 @@ public struct ClusterConfig: Sendable, Equatable {
         c.coordinator.heartbeatIntervalMs = try co.int("heartbeat_interval_ms", c.coordinator.heartbeatIntervalMs, 10...600_000)
         c.coordinator.liveness = try co.int("liveness", c.coordinator.liveness, 2...1000)
         c.coordinator.maxMessageBytes = try co.int("max_message_bytes", c.coordinator.maxMessageBytes, 1024...(2 << 30))
+        c.coordinator.backupAfterMedian = try co.double("backup_after_median", c.coordinator.backupAfterMedian,
+                                                        { $0 == 0 || $0 >= 1 }, "0 (off) or ≥ 1")
         try co.finish()
 
         if let hosts = top.sequence("workers") {

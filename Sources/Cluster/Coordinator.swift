@@ -90,6 +90,7 @@ public final class Coordinator {
             runID: runID, iterations: config.meta.iterations, metaBatch: config.meta.metaBatch,
             heartbeatIntervalMs: config.coordinator.heartbeatIntervalMs, liveness: config.coordinator.liveness,
             checkpointInterval: config.run.checkpointInterval)
+        settings.backupAfterMedianMultiple = config.coordinator.backupAfterMedian > 0 ? config.coordinator.backupAfterMedian : nil
         settings.incarnation = "c\(String(UInt64(Date().timeIntervalSince1970 * 1000) % 1_000_000_007, radix: 36))"
         scheduler = Scheduler(settings: settings, startIteration: state.iteration)
         started = clock.now
@@ -284,7 +285,7 @@ public final class Coordinator {
             "slots_applied": scheduler.counters.slotsApplied, "duplicates_dropped": scheduler.counters.duplicatesDropped,
             "stale_dropped": scheduler.counters.staleDropped, "requeued": scheduler.counters.requeued,
             "workers_declared_dead": scheduler.counters.workersDeclaredDead,
-            "parameter_transfers": scheduler.counters.parameterTransfers,
+            "parameter_transfers": scheduler.counters.parameterTransfers, "backups_sent": scheduler.counters.backupsSent,
             "params_sha256": parametersSHA256(state.theta),
         ]
         appendMetrics(line)

@@ -26,6 +26,11 @@ public struct SchedulerSettings: Sendable, Equatable {
     public var maxStrikes = 5
     /// Attempts per slot before the run is aborted (a slot that fails everywhere is a bug, not bad luck).
     public var maxAttemptsPerSlot = 20
+    /// Backup tasks (MapReduce's): a slot running longer than this multiple of the median slot time is
+    /// also given to an idle worker; the first result wins. nil turns backups off.
+    public var backupAfterMedianMultiple: Double? = 2
+    /// Completed slots needed before the median is trusted.
+    public var backupMinimumSamples = 3
     /// Distinguishes this coordinator process from earlier ones of the same run, so worker ids handed
     /// out after a restart never collide with ids workers remember from before it.
     public var incarnation = "c0"
@@ -95,6 +100,7 @@ public struct SchedulerCounters: Sendable, Equatable {
     public var workersDisconnected = 0
     public var assignmentsSent = 0
     public var parameterTransfers = 0
+    public var backupsSent = 0
 }
 
 /// The coordinator's logic as a pure state machine: `handle(event, now) -> [command]`.
@@ -113,6 +119,9 @@ public struct Scheduler<Payload> {
     struct Slot {
         var status: SlotStatus = .pending
         var attempts = 0
+        /// When the first attempt was assigned.
+        var startedAt: Tick?
+        var backups = 0
     }
 
     struct Worker {
@@ -136,6 +145,8 @@ public struct Scheduler<Payload> {
     var slots: [Slot]
     var workers: [Peer: Worker] = [:]
     var nextWorkerNumber = 1
+    /// Durations of recently completed slots (assignment to first result), for the backup rule.
+    var slotDurations: [Tick] = []
 
     /// Starts at `iteration` (0 for a new run, the checkpoint's iteration on resume).
     public init(settings: SchedulerSettings, startIteration: Int = 0) {
@@ -308,6 +319,10 @@ public struct Scheduler<Payload> {
             out.append(.log(.debug, "dropped duplicate result for \(key)"))
             return
         }
+        if let started = slots[key.slot].startedAt, let now = workers[peer]?.lastHeard {
+            slotDurations.append(now - started)
+            if slotDurations.count > 256 { slotDurations.removeFirst(slotDurations.count - 256) }
+        }
         slots[key.slot].status = .done(payload)
         counters.slotsApplied += 1
         completeIterationIfDone(&out)
@@ -336,24 +351,55 @@ public struct Scheduler<Payload> {
     // MARK: - Assignment
 
     /// Gives pending slots, in slot order, to workers with free threads, in the order they joined.
+    /// Gives a straggling slot (running longer than the backup multiple of the median slot time) to an
+    /// idle worker as well; at most one backup per slot. Results are identical by determinism, so the
+    /// first to arrive is applied and the other dropped as a duplicate.
+    private mutating func assignBackups(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        guard let multiple = settings.backupAfterMedianMultiple, slotDurations.count >= settings.backupMinimumSamples else { return }
+        let median = slotDurations.sorted()[slotDurations.count / 2]
+        let limit = Tick(Double(max(median, 1)) * multiple)
+        for slot in slots.indices {
+            guard case .running = slots[slot].status, slots[slot].backups == 0,
+                  let started = slots[slot].startedAt, now - started > limit else { continue }
+            let busy = Set(workers.filter { $0.value.running.contains { $0.iteration == iteration && $0.slot == slot } }.map(\.key))
+            guard let (peer, _) = workers.sorted(by: { $0.value.number < $1.value.number })
+                .first(where: { !busy.contains($0.key) && $0.value.running.count < $0.value.threads }) else { return }
+            slots[slot].backups += 1
+            counters.backupsSent += 1
+            out.append(.log(.info, "slot \(slot) has run \(now - started) ms (median \(median) ms): backup copy to \(workers[peer]!.id)"))
+            out.append(dispatch(slot, to: peer, now: now))
+        }
+    }
+
+    /// Records a new attempt of `slot` on `peer` and returns the command that sends it (with θ when
+    /// the worker does not hold this version yet).
+    private mutating func dispatch(_ slot: Int, to peer: Peer, now: Tick) -> SchedulerCommand<Payload> {
+        let key = SlotKey(iteration: iteration, slot: slot, attempt: slots[slot].attempts)
+        slots[slot].attempts += 1
+        slots[slot].status = .running
+        if slots[slot].startedAt == nil { slots[slot].startedAt = now }
+        var worker = workers[peer]!
+        let includeParameters = worker.knownVersion != iteration
+        worker.knownVersion = iteration
+        worker.running.append(key)
+        worker.lastSent = now
+        workers[peer] = worker
+        counters.assignmentsSent += 1
+        if includeParameters { counters.parameterTransfers += 1 }
+        return .send(peer, .assign(key, includeParameters: includeParameters))
+    }
+
     private mutating func assign(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         guard !isFinished else { return }
         var pending = slots.indices.filter { if case .pending = slots[$0].status { return true } else { return false } }[...]
-        guard !pending.isEmpty else { return }
+        guard !pending.isEmpty else {
+            assignBackups(now: now, &out)
+            return
+        }
         for (peer, _) in workers.sorted(by: { $0.value.number < $1.value.number }) {
-            while let slot = pending.first, var worker = workers[peer], worker.running.count < worker.threads {
+            while let slot = pending.first, let worker = workers[peer], worker.running.count < worker.threads {
                 pending.removeFirst()
-                let key = SlotKey(iteration: iteration, slot: slot, attempt: slots[slot].attempts)
-                slots[slot].attempts += 1
-                slots[slot].status = .running
-                let includeParameters = worker.knownVersion != iteration
-                worker.knownVersion = iteration
-                worker.running.append(key)
-                worker.lastSent = now
-                workers[peer] = worker
-                counters.assignmentsSent += 1
-                if includeParameters { counters.parameterTransfers += 1 }
-                out.append(.send(peer, .assign(key, includeParameters: includeParameters)))
+                out.append(dispatch(slot, to: peer, now: now))
             }
             if pending.isEmpty { break }
         }

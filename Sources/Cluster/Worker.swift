@@ -51,6 +51,8 @@ public final class Worker {
         public var maxMessageBytes = 256 * 1024 * 1024
         public var initialBackoffMs = 1000
         public var maxBackoffMs = 32_000
+        /// Testing knob: after each slot, idle (factor − 1) × its compute time, to play a slow machine.
+        public var slowdownFactor = 1.0
 
         public init(endpoint: String, threads: Int = 1) {
             self.endpoint = endpoint
@@ -225,6 +227,7 @@ public final class Worker {
     /// Starts a compute thread; it owns its own PUSH socket (sockets never cross threads).
     func startComputeThread(_ index: Int) {
         let jobs = self.jobs, logger = self.logger, context = self.context, endpoint = resultsEndpoint
+        let slowdown = options.slowdownFactor
         let thread = Thread {
             let push: ZMQSocket
             do {
@@ -238,6 +241,7 @@ public final class Worker {
             while let job = jobs.take() {
                 let a = job.assignment
                 let reply: Message
+                let started = Date()
                 do {
                     let outcome = try runSlot(theta: job.theta, task: a.task, algorithm: a.algorithm,
                                               settings: a.innerLoop, seed: a.seed)
@@ -247,6 +251,7 @@ public final class Worker {
                     logger.error("slot \(a.key) failed: \(error)")
                     reply = .error(ErrorReply(code: .taskFailed, message: "\(error)", key: a.key))
                 }
+                if slowdown > 1 { usleep(UInt32(min(Date().timeIntervalSince(started) * (slowdown - 1), 3600) * 1e6)) }
                 do { try push.send([WireCodec.encode(reply)], dontWait: false) } catch {
                     logger.error("compute thread could not hand back a result: \(error)")
                 }

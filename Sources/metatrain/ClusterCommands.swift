@@ -62,6 +62,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's endpoint, e.g. tcp://10.0.0.5:5555.") var connect: String
     @Option(help: "Slots to run at once (compute threads).") var threads = 1
     @Option(help: "Heartbeat interval before the coordinator's welcome, in ms.") var heartbeatIntervalMs = 1000
+    @Option(help: "Testing: play a machine this many times slower (idle after each slot).") var slowdown = 1.0
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -75,6 +76,7 @@ struct WorkerCommand: ParsableCommand {
         stop.installSignalHandlers()
         var options = Worker.Options(endpoint: connect, threads: threads)
         options.heartbeatIntervalMs = heartbeatIntervalMs
+        options.slowdownFactor = max(slowdown, 1)
         try userFacing {
             let worker = Worker(options: options, context: try ZMQContext(), stop: stop, logger: logger)
             try worker.run()

@@ -53,9 +53,12 @@ enum Harness {
     }
 
     /// θ after all iterations computed serially in this process: what every cluster run must reproduce.
-    static let referenceSHA: String = {
+    static let referenceSHA: String = reference(configText)
+
+    /// The serial in-process θ for any configuration text.
+    static func reference(_ text: String) -> String {
         do {
-            let config = try ClusterConfig.parse(configText)
+            let config = try ClusterConfig.parse(text)
             var state = MetaState(theta: try Coordinator.initialParameters(config), settings: config.meta)
             for t in 0..<config.meta.iterations {
                 let updates = try (0..<config.meta.metaBatch).map { slot in
@@ -69,7 +72,7 @@ enum Harness {
         } catch {
             return "reference failed: \(error)"
         }
-    }()
+    }
 
     final class Child {
         let process = Process()
@@ -106,8 +109,8 @@ enum Harness {
                   log: (folder as NSString).appendingPathComponent("coordinator-\(Date().timeIntervalSince1970).log"))
     }
 
-    static func worker(_ folder: String, endpoint: String, index: Int, threads: Int = 1) throws -> Child {
-        try Child(["worker", "--connect", endpoint, "--threads", "\(threads)", "--heartbeat-interval-ms", "200"],
+    static func worker(_ folder: String, endpoint: String, index: Int, threads: Int = 1, extra: [String] = []) throws -> Child {
+        try Child(["worker", "--connect", endpoint, "--threads", "\(threads)", "--heartbeat-interval-ms", "200"] + extra,
                   log: (folder as NSString).appendingPathComponent("worker-\(index)-\(Date().timeIntervalSince1970).log"))
     }
 

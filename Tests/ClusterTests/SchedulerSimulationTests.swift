@@ -29,6 +29,8 @@ import Wire
         let index: Int
         var peer: Peer
         var threads: Int
+        /// A straggler: computes 10× slower (the backup-task rule must cope).
+        var slow = false
         var alive = true
         var pausedUntil: Tick = -1
         var registered = false
@@ -82,7 +84,8 @@ import Wire
         func newPeer() -> Peer { defer { nextPeer += 1 }; return Peer([UInt8(nextPeer & 255), UInt8(nextPeer >> 8)]) }
         func addWorker(_ now: Tick) {
             let peer = newPeer()
-            workers.append(SimWorker(index: workers.count, peer: peer, threads: 1 + rng.nextInt(below: 2), lastSent: now, lastHeard: now))
+            workers.append(SimWorker(index: workers.count, peer: peer, threads: 1 + rng.nextInt(below: 2),
+                                     slow: rng.nextInt(below: 4) == 0, lastSent: now, lastHeard: now))
             workerOf[peer] = workers.count - 1
             inFlight.append((deliveryTime("up\(peer)", now), .toCoordinator(.hello(peer, Hello(host: "sim", cores: 1, threads: workers.last!.threads)), sentBy: workers.count - 1, epoch: epoch)))
         }
@@ -155,7 +158,8 @@ import Wire
                             send(w, .parametersMissing(worker.peer, key), now)
                             worker = workers[w]
                         } else {
-                            worker.queue.append((key, now + 50 + Tick(rng.nextInt(below: 300))))
+                            let compute = 50 + Tick(rng.nextInt(below: 300))
+                            worker.queue.append((key, now + (worker.slow ? 10 * compute : compute)))
                         }
                     }
                     workers[w] = worker

@@ -71,6 +71,27 @@ import Wire
         #expect(forgot && s.workerCount == 0 && s.counters.workersDisconnected == 1)
     }
 
+    @Test func aStragglingSlotGetsABackupAndTheFirstResultWins() {
+        var s = Scheduler<Int>(settings: SchedulerSettings(runID: "run-1", iterations: 3, metaBatch: 2, heartbeatIntervalMs: 100,
+                                                           liveness: 100, checkpointInterval: 1))
+        _ = s.handle(.hello(a, Hello(host: "fast", cores: 1, threads: 1)), now: 0)
+        _ = s.handle(.hello(b, Hello(host: "slow", cores: 1, threads: 1)), now: 0)
+        // Iteration 0: a and b each take 100 ms.
+        _ = s.handle(.result(a, runID: "run-1", key: SlotKey(iteration: 0, slot: 0, attempt: 0), parameterVersion: 0, payload: 1), now: 100)
+        _ = s.handle(.result(b, runID: "run-1", key: SlotKey(iteration: 0, slot: 1, attempt: 0), parameterVersion: 0, payload: 2), now: 100)
+        // Iteration 1: a finishes in 100 ms; b's slot 1 straggles.
+        _ = s.handle(.result(a, runID: "run-1", key: SlotKey(iteration: 1, slot: 0, attempt: 0), parameterVersion: 1, payload: 3), now: 200)
+        #expect(sends(s.handle(.tick, now: 290)).allSatisfy { if case .assign = $0.1 { return false } else { return true } })
+        let backup = sends(s.handle(.tick, now: 310)).compactMap { p, o -> SlotKey? in
+            if case let .assign(k, _) = o, p == a { return k } else { return nil }
+        }
+        #expect(backup == [SlotKey(iteration: 1, slot: 1, attempt: 1)])
+        let out = s.handle(.result(a, runID: "run-1", key: backup[0], parameterVersion: 1, payload: 4), now: 400)
+        #expect(out.contains { if case .applyMetaUpdate(1, [3, 4]) = $0 { return true } else { return false } })
+        _ = s.handle(.result(b, runID: "run-1", key: SlotKey(iteration: 1, slot: 1, attempt: 0), parameterVersion: 1, payload: 4), now: 1000)
+        #expect(s.counters.backupsSent == 1 && s.counters.staleDropped == 1)
+    }
+
     @Test func resumingAtTheLastIterationFinishesAtOnce() {
         let s = Scheduler<Int>(settings: settings, startIteration: 2)
         #expect(s.isFinished)
