@@ -40,6 +40,15 @@ public struct ClusterConfig: Sendable, Equatable {
         public var threads: Int
     }
 
+    /// CURVE encryption and the worker allow-list; off unless `curve: true`.
+    public struct Security: Sendable, Equatable {
+        public var curve = false
+        /// The coordinator's key pair (`metatrain keygen`); workers get its .pub file.
+        public var coordinatorKey = ""
+        /// Public-key files of the workers allowed to join.
+        public var allowedWorkers: [String] = []
+    }
+
     public struct Evaluation: Sendable, Equatable {
         /// Held-out tasks the end-of-run summary adapts on.
         public var tasks = 5
@@ -54,6 +63,7 @@ public struct ClusterConfig: Sendable, Equatable {
     public var family: TaskFamily = .cartPole(TaskFamily.CartPoleRanges())
     public var innerLoop = InnerLoopSettings()
     public var evaluation = Evaluation()
+    public var security = Security()
 
     public init() {}
 
@@ -132,6 +142,21 @@ public struct ClusterConfig: Sendable, Equatable {
         c.innerLoop = try parseInnerLoop(inner)
         try inner.finish()
 
+        let security = try top.mapping("security")
+        c.security.curve = try security.bool("curve", false)
+        c.security.coordinatorKey = try security.string("coordinator_key", "")
+        if let (node, line) = security.node("allowed_workers") {
+            guard let list = node.sequence?.compactMap({ $0.scalar?.string }), list.count == node.sequence?.count else {
+                throw security.bad("allowed_workers", line, "must be a list of public-key file paths")
+            }
+            c.security.allowedWorkers = list
+        }
+        if c.security.curve && (c.security.coordinatorKey.isEmpty || c.security.allowedWorkers.isEmpty) {
+            throw ConfigError.invalidValue(path: "security", line: security.line,
+                                           reason: "with curve: true needs coordinator_key and a non-empty allowed_workers list")
+        }
+        try security.finish()
+
         let evaluation = try top.mapping("evaluation")
         c.evaluation.tasks = try evaluation.int("tasks", c.evaluation.tasks, 0...10_000)
         c.evaluation.budget = try evaluation.int("budget", c.evaluation.budget, 1...100_000_000)
@@ -144,7 +169,13 @@ public struct ClusterConfig: Sendable, Equatable {
     public static func load(path: String) throws -> ClusterConfig {
         guard let data = FileManager.default.contents(atPath: path) else { throw ConfigError.io("cannot read \(path)") }
         guard let text = String(data: data, encoding: .utf8) else { throw ConfigError.io("\(path) is not UTF-8 text") }
-        return try parse(text)
+        var config = try parse(text)
+        // Key files are relative to the configuration file's folder.
+        let folder = (path as NSString).deletingLastPathComponent
+        func resolve(_ p: String) -> String { p.hasPrefix("/") || p.isEmpty ? p : (folder as NSString).appendingPathComponent(p) }
+        config.security.coordinatorKey = resolve(config.security.coordinatorKey)
+        config.security.allowedWorkers = config.security.allowedWorkers.map(resolve)
+        return config
     }
 
     static func parseAlgorithm(_ meta: MappingReader) throws -> MetaAlgorithm {

@@ -41,6 +41,8 @@ public final class Coordinator {
     let stop: StopFlag
     let store: CheckpointStore
     let socket: ZMQSocket
+    /// Authenticates CURVE clients against the allow-list (nil without CURVE).
+    let zap: ZAPHandler?
     var scheduler: Scheduler<SlotPayload>
     let clock = ContinuousClock()
     let started: ContinuousClock.Instant
@@ -79,11 +81,25 @@ public final class Coordinator {
         socket = try context.socket(.router)
         try socket.setRouterMandatory()
         try socket.setMaxMessageSize(Int64(config.coordinator.maxMessageBytes))
+        if config.security.curve {
+            let keys = try KeyFiles.readPair(config.security.coordinatorKey)
+            let allowed = try config.security.allowedWorkers.map(KeyFiles.readPublic)
+            let handler = try ZAPHandler(context: context, allowedPublicKeys: allowed)
+            handler.onDecision = { key, address, ok in
+                if ok { logger.info("CURVE: admitted \(key.prefix(8))… from \(address)") }
+                else { logger.warning("CURVE: refused \(key.prefix(8))… from \(address): not on the allow-list") }
+            }
+            zap = handler
+            try socket.makeCurveServer(secretKey: keys.secretKey)
+            logger.info("CURVE on: \(allowed.count) worker key(s) allowed")
+        } else {
+            zap = nil
+        }
         try socket.bind(config.coordinator.bind)
         endpoint = try socket.lastEndpoint()
         // Where tools and tests find the resolved endpoint of a wildcard bind (tcp://127.0.0.1:*).
         try? Data((endpoint + "\n").utf8).write(to: URL(fileURLWithPath: (runDirectory as NSString).appendingPathComponent("coordinator.endpoint")))
-        if !(endpoint.hasPrefix("tcp://127.") || endpoint.hasPrefix("tcp://localhost") || endpoint.hasPrefix("tcp://[::1]")) {
+        if zap == nil && !(endpoint.hasPrefix("tcp://127.") || endpoint.hasPrefix("tcp://localhost") || endpoint.hasPrefix("tcp://[::1]")) {
             logger.warning("bound to \(endpoint), reachable from other machines, without encryption: anyone who can reach it can join the run")
         }
         var settings = SchedulerSettings(
@@ -124,8 +140,9 @@ public final class Coordinator {
                 try shutdown(reason: "coordinator stopping (signal)")
                 return summary(interrupted: true)
             }
-            let ready = try ZMQPoller.poll([socket], timeoutMs: pollMs)
+            let ready = try ZMQPoller.poll([socket] + (zap.map { [$0.socket] } ?? []), timeoutMs: pollMs)
             let t0 = clock.now
+            if ready.count > 1 && ready[1] { try zap?.answer() }
             if ready[0] {
                 var drained = 0
                 while drained < 10_000, let frames = try socket.receive() {

@@ -51,6 +51,8 @@ public final class Worker {
         public var maxMessageBytes = 256 * 1024 * 1024
         public var initialBackoffMs = 1000
         public var maxBackoffMs = 32_000
+        /// CURVE: the coordinator's public key and this worker's key pair (both or neither).
+        public var curve: (serverPublicKey: String, keys: CurveKeyPair)?
         /// Testing knob: after each slot, idle (factor − 1) × its compute time, to play a slow machine.
         public var slowdownFactor = 1.0
 
@@ -130,6 +132,7 @@ public final class Worker {
     func connect() throws {
         let socket = try context.socket(.dealer)
         try socket.setMaxMessageSize(Int64(options.maxMessageBytes))
+        if let curve = options.curve { try socket.makeCurveClient(serverPublicKey: curve.serverPublicKey, keys: curve.keys) }
         try socket.connect(options.endpoint)
         dealer = socket
         lastHeard = now

@@ -32,13 +32,14 @@ public final class ZMQContext: @unchecked Sendable {
 /// One ZeroMQ socket. Not thread-safe: exactly one thread uses a socket (libzmq's rule).
 public final class ZMQSocket {
     public enum Kind: Int32 {
-        case router, dealer, push, pull
+        case router, dealer, push, pull, rep
         var raw: Int32 {
             switch self {
             case .router: return ZMQ_ROUTER
             case .dealer: return ZMQ_DEALER
             case .push: return ZMQ_PUSH
             case .pull: return ZMQ_PULL
+            case .rep: return ZMQ_REP
             }
         }
     }

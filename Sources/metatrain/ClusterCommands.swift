@@ -63,6 +63,8 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Slots to run at once (compute threads).") var threads = 1
     @Option(help: "Heartbeat interval before the coordinator's welcome, in ms.") var heartbeatIntervalMs = 1000
     @Option(help: "Testing: play a machine this many times slower (idle after each slot).") var slowdown = 1.0
+    @Option(help: "CURVE: the coordinator's public key file (.pub); needs --key.") var serverKey: String?
+    @Option(help: "CURVE: this worker's key pair file (.key, from metatrain keygen).") var key: String?
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -77,6 +79,10 @@ struct WorkerCommand: ParsableCommand {
         var options = Worker.Options(endpoint: connect, threads: threads)
         options.heartbeatIntervalMs = heartbeatIntervalMs
         options.slowdownFactor = max(slowdown, 1)
+        if (serverKey == nil) != (key == nil) { throw ValidationError("--server-key and --key go together") }
+        if let serverKey, let key {
+            options.curve = try userFacing { (try KeyFiles.readPublic(serverKey), try KeyFiles.readPair(key)) }
+        }
         try userFacing {
             let worker = Worker(options: options, context: try ZMQContext(), stop: stop, logger: logger)
             try worker.run()
@@ -122,5 +128,17 @@ struct CheckpointCommand: ParsableCommand {
                 for key in info.keys.sorted() { print("\(key): \(info[key]!)") }
             }
         }
+    }
+}
+
+struct KeygenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keygen", abstract: "Write a CURVE key pair: PREFIX.key (private, mode 0600) and PREFIX.pub.")
+
+    @Argument(help: "Path prefix, e.g. keys/coordinator or keys/worker-1.") var prefix: String
+
+    func run() throws {
+        let keys = try userFacing { try KeyFiles.generate(prefix: prefix) }
+        print("wrote \(prefix).key and \(prefix).pub (public key \(keys.publicKey))")
     }
 }

@@ -6,7 +6,7 @@ struct MetaTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "metatrain",
         abstract: "Meta-trains DQN agents across a cluster: Reptile / first-order MAML over ZeroMQ workers.",
-        subcommands: [Local.self, CoordinatorCommand.self, WorkerCommand.self, CheckpointCommand.self, ConfigCommand.self, Train.self, Bench.self]
+        subcommands: [Local.self, CoordinatorCommand.self, WorkerCommand.self, CheckpointCommand.self, ConfigCommand.self, KeygenCommand.self, Train.self, Bench.self]
     )
 }
 

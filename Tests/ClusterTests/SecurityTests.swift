@@ -1,0 +1,48 @@
+import Cluster
+import Foundation
+import Testing
+import Transport
+
+/// CURVE with an allow-list checked by a ZAP handler, with real processes.
+@Suite(.serialized) struct SecurityTests {
+    @Test(.enabled(if: CurveKeyPair.isSupported, "libzmq without CURVE"))
+    func onlyAllowListedWorkersCanJoin() throws {
+        let folder = Harness.folder("curve")
+        for name in ["coordinator", "allowed", "stranger"] {
+            let keygen = try Harness.Child(["keygen", folder + "/" + name], log: folder + "/keygen-\(name).log")
+            #expect(keygen.wait(seconds: 20) == 0, "\(keygen.output)")
+        }
+        let attributes = try FileManager.default.attributesOfItem(atPath: folder + "/allowed.key")
+        #expect((attributes[.posixPermissions] as? Int) == 0o600, "secret key files are private")
+        let text = Harness.configText + """
+
+        security:
+          curve: true
+          coordinator_key: coordinator.key
+          allowed_workers: [allowed.pub]
+        """
+        let config = Harness.writeConfig(folder, text)
+        let coordinator = try Harness.coordinator(folder, config: config)
+        #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
+        let endpoint = try #require(Harness.endpoint(folder))
+        let stranger = try Harness.worker(folder, endpoint: endpoint, index: 1,
+                                          extra: ["--server-key", folder + "/coordinator.pub", "--key", folder + "/stranger.key"])
+        let plaintext = try Harness.worker(folder, endpoint: endpoint, index: 2)
+        #expect(Harness.waitFor(seconds: 10) { coordinator.output.contains("refused") }, "\(coordinator.output.suffix(1500))")
+        usleep(500_000)
+        #expect(!coordinator.output.contains("joined"), "no worker has joined yet")
+        #expect(Harness.metrics(folder).isEmpty, "no state change")
+        let allowed = try Harness.worker(folder, endpoint: endpoint, index: 0,
+                                         extra: ["--server-key", folder + "/coordinator.pub", "--key", folder + "/allowed.key"])
+        #expect(coordinator.wait(seconds: 120) == 0, "\(coordinator.output.suffix(2000))")
+        #expect(coordinator.output.components(separatedBy: "joined").count - 1 == 1, "exactly one worker joined")
+        #expect(Harness.metrics(folder).allSatisfy { $0["workers"] as? Int == 1 })
+        #expect(try Harness.finalSHA(folder) == Harness.referenceSHA)
+        allowed.wait(seconds: 10)
+        for w in [stranger, plaintext] { w.signal(SIGTERM); w.wait(seconds: 10) }
+    }
+
+    @Test func curveConfigNeedsKeys() {
+        #expect(throws: ConfigError.self) { try ClusterConfig.parse("security:\n  curve: true\n") }
+    }
+}
