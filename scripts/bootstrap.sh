@@ -4,8 +4,9 @@
 set -euo pipefail
 
 # ZeroMQ, protobuf-c runtime + protoc-c, OpenBLAS (cblas_sgemm), pkg-config for the systemLibrary targets;
-# protoc (protobuf-compiler) and python3-venv for the wire interoperability test only.
-packages=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev pkg-config protobuf-compiler python3-venv)
+# protoc (protobuf-compiler) and python3-venv for the wire interoperability test; iproute2 and nftables for
+# the multi-host tests in network namespaces (scripts/netns-cluster.sh).
+packages=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev pkg-config protobuf-compiler python3-venv iproute2 nftables)
 
 missing=()
 for p in "${packages[@]}"; do
