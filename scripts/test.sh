@@ -43,3 +43,7 @@ grep -qE '^✔ Test run with [0-9]+ tests? .*passed' /tmp/metatrain-swift-test.l
 }
 
 scripts/learning-check.sh
+
+# Multi-host scenarios in network namespaces (skips itself where namespaces cannot be made), and load.
+scripts/netns-cluster.sh all
+scripts/load-test.sh 64 2

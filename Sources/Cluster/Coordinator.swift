@@ -50,7 +50,7 @@ public final class Coordinator {
     var lastCheckpoint: Int
     var finished = false
     // Per-iteration metrics.
-    var bytesSent = 0, bytesReceived = 0, messagesIn = 0
+    var bytesSent = 0, bytesReceived = 0, messagesIn = 0, messagesOut = 0
     var iterationStarted: ContinuousClock.Instant
     var busy: Duration = .zero
 
@@ -201,11 +201,11 @@ public final class Coordinator {
         case .goodbye: return .goodbye(peer)
         case .result(let r):
             guard r.update.count == state.theta.count else {
-                return .malformed(peer, "result update has \(r.update.count) values; θ has \(state.theta.count)", code: .malformed)
+                return .invalidResult(peer, r.key, "update has \(r.update.count) values; θ has \(state.theta.count)")
             }
             // Finite is checked by the decoder; this bound keeps a finite-but-absurd update from overflowing θ.
             if let i = r.update.values.firstIndex(where: { abs($0) > 1e6 }) {
-                return .malformed(peer, "result update value \(r.update[i]) at \(i) exceeds ±1e6", code: .malformed)
+                return .invalidResult(peer, r.key, "update value \(r.update[i]) at \(i) exceeds ±1e6")
             }
             return .result(peer, runID: r.runID, key: r.key, parameterVersion: r.parameterVersion,
                            payload: SlotPayload(update: r.update, statistics: r.statistics))
@@ -277,6 +277,7 @@ public final class Coordinator {
         do {
             try socket.send([peer.id, bytes])
             bytesSent += bytes.count
+            messagesOut += 1
         } catch let error as ZMQError {
             // The peer is gone (EHOSTUNREACH) or its queue is full (EAGAIN): liveness will sort it out.
             logger.debug("send \(message.kind) to \(peer) failed: \(error)")
@@ -298,6 +299,7 @@ public final class Coordinator {
             "iteration": iteration, "mean_inner_return": meanReturn, "workers": scheduler.workerCount,
             "seconds": seconds, "slots_per_second": Double(payloads.count) / max(seconds, 1e-9),
             "bytes_sent": bytesSent, "bytes_received": bytesReceived, "messages_received": messagesIn,
+            "messages_sent": messagesOut,
             "coordinator_busy_seconds": busySeconds, "parameters": state.theta.count,
             "slots_applied": scheduler.counters.slotsApplied, "duplicates_dropped": scheduler.counters.duplicatesDropped,
             "stale_dropped": scheduler.counters.staleDropped, "requeued": scheduler.counters.requeued,
@@ -305,9 +307,15 @@ public final class Coordinator {
             "parameter_transfers": scheduler.counters.parameterTransfers, "backups_sent": scheduler.counters.backupsSent,
             "params_sha256": parametersSHA256(state.theta),
         ]
-        appendMetrics(line)
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        var withResources = line
+        withResources["coordinator_cpu_seconds"] = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) * 1e-6
+            + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6
+        withResources["coordinator_max_rss_kb"] = usage.ru_maxrss
+        appendMetrics(withResources)
         logger.info("\(String(format: "iteration %4d  mean inner return %8.2f  workers %3d  %6.2f slots/s  sent %8d B  busy %.3f s", iteration, meanReturn, scheduler.workerCount, Double(payloads.count) / max(seconds, 1e-9), bytesSent, busySeconds))")
-        bytesSent = 0; bytesReceived = 0; messagesIn = 0; busy = .zero
+        bytesSent = 0; bytesReceived = 0; messagesIn = 0; messagesOut = 0; busy = .zero
         iterationStarted = clock.now
     }
 
@@ -334,9 +342,12 @@ public final class Coordinator {
 /// Errors that end a cluster process.
 public enum ClusterError: Error, CustomStringConvertible {
     case aborted(String)
+    /// A worker could not produce a usable result for a slot.
+    case slotFailed(String)
     public var description: String {
         switch self {
         case .aborted(let r): return "run aborted: \(r)"
+        case .slotFailed(let r): return r
         }
     }
 }

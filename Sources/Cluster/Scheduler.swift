@@ -57,6 +57,9 @@ public enum SchedulerEvent<Payload> {
     case parametersMissing(Peer, SlotKey)
     /// The worker could not run the slot.
     case taskFailed(Peer, SlotKey, String)
+    /// A result that decoded but cannot be used (wrong size, values out of bounds): a strike for the
+    /// worker, and the slot runs again elsewhere.
+    case invalidResult(Peer, SlotKey, String)
     /// A message that failed to decode or validate, or was of a kind a worker must not send.
     case malformed(Peer, String, code: ErrorCode)
     /// Time passed: check liveness, send heartbeats, assign.
@@ -187,17 +190,27 @@ public struct Scheduler<Payload> {
             guard touch(peer, now: now, &out) else { break }
             release(peer, key, requeue: true)
             out.append(.log(.error, "worker \(workers[peer]!.id) failed \(key): \(reason)"))
-            if key.slot < slots.count && slots[key.slot].attempts >= settings.maxAttemptsPerSlot {
-                out.append(.abort("slot \(key.slot) of iteration \(key.iteration) failed \(slots[key.slot].attempts) times; last: \(reason)"))
-            }
+            abortIfFailingEverywhere(key, reason, &out)
         case let .malformed(peer, reason, code):
             strike(peer, reason, code: code, now: now, &out)
+        case let .invalidResult(peer, key, reason):
+            release(peer, key, requeue: true)
+            strike(peer, "result for \(key) rejected: \(reason)", now: now, &out)
+            abortIfFailingEverywhere(key, reason, &out)
         case .tick:
             expire(now: now, &out)
             heartbeat(now: now, &out)
         }
         assign(now: now, &out)
         return out
+    }
+
+    /// A slot that keeps failing is a deterministic failure (e.g. the inner loop diverged): stop with a
+    /// message rather than retry forever.
+    private func abortIfFailingEverywhere(_ key: SlotKey, _ reason: String, _ out: inout [SchedulerCommand<Payload>]) {
+        if key.iteration == iteration && key.slot < slots.count && slots[key.slot].attempts >= settings.maxAttemptsPerSlot {
+            out.append(.abort("slot \(key.slot) of iteration \(key.iteration) failed \(slots[key.slot].attempts) times; last: \(reason)"))
+        }
     }
 
     // MARK: - Registration and liveness

@@ -248,6 +248,9 @@ public final class Worker {
                 do {
                     let outcome = try runSlot(theta: job.theta, task: a.task, algorithm: a.algorithm,
                                               settings: a.innerLoop, seed: a.seed)
+                    guard outcome.update.isFinite else {
+                        throw ClusterError.slotFailed("the inner loop diverged: the update holds NaN or infinity")
+                    }
                     reply = .result(SlotResult(runID: a.runID, key: a.key, parameterVersion: a.parameterVersion,
                                                update: outcome.update, statistics: outcome.statistics))
                 } catch {
