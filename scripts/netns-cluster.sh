@@ -164,7 +164,7 @@ NFT
   sleep $((began + ${LOSSY_SECONDS:-20} - $(date +%s)))
   done_iterations=$(stop_run lossy)
   echo "lossy: 5% loss both ways on w1 for $(( $(date +%s) - began )) s, a 2 s one-way partition on w2; $done_iterations iterations"
- check "lossy: no false death (liveness 5)" "[ \"\$(metric $work/lossy workers_declared_dead)\" = 0 ]"
+  check "lossy: no false death (liveness 5)" "[ \"\$(metric $work/lossy workers_declared_dead)\" = 0 ]"
   check "lossy: the run kept going" "[ $done_iterations -ge 20 ]"
   ref=$(reference lossy "$done_iterations")
   check "lossy: params_sha256 after $done_iterations iterations equals the undisturbed run's" "[ \"\$(sha $work/lossy)\" = $ref ]"
