@@ -131,22 +131,47 @@ public struct CheckpointStore {
         }
     }
 
-    /// The newest checkpoint that verifies (and matches `configHash` unless nil), with what was skipped.
-    public func newestValid(settings: MetaSettings?, configHash: String?) throws -> (path: String, record: CheckpointRecord, skipped: [String]) {
+    /// The newest checkpoint that verifies, belongs to `runID` and matches `configHash` (each unless nil),
+    /// with a reason for every newer one skipped.
+    ///
+    /// A corrupt file, or one from another run, is skipped in favour of the previous good one. If files
+    /// verify but none matches the configuration, the configuration changed: that is refused
+    /// (`wrongConfig`) rather than silently resuming something else.
+    public func newestValid(settings: MetaSettings?, configHash: String?, runID: String? = nil)
+        throws -> (path: String, record: CheckpointRecord, skipped: [String]) {
         var problems: [String] = []
+        var configMismatch: CheckpointError?
         for file in files() {
             let record: CheckpointRecord
             do { record = try Self.read(path: file, settings: settings) } catch {
                 problems.append("\(error)")
                 continue
             }
-            // A different configuration is not corruption: refuse rather than fall back.
+            if let runID, record.runID != runID {
+                problems.append("checkpoint \(file) belongs to run \(record.runID), this folder holds run \(runID)")
+                continue
+            }
             if let configHash, record.configHash != configHash {
-                throw CheckpointError.wrongConfig(path: file, checkpointHash: record.configHash, configHash: configHash)
+                let mismatch = CheckpointError.wrongConfig(path: file, checkpointHash: record.configHash, configHash: configHash)
+                configMismatch = configMismatch ?? mismatch
+                problems.append("\(mismatch)")
+                continue
             }
             return (file, record, problems)
         }
+        if let configMismatch { throw configMismatch }
         throw CheckpointError.noValidCheckpoint(directory: directory, problems: problems)
+    }
+
+    /// The run id recorded in the run folder when the run started (RUN_DIR/run.id), if any.
+    public static func recordedRunID(runDirectory: String) -> String? {
+        let path = (runDirectory as NSString).appendingPathComponent("run.id")
+        return (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    public static func recordRunID(_ runID: String, runDirectory: String) throws {
+        let path = (runDirectory as NSString).appendingPathComponent("run.id")
+        try Data((runID + "\n").utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 }
 

@@ -63,7 +63,8 @@ public final class Coordinator {
         self.stop = stop
         store = CheckpointStore(runDirectory: runDirectory, keepLast: config.run.keepLast)
         if resume {
-            let found = try store.newestValid(settings: config.meta, configHash: forceConfig ? nil : config.hash)
+            let found = try store.newestValid(settings: config.meta, configHash: forceConfig ? nil : config.hash,
+                                              runID: CheckpointStore.recordedRunID(runDirectory: runDirectory))
             for problem in found.skipped { logger.warning("skipped checkpoint: \(problem)") }
             logger.info("resuming \(found.record.runID) from \(found.path) (iteration \(found.record.state.iteration), θ \(parametersSHA256(found.record.state.theta).prefix(16))…)")
             runID = found.record.runID
@@ -77,6 +78,7 @@ public final class Coordinator {
         }
         lastCheckpoint = resume ? state.iteration : -1
         try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+        if !resume { try CheckpointStore.recordRunID(runID, runDirectory: runDirectory) }
 
         socket = try context.socket(.router)
         try socket.setRouterMandatory()

@@ -24,8 +24,10 @@ public struct SchedulerSettings: Sendable, Equatable {
     public var checkpointInterval: Int
     /// Bad messages a registered worker may send before it is disconnected.
     public var maxStrikes = 5
-    /// Attempts per slot before the run is aborted (a slot that fails everywhere is a bug, not bad luck).
-    public var maxAttemptsPerSlot = 20
+    /// Attempts of one slot after which each further failure is logged as an error: a slot that fails
+    /// everywhere is a deterministic failure (e.g. a diverged inner loop) the user must see. The run is
+    /// not aborted: a peer must not be able to stop the run by reporting failures.
+    public var failedAttemptsWarning = 5
     /// Backup tasks (MapReduce's): a slot running longer than this multiple of the median slot time is
     /// also given to an idle worker; the first result wins. nil turns backups off.
     public var backupAfterMedianMultiple: Double? = 2
@@ -190,13 +192,13 @@ public struct Scheduler<Payload> {
             guard touch(peer, now: now, &out) else { break }
             release(peer, key, requeue: true)
             out.append(.log(.error, "worker \(workers[peer]!.id) failed \(key): \(reason)"))
-            abortIfFailingEverywhere(key, reason, &out)
+            warnIfFailingRepeatedly(key, reason, &out)
         case let .malformed(peer, reason, code):
             strike(peer, reason, code: code, now: now, &out)
         case let .invalidResult(peer, key, reason):
             release(peer, key, requeue: true)
             strike(peer, "result for \(key) rejected: \(reason)", now: now, &out)
-            abortIfFailingEverywhere(key, reason, &out)
+            warnIfFailingRepeatedly(key, reason, &out)
         case .tick:
             expire(now: now, &out)
             heartbeat(now: now, &out)
@@ -205,11 +207,11 @@ public struct Scheduler<Payload> {
         return out
     }
 
-    /// A slot that keeps failing is a deterministic failure (e.g. the inner loop diverged): stop with a
-    /// message rather than retry forever.
-    private func abortIfFailingEverywhere(_ key: SlotKey, _ reason: String, _ out: inout [SchedulerCommand<Payload>]) {
-        if key.iteration == iteration && key.slot < slots.count && slots[key.slot].attempts >= settings.maxAttemptsPerSlot {
-            out.append(.abort("slot \(key.slot) of iteration \(key.iteration) failed \(slots[key.slot].attempts) times; last: \(reason)"))
+    /// Reports a slot that keeps failing: likely deterministic (e.g. the inner loop diverged), so the
+    /// user must see it; the slot keeps being retried.
+    private func warnIfFailingRepeatedly(_ key: SlotKey, _ reason: String, _ out: inout [SchedulerCommand<Payload>]) {
+        if key.iteration == iteration && key.slot < slots.count && slots[key.slot].attempts >= settings.failedAttemptsWarning {
+            out.append(.log(.error, "slot \(key.slot) of iteration \(key.iteration) has failed \(slots[key.slot].attempts) attempts; last: \(reason)"))
         }
     }
 

@@ -97,11 +97,19 @@ public final class Worker {
     var now: Tick { Tick((clock.now - started) / .milliseconds(1)) }
 
     /// Runs until the coordinator says the run is over, or a stop signal arrives.
+    ///
+    /// Compute threads may still be inside a slot when this returns: end the process with `_exit`
+    /// (as `metatrain worker` does) rather than running exit handlers under their feet.
     public func run() throws {
         let results = try context.socket(.pull)
         try results.bind(resultsEndpoint)
         for index in 0..<options.threads { startComputeThread(index) }
-        defer { jobs.close() }
+        defer {
+            // Stop taking jobs and let libzmq flush the last message (a goodbye) before the caller exits.
+            jobs.close()
+            dealer?.close()
+            usleep(250_000)
+        }
         try connect()
         while true {
             if stop.isSet {

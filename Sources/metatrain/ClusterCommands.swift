@@ -87,6 +87,9 @@ struct WorkerCommand: ParsableCommand {
             let worker = Worker(options: options, context: try ZMQContext(), stop: stop, logger: logger)
             try worker.run()
         }
+        // A compute thread may be mid-slot inside OpenBLAS: leave without exit handlers (which free
+        // OpenBLAS's buffers under it); the run loop has already flushed the last message.
+        _exit(0)
     }
 }
 

@@ -57,6 +57,18 @@ import Wire
         #expect(try s.newestValid(settings: settings, configHash: nil).record.state.iteration == 3)
     }
 
+    @Test func aCheckpointFromAnotherRunIsSkippedForThePreviousGoodOne() throws {
+        let s = store()
+        try s.write(record(2))
+        try s.write(record(5, runID: "intruder", hash: "h1"))
+        let found = try s.newestValid(settings: settings, configHash: "h1", runID: "run-1")
+        #expect(found.record.state.iteration == 2)
+        #expect(found.skipped.first?.contains("belongs to run intruder") == true, "\(found.skipped)")
+        try s.write(record(7, hash: "h2"))
+        let again = try s.newestValid(settings: settings, configHash: "h1", runID: "run-1")
+        #expect(again.record.state.iteration == 2 && again.skipped.count == 2, "a foreign config is skipped when an older match exists")
+    }
+
     @Test func noValidCheckpointSaysWhy() throws {
         let s = store()
         let path = try s.write(record(1))

@@ -42,6 +42,21 @@ import Transport
         for w in [stranger, plaintext] { w.signal(SIGTERM); w.wait(seconds: 10) }
     }
 
+    /// Without CURVE, binding beyond loopback works but says plainly that anyone can join.
+    @Test func aPublicBindWithoutCurveWarns() throws {
+        let folder = Harness.folder("publicbind")
+        let config = Harness.writeConfig(folder)
+        let coordinator = try Harness.coordinator(folder, config: config, extra: ["--bind", "tcp://0.0.0.0:*"])
+        #expect(Harness.waitFor(seconds: 20) { coordinator.output.contains("without encryption") }, "\(coordinator.output)")
+        coordinator.signal(SIGTERM)
+        #expect(coordinator.wait(seconds: 10) == 0)
+        let loopback = try Harness.coordinator(Harness.folder("loopbind"), config: config)
+        #expect(Harness.waitFor(seconds: 20) { loopback.output.contains("listening") })
+        #expect(!loopback.output.contains("without encryption"))
+        loopback.signal(SIGTERM)
+        loopback.wait(seconds: 10)
+    }
+
     @Test func curveConfigNeedsKeys() {
         #expect(throws: ConfigError.self) { try ClusterConfig.parse("security:\n  curve: true\n") }
     }
