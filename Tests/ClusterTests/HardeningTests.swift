@@ -171,7 +171,10 @@ import Wire
             try socket.send([bytes])
             while let _ = try socket.receive() { replies += 1 }
             if i % 500 == 499 {
-                // Replace the connections now and then: a misbehaving peer is disconnected, others come.
+                // Collect the answers, then replace the connections: a misbehaving peer is disconnected, others come.
+                for s in sockets {
+                    while try ZMQPoller.poll([s], timeoutMs: 100)[0], let _ = try s.receive() { replies += 1 }
+                }
                 for s in sockets { s.close() }
                 sockets = try (0..<8).map { _ in try context.socket(.dealer) }
                 for s in sockets { try s.connect(endpoint) }
