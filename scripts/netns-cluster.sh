@@ -98,11 +98,13 @@ reference() {
   sha "$work/$1-ref"
 }
 
-# stop_run NAME: SIGTERM the coordinator (final checkpoint), wait, print the iterations applied.
+# stop_run NAME: SIGTERM the coordinator (final checkpoint), wait for it, set done_iterations.
+# (Not in a $(...) subshell: `wait` there cannot wait for this shell's child, and the count would race
+# the coordinator's last iteration.)
 stop_run() {
   kill -TERM "$coordinator" 2>/dev/null || true
   wait "$coordinator" || true
-  lines "$work/$1"
+  done_iterations=$(lines "$work/$1")
 }
 
 # first_difference RUN REF: the first meta-iteration whose params_sha256 differs (diagnostics on failure).
@@ -138,7 +140,7 @@ if [ "$scenario" = partition ] || [ "$scenario" = all ]; then
   wait_until 40 "[ \$(grep -c 'joined from' $work/partition-coordinator.log) -ge 4 ]" && rejoined=yes
   echo "partition: w1 registered again: $rejoined, $(python3 -c "print(round($(date +%s.%N) - $up, 1))") s after the link returned"
   sleep 1
-  done_iterations=$(stop_run partition)
+  stop_run partition
   check "partition: death detected within 1.9 s" "python3 -c 'import sys; sys.exit(0 if $detected <= 1.9 else 1)'"
   check "partition: w1 re-registered after the link returned" "[ $rejoined = yes ]"
   check "partition: the dead worker's slot was taken over (requeued or backed up)" "[ \$(( \$(metric $work/partition requeued) + \$(metric $work/partition backups_sent) )) -ge 1 ]"
@@ -162,7 +164,7 @@ NFT
   sleep 2
   ip netns exec "$p-w2" nft delete table inet metatrain_oneway
   sleep $((began + ${LOSSY_SECONDS:-20} - $(date +%s)))
-  done_iterations=$(stop_run lossy)
+  stop_run lossy
   echo "lossy: 5% loss both ways on w1 for $(( $(date +%s) - began )) s, a 2 s one-way partition on w2; $done_iterations iterations"
   check "lossy: no false death (liveness 5)" "[ \"\$(metric $work/lossy workers_declared_dead)\" = 0 ]"
   check "lossy: the run kept going" "[ $done_iterations -ge 20 ]"

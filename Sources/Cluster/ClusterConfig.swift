@@ -141,6 +141,9 @@ public struct ClusterConfig: Sendable, Equatable {
         let inner = try top.mapping("inner_loop")
         c.innerLoop = try parseInnerLoop(inner)
         try inner.finish()
+        if c.meta.algorithm == .maml, let problem = mamlIncompatibility(c.innerLoop.dqn) {
+            throw ConfigError.invalidValue(path: "inner_loop", line: inner.line, reason: "does not suit meta.algorithm maml: \(problem)")
+        }
 
         let security = try top.mapping("security")
         c.security.curve = try security.bool("curve", false)
@@ -180,12 +183,8 @@ public struct ClusterConfig: Sendable, Equatable {
 
     static func parseAlgorithm(_ meta: MappingReader) throws -> MetaAlgorithm {
         let name = try meta.string("algorithm", MetaAlgorithm.reptile.rawValue)
-        if name == "maml" {
-            throw meta.bad("algorithm", meta.node("algorithm")?.1 ?? meta.line,
-                           "is 'maml': second-order MAML is not built yet; use reptile or fomaml")
-        }
         guard let a = MetaAlgorithm(rawValue: name) else {
-            throw meta.bad("algorithm", meta.node("algorithm")?.1 ?? meta.line, "is '\(name)'; it must be reptile or fomaml")
+            throw meta.bad("algorithm", meta.node("algorithm")?.1 ?? meta.line, "is '\(name)'; it must be reptile, fomaml or maml")
         }
         return a
     }

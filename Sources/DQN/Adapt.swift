@@ -25,9 +25,11 @@ public func makeNetwork(for task: TaskSpec, config: DQNConfig, backend: GEMMBack
 /// Deterministic: the same inputs give bit-identical parameters, returns and losses. `seed` seeds
 /// two independent streams, one for the environment's resets and one for ε-greedy and replay.
 /// - Parameter progress: called after each finished episode with (env step, episode return).
+/// - Parameter recorder: receives every gradient step's parameters and minibatch (see `UpdateRecord`).
 public func adapt(
     initial: ParameterVector, task: TaskSpec, budget: Int, seed: UInt64, config: DQNConfig = DQNConfig(),
-    backend: GEMMBackend = .default, progress: ((Int, Double) -> Void)? = nil
+    backend: GEMMBackend = .default, progress: ((Int, Double) -> Void)? = nil,
+    recorder: ((UpdateRecord) -> Void)? = nil
 ) throws -> Adaptation {
     try config.validate()
     guard budget >= 0 else { throw DQNError.invalidBudget(budget) }
@@ -36,13 +38,14 @@ public func adapt(
         throw DQNError.parameterCount(expected: mlp.parameterCount, got: initial.count)
     }
     var env = try task.makeEnvironment()
-    return runInnerLoop(&env, mlp: mlp, initial: initial, budget: budget, seed: seed, config: config, progress: progress)
+    return runInnerLoop(&env, mlp: mlp, initial: initial, budget: budget, seed: seed, config: config, progress: progress,
+                        recorder: recorder)
 }
 
 /// The loop itself, generic so each environment's `step` is called directly.
 func runInnerLoop<E: Environment>(
     _ env: inout E, mlp: MLP, initial: ParameterVector, budget: Int, seed: UInt64, config: DQNConfig,
-    progress: ((Int, Double) -> Void)?
+    progress: ((Int, Double) -> Void)?, recorder: ((UpdateRecord) -> Void)?
 ) -> Adaptation {
     let clock = ContinuousClock(), start = clock.now
     var envRNG = SeededRNG(seed: deriveSeed(seed, iteration: 0, slot: 0, purpose: .environment))
@@ -78,7 +81,7 @@ func runInnerLoop<E: Environment>(
             swap(&observation, &nextObservation)
         }
         if step > config.learningStarts && step % config.trainFrequency == 0 {
-            lossSum += Double(learner.update(from: buffer, using: &agentRNG))
+            lossSum += Double(learner.update(from: buffer, using: &agentRNG, recorder: recorder))
         }
     }
     let elapsed = clock.now - start

@@ -43,9 +43,15 @@ public final class DQNLearner {
     }
 
     /// One gradient step on a minibatch drawn from `buffer`; returns the TD loss before the step.
-    public func update(from buffer: ReplayBuffer, using rng: inout SeededRNG) -> Float {
+    ///
+    /// `recorder`, when given, receives the step's parameters and data before the step (second-order MAML
+    /// differentiates through every inner step with its data held fixed).
+    public func update(from buffer: ReplayBuffer, using rng: inout SeededRNG,
+                       recorder: ((UpdateRecord) -> Void)? = nil) -> Float {
         buffer.sample(into: &batch, using: &rng)
         computeTargets()
+        recorder?(UpdateRecord(parameters: parameters, observations: batch.observations, actions: batch.actions,
+                               targets: tdTargets))
         let n = batch.size, actions = mlp.outputSize
         let loss = parameters.values.withUnsafeBufferPointer { p in
             gradient.values.withUnsafeMutableBufferPointer { g in
@@ -98,6 +104,18 @@ public final class DQNLearner {
                 for i in 0..<t.count { t[i] = tau * p[i] + (1 - tau) * t[i] }
             }
         }
+    }
+}
+
+/// One inner gradient step's inputs: the parameters it started from and its minibatch with fixed TD targets.
+public struct UpdateRecord: Sendable {
+    public var parameters: ParameterVector
+    public var observations: [Float]
+    public var actions: [Int32]
+    public var targets: [Float]
+
+    public init(parameters: ParameterVector, observations: [Float], actions: [Int32], targets: [Float]) {
+        self.parameters = parameters; self.observations = observations; self.actions = actions; self.targets = targets
     }
 }
 

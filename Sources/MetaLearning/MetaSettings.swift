@@ -8,6 +8,8 @@ public enum MetaAlgorithm: String, Codable, Sendable, CaseIterable {
     case reptile
     /// First-order MAML: g = mean ∇L_query(φᵢ).
     case fomaml
+    /// Second-order MAML: g = mean Π_j (I − αH_j) ∇L_query(φᵢ) through the SGD inner steps.
+    case maml
 }
 
 /// How the outer step size changes over the run.

@@ -19,7 +19,8 @@ public struct MetaState: Sendable, Equatable {
 
     /// Applies one meta-update from the slots' updates, which must be given in slot order.
     ///
-    /// Reptile: g = −mean(φᵢ − θ) = θ − mean φᵢ. FOMAML: g = mean ∇L_query(φᵢ). Then θ ← opt(θ, g) with
+    /// Reptile: g = −mean(φᵢ − θ) = θ − mean φᵢ. FOMAML and MAML: g = mean of the slots' meta-gradients.
+    /// Then θ ← opt(θ, g) with
     /// the scheduled step. Summing in slot order makes θ independent of which worker finished first.
     public mutating func apply(updates: [ParameterVector], settings: MetaSettings) {
         precondition(!updates.isEmpty && updates.allSatisfy { $0.count == theta.count },

@@ -33,7 +33,10 @@ public struct SlotOutcome: Sendable, Equatable {
 public func runSlot(
     theta: ParameterVector, task: TaskSpec, algorithm: MetaAlgorithm, settings: InnerLoopSettings, seed: UInt64
 ) throws -> SlotOutcome {
-    let adaptation = try adapt(initial: theta, task: task, budget: settings.budget, seed: seed, config: settings.dqn)
+    if algorithm == .maml, let problem = mamlIncompatibility(settings.dqn) { throw MetaLearningError.incompatible(problem) }
+    var records: [UpdateRecord] = []
+    let adaptation = try adapt(initial: theta, task: task, budget: settings.budget, seed: seed, config: settings.dqn,
+                               recorder: algorithm == .maml ? { records.append($0) } : nil)
     let returns = adaptation.episodeReturns
     // The last 10 episodes say how far adaptation got (the reference peer reports the same).
     let recent = returns.suffix(10)
@@ -44,11 +47,24 @@ public func runSlot(
     switch algorithm {
     case .reptile:
         return SlotOutcome(update: difference(adaptation.parameters, theta), statistics: statistics)
-    case .fomaml:
+    case .fomaml, .maml:
         let query = try queryGradient(parameters: adaptation.parameters, task: task, steps: settings.querySteps,
                                       seed: seed, config: settings.dqn)
         statistics.queryLoss = query.loss
         statistics.environmentSteps += query.transitions
-        return SlotOutcome(update: query.gradient, statistics: statistics)
+        guard algorithm == .maml else { return SlotOutcome(update: query.gradient, statistics: statistics) }
+        let mlp = try makeNetwork(for: task, config: settings.dqn)
+        let g = secondOrderMetaGradient(mlp: mlp, steps: records, learningRate: settings.dqn.learningRate,
+                                        queryGradient: query.gradient, loss: settings.dqn.loss)
+        return SlotOutcome(update: g, statistics: statistics)
+    }
+}
+
+public enum MetaLearningError: Error, CustomStringConvertible {
+    case incompatible(String)
+    public var description: String {
+        switch self {
+        case .incompatible(let m): return m
+        }
     }
 }

@@ -123,6 +123,7 @@ extension WireCodec {
             switch a {
             case METATRAIN__V1__ALGORITHM__ALGORITHM_REPTILE: return .reptile
             case METATRAIN__V1__ALGORITHM__ALGORITHM_FOMAML: return .fomaml
+            case METATRAIN__V1__ALGORITHM__ALGORITHM_MAML: return .maml
             default: throw .unknownEnum(field, value: Int64(a.rawValue))
             }
         }

@@ -105,6 +105,7 @@ public enum WireCodec {
         switch a {
         case .reptile: return METATRAIN__V1__ALGORITHM__ALGORITHM_REPTILE
         case .fomaml: return METATRAIN__V1__ALGORITHM__ALGORITHM_FOMAML
+        case .maml: return METATRAIN__V1__ALGORITHM__ALGORITHM_MAML
         }
     }
 

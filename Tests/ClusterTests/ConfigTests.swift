@@ -23,8 +23,8 @@ import Testing
     @Test(arguments: [
         ("run:\n  sede: 1\n", "'run.sede'", 2),
         ("meta:\n  iterations: 0\n", "'meta.iterations' is 0", 2),
-        ("meta:\n  algorithm: reptil\n", "must be reptile or fomaml", 2),
-        ("meta:\n  algorithm: maml\n", "second-order MAML is not built yet", 2),
+        ("meta:\n  algorithm: reptil\n", "must be reptile, fomaml or maml", 2),
+        ("meta:\n  algorithm: maml\ninner_loop:\n  optimizer: adam\n", "optimizer: sgd", 4),
         ("meta:\n  schedule: cosine\n", "linear", 2),
         ("inner_loop:\n  gamma: 1.5\n", "'inner_loop.gamma' is 1.5", 2),
         ("inner_loop:\n  learning_rate: -1\n", "learning_rate", 2),

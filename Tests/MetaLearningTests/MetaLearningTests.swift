@@ -38,7 +38,7 @@ import Testing
         #expect(state.theta == ParameterVector([0.5, 0.5]))
     }
 
-    @Test(arguments: MetaAlgorithm.allCases)
+    @Test(arguments: [MetaAlgorithm.reptile, .fomaml])  // MAML (SGD only): MAMLTests
     func slotsAreDeterministicAndFinite(algorithm: MetaAlgorithm) throws {
         var settings = InnerLoopSettings(budget: 300, querySteps: 64)
         settings.dqn.hiddenLayers = [8]
