@@ -110,7 +110,7 @@ public final class Coordinator {
             checkpointInterval: config.run.checkpointInterval)
         settings.backupAfterMedianMultiple = config.coordinator.backupAfterMedian > 0 ? config.coordinator.backupAfterMedian : nil
         settings.incarnation = "c\(String(UInt64(Date().timeIntervalSince1970 * 1000) % 1_000_000_007, radix: 36))"
-        scheduler = Scheduler(settings: settings, startIteration: state.iteration)
+        scheduler = try Scheduler(settings: settings, startIteration: state.iteration)
         started = clock.now
         iterationStarted = started
     }

@@ -154,9 +154,13 @@ public struct Scheduler<Payload> {
     var slotDurations: [Tick] = []
 
     /// Starts at `iteration` (0 for a new run, the checkpoint's iteration on resume).
-    public init(settings: SchedulerSettings, startIteration: Int = 0) {
-        precondition(settings.metaBatch > 0 && settings.iterations >= 0 && settings.liveness > 0,
-                     "scheduler settings must be validated before use: \(settings)")
+    /// Throws for settings no run can use (they come from cluster.yaml, which validates them first).
+    public init(settings: SchedulerSettings, startIteration: Int = 0) throws {
+        guard settings.metaBatch > 0, settings.iterations >= 0, settings.liveness > 0, settings.heartbeatIntervalMs > 0,
+              settings.checkpointInterval > 0, startIteration >= 0 else {
+            throw ConfigError.invalidValue(path: "meta/coordinator", line: 0,
+                                           reason: "cannot schedule with these settings: \(settings), start \(startIteration)")
+        }
         self.settings = settings
         iteration = startIteration
         slots = Array(repeating: Slot(), count: settings.metaBatch)

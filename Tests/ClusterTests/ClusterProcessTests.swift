@@ -28,9 +28,7 @@ import Wire
     @Test func workerKilledMidIteration() throws {
         let folder = Harness.folder("kill")
         let config = Harness.writeConfig(folder)
-        let coordinator = try Harness.coordinator(folder, config: config)
-        #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
-        let endpoint = try #require(Harness.endpoint(folder))
+        let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
         let workers = try (0..<3).map { try Harness.worker(folder, endpoint: endpoint, index: $0) }
         #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 2 })
         workers[0].signal(SIGKILL)
@@ -53,9 +51,7 @@ import Wire
     @Test func coordinatorKilledAndResumed() throws {
         let folder = Harness.folder("resume")
         let config = Harness.writeConfig(folder)
-        let first = try Harness.coordinator(folder, config: config)
-        #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
-        let endpoint = try #require(Harness.endpoint(folder))
+        let (first, endpoint) = try Harness.startCoordinator(folder, config: config)
         let workers = try (0..<2).map { try Harness.worker(folder, endpoint: endpoint, index: $0) }
         #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 3 })
         first.signal(SIGKILL)
@@ -72,9 +68,7 @@ import Wire
     @Test func workersJoinAndLeaveMidRun() throws {
         let folder = Harness.folder("elastic")
         let config = Harness.writeConfig(folder)
-        let coordinator = try Harness.coordinator(folder, config: config)
-        #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
-        let endpoint = try #require(Harness.endpoint(folder))
+        let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
         let first = try Harness.worker(folder, endpoint: endpoint, index: 0)
         #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 1 })
         let more = try (1..<3).map { try Harness.worker(folder, endpoint: endpoint, index: $0) }
@@ -93,9 +87,7 @@ import Wire
     @Test func badMessagesAreRejectedAndThetaIsUnaffected() throws {
         let folder = Harness.folder("bad")
         let config = Harness.writeConfig(folder)
-        let coordinator = try Harness.coordinator(folder, config: config)
-        #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
-        let endpoint = try #require(Harness.endpoint(folder))
+        let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
         let worker = try Harness.worker(folder, endpoint: endpoint, index: 0)
 
         let context = try ZMQContext()

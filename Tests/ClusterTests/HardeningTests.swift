@@ -19,9 +19,7 @@ import Wire
     @Test func gracefulShutdown() throws {
         let folder = Harness.folder("sigterm")
         let config = Harness.writeConfig(folder)
-        let coordinator = try Harness.coordinator(folder, config: config)
-        #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
-        let endpoint = try #require(Harness.endpoint(folder))
+        let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
         let workers = try (0..<2).map { try Harness.worker(folder, endpoint: endpoint, index: $0) }
         #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 3 })
         let sent = Date()
@@ -41,9 +39,7 @@ import Wire
     @Test func chaosKillsAndStopsLoseNothing() throws {
         let folder = Harness.folder("chaos")
         let config = Harness.writeConfig(folder, Self.chaosConfig)
-        let coordinator = try Harness.coordinator(folder, config: config)
-        #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
-        let endpoint = try #require(Harness.endpoint(folder))
+        let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
         var victim = try Harness.worker(folder, endpoint: endpoint, index: 0)
         let sleeper = try Harness.worker(folder, endpoint: endpoint, index: 1)
         let steady = try (2..<4).map { try Harness.worker(folder, endpoint: endpoint, index: $0) }
@@ -80,9 +76,8 @@ import Wire
     @Test func coordinatorKilledRepeatedlyResumesEveryTime() throws {
         let folder = Harness.folder("coordchaos")
         let config = Harness.writeConfig(folder, Self.chaosConfig)
-        var coordinator = try Harness.coordinator(folder, config: config)
-        #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
-        let endpoint = try #require(Harness.endpoint(folder))
+        let (firstCoordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
+        var coordinator = firstCoordinator
         let workers = try (0..<2).map { try Harness.worker(folder, endpoint: endpoint, index: $0) }
         #expect(Harness.waitFor(seconds: 60) { !Harness.metrics(folder).isEmpty })
         var rng = SeededRNG(seed: 77)
@@ -109,9 +104,7 @@ import Wire
         func meanIterationSeconds(slowdown: Double) throws -> (Double, Int) {
             let folder = Harness.folder("straggler-\(Int(slowdown))")
             let config = Harness.writeConfig(folder)
-            let coordinator = try Harness.coordinator(folder, config: config)
-            #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
-            let endpoint = try #require(Harness.endpoint(folder))
+            let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
             let workers = try (0..<3).map { i in
                 try Harness.worker(folder, endpoint: endpoint, index: i, extra: i == 0 ? ["--slowdown", "\(slowdown)"] : [])
             }
@@ -137,9 +130,7 @@ import Wire
         let count = Int(ProcessInfo.processInfo.environment["METATRAIN_FUZZ_MESSAGES"] ?? "") ?? 3000
         let folder = Harness.folder("fuzz")
         let config = Harness.writeConfig(folder)
-        let coordinator = try Harness.coordinator(folder, config: config)
-        #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
-        let endpoint = try #require(Harness.endpoint(folder))
+        let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
         let worker = try Harness.worker(folder, endpoint: endpoint, index: 0)
         let context = try ZMQContext()
         var rng = SeededRNG(seed: 2024)

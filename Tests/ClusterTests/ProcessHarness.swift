@@ -109,6 +109,16 @@ enum Harness {
                   log: (folder as NSString).appendingPathComponent("coordinator-\(Date().timeIntervalSince1970).log"))
     }
 
+    /// Starts a coordinator and returns it with the endpoint it bound (read from coordinator.endpoint).
+    static func startCoordinator(_ folder: String, config: String, extra: [String] = []) throws -> (Child, String) {
+        let coordinator = try Harness.coordinator(folder, config: config, extra: extra)
+        guard waitFor(seconds: 20, { endpoint(folder) != nil }), let bound = endpoint(folder) else {
+            Issue.record("coordinator did not bind: \(coordinator.output.suffix(1000))")
+            throw CancellationError()
+        }
+        return (coordinator, bound)
+    }
+
     static func worker(_ folder: String, endpoint: String, index: Int, threads: Int = 1, extra: [String] = []) throws -> Child {
         try Child(["worker", "--connect", endpoint, "--threads", "\(threads)", "--heartbeat-interval-ms", "200"] + extra,
                   log: (folder as NSString).appendingPathComponent("worker-\(index)-\(Date().timeIntervalSince1970).log"))

@@ -12,8 +12,8 @@ import Wire
         commands.compactMap { if case let .send(p, o) = $0 { return (p, o) } else { return nil } }
     }
 
-    @Test func assignsSlotsInOrderWithParametersOncePerVersion() {
-        var s = Scheduler<Int>(settings: settings)
+    @Test func assignsSlotsInOrderWithParametersOncePerVersion() throws {
+        var s = try Scheduler<Int>(settings: settings)
         var out = s.handle(.hello(a, Hello(host: "h", cores: 2, threads: 2)), now: 0)
         let assigned = sends(out).compactMap { if case let .assign(k, p) = $0.1 { return (k, p) } else { return nil } }
         #expect(assigned.map(\.0.slot) == [0, 1])
@@ -23,8 +23,8 @@ import Wire
         #expect(next.count == 1 && next[0].0.slot == 2 && next[0].1 == false)
     }
 
-    @Test func duplicateStaleAndForeignResultsAreDropped() {
-        var s = Scheduler<Int>(settings: settings)
+    @Test func duplicateStaleAndForeignResultsAreDropped() throws {
+        var s = try Scheduler<Int>(settings: settings)
         _ = s.handle(.hello(a, Hello(host: "h", cores: 1, threads: 3)), now: 0)
         let k0 = SlotKey(iteration: 0, slot: 0, attempt: 0)
         _ = s.handle(.result(a, runID: "run-1", key: k0, parameterVersion: 0, payload: 1), now: 1)
@@ -46,8 +46,8 @@ import Wire
         #expect(s.iteration == 1)
     }
 
-    @Test func silentWorkersAreDeclaredDeadAndTheirSlotsRequeued() {
-        var s = Scheduler<Int>(settings: settings)
+    @Test func silentWorkersAreDeclaredDeadAndTheirSlotsRequeued() throws {
+        var s = try Scheduler<Int>(settings: settings)
         _ = s.handle(.hello(a, Hello(host: "h", cores: 1, threads: 3)), now: 0)
         _ = s.handle(.hello(b, Hello(host: "h", cores: 1, threads: 3)), now: 0)
         _ = s.handle(.heartbeat(b), now: 250)
@@ -59,8 +59,8 @@ import Wire
         #expect(s.counters.workersDeclaredDead == 1 && s.counters.requeued == 3)
     }
 
-    @Test func aWorkerThatKeepsSendingGarbageIsDisconnected() {
-        var s = Scheduler<Int>(settings: settings)
+    @Test func aWorkerThatKeepsSendingGarbageIsDisconnected() throws {
+        var s = try Scheduler<Int>(settings: settings)
         _ = s.handle(.hello(a, Hello(host: "h", cores: 1, threads: 1)), now: 0)
         var forgot = false
         for i in 0..<5 {
@@ -71,8 +71,8 @@ import Wire
         #expect(forgot && s.workerCount == 0 && s.counters.workersDisconnected == 1)
     }
 
-    @Test func aStragglingSlotGetsABackupAndTheFirstResultWins() {
-        var s = Scheduler<Int>(settings: SchedulerSettings(runID: "run-1", iterations: 3, metaBatch: 2, heartbeatIntervalMs: 100,
+    @Test func aStragglingSlotGetsABackupAndTheFirstResultWins() throws {
+        var s = try Scheduler<Int>(settings: SchedulerSettings(runID: "run-1", iterations: 3, metaBatch: 2, heartbeatIntervalMs: 100,
                                                            liveness: 100, checkpointInterval: 1))
         _ = s.handle(.hello(a, Hello(host: "fast", cores: 1, threads: 1)), now: 0)
         _ = s.handle(.hello(b, Hello(host: "slow", cores: 1, threads: 1)), now: 0)
@@ -92,11 +92,11 @@ import Wire
         #expect(s.counters.backupsSent == 1 && s.counters.staleDropped == 1)
     }
 
-    @Test func anUnusableResultRequeuesTheSlotAndRepeatedFailuresAreReportedNotFatal() {
+    @Test func anUnusableResultRequeuesTheSlotAndRepeatedFailuresAreReportedNotFatal() throws {
         var settings = self.settings
         settings.failedAttemptsWarning = 3
         settings.maxStrikes = 100
-        var s = Scheduler<Int>(settings: settings)
+        var s = try Scheduler<Int>(settings: settings)
         _ = s.handle(.hello(a, Hello(host: "h", cores: 1, threads: 1)), now: 0)
         var reported = false
         for attempt in 0..<4 {
@@ -109,8 +109,8 @@ import Wire
         #expect(reported)
     }
 
-    @Test func resumingAtTheLastIterationFinishesAtOnce() {
-        let s = Scheduler<Int>(settings: settings, startIteration: 2)
+    @Test func resumingAtTheLastIterationFinishesAtOnce() throws {
+        let s = try Scheduler<Int>(settings: settings, startIteration: 2)
         #expect(s.isFinished)
     }
 }

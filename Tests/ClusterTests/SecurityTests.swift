@@ -22,9 +22,7 @@ import Transport
           allowed_workers: [allowed.pub]
         """
         let config = Harness.writeConfig(folder, text)
-        let coordinator = try Harness.coordinator(folder, config: config)
-        #expect(Harness.waitFor(seconds: 20) { Harness.endpoint(folder) != nil })
-        let endpoint = try #require(Harness.endpoint(folder))
+        let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
         let stranger = try Harness.worker(folder, endpoint: endpoint, index: 1,
                                           extra: ["--server-key", folder + "/coordinator.pub", "--key", folder + "/stranger.key"])
         let plaintext = try Harness.worker(folder, endpoint: endpoint, index: 2)
