@@ -54,6 +54,10 @@ public struct ClusterConfig: Sendable, Equatable {
         public var tasks = 5
         /// Env steps of adaptation per held-out task.
         public var budget = 2_000
+        /// Meta-iterations between the coordinator's meta-evaluations of θ during training; 0: none.
+        public var interval = 0
+        /// The return that counts as solving a task; nil: the family's default (`defaultTargetReturn`).
+        public var targetReturn: Double?
     }
 
     public var run = Run()
@@ -64,6 +68,9 @@ public struct ClusterConfig: Sendable, Equatable {
     public var innerLoop = InnerLoopSettings()
     public var evaluation = Evaluation()
     public var security = Security()
+    /// The YAML this configuration was parsed from (empty when built in code); the coordinator copies
+    /// it into the run folder so `metatrain eval` can find the run's settings next to its checkpoints.
+    public var sourceText = ""
 
     public init() {}
 
@@ -163,9 +170,14 @@ public struct ClusterConfig: Sendable, Equatable {
         let evaluation = try top.mapping("evaluation")
         c.evaluation.tasks = try evaluation.int("tasks", c.evaluation.tasks, 0...10_000)
         c.evaluation.budget = try evaluation.int("budget", c.evaluation.budget, 1...100_000_000)
+        c.evaluation.interval = try evaluation.int("interval", c.evaluation.interval, 0...1_000_000)
+        if evaluation.node("target_return") != nil {
+            c.evaluation.targetReturn = try evaluation.double("target_return", 0, { $0.isFinite }, "a finite number")
+        }
         try evaluation.finish()
 
         try top.finish()
+        c.sourceText = text
         return c
     }
 

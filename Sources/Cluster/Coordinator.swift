@@ -49,6 +49,7 @@ public final class Coordinator {
     var tasks: (iteration: Int, specs: [TaskSpec]) = (-1, [])
     var lastCheckpoint: Int
     var finished = false
+    let evaluation: PeriodicEvaluation
     // Per-iteration metrics.
     var bytesSent = 0, bytesReceived = 0, messagesIn = 0, messagesOut = 0
     var iterationStarted: ContinuousClock.Instant
@@ -78,7 +79,14 @@ public final class Coordinator {
         }
         lastCheckpoint = resume ? state.iteration : -1
         try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
-        if !resume { try CheckpointStore.recordRunID(runID, runDirectory: runDirectory) }
+        if !resume {
+            try CheckpointStore.recordRunID(runID, runDirectory: runDirectory)
+            // The settings next to the checkpoints: `metatrain eval --checkpoint` reads them from here.
+            if !config.sourceText.isEmpty {
+                try Data(config.sourceText.utf8).write(to: URL(fileURLWithPath: (runDirectory as NSString).appendingPathComponent("config.yaml")), options: .atomic)
+            }
+        }
+        evaluation = PeriodicEvaluation(config: config, runDirectory: runDirectory, logger: logger)
 
         socket = try context.socket(.router)
         try socket.setRouterMandatory()
@@ -126,8 +134,7 @@ public final class Coordinator {
 
     /// The task of slot `slot` in meta-iteration `iteration`: a pure function of the run seed.
     public static func task(_ config: ClusterConfig, iteration: Int, slot: Int) throws -> TaskSpec {
-        var rng = SeededRNG(seed: deriveSeed(config.run.seed, iteration: UInt64(iteration), slot: UInt64(slot), purpose: .taskSample))
-        return try config.family.sample(using: &rng)
+        try trainingTask(config.family, runSeed: config.run.seed, iteration: iteration, slot: slot)
     }
 
     var now: Tick { Tick((clock.now - started) / .milliseconds(1)) }
@@ -136,6 +143,7 @@ public final class Coordinator {
     public func run() throws -> CoordinatorSummary {
         logger.info("coordinator \(runID) listening on \(endpoint); iterations \(state.iteration)..<\(config.meta.iterations), meta-batch \(config.meta.metaBatch), \(config.meta.algorithm.rawValue)")
         if scheduler.isFinished { finished = true }
+        if state.iteration == 0 && evaluation.isDue(0) { evaluation.start(iteration: 0, theta: state.theta) }
         let pollMs = max(5, min(50, config.coordinator.heartbeatIntervalMs / 4))
         while !finished {
             if stop.isSet {
@@ -157,6 +165,7 @@ public final class Coordinator {
             busy += clock.now - t0
         }
         if lastCheckpoint != state.iteration { try checkpoint() }
+        evaluation.waitUntilIdle()
         return summary(interrupted: false)
     }
 
@@ -294,6 +303,7 @@ public final class Coordinator {
         }
         state.apply(updates: payloads.map(\.update), settings: config.meta)
         guard state.theta.isFinite else { throw ClusterError.aborted("θ became non-finite after iteration \(iteration)") }
+        if evaluation.isDue(state.iteration) { evaluation.start(iteration: state.iteration, theta: state.theta) }
         let seconds = (clock.now - iterationStarted) / .seconds(1)
         let meanReturn = payloads.map(\.statistics.meanReturn).reduce(0, +) / Double(payloads.count)
         let busySeconds = busy / .seconds(1)

@@ -26,10 +26,12 @@ public func makeNetwork(for task: TaskSpec, config: DQNConfig, backend: GEMMBack
 /// two independent streams, one for the environment's resets and one for ε-greedy and replay.
 /// - Parameter progress: called after each finished episode with (env step, episode return).
 /// - Parameter recorder: receives every gradient step's parameters and minibatch (see `UpdateRecord`).
+/// - Parameter snapshots: receives (env step, current parameters) at step 0 and after every `every` steps,
+///   which is how adaptation curves are measured without a second run.
 public func adapt(
     initial: ParameterVector, task: TaskSpec, budget: Int, seed: UInt64, config: DQNConfig = DQNConfig(),
     backend: GEMMBackend = .default, progress: ((Int, Double) -> Void)? = nil,
-    recorder: ((UpdateRecord) -> Void)? = nil
+    recorder: ((UpdateRecord) -> Void)? = nil, snapshots: Snapshots? = nil
 ) throws -> Adaptation {
     try config.validate()
     guard budget >= 0 else { throw DQNError.invalidBudget(budget) }
@@ -39,13 +41,38 @@ public func adapt(
     }
     var env = try task.makeEnvironment()
     return runInnerLoop(&env, mlp: mlp, initial: initial, budget: budget, seed: seed, config: config, progress: progress,
-                        recorder: recorder)
+                        recorder: recorder, snapshots: snapshots)
+}
+
+/// Runs DQN like `adapt`, but in an environment given directly (e.g. one that changes task every episode).
+public func adapt<E: Environment>(
+    initial: ParameterVector, environment: inout E, budget: Int, seed: UInt64, config: DQNConfig = DQNConfig(),
+    backend: GEMMBackend = .default, progress: ((Int, Double) -> Void)? = nil, snapshots: Snapshots? = nil
+) throws -> Adaptation {
+    try config.validate()
+    guard budget >= 0 else { throw DQNError.invalidBudget(budget) }
+    let mlp = try MLP(sizes: [environment.observationSize] + config.hiddenLayers + [environment.actionCount], backend: backend)
+    guard initial.count == mlp.parameterCount else {
+        throw DQNError.parameterCount(expected: mlp.parameterCount, got: initial.count)
+    }
+    return runInnerLoop(&environment, mlp: mlp, initial: initial, budget: budget, seed: seed, config: config,
+                        progress: progress, recorder: nil, snapshots: snapshots)
+}
+
+/// Where and how often an inner loop hands out copies of its parameters.
+public struct Snapshots {
+    /// Env steps between snapshots (> 0).
+    public var every: Int
+    public var receive: (Int, ParameterVector) -> Void
+    public init(every: Int, receive: @escaping (Int, ParameterVector) -> Void) {
+        self.every = max(every, 1); self.receive = receive
+    }
 }
 
 /// The loop itself, generic so each environment's `step` is called directly.
 func runInnerLoop<E: Environment>(
     _ env: inout E, mlp: MLP, initial: ParameterVector, budget: Int, seed: UInt64, config: DQNConfig,
-    progress: ((Int, Double) -> Void)?, recorder: ((UpdateRecord) -> Void)?
+    progress: ((Int, Double) -> Void)?, recorder: ((UpdateRecord) -> Void)?, snapshots: Snapshots? = nil
 ) -> Adaptation {
     let clock = ContinuousClock(), start = clock.now
     var envRNG = SeededRNG(seed: deriveSeed(seed, iteration: 0, slot: 0, purpose: .environment))
@@ -58,6 +85,7 @@ func runInnerLoop<E: Environment>(
 
     env.reset(using: &envRNG)
     env.writeObservation(to: &observation)
+    snapshots?.receive(0, learner.parameters)
     for step in 0..<budget {
         let action: Int
         if agentRNG.nextFloat() < config.epsilon(step: step, budget: budget) {
@@ -83,6 +111,7 @@ func runInnerLoop<E: Environment>(
         if step > config.learningStarts && step % config.trainFrequency == 0 {
             lossSum += Double(learner.update(from: buffer, using: &agentRNG, recorder: recorder))
         }
+        if let snapshots, (step + 1) % snapshots.every == 0 { snapshots.receive(step + 1, learner.parameters) }
     }
     let elapsed = clock.now - start
     return Adaptation(

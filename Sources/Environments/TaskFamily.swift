@@ -111,6 +111,31 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         try draw { $0.upper } seed: { 0 }.validate()
     }
 
+    /// Where a task lies in the family: each ranged parameter scaled to [0, 1] (fixed ones left out).
+    ///
+    /// Lets evaluation ask how close two tasks really are, e.g. whether nearest-task retrieval found
+    /// a similar one. Empty for tabular MDPs (their tasks differ by a seed, not by a parameter) and for
+    /// a task of another kind.
+    public func coordinates(of task: TaskSpec) -> [Double] {
+        func scaled(_ pairs: [(ParameterRange, Double)]) -> [Double] {
+            pairs.filter { $0.0.lower < $0.0.upper }.map { ($0.1 - $0.0.lower) / ($0.0.upper - $0.0.lower) }
+        }
+        switch (self, task) {
+        case let (.cartPole(r), .cartPole(p)):
+            return scaled([(r.gravity, p.gravity), (r.massCart, p.massCart), (r.massPole, p.massPole),
+                           (r.length, p.length), (r.forceMagnitude, p.forceMagnitude)])
+        case let (.acrobot(r), .acrobot(p)):
+            return scaled([(r.linkLength1, p.linkLength1), (r.linkMass1, p.linkMass1), (r.linkMass2, p.linkMass2)])
+        case let (.mountainCar(r), .mountainCar(p)):
+            return scaled([(r.force, p.force), (r.gravity, p.gravity)])
+        case let (.goalNavigation(r), .goalNavigation(p)):
+            let square = ParameterRange(-r.goalRadius, r.goalRadius)
+            return scaled([(square, p.goalX), (square, p.goalY)])
+        default:
+            return []
+        }
+    }
+
     /// Builds a spec choosing each ranged value with `value`.
     private func draw(_ value: (ParameterRange) -> Double, seed: () -> UInt64) -> TaskSpec {
         switch self {

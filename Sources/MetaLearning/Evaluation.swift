@@ -1,43 +1,207 @@
 import DQN
 import Environments
+import Foundation
 import NeuralNet
 
-/// One initialisation's adaptation on held-out tasks: mean return before and after a short budget.
-public struct InitialisationScore: Sendable, Equatable {
-    public var name: String
-    /// Greedy return of the initialisation itself, averaged over tasks.
-    public var returnBefore: Double
-    /// Greedy return after `budget` steps of DQN from it, averaged over tasks.
-    public var returnAfter: Double
-    /// Mean return of the last training episodes during adaptation, averaged over tasks.
-    public var trainingReturn: Double
-}
-
 /// The held-out task i of a run: drawn with a seed no training slot uses.
+///
+/// Training tasks come from the `.taskSample` stream at meta-iteration t; held-out tasks from the
+/// `.evaluation` stream, so the two sets are disjoint however long the run.
 public func heldOutTask(_ family: TaskFamily, runSeed: UInt64, index: Int) throws -> TaskSpec {
     var rng = SeededRNG(seed: deriveSeed(runSeed, iteration: UInt64.max, slot: UInt64(index), purpose: .evaluation))
     return try family.sample(using: &rng)
 }
 
-/// Adapts each named initialisation on the same held-out tasks with the same settings and budget.
-public func compareInitialisations(
-    _ inits: [(String, ParameterVector)], family: TaskFamily, runSeed: UInt64, tasks: Int,
-    settings: InnerLoopSettings, episodes: Int = 5
-) throws -> [InitialisationScore] {
-    let specs = try (0..<tasks).map { try heldOutTask(family, runSeed: runSeed, index: $0) }
-    return try inits.map { name, theta in
-        var before = 0.0, after = 0.0, training = 0.0
-        for (i, task) in specs.enumerated() {
-            let seed = deriveSeed(runSeed, iteration: UInt64.max - 1, slot: UInt64(i), purpose: .evaluation)
-            let b = try evaluateGreedy(theta, task: task, episodes: episodes, seed: seed, config: settings.dqn)
-            let adapted = try adapt(initial: theta, task: task, budget: settings.budget, seed: seed, config: settings.dqn)
-            let a = try evaluateGreedy(adapted.parameters, task: task, episodes: episodes, seed: seed, config: settings.dqn)
-            let recent = adapted.episodeReturns.suffix(10)
-            before += b.reduce(0, +) / Double(b.count)
-            after += a.reduce(0, +) / Double(a.count)
-            training += recent.isEmpty ? 0 : recent.reduce(0, +) / Double(recent.count)
-        }
-        let n = Double(max(tasks, 1))
-        return InitialisationScore(name: name, returnBefore: before / n, returnAfter: after / n, trainingReturn: training / n)
+/// The return that counts as "solved" for a family: gymnasium's thresholds, and −10 for 2D navigation.
+///
+/// −10 on GoalNavigation2D (100 steps, goals within radius 0.5) needs the goal found within a few
+/// steps and held; standing at the origin scores about −33 on an average goal, a random walk about −75.
+/// Tabular MDPs have no natural threshold (their scale depends on the drawn rewards): nil.
+public func defaultTargetReturn(family: TaskFamily) -> Double? {
+    switch family {
+    case .cartPole: return 195
+    case .acrobot: return -100
+    case .mountainCar: return -110
+    case .goalNavigation: return -10
+    case .tabularMDP: return nil
     }
+}
+
+/// What a meta-evaluation measures: which tasks, how long each init adapts, and how often it is scored.
+public struct EvaluationPlan: Sendable {
+    public var family: TaskFamily
+    public var runSeed: UInt64
+    /// Held-out tasks (≥ 1).
+    public var tasks: Int
+    /// Env steps of adaptation per task and init.
+    public var budget: Int
+    /// Env steps between scored points of the curve; the curve has points 0, K, 2K, …, budget.
+    public var every: Int
+    /// Greedy episodes averaged at every point.
+    public var episodes: Int
+    /// The DQN settings every init adapts with.
+    public var dqn: DQNConfig
+    public var targetReturn: Double?
+
+    public init(family: TaskFamily, runSeed: UInt64, tasks: Int, budget: Int, every: Int, episodes: Int = 5,
+                dqn: DQNConfig, targetReturn: Double?) {
+        self.family = family; self.runSeed = runSeed; self.tasks = tasks; self.budget = budget; self.every = every
+        self.episodes = episodes; self.dqn = dqn; self.targetReturn = targetReturn
+    }
+
+    public func validate() throws {
+        try dqn.validate()
+        guard tasks >= 1 else { throw EvaluationError.invalid("tasks must be ≥ 1, got \(tasks)") }
+        guard budget >= 1 else { throw EvaluationError.invalid("budget must be ≥ 1, got \(budget)") }
+        guard every >= 1 && every <= budget && budget % every == 0 else {
+            throw EvaluationError.invalid("every (\(every)) must divide the budget (\(budget))")
+        }
+        guard episodes >= 1 else { throw EvaluationError.invalid("episodes must be ≥ 1, got \(episodes)") }
+    }
+
+    /// The steps at which the curve is scored.
+    public var steps: [Int] { Array(stride(from: 0, through: budget, by: every)) }
+
+    public func task(_ i: Int) throws -> TaskSpec { try heldOutTask(family, runSeed: runSeed, index: i) }
+    /// Seeds task i's adaptation: the same for every init, so they see the same episodes' randomness.
+    public func adaptationSeed(_ i: Int) -> UInt64 {
+        deriveSeed(runSeed, iteration: UInt64.max - 1, slot: UInt64(i), purpose: .evaluation)
+    }
+    /// Seeds task i's greedy scoring: the same start states at every point, for every init.
+    public func scoringSeed(_ i: Int) -> UInt64 {
+        deriveSeed(runSeed, iteration: UInt64.max - 2, slot: UInt64(i), purpose: .evaluation)
+    }
+}
+
+public enum EvaluationError: Error, CustomStringConvertible {
+    case invalid(String)
+    public var description: String {
+        switch self {
+        case .invalid(let m): return m
+        }
+    }
+}
+
+/// Adapts `initial` on held-out task i and scores the greedy return at every point of the plan.
+public func adaptationCurve(_ initial: ParameterVector, plan: EvaluationPlan, taskIndex i: Int) throws -> [Double] {
+    let task = try plan.task(i)
+    return try scoredAdaptation(initial, task: task, budget: plan.budget, every: plan.every, seed: plan.adaptationSeed(i),
+                                plan: plan, taskIndex: i).returns
+}
+
+/// One adaptation with its snapshots scored; also hands back the final parameters.
+func scoredAdaptation(_ initial: ParameterVector, task: TaskSpec, budget: Int, every: Int, seed: UInt64,
+                      plan: EvaluationPlan, taskIndex i: Int) throws -> (returns: [Double], final: ParameterVector) {
+    var snapshots: [ParameterVector] = []
+    let adaptation = try adapt(initial: initial, task: task, budget: budget, seed: seed, config: plan.dqn,
+                               snapshots: Snapshots(every: every) { _, p in snapshots.append(p) })
+    let returns = try snapshots.map { p in
+        let r = try evaluateGreedy(p, task: task, episodes: plan.episodes, seed: plan.scoringSeed(i), config: plan.dqn)
+        return r.reduce(0, +) / Double(r.count)
+    }
+    return (returns, adaptation.parameters)
+}
+
+/// The multi-task pretrained baseline: one DQN trained from `initial` on tasks drawn from the family,
+/// a new task every episode, for `steps` env steps (the MAML paper's "pretrained" row).
+///
+/// A long single DQN run can collapse (on CartPole its weights grow until the greedy policy falls
+/// back to ~10 steps), so the run is scored at `checkpoints` evenly spaced points by its greedy return
+/// on `validationTasks` training-distribution tasks (never the held-out ones) and the best-scoring
+/// parameters are kept: the strongest baseline this budget buys, as early stopping would give it.
+public func multiTaskPretrain(
+    initial: ParameterVector, family: TaskFamily, steps: Int, runSeed: UInt64, config: DQNConfig,
+    checkpoints: Int = 20, validationTasks: Int = 5, episodes: Int = 3
+) throws -> (parameters: ParameterVector, step: Int, validationReturn: Double) {
+    var taskRNG = SeededRNG(seed: deriveSeed(runSeed, iteration: UInt64.max - 3, slot: 0, purpose: .taskSample))
+    var env = try MultiTaskEnvironment(family: family, using: &taskRNG)
+    let validation = try (0..<validationTasks).map { _ in try family.sample(using: &taskRNG) }
+    let seed = deriveSeed(runSeed, iteration: UInt64.max - 3, slot: 0, purpose: .innerLoop)
+    var snapshots: [(Int, ParameterVector)] = []
+    let every = max(steps / max(checkpoints, 1), 1)
+    let final = try adapt(initial: initial, environment: &env, budget: steps, seed: seed, config: config,
+                          snapshots: Snapshots(every: every) { step, p in if step > 0 { snapshots.append((step, p)) } })
+    if snapshots.last?.0 != steps { snapshots.append((steps, final.parameters)) }
+    var best = (parameters: final.parameters, step: steps, validationReturn: -Double.infinity)
+    for (step, p) in snapshots where p.isFinite {
+        var total = 0.0
+        for (i, task) in validation.enumerated() {
+            total += try evaluateGreedy(p, task: task, episodes: episodes, seed: deriveSeed(seed, iteration: 0, slot: UInt64(i), purpose: .evaluation),
+                                        config: config).reduce(0, +) / Double(episodes)
+        }
+        // Later snapshots win ties: they have seen more data.
+        if total / Double(validationTasks) >= best.validationReturn { best = (p, step, total / Double(validationTasks)) }
+    }
+    return best
+}
+
+/// Mean and half-width of the 95% confidence interval of the mean (Student t, n − 1 degrees of freedom).
+public func meanAndCI95(_ values: [Double]) -> (mean: Double, ci95: Double) {
+    guard !values.isEmpty else { return (0, 0) }
+    let n = Double(values.count), mean = values.reduce(0, +) / n
+    guard values.count > 1 else { return (mean, 0) }
+    let variance = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)
+    return (mean, studentT975(degreesOfFreedom: values.count - 1) * (variance / n).squareRoot())
+}
+
+/// The 0.975 quantile of Student's t distribution.
+func studentT975(degreesOfFreedom df: Int) -> Double {
+    let table: [Double] = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+                           2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+                           2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+    if df >= 1 && df <= table.count { return table[df - 1] }
+    if df <= 40 { return 2.021 }
+    if df <= 60 { return 2.000 }
+    if df <= 120 { return 1.980 }
+    return 1.960
+}
+
+/// The first scored step at which a curve reaches `target`, or nil.
+public func stepsToTarget(_ curve: [Double], steps: [Int], target: Double) -> Int? {
+    zip(steps, curve).first { $0.1 >= target }?.0
+}
+
+/// The median of per-task steps-to-target, a task that never reached it counting as +∞; nil when the
+/// median task never reached it.
+public func medianSteps(_ values: [Int?]) -> Double? {
+    guard !values.isEmpty else { return nil }
+    let sorted = values.map { $0.map(Double.init) ?? .infinity }.sorted()
+    let n = sorted.count
+    let median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+    return median.isFinite ? median : nil
+}
+
+/// Runs `body(0..<count)` on up to `threads` threads; results come back in index order.
+///
+/// Each index is an independent, deterministic job, so the results do not depend on `threads`.
+public func parallelMap<T: Sendable>(_ count: Int, threads: Int, _ body: @escaping @Sendable (Int) throws -> T) throws -> [T] {
+    let jobs = JobQueue<T>(count: count)
+    let threadCount = max(1, min(threads, count))
+    let done = DispatchSemaphore(value: 0)
+    for _ in 0..<threadCount {
+        let thread = Thread {
+            while let i = jobs.take() { jobs.store(i, Result { try body(i) }) }
+            done.signal()
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+    for _ in 0..<threadCount { done.wait() }
+    return try jobs.results()
+}
+
+/// The shared state of `parallelMap`: the next index and the results, behind one lock.
+private final class JobQueue<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+    private var slots: [Result<T, Error>?]
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+    func take() -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        guard next < slots.count else { return nil }
+        next += 1
+        return next - 1
+    }
+    func store(_ i: Int, _ r: Result<T, Error>) { lock.lock(); slots[i] = r; lock.unlock() }
+    func results() throws -> [T] { lock.lock(); defer { lock.unlock() }; return try slots.map { try $0!.get() } }
 }

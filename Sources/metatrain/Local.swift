@@ -52,7 +52,7 @@ struct Local: ParsableCommand {
         }
         print("run \(summary.runID) in \(summary.runDirectory): \(summary.iterations) meta-iterations, params_sha256 \(summary.paramsSHA256)")
         if summary.interrupted || noEval || cfg.evaluation.tasks == 0 { return }
-        try userFacing { try printComparison(cfg, theta: summary.theta) }
+        try userFacing { try printComparison(cfg, theta: summary.theta, folder: folder) }
     }
 
     func spawnWorker(index: Int, endpoint: String, threads: Int, folder: String) throws -> Process {
@@ -75,17 +75,14 @@ struct Local: ParsableCommand {
         for p in processes { p.waitUntilExit() }
     }
 
-    func printComparison(_ cfg: ClusterConfig, theta: ParameterVector) throws {
-        var settings = cfg.innerLoop
-        settings.budget = cfg.evaluation.budget
-        let random = try Coordinator.initialParameters(cfg)
-        print("\nAdaptation on \(cfg.evaluation.tasks) held-out \(cfg.family.kindName) tasks, \(settings.budget) DQN steps each (same settings, seeds and tasks for both):")
-        let scores = try compareInitialisations([("meta θ", theta), ("random init", random)], family: cfg.family,
-                                                runSeed: cfg.run.seed, tasks: cfg.evaluation.tasks, settings: settings)
-        print("| init | greedy return before | greedy return after | training return (last 10 episodes) |")
-        print("|---|---|---|---|")
-        for s in scores {
-            print("| \(s.name) | " + String(format: "%.1f | %.1f | %.1f |", s.returnBefore, s.returnAfter, s.trainingReturn))
-        }
+    func printComparison(_ cfg: ClusterConfig, theta: ParameterVector, folder: String) throws {
+        let plan = EvaluationPlan(family: cfg.family, runSeed: cfg.run.seed, tasks: cfg.evaluation.tasks,
+                                  budget: cfg.evaluation.budget, every: cfg.evaluation.budget, dqn: cfg.innerLoop.dqn,
+                                  targetReturn: cfg.evaluation.targetReturn ?? defaultTargetReturn(family: cfg.family))
+        print("\nAdaptation on \(plan.tasks) held-out \(cfg.family.kindName) tasks, \(plan.budget) DQN steps each (same settings, seeds and tasks for both); greedy return, mean ± 95% CI:")
+        let report = try runMetaEvaluation(plan: plan, inits: [("meta θ", theta), ("random init", try Coordinator.initialParameters(cfg))],
+                                           threads: ProcessInfo.processInfo.activeProcessorCount)
+        print(report.table())
+        print("\nFull comparison (multi-task pretrained and nearest-task inits, curves, plot): metatrain eval --checkpoint \(folder)")
     }
 }

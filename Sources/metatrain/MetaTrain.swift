@@ -5,8 +5,8 @@ import Logging
 struct MetaTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "metatrain",
-        abstract: "Meta-trains DQN agents across a cluster: Reptile / first-order MAML over ZeroMQ workers.",
-        subcommands: [Local.self, CoordinatorCommand.self, WorkerCommand.self, CheckpointCommand.self, ConfigCommand.self, KeygenCommand.self, Train.self, Bench.self]
+        abstract: "Meta-trains DQN agents across a cluster: Reptile / first-order / second-order MAML over ZeroMQ workers, and measures whether it helped.",
+        subcommands: [Local.self, CoordinatorCommand.self, WorkerCommand.self, CheckpointCommand.self, ConfigCommand.self, KeygenCommand.self, Train.self, Eval.self, Bench.self]
     )
 }
 

@@ -1,0 +1,157 @@
+import ArgumentParser
+import Cluster
+import DQN
+import Environments
+import Foundation
+import MetaLearning
+import NeuralNet
+import Wire
+
+/// `metatrain eval`: does meta θ adapt faster than the alternatives? Adaptation curves on held-out tasks.
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Adapt meta θ, a random init, a multi-task pretrained init and the nearest-task init on held-out tasks; print mean ± 95% CI of the greedy return every K steps and write CSV, SVG and JSON into the run folder.")
+
+    @Option(help: "A checkpoint file (runs/NAME/checkpoints/ckpt-….mtck), or a run folder for its newest valid checkpoint.")
+    var checkpoint: String
+    @Option(help: "The run's cluster.yaml (default: config.yaml in the checkpoint's run folder, which the coordinator writes).")
+    var config: String?
+    @Option(help: "Held-out tasks (drawn from a seed stream no training slot uses).") var tasks = 20
+    @Option(help: "Env steps of adaptation per task and init (default: evaluation.budget of the config).") var budget: Int?
+    @Option(help: "Env steps between scored points; must divide the budget (default: budget / 10).") var every: Int?
+    @Option(help: "Greedy episodes averaged at each point.") var episodes = 5
+    @Option(help: "Comma-separated inits: meta, random, multitask, nearest.") var inits = "meta,random,multitask,nearest"
+    @Option(help: "Embedding distance for the nearest-task init: euclidean or cosine.") var metric = "euclidean"
+    @Option(help: "Training tasks in the nearest-task library (the run's last ones).") var library = 32
+    @Option(help: "Steps adapted from θ before the nearest-task init embeds the task (default: every); they count against the budget.") var probeSteps: Int?
+    @Option(help: "Env steps of multi-task pretraining (default: the env steps the meta-training run used).") var multitaskSteps: Int?
+    @Option(help: "The return that counts as solved (default: evaluation.target_return, else the family's).") var target: Double?
+    @Option(help: "Threads adapting in parallel (the results do not depend on it).") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Folder for eval-*.csv/.svg/.json (default: the run folder).") var out: String?
+    @Flag(help: "Use the config even if its hash differs from the checkpoint's.") var forceConfig = false
+    @Flag(help: "Print only the JSON object.") var json = false
+
+    func run() throws {
+        try userFacing {
+            let (record, checkpointPath, runFolder) = try loadCheckpoint()
+            let configPath = config ?? (runFolder as NSString).appendingPathComponent("config.yaml")
+            guard FileManager.default.fileExists(atPath: configPath) else {
+                throw ValidationError("no configuration at \(configPath): pass the run's cluster.yaml with --config")
+            }
+            let cfg = try loadConfig(configPath)
+            if cfg.hash != record.configHash && !forceConfig {
+                throw ValidationError("\(configPath) is not the configuration \(checkpointPath) was trained with (config hash \(cfg.hash.prefix(12))… vs \(record.configHash.prefix(12))…); pass the right --config, or --force-config")
+            }
+            let plan = try makePlan(cfg)
+            let names = inits.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            let known = ["meta", "random", "multitask", "nearest"]
+            guard !names.isEmpty, let bad = Optional(names.filter { !known.contains($0) }), bad.isEmpty else {
+                throw ValidationError("--inits takes a comma-separated subset of \(known.joined(separator: ", "))")
+            }
+            guard let embeddingMetric = EmbeddingMetric(rawValue: metric) else {
+                throw ValidationError("--metric must be euclidean or cosine")
+            }
+            let theta = record.state.theta
+            let theta0 = try Coordinator.initialParameters(cfg)
+            let iterations = record.state.iteration
+            var chosen: [(String, ParameterVector)] = []
+            var notes: [(String, String)] = [("checkpoint", "\"\(checkpointPath)\""), ("iteration", "\(iterations)"),
+                                             ("algorithm", "\"\(record.algorithm.rawValue)\"")]
+            for name in names where name != "nearest" {
+                switch name {
+                case "meta": chosen.append(("meta", theta))
+                case "random": chosen.append(("random", theta0))
+                default:
+                    let perSlot = cfg.innerLoop.budget + (cfg.meta.algorithm == .reptile ? 0 : cfg.innerLoop.querySteps)
+                    let steps = multitaskSteps ?? max(iterations * cfg.meta.metaBatch * perSlot, 1)
+                    progress("multi-task pretraining from θ₀: \(steps) env steps on tasks drawn from the family")
+                    let start = Date()
+                    let pretrained = try multiTaskPretrain(initial: theta0, family: cfg.family, steps: steps,
+                                                           runSeed: cfg.run.seed, config: cfg.innerLoop.dqn)
+                    chosen.append(("multitask", pretrained.parameters))
+                    progress(String(format: "  done in %.1f s; kept the snapshot at step %d (mean greedy return %.1f on 5 training-distribution tasks)",
+                                    Date().timeIntervalSince(start), pretrained.step, pretrained.validationReturn))
+                    notes.append(("multitask_kept_step", "\(pretrained.step)"))
+                    notes.append(("multitask_steps", "\(steps)"))
+                }
+            }
+            var nearest: NearestTaskSetup?
+            if names.contains("nearest") {
+                let probe = probeSteps ?? plan.every
+                let tasks = try libraryTasks(cfg, iterations: iterations)
+                progress("nearest-task library: adapting θ to \(tasks.count) training tasks (\(cfg.innerLoop.budget) steps each)")
+                let lib = try TaskLibrary(theta: theta, tasks: tasks, settings: cfg.innerLoop,
+                                          probes: try ProbeStates(family: cfg.family, runSeed: cfg.run.seed), threads: threads)
+                nearest = NearestTaskSetup(theta: theta, library: lib, metric: embeddingMetric, probeSteps: probe)
+                notes += [("metric", "\"\(embeddingMetric.rawValue)\""), ("library", "\(tasks.count)"), ("probe_steps", "\(probe)")]
+            }
+            progress("adapting \(chosen.count + (nearest == nil ? 0 : 1)) init(s) on \(plan.tasks) held-out \(cfg.family.kindName) tasks, \(plan.budget) steps each, scored every \(plan.every) on \(plan.episodes) greedy episodes (\(threads) thread(s))")
+            let report = try runMetaEvaluation(plan: plan, inits: chosen, nearest: nearest, threads: threads)
+            let folder = out ?? runFolder
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let stem = (folder as NSString).appendingPathComponent(String(format: "eval-iter%06d", iterations))
+            let object = report.json(extra: notes)
+            try Data(report.summaryCSV().utf8).write(to: URL(fileURLWithPath: stem + ".csv"))
+            try Data(report.tasksCSV().utf8).write(to: URL(fileURLWithPath: stem + "-tasks.csv"))
+            try Data(report.svg(title: "\(cfg.run.name): \(record.algorithm.rawValue), \(cfg.family.kindName), iteration \(iterations)").utf8)
+                .write(to: URL(fileURLWithPath: stem + ".svg"))
+            try Data((object + "\n").utf8).write(to: URL(fileURLWithPath: stem + ".json"))
+            try Data((report.table() + "\n").utf8).write(to: URL(fileURLWithPath: stem + ".md"))
+            if json {
+                print(object)
+            } else {
+                print(report.table())
+                if let r = report.retrieval {
+                    print(String(format: "\nnearest-task retrieval, mean normalised task-parameter distance to the picked library task: euclidean %.3f, cosine %.3f, oracle %.3f, random pick %.3f",
+                                 r.byMetric[.euclidean] ?? 0, r.byMetric[.cosine] ?? 0, r.oracle, r.random))
+                }
+                print(String(format: "\n%.1f s; wrote %@.csv, %@-tasks.csv, %@.svg, %@.json, %@.md", report.seconds, stem, stem, stem, stem, stem))
+            }
+        }
+    }
+
+    func progress(_ text: String) {
+        FileHandle.standardError.write(Data("eval: \(text)\n".utf8))
+    }
+
+    /// The checkpoint record, its path and its run folder (the checkpoints folder's parent).
+    func loadCheckpoint() throws -> (CheckpointRecord, String, String) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDirectory) else {
+            throw ValidationError("no checkpoint at \(checkpoint)")
+        }
+        if isDirectory.boolValue {
+            let found = try CheckpointStore(runDirectory: checkpoint, keepLast: 1).newestValid(settings: nil, configHash: nil)
+            for problem in found.skipped { progress("skipped checkpoint: \(problem)") }
+            return (found.record, found.path, checkpoint)
+        }
+        let record = try CheckpointStore.read(path: checkpoint, settings: nil)
+        let folder = ((checkpoint as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+        return (record, checkpoint, folder.isEmpty ? "." : folder)
+    }
+
+    func makePlan(_ cfg: ClusterConfig) throws -> EvaluationPlan {
+        let b = budget ?? cfg.evaluation.budget
+        let k = every ?? (b % 10 == 0 ? b / 10 : b)
+        let plan = EvaluationPlan(family: cfg.family, runSeed: cfg.run.seed, tasks: tasks, budget: b, every: k,
+                                  episodes: episodes, dqn: cfg.innerLoop.dqn,
+                                  targetReturn: target ?? cfg.evaluation.targetReturn ?? defaultTargetReturn(family: cfg.family))
+        do { try plan.validate() } catch { throw ValidationError("\(error)") }
+        return plan
+    }
+
+    /// The run's last `library` training tasks with their slot seeds, newest first.
+    func libraryTasks(_ cfg: ClusterConfig, iterations: Int) throws -> [(TaskSpec, UInt64)] {
+        guard library >= 1 else { throw ValidationError("--library must be ≥ 1") }
+        var tasks: [(TaskSpec, UInt64)] = []
+        var iteration = max(iterations, 1) - 1
+        while tasks.count < library && iteration >= 0 {
+            for slot in 0..<cfg.meta.metaBatch where tasks.count < library {
+                tasks.append((try Coordinator.task(cfg, iteration: iteration, slot: slot),
+                              deriveSeed(cfg.run.seed, iteration: UInt64(iteration), slot: UInt64(slot), purpose: .innerLoop)))
+            }
+            iteration -= 1
+        }
+        return tasks
+    }
+}

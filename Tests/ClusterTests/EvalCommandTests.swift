@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+
+/// `metatrain eval` and the coordinator's periodic meta-evaluation, run as real processes.
+@Suite(.serialized) struct EvalCommandTests {
+    static let configText = """
+    run:
+      name: evalproc
+      seed: 3
+      checkpoint_interval: 2
+    meta:
+      algorithm: reptile
+      iterations: 3
+      meta_batch: 2
+    task_family:
+      env: goal_navigation
+    inner_loop:
+      budget: 200
+      hidden_layers: [16, 16]
+      batch_size: 16
+      learning_starts: 50
+      buffer_capacity: 500
+    evaluation:
+      tasks: 2
+      budget: 100
+      interval: 1
+    """
+
+    static func run(_ arguments: [String], folder: String) throws -> (Int32, String) {
+        let child = try Harness.Child(arguments, log: (folder as NSString).appendingPathComponent("cmd-\(UUID().uuidString).log"))
+        let status = child.wait(seconds: 300) ?? -1
+        return (status, child.output)
+    }
+
+    @Test func trainsThenEvaluatesAllFourInitsFromTheRunFolder() throws {
+        let folder = Harness.folder("eval")
+        let config = Harness.writeConfig(folder, Self.configText)
+        let run = (folder as NSString).appendingPathComponent("run")
+        let (trained, trainLog) = try Self.run(["local", "--config", config, "--run-dir", run, "--workers", "1", "--no-eval"], folder: folder)
+        #expect(trained == 0, "\(trainLog.suffix(2000))")
+
+        // The coordinator evaluated θ at iterations 0, 1, 2, 3 while training.
+        let periodic = (try? String(contentsOfFile: run + "/eval.jsonl", encoding: .utf8)) ?? ""
+        let iterations = periodic.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }.compactMap { $0["iteration"] as? Int }
+        #expect(iterations == [0, 1, 2, 3], "eval.jsonl: \(periodic)")
+
+        let (status, output) = try Self.run(
+            ["eval", "--checkpoint", run, "--tasks", "2", "--budget", "200", "--every", "100", "--episodes", "1",
+             "--library", "2", "--multitask-steps", "300", "--threads", "2", "--json"], folder: folder)
+        #expect(status == 0, "\(output.suffix(2000))")
+        let line = output.split(separator: "\n").first { $0.hasPrefix("{") } ?? ""
+        let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] ?? [:]
+        #expect(object["family"] as? String == "goal_navigation")
+        #expect(object["budget"] as? Int == 200 && object["every"] as? Int == 100 && object["tasks"] as? Int == 2)
+        let inits = object["inits"] as? [String: [[String: Any]]] ?? [:]
+        #expect(Set(inits.keys) == ["meta", "random", "multitask", "nearest"])
+        #expect(inits.values.allSatisfy { $0.map { $0["step"] as? Int } == [0, 100, 200] })
+        #expect(object["steps_to_target"] is [String: Any] && object["retrieval_distance"] is [String: Any])
+        for suffix in [".csv", "-tasks.csv", ".svg", ".json", ".md"] {
+            #expect(FileManager.default.fileExists(atPath: run + "/eval-iter000003" + suffix), "missing eval-iter000003\(suffix)")
+        }
+    }
+
+    @Test func refusesAConfigurationTheCheckpointWasNotTrainedWith() throws {
+        let folder = Harness.folder("evalbad")
+        let config = Harness.writeConfig(folder, Self.configText.replacingOccurrences(of: "interval: 1", with: "interval: 0"))
+        let run = (folder as NSString).appendingPathComponent("run")
+        let (trained, log) = try Self.run(["local", "--config", config, "--run-dir", run, "--workers", "1", "--no-eval"], folder: folder)
+        #expect(trained == 0, "\(log.suffix(2000))")
+        let other = (folder as NSString).appendingPathComponent("other.yaml")
+        FileManager.default.createFile(atPath: other, contents: Data(Self.configText.replacingOccurrences(of: "seed: 3", with: "seed: 4").utf8))
+        let (status, output) = try Self.run(["eval", "--checkpoint", run, "--config", other, "--tasks", "1", "--budget", "100"], folder: folder)
+        #expect(status != 0 && output.contains("not the configuration"), "\(output.suffix(1000))")
+
+        let garbage = (folder as NSString).appendingPathComponent("garbage.mtck")
+        FileManager.default.createFile(atPath: garbage, contents: Data("not a checkpoint".utf8))
+        let (status2, output2) = try Self.run(["eval", "--checkpoint", garbage, "--config", config], folder: folder)
+        #expect(status2 != 0 && output2.contains("error") && !output2.contains("Fatal error"), "\(output2.suffix(1000))")
+
+        let (status3, output3) = try Self.run(["eval", "--checkpoint", run, "--budget", "100", "--every", "30"], folder: folder)
+        #expect(status3 != 0 && output3.contains("must divide"), "\(output3.suffix(1000))")
+    }
+}
