@@ -2,6 +2,7 @@ import ArgumentParser
 import DQN
 import Environments
 import Foundation
+import MetaLearning
 import NeuralNet
 
 /// `metatrain bench`: throughput of the pieces the inner loop is made of, one JSON object per line.
@@ -36,6 +37,26 @@ struct Bench: ParsableCommand {
         }
         emit("env.cartpole", try cartPoleStepsPerSecond(), "steps/s")
         emit("adapt.cartpole", try adaptStepsPerSecond(), "steps/s")
+        for algorithm in MetaAlgorithm.allCases {
+            emit("slot.\(algorithm.rawValue).cartpole", try slotSeconds(algorithm), "s")
+        }
+    }
+
+    /// Seconds for one meta-training slot (2,000-step inner loop, 64-64 network, 512 query steps) per
+    /// algorithm, all with the same SGD inner loop so the three differ only in the update they form:
+    /// what second-order MAML costs over first-order.
+    func slotSeconds(_ algorithm: MetaAlgorithm) throws -> Double {
+        var dqn = DQNConfig()
+        dqn.optimizer = .sgd
+        dqn.learningRate = 0.01
+        dqn.maxGradientNorm = nil
+        let settings = InnerLoopSettings(dqn: dqn, budget: 2_000, querySteps: 512)
+        let task = TaskSpec.cartPole(CartPoleParameters())
+        var rng = SeededRNG(seed: 5)
+        let theta = try makeNetwork(for: task, config: dqn).initialParameters(using: &rng)
+        _ = try runSlot(theta: theta, task: task, algorithm: algorithm, settings: settings, seed: 1)
+        let runs = 3
+        return time { for i in 0..<runs { _ = try? runSlot(theta: theta, task: task, algorithm: algorithm, settings: settings, seed: UInt64(i + 2)) } } / Double(runs)
     }
 
     func emit(_ name: String, _ value: Double, _ unit: String) {

@@ -27,6 +27,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Env steps of multi-task pretraining (default: the env steps the meta-training run used).") var multitaskSteps: Int?
     @Option(help: "The return that counts as solved (default: evaluation.target_return, else the family's).") var target: Double?
     @Option(help: "Threads adapting in parallel (the results do not depend on it).") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Override inner_loop.start_epsilon for every init's adaptation (all inits still share one setting).") var startEpsilon: Float?
     @Option(help: "Folder for eval-*.csv/.svg/.json (default: the run folder).") var out: String?
     @Flag(help: "Use the config even if its hash differs from the checkpoint's.") var forceConfig = false
     @Flag(help: "Print only the JSON object.") var json = false
@@ -56,7 +57,8 @@ struct Eval: ParsableCommand {
             let iterations = record.state.iteration
             var chosen: [(String, ParameterVector)] = []
             var notes: [(String, String)] = [("checkpoint", "\"\(checkpointPath)\""), ("iteration", "\(iterations)"),
-                                             ("algorithm", "\"\(record.algorithm.rawValue)\"")]
+                                             ("algorithm", "\"\(record.algorithm.rawValue)\""),
+                                             ("start_epsilon", "\(plan.dqn.startEpsilon)")]
             for name in names where name != "nearest" {
                 switch name {
                 case "meta": chosen.append(("meta", theta))
@@ -133,9 +135,10 @@ struct Eval: ParsableCommand {
     func makePlan(_ cfg: ClusterConfig) throws -> EvaluationPlan {
         let b = budget ?? cfg.evaluation.budget
         let k = every ?? (b % 10 == 0 ? b / 10 : b)
-        let plan = EvaluationPlan(family: cfg.family, runSeed: cfg.run.seed, tasks: tasks, budget: b, every: k,
+        var plan = EvaluationPlan(family: cfg.family, runSeed: cfg.run.seed, tasks: tasks, budget: b, every: k,
                                   episodes: episodes, dqn: cfg.innerLoop.dqn,
                                   targetReturn: target ?? cfg.evaluation.targetReturn ?? defaultTargetReturn(family: cfg.family))
+        if let startEpsilon { plan.dqn.startEpsilon = startEpsilon }
         do { try plan.validate() } catch { throw ValidationError("\(error)") }
         return plan
     }
