@@ -5,6 +5,9 @@
 #   scripts/results.sh cartpole [reptile fomaml maml]     # CartPole physics family
 #   scripts/results.sh goalnav  [reptile fomaml maml]     # GoalNavigation2D family
 #
+# EVAL_ONLY=1 re-runs only the evaluation on an existing run folder (its training times are kept);
+# EVAL_TASKS, EVAL_BUDGET, EVAL_EVERY override the evaluation's size.
+#
 # Writes runs/results/FAMILY-ALGO/ (checkpoints, metrics.jsonl, eval.jsonl, eval-*.csv/.svg/.json) and
 # prints wall-clock and CPU seconds (user + sys of every process, i.e. core-seconds) per phase.
 set -euo pipefail
@@ -15,7 +18,7 @@ algorithms=("$@")
 [ ${#algorithms[@]} -gt 0 ] || algorithms=(reptile fomaml maml)
 case "$family" in
   cartpole) budget=${EVAL_BUDGET:-20000}; every=${EVAL_EVERY:-1000} ;;
-  goalnav) budget=${EVAL_BUDGET:-10000}; every=${EVAL_EVERY:-500} ;;
+  goalnav) budget=${EVAL_BUDGET:-2000}; every=${EVAL_EVERY:-100} ;;   # the inner loop's own budget
   *) echo "unknown family '$family' (cartpole or goalnav)" >&2; exit 2 ;;
 esac
 tasks=${EVAL_TASKS:-20}
@@ -29,9 +32,14 @@ for algo in "${algorithms[@]}"; do
   config="benchmarks/results/$name.yaml"
   [ -f "$config" ] || { echo "no $config" >&2; exit 2; }
   dir="runs/results/$name"
-  rm -rf "$dir"; mkdir -p runs/results
-  echo "== $name: meta-training ($config)" >&2
-  train=$( { time "$bin" local --config "$config" --run-dir "$dir" --no-eval >"$dir.train.log" 2>&1; } 2>&1 )
+  if [ "${EVAL_ONLY:-0}" = 1 ]; then
+    [ -f "$dir/eval.json" ] || { echo "EVAL_ONLY: no earlier run in $dir" >&2; exit 2; }
+    train=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["meta_training"]; print(t["wall_seconds"], t["cpu_seconds"], 0)' "$dir/eval.json")
+  else
+    rm -rf "$dir"; mkdir -p runs/results
+    echo "== $name: meta-training ($config)" >&2
+    train=$( { time "$bin" local --config "$config" --run-dir "$dir" --no-eval >"$dir.train.log" 2>&1; } 2>&1 )
+  fi
   echo "== $name: evaluation ($tasks held-out tasks, budget $budget, every $every)" >&2
   evaluation=$( { time "$bin" eval --checkpoint "$dir" --tasks "$tasks" --budget "$budget" --every "$every" --json \
                     >"$dir/eval.json" 2>"$dir.eval.log"; } 2>&1 )
