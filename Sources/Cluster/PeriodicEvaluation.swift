@@ -9,13 +9,16 @@ import NeuralNet
 /// eval.jsonl, so users watch meta-test return rise while the run goes on.
 ///
 /// It runs on a thread of its own so the coordinator keeps answering heartbeats; θ is copied, so the
-/// meta-parameter trajectory is untouched. If an evaluation is still running when the next is due, the
-/// new one is skipped (and logged), never queued: evaluation must not fall ever further behind.
+/// meta-parameter trajectory is untouched. At most one evaluation runs and at most one waits: a due
+/// evaluation that finds one running replaces whatever was waiting, so evaluation never falls ever
+/// further behind, and the newest due θ (the final one included) is always evaluated.
 final class PeriodicEvaluation: @unchecked Sendable {
     let config: ClusterConfig
     let path: String
     let logger: Logger
-    private let idle = DispatchSemaphore(value: 1)
+    private var running = false
+    private var waiting: (iteration: Int, theta: ParameterVector)?
+    private let idle = NSCondition()
 
     init(config: ClusterConfig, runDirectory: String, logger: Logger) {
         self.config = config
@@ -28,38 +31,60 @@ final class PeriodicEvaluation: @unchecked Sendable {
         config.evaluation.interval > 0 && config.evaluation.tasks > 0 && iteration % config.evaluation.interval == 0
     }
 
-    /// Starts evaluating θ after `iteration` meta-updates, unless one is still running.
+    /// Evaluates θ after `iteration` meta-updates now, or after the running evaluation.
     func start(iteration: Int, theta: ParameterVector) {
-        guard idle.wait(timeout: .now()) == .success else {
-            logger.notice("meta-eval for iteration \(iteration) skipped: the previous one is still running")
+        idle.lock()
+        defer { idle.unlock() }
+        if running {
+            if let skipped = waiting {
+                logger.notice("meta-eval for iteration \(skipped.iteration) skipped: iteration \(iteration) is due before it could start")
+            }
+            waiting = (iteration, theta)
             return
         }
+        running = true
+        launch(iteration: iteration, theta: theta)
+    }
+
+    private func launch(iteration: Int, theta: ParameterVector) {
+        let thread = Thread { [self] in
+            evaluate(iteration: iteration, theta: theta)
+            idle.lock()
+            if let next = waiting {
+                waiting = nil
+                launch(iteration: next.iteration, theta: next.theta)
+            } else {
+                running = false
+                idle.broadcast()
+            }
+            idle.unlock()
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    private func evaluate(iteration: Int, theta: ParameterVector) {
         let budget = config.evaluation.budget
         // Four points along the way when the budget divides evenly, else before and after.
         let every = budget % 4 == 0 ? budget / 4 : budget
         let plan = EvaluationPlan(family: config.family, runSeed: config.run.seed, tasks: config.evaluation.tasks,
                                   budget: budget, every: every, episodes: 5, dqn: config.innerLoop.dqn,
                                   targetReturn: config.evaluation.targetReturn ?? defaultTargetReturn(family: config.family))
-        let thread = Thread { [self] in
-            defer { idle.signal() }
-            do {
-                let report = try runMetaEvaluation(plan: plan, inits: [("meta", theta)], threads: 1)
-                let points = report.summary(0)
-                let line = report.json(extra: [("iteration", "\(iteration)")])
-                append(line)
-                logger.info("\(String(format: "meta-eval iteration %d: greedy return %.1f ± %.1f before, %.1f ± %.1f after %d steps (%d held-out tasks, %.1f s)", iteration, points.first!.meanReturn, points.first!.ci95, points.last!.meanReturn, points.last!.ci95, budget, plan.tasks, report.seconds))")
-            } catch {
-                logger.error("meta-eval for iteration \(iteration) failed: \(error)")
-            }
+        do {
+            let report = try runMetaEvaluation(plan: plan, inits: [("meta", theta)], threads: 1)
+            let points = report.summary(0)
+            append(report.json(extra: [("iteration", "\(iteration)")]))
+            logger.info("\(String(format: "meta-eval iteration %d: greedy return %.1f ± %.1f before, %.1f ± %.1f after %d steps (%d held-out tasks, %.1f s)", iteration, points.first!.meanReturn, points.first!.ci95, points.last!.meanReturn, points.last!.ci95, budget, plan.tasks, report.seconds))")
+        } catch {
+            logger.error("meta-eval for iteration \(iteration) failed: \(error)")
         }
-        thread.stackSize = 8 << 20
-        thread.start()
     }
 
-    /// Blocks until no evaluation is running.
+    /// Blocks until no evaluation is running or waiting.
     func waitUntilIdle() {
-        idle.wait()
-        idle.signal()
+        idle.lock()
+        while running { idle.wait() }
+        idle.unlock()
     }
 
     private func append(_ line: String) {

@@ -15,7 +15,11 @@ public enum EmbeddingMetric: String, Codable, Sendable, CaseIterable {
     case euclidean
     /// 1 − cos(a, b): compares only the shape of the Q-values, ignoring their scale.
     case cosine
+    /// ‖W(a − b)‖ with W learnt from the library by the contrastive loss (`ContrastiveMetric`);
+    /// Euclidean where no metric could be learnt.
+    case learned
 
+    /// The fixed metrics' distance; `.learned` needs the library's map (`TaskLibrary.distance`) and reads as Euclidean here.
     public func distance(_ a: [Float], _ b: [Float]) -> Double {
         var dot = 0.0, aa = 0.0, bb = 0.0, sq = 0.0
         for i in 0..<min(a.count, b.count) {
@@ -23,7 +27,7 @@ public enum EmbeddingMetric: String, Codable, Sendable, CaseIterable {
             dot += x * y; aa += x * x; bb += y * y; sq += (x - y) * (x - y)
         }
         switch self {
-        case .euclidean: return sq.squareRoot()
+        case .euclidean, .learned: return sq.squareRoot()
         case .cosine: return aa > 0 && bb > 0 ? 1 - dot / (aa * bb).squareRoot() : 1
         }
     }
@@ -71,6 +75,8 @@ public struct TaskLibrary: Sendable {
     }
     public var entries: [Entry]
     public var probes: ProbeStates
+    /// The metric `.learned` uses; nil until `learnMetric` ran.
+    public var learned: ContrastiveMetric?
 
     public init(entries: [Entry], probes: ProbeStates) { self.entries = entries; self.probes = probes }
 
@@ -88,11 +94,24 @@ public struct TaskLibrary: Sendable {
         self.probes = probes
     }
 
+    /// Learns the contrastive metric from the entries' tasks; a family without coordinates (tabular
+    /// MDPs) leaves it nil, and `.learned` then falls back to Euclidean.
+    public mutating func learnMetric(family: TaskFamily, seed: UInt64) {
+        let coordinates = entries.map { family.coordinates(of: $0.task) }
+        guard entries.count >= 3, !(coordinates.first?.isEmpty ?? true) else { return }
+        learned = ContrastiveMetric.learn(embeddings: entries.map(\.embedding), coordinates: coordinates, seed: seed)
+    }
+
+    public func distance(_ a: [Float], _ b: [Float], metric: EmbeddingMetric) -> Double {
+        if metric == .learned, let learned { return learned.distance(a, b) }
+        return metric.distance(a, b)
+    }
+
     /// The index of the entry nearest to `embedding` (the first on ties).
     public func nearest(to embedding: [Float], metric: EmbeddingMetric) -> Int {
         var best = 0, bestDistance = Double.infinity
         for (i, e) in entries.enumerated() {
-            let d = metric.distance(embedding, e.embedding)
+            let d = distance(embedding, e.embedding, metric: metric)
             if d < bestDistance { best = i; bestDistance = d }
         }
         return best
@@ -118,4 +137,85 @@ public func nearestTaskCurve(theta: ParameterVector, library: TaskLibrary, metri
                                     plan: plan, taskIndex: i)
     // rest[0] scores the library entry itself, at the step the switch happens; it replaces probe's last point.
     return (Array(probe.returns.dropLast()) + rest.returns, embedding)
+}
+
+/// A task metric learnt from the library: a linear map W (k × D) of standardised embeddings trained with
+/// the seed documents' contrastive loss L = Σ (1−y)·d² + y·max(0, m − d)², d = ‖W(a − b)‖.
+///
+/// A pair is similar (y = 0) when the two tasks' parameters (the family's normalised coordinates) are
+/// closer than the median pair, dissimilar (y = 1) otherwise: the map learns which directions of the
+/// Q-value embedding carry the task, and which only carry how far training got.
+public struct ContrastiveMetric: Sendable {
+    public let dimensions: Int
+    /// Per embedding dimension, subtracted and then divided by before W.
+    public var mean: [Float], scale: [Float]
+    /// dimensions × D, row-major.
+    public var weights: [Float]
+    /// Mean contrastive loss over the library's pairs, before and after training.
+    public var initialLoss = 0.0, finalLoss = 0.0
+
+    public func project(_ e: [Float]) -> [Float] {
+        let d = mean.count
+        return (0..<dimensions).map { r in
+            var s: Float = 0
+            for c in 0..<min(d, e.count) { s += weights[r * d + c] * (e[c] - mean[c]) / scale[c] }
+            return s
+        }
+    }
+
+    public func distance(_ a: [Float], _ b: [Float]) -> Double {
+        zip(project(a), project(b)).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }.squareRoot()
+    }
+
+    /// Fits W by full-batch gradient descent on every pair of `embeddings` (≥ 3, equal sizes).
+    public static func learn(embeddings: [[Float]], coordinates: [[Double]], dimensions k: Int = 8, margin m: Float = 1,
+                             epochs: Int = 400, learningRate: Float = 0.05, seed: UInt64) -> ContrastiveMetric {
+        let n = embeddings.count, d = embeddings.first?.count ?? 0
+        var mean = [Float](repeating: 0, count: d), scale = [Float](repeating: 1, count: d)
+        for c in 0..<d {
+            let column = embeddings.map { $0[c] }
+            let mu = column.reduce(0, +) / Float(max(n, 1))
+            let sd = (column.reduce(0) { $0 + ($1 - mu) * ($1 - mu) } / Float(max(n, 1))).squareRoot()
+            mean[c] = mu; scale[c] = sd > 1e-6 ? sd : 1
+        }
+        var rng = SeededRNG(seed: seed)
+        var metric = ContrastiveMetric(dimensions: k, mean: mean, scale: scale,
+                                       weights: (0..<(k * d)).map { _ in Float(rng.nextGaussian()) / Float(max(d, 1)).squareRoot() })
+        guard n >= 3 && d > 0 else { return metric }
+        let x = embeddings.map { e in (0..<d).map { (e[$0] - mean[$0]) / scale[$0] } }
+        func distance(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot() }
+        var pairs: [(Int, Int, Double)] = []
+        for i in 0..<n { for j in (i + 1)..<n { pairs.append((i, j, distance(coordinates[i], coordinates[j]))) } }
+        let median = pairs.map(\.2).sorted()[pairs.count / 2]
+        let dissimilar = pairs.map { $0.2 > median }
+        for epoch in 0...epochs {
+            let z = x.map { row in (0..<k).map { r in (0..<d).reduce(Float(0)) { $0 + metric.weights[r * d + $1] * row[$1] } } }
+            var g = [[Float]](repeating: [Float](repeating: 0, count: k), count: n)
+            var loss = 0.0
+            for (p, (i, j, _)) in pairs.enumerated() {
+                let u = (0..<k).map { z[i][$0] - z[j][$0] }
+                let dist = u.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                var coefficient: Float = 0
+                if !dissimilar[p] {
+                    loss += Double(dist * dist); coefficient = 2
+                } else if dist < m {
+                    loss += Double((m - dist) * (m - dist)); coefficient = dist > 1e-6 ? -2 * (m - dist) / dist : 0
+                }
+                for r in 0..<k { g[i][r] += coefficient * u[r]; g[j][r] -= coefficient * u[r] }
+            }
+            loss /= Double(pairs.count)
+            if epoch == 0 { metric.initialLoss = loss }
+            metric.finalLoss = loss
+            if epoch == epochs { break }
+            let step = learningRate / Float(pairs.count)
+            for r in 0..<k {
+                for c in 0..<d {
+                    var s: Float = 0
+                    for i in 0..<n { s += g[i][r] * x[i][c] }
+                    metric.weights[r * d + c] -= step * s
+                }
+            }
+        }
+        return metric
+    }
 }

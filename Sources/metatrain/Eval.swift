@@ -21,7 +21,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Env steps between scored points; must divide the budget (default: budget / 10).") var every: Int?
     @Option(help: "Greedy episodes averaged at each point.") var episodes = 5
     @Option(help: "Comma-separated inits: meta, random, multitask, nearest.") var inits = "meta,random,multitask,nearest"
-    @Option(help: "Embedding distance for the nearest-task init: euclidean or cosine.") var metric = "euclidean"
+    @Option(help: "Embedding distance for the nearest-task init: euclidean, cosine, or learned (contrastive, fitted on the library).") var metric = "euclidean"
     @Option(help: "Training tasks in the nearest-task library (the run's last ones).") var library = 32
     @Option(help: "Steps adapted from θ before the nearest-task init embeds the task (default: every); they count against the budget.") var probeSteps: Int?
     @Option(help: "Env steps of multi-task pretraining (default: the env steps the meta-training run used).") var multitaskSteps: Int?
@@ -50,7 +50,7 @@ struct Eval: ParsableCommand {
                 throw ValidationError("--inits takes a comma-separated subset of \(known.joined(separator: ", "))")
             }
             guard let embeddingMetric = EmbeddingMetric(rawValue: metric) else {
-                throw ValidationError("--metric must be euclidean or cosine")
+                throw ValidationError("--metric must be euclidean, cosine or learned")
             }
             let theta = record.state.theta
             let theta0 = try Coordinator.initialParameters(cfg)
@@ -82,8 +82,13 @@ struct Eval: ParsableCommand {
                 let probe = probeSteps ?? plan.every
                 let tasks = try libraryTasks(cfg, iterations: iterations)
                 progress("nearest-task library: adapting θ to \(tasks.count) training tasks (\(cfg.innerLoop.budget) steps each)")
-                let lib = try TaskLibrary(theta: theta, tasks: tasks, settings: cfg.innerLoop,
+                var lib = try TaskLibrary(theta: theta, tasks: tasks, settings: cfg.innerLoop,
                                           probes: try ProbeStates(family: cfg.family, runSeed: cfg.run.seed), threads: threads)
+                lib.learnMetric(family: cfg.family, seed: deriveSeed(cfg.run.seed, iteration: UInt64.max - 5, slot: 0, purpose: .evaluation))
+                if let m = lib.learned {
+                    progress(String(format: "  contrastive metric learnt on the library's pairs: loss %.3f → %.3f", m.initialLoss, m.finalLoss))
+                    notes.append(("contrastive_loss", String(format: "[%.4f, %.4f]", m.initialLoss, m.finalLoss)))
+                }
                 nearest = NearestTaskSetup(theta: theta, library: lib, metric: embeddingMetric, probeSteps: probe)
                 notes += [("metric", "\"\(embeddingMetric.rawValue)\""), ("library", "\(tasks.count)"), ("probe_steps", "\(probe)")]
             }
@@ -104,8 +109,8 @@ struct Eval: ParsableCommand {
             } else {
                 print(report.table())
                 if let r = report.retrieval {
-                    print(String(format: "\nnearest-task retrieval, mean normalised task-parameter distance to the picked library task: euclidean %.3f, cosine %.3f, oracle %.3f, random pick %.3f",
-                                 r.byMetric[.euclidean] ?? 0, r.byMetric[.cosine] ?? 0, r.oracle, r.random))
+                    print(String(format: "\nnearest-task retrieval, mean normalised task-parameter distance to the picked library task: euclidean %.3f, cosine %.3f, learned %.3f, oracle %.3f, random pick %.3f",
+                                 r.byMetric[.euclidean] ?? 0, r.byMetric[.cosine] ?? 0, r.byMetric[.learned] ?? 0, r.oracle, r.random))
                 }
                 print(String(format: "\n%.1f s; wrote %@.csv, %@-tasks.csv, %@.svg, %@.json, %@.md", report.seconds, stem, stem, stem, stem, stem))
             }

@@ -68,6 +68,27 @@ import Testing
         #expect(probes.observations.count == 4 * 4)
     }
 
+    @Test func contrastiveMetricLearnsWhichEmbeddingDirectionsCarryTheTask() {
+        // Dimension 0 is the task (its coordinate); dimensions 1...5 are noise 10× larger. Euclidean distance
+        // is dominated by the noise; the learnt map must find dimension 0.
+        var rng = SeededRNG(seed: 21)
+        func sample(_ c: Double) -> [Float] { [Float(c)] + (0..<5).map { _ in Float(rng.nextGaussian()) * 10 } }
+        let train = (0..<24).map { _ in rng.nextDouble(in: 0, 1) }
+        let embeddings = train.map { sample($0) }
+        let metric = ContrastiveMetric.learn(embeddings: embeddings, coordinates: train.map { [$0] }, seed: 1)
+        #expect(metric.finalLoss < metric.initialLoss / 2)
+        let queries = (0..<40).map { _ in rng.nextDouble(in: 0, 1) }
+        func retrievalError(_ distance: ([Float], [Float]) -> Double) -> Double {
+            queries.reduce(0) { total, q in
+                let e = sample(q)
+                let best = embeddings.indices.min { distance(e, embeddings[$0]) < distance(e, embeddings[$1]) }!
+                return total + abs(train[best] - q)
+            } / Double(queries.count)
+        }
+        let learned = retrievalError(metric.distance), euclidean = retrievalError(EmbeddingMetric.euclidean.distance)
+        #expect(learned < euclidean / 2, "learned \(learned) vs euclidean \(euclidean)")
+    }
+
     @Test func familyCoordinatesScaleRangedParametersToTheUnitInterval() {
         let family = TaskFamily.goalNavigation(TaskFamily.GoalNavigationRanges())
         let c = family.coordinates(of: .goalNavigation(GoalNavigationParameters(goalX: -0.5, goalY: 0.25)))
