@@ -169,14 +169,16 @@ public struct ContrastiveMetric: Sendable {
 
     /// Fits W by full-batch gradient descent on every pair of `embeddings` (≥ 3, equal sizes).
     public static func learn(embeddings: [[Float]], coordinates: [[Double]], dimensions k: Int = 8, margin m: Float = 1,
-                             epochs: Int = 400, learningRate: Float = 0.05, seed: UInt64) -> ContrastiveMetric {
+                             epochs: Int = 400, learningRate: Float = 0.2, seed: UInt64) -> ContrastiveMetric {
         let n = embeddings.count, d = embeddings.first?.count ?? 0
         var mean = [Float](repeating: 0, count: d), scale = [Float](repeating: 1, count: d)
         for c in 0..<d {
             let column = embeddings.map { $0[c] }
             let mu = column.reduce(0, +) / Float(max(n, 1))
             let sd = (column.reduce(0) { $0 + ($1 - mu) * ($1 - mu) } / Float(max(n, 1))).squareRoot()
-            mean[c] = mu; scale[c] = sd > 1e-6 ? sd : 1
+            // Unit variance per dimension, then 1/√D overall: pair differences have squared norm ≈ 2
+            // whatever D is, so one step size is stable for every family's embedding size.
+            mean[c] = mu; scale[c] = (sd > 1e-6 ? sd : 1) * Float(d).squareRoot()
         }
         var rng = SeededRNG(seed: seed)
         var metric = ContrastiveMetric(dimensions: k, mean: mean, scale: scale,
@@ -188,6 +190,8 @@ public struct ContrastiveMetric: Sendable {
         for i in 0..<n { for j in (i + 1)..<n { pairs.append((i, j, distance(coordinates[i], coordinates[j]))) } }
         let median = pairs.map(\.2).sorted()[pairs.count / 2]
         let dissimilar = pairs.map { $0.2 > median }
+        var rate = learningRate
+        var best = (loss: Double.infinity, weights: metric.weights)
         for epoch in 0...epochs {
             let z = x.map { row in (0..<k).map { r in (0..<d).reduce(Float(0)) { $0 + metric.weights[r * d + $1] * row[$1] } } }
             var g = [[Float]](repeating: [Float](repeating: 0, count: k), count: n)
@@ -205,9 +209,16 @@ public struct ContrastiveMetric: Sendable {
             }
             loss /= Double(pairs.count)
             if epoch == 0 { metric.initialLoss = loss }
-            metric.finalLoss = loss
+            // A step that made things worse (or overflowed) is undone and the rate halved.
+            if !loss.isFinite || loss > best.loss {
+                metric.weights = best.weights
+                rate /= 2
+                if rate < learningRate / 1024 || epoch == epochs { break }
+                continue
+            }
+            best = (loss, metric.weights)
             if epoch == epochs { break }
-            let step = learningRate / Float(pairs.count)
+            let step = rate / Float(pairs.count)
             for r in 0..<k {
                 for c in 0..<d {
                     var s: Float = 0
@@ -216,6 +227,8 @@ public struct ContrastiveMetric: Sendable {
                 }
             }
         }
+        metric.weights = best.weights
+        metric.finalLoss = best.loss
         return metric
     }
 }
