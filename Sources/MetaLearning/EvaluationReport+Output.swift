@@ -59,6 +59,9 @@ extension EvaluationReport {
             ("tasks_reaching_target", object(names.indices.map {
                 (names[$0], plan.targetReturn == nil ? "null" : "\(stepsToTarget($0).compactMap { $0 }.count)")
             })),
+            ("steps_to_target_per_task", object(names.indices.map {
+                (names[$0], "[" + stepsToTarget($0).map { $0.map(String.init) ?? "null" }.joined(separator: ", ") + "]")
+            })),
         ]
         if let retrieval {
             fields.append(("retrieval_distance", object(

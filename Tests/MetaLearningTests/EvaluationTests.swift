@@ -124,6 +124,8 @@ import Testing
         #expect(Set(inits.keys) == ["meta", "random", "nearest"])
         #expect(inits["meta"]!.map { $0["step"] as! Int } == [0, 100, 200])
         #expect((object["steps_to_target"] as! [String: Any]).count == 3)
+        let perTask = object["steps_to_target_per_task"] as! [String: [Any]]
+        #expect(perTask["meta"]!.count == 3 && perTask["meta"]!.allSatisfy { $0 is NSNull || $0 is Int })
         #expect(one.svg(title: "t").hasPrefix("<svg") && one.summaryCSV().split(separator: "\n").count == 1 + 3 * 3)
     }
 
