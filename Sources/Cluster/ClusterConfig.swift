@@ -181,6 +181,30 @@ public struct ClusterConfig: Sendable, Equatable {
         return c
     }
 
+    /// This configuration with `run.seed` and/or `meta.iterations` replaced, its `sourceText` rewritten to match.
+    ///
+    /// Command-line overrides go through here so that the config.yaml a run keeps describes the run that
+    /// happened (`metatrain eval` checks it against the checkpoint's hash). The rewritten text loses the
+    /// original's comments; key paths stay as `load` resolved them.
+    public func overriding(seed: UInt64? = nil, iterations: Int? = nil) throws -> ClusterConfig {
+        var c = self
+        if let seed { c.run.seed = seed }
+        if let iterations { c.meta.iterations = iterations }
+        guard (seed != nil || iterations != nil), !sourceText.isEmpty else { return c }
+        guard var root = try Yams.compose(yaml: sourceText), root.mapping != nil else { return c }
+        func set(_ section: String, _ key: String, _ value: String) {
+            var node = root[section] ?? Node([(Node, Node)]())
+            if node.mapping == nil { node = Node([(Node, Node)]()) }
+            node[key] = Node(value)
+            root[section] = node
+        }
+        if let seed { set("run", "seed", String(seed)) }
+        if let iterations { set("meta", "iterations", String(iterations)) }
+        var rewritten = try ClusterConfig.parse(try Yams.serialize(node: root))
+        rewritten.security = security
+        return rewritten
+    }
+
     public static func load(path: String) throws -> ClusterConfig {
         guard let data = FileManager.default.contents(atPath: path) else { throw ConfigError.io("cannot read \(path)") }
         guard let text = String(data: data, encoding: .utf8) else { throw ConfigError.io("\(path) is not UTF-8 text") }

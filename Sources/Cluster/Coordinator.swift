@@ -79,12 +79,11 @@ public final class Coordinator {
         }
         lastCheckpoint = resume ? state.iteration : -1
         try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
-        if !resume {
-            try CheckpointStore.recordRunID(runID, runDirectory: runDirectory)
-            // The settings next to the checkpoints: `metatrain eval --checkpoint` reads them from here.
-            if !config.sourceText.isEmpty {
-                try Data(config.sourceText.utf8).write(to: URL(fileURLWithPath: (runDirectory as NSString).appendingPathComponent("config.yaml")), options: .atomic)
-            }
+        if !resume { try CheckpointStore.recordRunID(runID, runDirectory: runDirectory) }
+        // The settings next to the checkpoints (`metatrain eval` reads them from here); a resume rewrites
+        // them, since a run continued under --force-config goes on with the new ones.
+        if !config.sourceText.isEmpty {
+            try Data(config.sourceText.utf8).write(to: URL(fileURLWithPath: (runDirectory as NSString).appendingPathComponent("config.yaml")), options: .atomic)
         }
         evaluation = PeriodicEvaluation(config: config, runDirectory: runDirectory, logger: logger)
 

@@ -38,11 +38,9 @@ struct CoordinatorCommand: ParsableCommand {
     func run() throws {
         let logger = try logging.bootstrap(label: "metatrain.coordinator")
         var cfg = try loadConfig(config)
+        if let iterations, iterations <= 0 { throw ValidationError("--iterations must be positive") }
+        cfg = try userFacing { try cfg.overriding(iterations: iterations) }
         if let bind { cfg.coordinator.bind = bind }
-        if let iterations {
-            guard iterations > 0 else { throw ValidationError("--iterations must be positive") }
-            cfg.meta.iterations = iterations
-        }
         let folder = resume ?? runDir ?? (cfg.run.runDir as NSString).appendingPathComponent(cfg.run.name)
         let stop = StopFlag()
         stop.installSignalHandlers()

@@ -24,11 +24,8 @@ struct Local: ParsableCommand {
     func run() throws {
         let logger = try logging.bootstrap(label: "metatrain.local")
         var cfg = try loadConfig(config)
-        if let iterations {
-            guard iterations > 0 else { throw ValidationError("--iterations must be positive") }
-            cfg.meta.iterations = iterations
-        }
-        if let seed { cfg.run.seed = seed }
+        if let iterations, iterations <= 0 { throw ValidationError("--iterations must be positive") }
+        cfg = try userFacing { try cfg.overriding(seed: seed, iterations: iterations) }
         let local = cfg.workers.filter { $0.host == "localhost" || $0.host == "127.0.0.1" }
         let count = workers ?? max(local.reduce(0) { $0 + $1.count }, 1)
         let threadCount = threads ?? local.first?.threads ?? 1

@@ -19,6 +19,20 @@ import Testing
         #expect(a.hash == b.hash && a.hash != c.hash && a.hash != d.hash && a.hash.count == 64)
     }
 
+    /// Command-line overrides rewrite the text a run keeps, so it parses back to the same configuration.
+    @Test func overridesRewriteTheSourceTextTheRunKeeps() throws {
+        let text = "# a comment\nrun:\n  seed: 3\nmeta:\n  algorithm: fomaml\n  meta_batch: 2\ntask_family: {env: goal_navigation, goal_radius: 0.25}\n"
+        let base = try ClusterConfig.parse(text)
+        let changed = try base.overriding(seed: 9, iterations: 77)
+        let reparsed = try ClusterConfig.parse(changed.sourceText)
+        #expect(changed.run.seed == 9 && changed.meta.iterations == 77 && changed.meta.metaBatch == 2)
+        #expect(reparsed.hash == changed.hash && reparsed.hash != base.hash && reparsed.family == base.family)
+        // No section to put the value in: one is made.
+        let bare = try ClusterConfig.parse("task_family: {env: cartpole}\n").overriding(iterations: 5)
+        #expect(try ClusterConfig.parse(bare.sourceText).meta.iterations == 5)
+        #expect(try base.overriding().sourceText == text)
+    }
+
     /// One clear error per bad value: the key path, the line, and what is wrong.
     @Test(arguments: [
         ("run:\n  sede: 1\n", "'run.sede'", 2),

@@ -36,7 +36,8 @@ import Testing
         let folder = Harness.folder("eval")
         let config = Harness.writeConfig(folder, Self.configText)
         let run = (folder as NSString).appendingPathComponent("run")
-        let (trained, trainLog) = try Self.run(["local", "--config", config, "--run-dir", run, "--workers", "1", "--no-eval"], folder: folder)
+        // --seed overrides the file: the run's config.yaml must say so, or eval would refuse the checkpoint.
+        let (trained, trainLog) = try Self.run(["local", "--config", config, "--run-dir", run, "--workers", "1", "--no-eval", "--seed", "5"], folder: folder)
         #expect(trained == 0, "\(trainLog.suffix(2000))")
 
         // The coordinator evaluated θ while training: at 0 and at the final iteration always, in between
