@@ -52,6 +52,14 @@ struct Eval: ParsableCommand {
             guard let embeddingMetric = EmbeddingMetric(rawValue: metric) else {
                 throw ValidationError("--metric must be euclidean, cosine or learned")
             }
+            // Every option is checked before the first (possibly long) pretraining starts.
+            let probe = probeSteps ?? plan.every
+            if names.contains("nearest") && !(probe >= plan.every && probe < plan.budget && probe % plan.every == 0) {
+                throw ValidationError("--probe-steps (\(probe)) must be a multiple of --every (\(plan.every)) below the budget (\(plan.budget))")
+            }
+            guard threads >= 1 && threads <= 1024 else { throw ValidationError("--threads must be in 1...1024") }
+            if let multitaskSteps, multitaskSteps < 1 { throw ValidationError("--multitask-steps must be ≥ 1") }
+            guard library >= 1 else { throw ValidationError("--library must be ≥ 1") }
             let theta = record.state.theta
             let theta0 = try Coordinator.initialParameters(cfg)
             let iterations = record.state.iteration
@@ -79,7 +87,6 @@ struct Eval: ParsableCommand {
             }
             var nearest: NearestTaskSetup?
             if names.contains("nearest") {
-                let probe = probeSteps ?? plan.every
                 let tasks = try libraryTasks(cfg, iterations: iterations)
                 progress("nearest-task library: adapting θ to \(tasks.count) training tasks (\(cfg.innerLoop.budget) steps each)")
                 var lib = try TaskLibrary(theta: theta, tasks: tasks, settings: cfg.innerLoop,
@@ -150,7 +157,6 @@ struct Eval: ParsableCommand {
 
     /// The run's last `library` training tasks with their slot seeds, newest first.
     func libraryTasks(_ cfg: ClusterConfig, iterations: Int) throws -> [(TaskSpec, UInt64)] {
-        guard library >= 1 else { throw ValidationError("--library must be ≥ 1") }
         var tasks: [(TaskSpec, UInt64)] = []
         var iteration = max(iterations, 1) - 1
         while tasks.count < library && iteration >= 0 {

@@ -84,5 +84,8 @@ import Testing
 
         let (status3, output3) = try Self.run(["eval", "--checkpoint", run, "--budget", "100", "--every", "30"], folder: folder)
         #expect(status3 != 0 && output3.contains("must divide"), "\(output3.suffix(1000))")
+
+        let (status4, output4) = try Self.run(["eval", "--checkpoint", run, "--budget", "200", "--every", "100", "--probe-steps", "150"], folder: folder)
+        #expect(status4 != 0 && output4.contains("--probe-steps") && !output4.contains("pretraining"), "\(output4.suffix(1000))")
     }
 }

@@ -129,6 +129,22 @@ import Testing
         #expect(one.svg(title: "t").hasPrefix("<svg") && one.summaryCSV().split(separator: "\n").count == 1 + 3 * 3)
     }
 
+    @Test func aFamilyWithoutATargetReportsNullsNotNumbers() throws {
+        var config = Self.smallConfig()
+        config.learningStarts = 10
+        let family = TaskFamily.tabularMDP(TaskFamily.TabularMDPRanges())
+        #expect(defaultTargetReturn(family: family) == nil)
+        let plan = EvaluationPlan(family: family, runSeed: 2, tasks: 2, budget: 40, every: 20, episodes: 1, dqn: config,
+                                  targetReturn: nil)
+        var rng = SeededRNG(seed: 4)
+        let theta = try makeNetwork(for: try plan.task(0), config: config).initialParameters(using: &rng)
+        let report = try runMetaEvaluation(plan: plan, inits: [("meta", theta)])
+        let object = try JSONSerialization.jsonObject(with: Data(report.json().utf8)) as! [String: Any]
+        #expect(object["target_return"] is NSNull)
+        #expect((object["steps_to_target"] as! [String: Any])["meta"] is NSNull)
+        #expect(report.table().contains("| meta |") && report.table().contains("—"))
+    }
+
     @Test func badPlansAreRejectedWithAReason() {
         var plan = EvaluationPlan(family: .cartPole(TaskFamily.CartPoleRanges()), runSeed: 1, tasks: 2, budget: 100,
                                   every: 30, dqn: DQNConfig(), targetReturn: nil)
