@@ -164,7 +164,7 @@ public final class Coordinator {
             busy += clock.now - t0
         }
         if lastCheckpoint != state.iteration { try checkpoint() }
-        evaluation.waitUntilIdle()
+        evaluation.finish(iteration: state.iteration, theta: state.theta)
         return summary(interrupted: false)
     }
 

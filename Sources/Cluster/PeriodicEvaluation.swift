@@ -80,6 +80,15 @@ final class PeriodicEvaluation: @unchecked Sendable {
         }
     }
 
+    /// At the end of a run: evaluates the final θ if its iteration was not due anyway, then waits for
+    /// every evaluation to finish, so eval.jsonl always ends with the θ the run produced.
+    func finish(iteration: Int, theta: ParameterVector) {
+        if config.evaluation.interval > 0 && config.evaluation.tasks > 0 && !isDue(iteration) {
+            start(iteration: iteration, theta: theta)
+        }
+        waitUntilIdle()
+    }
+
     /// Blocks until no evaluation is running or waiting.
     func waitUntilIdle() {
         idle.lock()

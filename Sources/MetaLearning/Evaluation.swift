@@ -135,11 +135,13 @@ public func multiTaskPretrain(
     return best
 }
 
-/// Mean and half-width of the 95% confidence interval of the mean (Student t, n − 1 degrees of freedom).
+/// Mean and half-width of the 95% confidence interval of the mean (Student t, n − 1 degrees of freedom);
+/// the half-width is NaN for a single value.
 public func meanAndCI95(_ values: [Double]) -> (mean: Double, ci95: Double) {
     guard !values.isEmpty else { return (0, 0) }
     let n = Double(values.count), mean = values.reduce(0, +) / n
-    guard values.count > 1 else { return (mean, 0) }
+    // One task says nothing about the spread: NaN, which the report prints as "—" and JSON as null.
+    guard values.count > 1 else { return (mean, .nan) }
     let variance = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)
     return (mean, studentT975(degreesOfFreedom: values.count - 1) * (variance / n).squareRoot())
 }
@@ -150,10 +152,11 @@ func studentT975(degreesOfFreedom df: Int) -> Double {
                            2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
                            2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
     if df >= 1 && df <= table.count { return table[df - 1] }
-    if df <= 40 { return 2.021 }
-    if df <= 60 { return 2.000 }
-    if df <= 120 { return 1.980 }
-    return 1.960
+    // Beyond the table, each range takes its lowest df's quantile: never narrower than the truth.
+    if df <= 40 { return 2.040 }
+    if df <= 60 { return 2.020 }
+    if df <= 120 { return 2.000 }
+    return 1.980
 }
 
 /// The first scored step at which a curve reaches `target`, or nil.

@@ -15,7 +15,7 @@ extension EvaluationReport {
             let summary = summary(k), reached = stepsToTarget(k)
             let median = medianSteps(reached).map { format($0) } ?? "never"
             let count = plan.targetReturn == nil ? "—" : "\(reached.compactMap { $0 }.count)/\(plan.tasks)"
-            lines.append("| \(names[k]) | " + shown.map { "\(format(summary[$0].meanReturn)) ± \(format(summary[$0].ci95))" }
+            lines.append("| \(names[k]) | " + shown.map { "\(format(summary[$0].meanReturn)) ± \(summary[$0].ci95.isFinite ? format(summary[$0].ci95) : "—")" }
                 .joined(separator: " | ") + " | \(plan.targetReturn == nil ? "—" : median) | \(count) |")
         }
         return lines.joined(separator: "\n")
@@ -43,16 +43,16 @@ extension EvaluationReport {
 
     /// The JSON object of `metatrain eval --json`, keys in a fixed order.
     public func json(extra: [(String, String)] = []) -> String {
-        func number(_ x: Double?) -> String { x.map { $0.isFinite ? format($0, digits: 4) : "null" } ?? "null" }
+        func number(_ x: Double?) -> String { jsonNumber(x) }
         func curve(_ k: Int) -> String {
             "[" + summary(k).map { "{\"step\": \($0.step), \"mean_return\": \(number($0.meanReturn)), \"ci95\": \(number($0.ci95))}" }
                 .joined(separator: ", ") + "]"
         }
         func object(_ pairs: [(String, String)]) -> String {
-            "{" + pairs.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"
+            "{" + pairs.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ") + "}"
         }
         var fields: [(String, String)] = [
-            ("family", "\"\(plan.family.kindName)\""), ("tasks", "\(plan.tasks)"), ("budget", "\(plan.budget)"),
+            ("family", jsonString(plan.family.kindName)), ("tasks", "\(plan.tasks)"), ("budget", "\(plan.budget)"),
             ("every", "\(plan.every)"), ("episodes", "\(plan.episodes)"), ("target_return", number(plan.targetReturn)),
             ("inits", object(names.indices.map { (names[$0], curve($0)) })),
             ("steps_to_target", object(names.indices.map { (names[$0], number(medianSteps(stepsToTarget($0)))) })),
@@ -77,8 +77,9 @@ extension EvaluationReport {
         let width = 760.0, height = 460.0, left = 70.0, right = 170.0, top = 40.0, bottom = 50.0
         let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
         let summaries = names.indices.map { summary($0) }
-        var lo = summaries.flatMap { $0.map { $0.meanReturn - $0.ci95 } }.min() ?? 0
-        var hi = summaries.flatMap { $0.map { $0.meanReturn + $0.ci95 } }.max() ?? 1
+        func band(_ p: Point) -> Double { p.ci95.isFinite ? p.ci95 : 0 }
+        var lo = summaries.flatMap { $0.map { $0.meanReturn - band($0) } }.min() ?? 0
+        var hi = summaries.flatMap { $0.map { $0.meanReturn + band($0) } }.max() ?? 1
         if let t = plan.targetReturn { lo = min(lo, t); hi = max(hi, t) }
         if hi - lo < 1e-9 { hi = lo + 1 }
         let pad = (hi - lo) * 0.05
@@ -106,8 +107,8 @@ extension EvaluationReport {
         }
         for (k, s) in summaries.enumerated() {
             let c = colours[k % colours.count]
-            let band = s.map { pt(x($0.step), y($0.meanReturn + $0.ci95)) } + s.reversed().map { pt(x($0.step), y($0.meanReturn - $0.ci95)) }
-            svg.append("<polygon points=\"\(band.joined(separator: " "))\" fill=\"\(c)\" fill-opacity=\"0.15\" stroke=\"none\"/>")
+            let outline = s.map { pt(x($0.step), y($0.meanReturn + band($0))) } + s.reversed().map { pt(x($0.step), y($0.meanReturn - band($0))) }
+            svg.append("<polygon points=\"\(outline.joined(separator: " "))\" fill=\"\(c)\" fill-opacity=\"0.15\" stroke=\"none\"/>")
             svg.append("<polyline points=\"\(s.map { pt(x($0.step), y($0.meanReturn)) }.joined(separator: " "))\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"/>")
             let ly = top + 20 + Double(k) * 20
             svg.append("<line x1=\"\(left + plotW + 10)\" y1=\"\(ly)\" x2=\"\(left + plotW + 34)\" y2=\"\(ly)\" stroke=\"\(c)\" stroke-width=\"3\"/>")
@@ -116,6 +117,27 @@ extension EvaluationReport {
         svg.append("</svg>")
         return svg.joined(separator: "\n") + "\n"
     }
+}
+
+/// A JSON string literal: quotes, backslashes and control characters escaped.
+public func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
+        default: out.unicodeScalars.append(u)
+        }
+    }
+    return out + "\""
+}
+
+/// A JSON number, or null where it is not finite (JSON has neither NaN nor infinity).
+public func jsonNumber(_ x: Double?, digits: Int = 4) -> String {
+    guard let x, x.isFinite else { return "null" }
+    return format(x, digits: digits)
 }
 
 func format(_ x: Double, digits: Int = 1) -> String {

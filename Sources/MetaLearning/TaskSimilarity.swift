@@ -97,9 +97,11 @@ public struct TaskLibrary: Sendable {
     /// Learns the contrastive metric from the entries' tasks; a family without coordinates (tabular
     /// MDPs) leaves it nil, and `.learned` then falls back to Euclidean.
     public mutating func learnMetric(family: TaskFamily, seed: UInt64) {
-        let coordinates = entries.map { family.coordinates(of: $0.task) }
-        guard entries.count >= 3, !(coordinates.first?.isEmpty ?? true) else { return }
-        learned = ContrastiveMetric.learn(embeddings: entries.map(\.embedding), coordinates: coordinates, seed: seed)
+        // An entry whose adaptation diverged has a non-finite embedding: it cannot teach a metric.
+        let usable = entries.filter { $0.embedding.allSatisfy(\.isFinite) }
+        let coordinates = usable.map { family.coordinates(of: $0.task) }
+        guard usable.count >= 3, !(coordinates.first?.isEmpty ?? true) else { return }
+        learned = ContrastiveMetric.learn(embeddings: usable.map(\.embedding), coordinates: coordinates, seed: seed)
     }
 
     public func distance(_ a: [Float], _ b: [Float], metric: EmbeddingMetric) -> Double {

@@ -18,7 +18,7 @@ struct Eval: ParsableCommand {
     var config: String?
     @Option(help: "Held-out tasks (drawn from a seed stream no training slot uses).") var tasks = 20
     @Option(help: "Env steps of adaptation per task and init (default: evaluation.budget of the config).") var budget: Int?
-    @Option(help: "Env steps between scored points; must divide the budget (default: budget / 10).") var every: Int?
+    @Option(help: "Env steps between scored points; must divide the budget (default: its largest divisor ≤ budget / 10).") var every: Int?
     @Option(help: "Greedy episodes averaged at each point.") var episodes = 5
     @Option(help: "Comma-separated inits: meta, random, multitask, nearest.") var inits = "meta,random,multitask,nearest"
     @Option(help: "Embedding distance for the nearest-task init: euclidean, cosine, or learned (contrastive, fitted on the library).") var metric = "euclidean"
@@ -64,8 +64,8 @@ struct Eval: ParsableCommand {
             let theta0 = try Coordinator.initialParameters(cfg)
             let iterations = record.state.iteration
             var chosen: [(String, ParameterVector)] = []
-            var notes: [(String, String)] = [("checkpoint", "\"\(checkpointPath)\""), ("iteration", "\(iterations)"),
-                                             ("algorithm", "\"\(record.algorithm.rawValue)\""),
+            var notes: [(String, String)] = [("checkpoint", jsonString(checkpointPath)), ("iteration", "\(iterations)"),
+                                             ("algorithm", jsonString(record.algorithm.rawValue)),
                                              ("start_epsilon", "\(plan.dqn.startEpsilon)")]
             for name in names where name != "nearest" {
                 switch name {
@@ -94,10 +94,10 @@ struct Eval: ParsableCommand {
                 lib.learnMetric(family: cfg.family, seed: deriveSeed(cfg.run.seed, iteration: UInt64.max - 5, slot: 0, purpose: .evaluation))
                 if let m = lib.learned {
                     progress(String(format: "  contrastive metric learnt on the library's pairs: loss %.3f → %.3f", m.initialLoss, m.finalLoss))
-                    notes.append(("contrastive_loss", String(format: "[%.4f, %.4f]", m.initialLoss, m.finalLoss)))
+                    notes.append(("contrastive_loss", "[\(jsonNumber(m.initialLoss)), \(jsonNumber(m.finalLoss))]"))
                 }
                 nearest = NearestTaskSetup(theta: theta, library: lib, metric: embeddingMetric, probeSteps: probe)
-                notes += [("metric", "\"\(embeddingMetric.rawValue)\""), ("library", "\(tasks.count)"), ("probe_steps", "\(probe)")]
+                notes += [("metric", jsonString(embeddingMetric.rawValue)), ("library", "\(tasks.count)"), ("probe_steps", "\(probe)")]
             }
             progress("adapting \(chosen.count + (nearest == nil ? 0 : 1)) init(s) on \(plan.tasks) held-out \(cfg.family.kindName) tasks, \(plan.budget) steps each, scored every \(plan.every) on \(plan.episodes) greedy episodes (\(threads) thread(s))")
             let report = try runMetaEvaluation(plan: plan, inits: chosen, nearest: nearest, threads: threads)
@@ -146,7 +146,8 @@ struct Eval: ParsableCommand {
 
     func makePlan(_ cfg: ClusterConfig) throws -> EvaluationPlan {
         let b = budget ?? cfg.evaluation.budget
-        let k = every ?? (b % 10 == 0 ? b / 10 : b)
+        // Default: the largest divisor of the budget that is at most a tenth of it (≥ 11 points).
+        let k = every ?? (stride(from: max(b / 10, 1), through: 1, by: -1).first { b % $0 == 0 } ?? 1)
         var plan = EvaluationPlan(family: cfg.family, runSeed: cfg.run.seed, tasks: tasks, budget: b, every: k,
                                   episodes: episodes, dqn: cfg.innerLoop.dqn,
                                   targetReturn: target ?? cfg.evaluation.targetReturn ?? defaultTargetReturn(family: cfg.family))

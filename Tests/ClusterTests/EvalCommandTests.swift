@@ -23,7 +23,7 @@ import Testing
     evaluation:
       tasks: 2
       budget: 100
-      interval: 1
+      interval: 2
     """
 
     static func run(_ arguments: [String], folder: String) throws -> (Int32, String) {
@@ -40,8 +40,9 @@ import Testing
         let (trained, trainLog) = try Self.run(["local", "--config", config, "--run-dir", run, "--workers", "1", "--no-eval", "--seed", "5"], folder: folder)
         #expect(trained == 0, "\(trainLog.suffix(2000))")
 
-        // The coordinator evaluated θ while training: at 0 and at the final iteration always, in between
-        // unless a newer iteration became due while the previous evaluation still ran (a loaded machine).
+        // The coordinator evaluated θ while training: at 0, at 2 (interval 2) unless iteration 3 came first
+        // while 0's evaluation still ran (a loaded machine), and at the final 3, which is not due but always
+        // evaluated.
         let periodic = (try? String(contentsOfFile: run + "/eval.jsonl", encoding: .utf8)) ?? ""
         let iterations = periodic.split(separator: "\n").compactMap {
             (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
@@ -68,7 +69,7 @@ import Testing
 
     @Test func refusesAConfigurationTheCheckpointWasNotTrainedWith() throws {
         let folder = Harness.folder("evalbad")
-        let config = Harness.writeConfig(folder, Self.configText.replacingOccurrences(of: "interval: 1", with: "interval: 0"))
+        let config = Harness.writeConfig(folder, Self.configText.replacingOccurrences(of: "  interval: 2", with: "  interval: 0"))
         let run = (folder as NSString).appendingPathComponent("run")
         let (trained, log) = try Self.run(["local", "--config", config, "--run-dir", run, "--workers", "1", "--no-eval"], folder: folder)
         #expect(trained == 0, "\(log.suffix(2000))")

@@ -48,7 +48,9 @@ import Testing
         let (m, ci) = meanAndCI95([1, 2, 3, 4, 5])
         // sd = √2.5, t(4) = 2.776: 2.776 · √2.5 / √5 = 1.9629.
         #expect(m == 3 && abs(ci - 1.9629) < 1e-3)
-        #expect(meanAndCI95([7]).ci95 == 0)
+        #expect(meanAndCI95([7]).ci95.isNaN)
+        #expect(studentT975(degreesOfFreedom: 31) == 2.040 && studentT975(degreesOfFreedom: 500) == 1.980)
+        #expect(jsonString("a\"b\\c\n") == "\"a\\\"b\\\\c\\n\"" && jsonNumber(.nan) == "null" && jsonNumber(.infinity) == "null")
         #expect(medianSteps([nil, 100, 200]) == 200)
         #expect(medianSteps([100, 200]) == 150)
         #expect(medianSteps([nil, nil, 100]) == nil)
