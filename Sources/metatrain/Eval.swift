@@ -95,6 +95,8 @@ struct Eval: ParsableCommand {
                 if let m = lib.learned {
                     progress(String(format: "  contrastive metric learnt on the library's pairs: loss %.3f → %.3f", m.initialLoss, m.finalLoss))
                     notes.append(("contrastive_loss", "[\(jsonNumber(m.initialLoss)), \(jsonNumber(m.finalLoss))]"))
+                } else if embeddingMetric == .learned {
+                    progress("  no contrastive metric for \(cfg.family.kindName) (its tasks have no parameters to compare): --metric learned uses Euclidean")
                 }
                 nearest = NearestTaskSetup(theta: theta, library: lib, metric: embeddingMetric, probeSteps: probe)
                 notes += [("metric", jsonString(embeddingMetric.rawValue)), ("library", "\(tasks.count)"), ("probe_steps", "\(probe)")]
