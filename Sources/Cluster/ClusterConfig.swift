@@ -181,6 +181,14 @@ public struct ClusterConfig: Sendable, Equatable {
         return c
     }
 
+    /// The meta-evaluation this run's settings describe: its held-out tasks, its inner loop's DQN, the target
+    /// return (`evaluation.target_return`, else the family's); `tasks` and `budget` default to `evaluation`'s.
+    public func evaluationPlan(tasks: Int? = nil, budget: Int? = nil, every: Int, episodes: Int = 5) -> EvaluationPlan {
+        EvaluationPlan(family: family, runSeed: run.seed, tasks: tasks ?? evaluation.tasks, budget: budget ?? evaluation.budget,
+                       every: every, episodes: episodes, dqn: innerLoop.dqn,
+                       targetReturn: evaluation.targetReturn ?? defaultTargetReturn(family: family))
+    }
+
     /// This configuration with `run.seed` and/or `meta.iterations` replaced, its `sourceText` rewritten to match.
     ///
     /// Command-line overrides go through here so that the config.yaml a run keeps describes the run that

@@ -276,7 +276,7 @@ public final class Coordinator {
             message = .assignment(Assignment(
                 runID: runID, key: key, task: tasks.specs[key.slot], innerLoop: config.innerLoop,
                 algorithm: config.meta.algorithm,
-                seed: deriveSeed(config.run.seed, iteration: UInt64(key.iteration), slot: UInt64(key.slot), purpose: .innerLoop),
+                seed: slotSeed(runSeed: config.run.seed, iteration: key.iteration, slot: key.slot),
                 parameterVersion: state.iteration, parameters: includeParameters ? state.theta : nil))
         }
         send(peer, message)
@@ -332,12 +332,7 @@ public final class Coordinator {
 
     func appendMetrics(_ line: [String: Any]) {
         guard let data = try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]) else { return }
-        let path = (runDirectory as NSString).appendingPathComponent("metrics.jsonl")
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let handle = FileHandle(forWritingAtPath: path) else { return }
-        defer { try? handle.close() }
-        _ = try? handle.seekToEnd()
-        try? handle.write(contentsOf: data + Data("\n".utf8))
+        appendLine(data, to: (runDirectory as NSString).appendingPathComponent("metrics.jsonl"))
     }
 
     func checkpoint() throws {

@@ -26,10 +26,10 @@ final class PeriodicEvaluation: @unchecked Sendable {
         self.logger = logger
     }
 
+    var enabled: Bool { config.evaluation.interval > 0 && config.evaluation.tasks > 0 }
+
     /// Whether iteration `iteration` (meta-updates applied) is due for an evaluation.
-    func isDue(_ iteration: Int) -> Bool {
-        config.evaluation.interval > 0 && config.evaluation.tasks > 0 && iteration % config.evaluation.interval == 0
-    }
+    func isDue(_ iteration: Int) -> Bool { enabled && iteration % config.evaluation.interval == 0 }
 
     /// Evaluates θ after `iteration` meta-updates now, or after the running evaluation.
     func start(iteration: Int, theta: ParameterVector) {
@@ -67,13 +67,11 @@ final class PeriodicEvaluation: @unchecked Sendable {
         let budget = config.evaluation.budget
         // Four points along the way when the budget divides evenly, else before and after.
         let every = budget % 4 == 0 ? budget / 4 : budget
-        let plan = EvaluationPlan(family: config.family, runSeed: config.run.seed, tasks: config.evaluation.tasks,
-                                  budget: budget, every: every, episodes: 5, dqn: config.innerLoop.dqn,
-                                  targetReturn: config.evaluation.targetReturn ?? defaultTargetReturn(family: config.family))
+        let plan = config.evaluationPlan(every: every)
         do {
             let report = try runMetaEvaluation(plan: plan, inits: [("meta", theta)], threads: 1)
             let points = report.summary(0)
-            append(report.json(extra: [("iteration", "\(iteration)")]))
+            appendLine(Data(report.json(extra: [("iteration", "\(iteration)")]).utf8), to: path)
             logger.info("\(String(format: "meta-eval iteration %d: greedy return %.1f ± %.1f before, %.1f ± %.1f after %d steps (%d held-out tasks, %.1f s)", iteration, points.first!.meanReturn, points.first!.ci95, points.last!.meanReturn, points.last!.ci95, budget, plan.tasks, report.seconds))")
         } catch {
             logger.error("meta-eval for iteration \(iteration) failed: \(error)")
@@ -83,7 +81,7 @@ final class PeriodicEvaluation: @unchecked Sendable {
     /// At the end of a run: evaluates the final θ if its iteration was not due anyway, then waits for
     /// every evaluation to finish, so eval.jsonl always ends with the θ the run produced.
     func finish(iteration: Int, theta: ParameterVector) {
-        if config.evaluation.interval > 0 && config.evaluation.tasks > 0 && !isDue(iteration) {
+        if enabled && !isDue(iteration) {
             start(iteration: iteration, theta: theta)
         }
         waitUntilIdle()
@@ -95,12 +93,13 @@ final class PeriodicEvaluation: @unchecked Sendable {
         while running { idle.wait() }
         idle.unlock()
     }
+}
 
-    private func append(_ line: String) {
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let handle = FileHandle(forWritingAtPath: path) else { return }
-        defer { try? handle.close() }
-        _ = try? handle.seekToEnd()
-        try? handle.write(contentsOf: Data((line + "\n").utf8))
-    }
+/// Appends `line` and a newline to the file at `path`, creating it if needed; best effort, like a log.
+func appendLine(_ line: Data, to path: String) {
+    if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+    guard let handle = FileHandle(forWritingAtPath: path) else { return }
+    defer { try? handle.close() }
+    _ = try? handle.seekToEnd()
+    try? handle.write(contentsOf: line + Data("\n".utf8))
 }

@@ -33,21 +33,16 @@ public func adapt(
     backend: GEMMBackend = .default, progress: ((Int, Double) -> Void)? = nil,
     recorder: ((UpdateRecord) -> Void)? = nil, snapshots: Snapshots? = nil
 ) throws -> Adaptation {
-    try config.validate()
-    guard budget >= 0 else { throw DQNError.invalidBudget(budget) }
-    let mlp = try makeNetwork(for: task, config: config, backend: backend)
-    guard initial.count == mlp.parameterCount else {
-        throw DQNError.parameterCount(expected: mlp.parameterCount, got: initial.count)
-    }
     var env = try task.makeEnvironment()
-    return runInnerLoop(&env, mlp: mlp, initial: initial, budget: budget, seed: seed, config: config, progress: progress,
-                        recorder: recorder, snapshots: snapshots)
+    return try adapt(initial: initial, environment: &env, budget: budget, seed: seed, config: config, backend: backend,
+                     progress: progress, recorder: recorder, snapshots: snapshots)
 }
 
 /// Runs DQN like `adapt`, but in an environment given directly (e.g. one that changes task every episode).
 public func adapt<E: Environment>(
     initial: ParameterVector, environment: inout E, budget: Int, seed: UInt64, config: DQNConfig = DQNConfig(),
-    backend: GEMMBackend = .default, progress: ((Int, Double) -> Void)? = nil, snapshots: Snapshots? = nil
+    backend: GEMMBackend = .default, progress: ((Int, Double) -> Void)? = nil,
+    recorder: ((UpdateRecord) -> Void)? = nil, snapshots: Snapshots? = nil
 ) throws -> Adaptation {
     try config.validate()
     guard budget >= 0 else { throw DQNError.invalidBudget(budget) }
@@ -56,7 +51,7 @@ public func adapt<E: Environment>(
         throw DQNError.parameterCount(expected: mlp.parameterCount, got: initial.count)
     }
     return runInnerLoop(&environment, mlp: mlp, initial: initial, budget: budget, seed: seed, config: config,
-                        progress: progress, recorder: nil, snapshots: snapshots)
+                        progress: progress, recorder: recorder, snapshots: snapshots)
 }
 
 /// Where and how often an inner loop hands out copies of its parameters.
@@ -72,7 +67,7 @@ public struct Snapshots {
 /// The loop itself, generic so each environment's `step` is called directly.
 func runInnerLoop<E: Environment>(
     _ env: inout E, mlp: MLP, initial: ParameterVector, budget: Int, seed: UInt64, config: DQNConfig,
-    progress: ((Int, Double) -> Void)?, recorder: ((UpdateRecord) -> Void)?, snapshots: Snapshots? = nil
+    progress: ((Int, Double) -> Void)?, recorder: ((UpdateRecord) -> Void)?, snapshots: Snapshots?
 ) -> Adaptation {
     let clock = ContinuousClock(), start = clock.now
     var envRNG = SeededRNG(seed: deriveSeed(seed, iteration: 0, slot: 0, purpose: .environment))

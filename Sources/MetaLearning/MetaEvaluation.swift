@@ -67,13 +67,11 @@ public func runMetaEvaluation(
 ) throws -> EvaluationReport {
     try plan.validate()
     let start = Date()
-    let fixed = inits
-    let jobs = fixed.count * plan.tasks
-    let plain = try parallelMap(jobs, threads: threads) { job in
-        try adaptationCurve(fixed[job / plan.tasks].1, plan: plan, taskIndex: job % plan.tasks)
+    let plain = try parallelMap(inits.count * plan.tasks, threads: threads) { job in
+        try adaptationCurve(inits[job / plan.tasks].1, plan: plan, taskIndex: job % plan.tasks)
     }
     var names = inits.map(\.0)
-    var curves = (0..<fixed.count).map { k in Array(plain[(k * plan.tasks)..<((k + 1) * plan.tasks)]) }
+    var curves = (0..<inits.count).map { k in Array(plain[(k * plan.tasks)..<((k + 1) * plan.tasks)]) }
     var retrieval: RetrievalQuality?
     if let nearest {
         let results = try parallelMap(plan.tasks, threads: threads) { i in
@@ -92,12 +90,11 @@ public func runMetaEvaluation(
 func retrievalQuality(plan: EvaluationPlan, library: TaskLibrary, embeddings: [[Float]]) throws -> RetrievalQuality? {
     let entries = library.entries.map { plan.family.coordinates(of: $0.task) }
     guard !entries.isEmpty, !(entries.first?.isEmpty ?? true) else { return nil }
-    func distance(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot() }
     var byMetric: [EmbeddingMetric: Double] = [:]
     var oracle = 0.0, random = 0.0
     for (i, embedding) in embeddings.enumerated() {
         let here = plan.family.coordinates(of: try plan.task(i))
-        let all = entries.map { distance(here, $0) }
+        let all = entries.map { euclideanDistance(here, $0) }
         oracle += all.min() ?? 0
         random += all.reduce(0, +) / Double(all.count)
         for metric in EmbeddingMetric.allCases {

@@ -8,6 +8,16 @@ public func trainingTask(_ family: TaskFamily, runSeed: UInt64, iteration: Int, 
     return try family.sample(using: &rng)
 }
 
+/// The inner-loop seed of slot `slot` in meta-iteration `iteration`: what the worker running it uses.
+public func slotSeed(runSeed: UInt64, iteration: Int, slot: Int) -> UInt64 {
+    deriveSeed(runSeed, iteration: UInt64(iteration), slot: UInt64(slot), purpose: .innerLoop)
+}
+
+/// Euclidean distance of two equally long vectors.
+func euclideanDistance(_ a: [Double], _ b: [Double]) -> Double {
+    zip(a, b).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot()
+}
+
 /// How two task embeddings are compared.
 public enum EmbeddingMetric: String, Codable, Sendable, CaseIterable {
     /// ‖a − b‖: Q-values' scale says how good a state is (how long the pole stays up, how far the goal
@@ -187,9 +197,8 @@ public struct ContrastiveMetric: Sendable {
                                        weights: (0..<(k * d)).map { _ in Float(rng.nextGaussian()) / Float(max(d, 1)).squareRoot() })
         guard n >= 3 && d > 0 else { return metric }
         let x = embeddings.map { e in (0..<d).map { (e[$0] - mean[$0]) / scale[$0] } }
-        func distance(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot() }
         var pairs: [(Int, Int, Double)] = []
-        for i in 0..<n { for j in (i + 1)..<n { pairs.append((i, j, distance(coordinates[i], coordinates[j]))) } }
+        for i in 0..<n { for j in (i + 1)..<n { pairs.append((i, j, euclideanDistance(coordinates[i], coordinates[j]))) } }
         let median = pairs.map(\.2).sorted()[pairs.count / 2]
         let dissimilar = pairs.map { $0.2 > median }
         var rate = learningRate

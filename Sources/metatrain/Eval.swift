@@ -150,9 +150,8 @@ struct Eval: ParsableCommand {
         let b = budget ?? cfg.evaluation.budget
         // Default: the largest divisor of the budget that is at most a tenth of it (≥ 11 points).
         let k = every ?? (stride(from: max(b / 10, 1), through: 1, by: -1).first { b % $0 == 0 } ?? 1)
-        var plan = EvaluationPlan(family: cfg.family, runSeed: cfg.run.seed, tasks: tasks, budget: b, every: k,
-                                  episodes: episodes, dqn: cfg.innerLoop.dqn,
-                                  targetReturn: target ?? cfg.evaluation.targetReturn ?? defaultTargetReturn(family: cfg.family))
+        var plan = cfg.evaluationPlan(tasks: tasks, budget: b, every: k, episodes: episodes)
+        if let target { plan.targetReturn = target }
         if let startEpsilon { plan.dqn.startEpsilon = startEpsilon }
         do { try plan.validate() } catch { throw ValidationError("\(error)") }
         return plan
@@ -165,7 +164,7 @@ struct Eval: ParsableCommand {
         while tasks.count < library && iteration >= 0 {
             for slot in 0..<cfg.meta.metaBatch where tasks.count < library {
                 tasks.append((try Coordinator.task(cfg, iteration: iteration, slot: slot),
-                              deriveSeed(cfg.run.seed, iteration: UInt64(iteration), slot: UInt64(slot), purpose: .innerLoop)))
+                              slotSeed(runSeed: cfg.run.seed, iteration: iteration, slot: slot)))
             }
             iteration -= 1
         }

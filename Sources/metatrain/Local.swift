@@ -73,9 +73,7 @@ struct Local: ParsableCommand {
     }
 
     func printComparison(_ cfg: ClusterConfig, theta: ParameterVector, folder: String) throws {
-        let plan = EvaluationPlan(family: cfg.family, runSeed: cfg.run.seed, tasks: cfg.evaluation.tasks,
-                                  budget: cfg.evaluation.budget, every: cfg.evaluation.budget, dqn: cfg.innerLoop.dqn,
-                                  targetReturn: cfg.evaluation.targetReturn ?? defaultTargetReturn(family: cfg.family))
+        let plan = cfg.evaluationPlan(every: cfg.evaluation.budget)
         print("\nAdaptation on \(plan.tasks) held-out \(cfg.family.kindName) tasks, \(plan.budget) DQN steps each (same settings, seeds and tasks for both); greedy return, mean ± 95% CI:")
         let report = try runMetaEvaluation(plan: plan, inits: [("meta θ", theta), ("random init", try Coordinator.initialParameters(cfg))],
                                            threads: ProcessInfo.processInfo.activeProcessorCount)

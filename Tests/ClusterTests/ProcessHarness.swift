@@ -64,7 +64,7 @@ enum Harness {
                 let updates = try (0..<config.meta.metaBatch).map { slot in
                     try runSlot(theta: state.theta, task: Coordinator.task(config, iteration: t, slot: slot),
                                 algorithm: config.meta.algorithm, settings: config.innerLoop,
-                                seed: deriveSeed(config.run.seed, iteration: UInt64(t), slot: UInt64(slot), purpose: .innerLoop)).update
+                                seed: slotSeed(runSeed: config.run.seed, iteration: t, slot: slot)).update
                 }
                 state.apply(updates: updates, settings: config.meta)
             }
