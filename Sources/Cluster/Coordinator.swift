@@ -54,9 +54,16 @@ public final class Coordinator {
     var bytesSent = 0, bytesReceived = 0, messagesIn = 0, messagesOut = 0
     var iterationStarted: ContinuousClock.Instant
     var busy: Duration = .zero
+    /// The jobs of outstanding eval requests, by request number and job index (the scheduler only
+    /// tracks their status); and the outcome being handled, until the scheduler says where it goes.
+    var evalJobs: [Int: [Int: AdaptationJob]] = [:]
+    var nextEvalRequest = 1
+    var inboundOutcome: EvalOutcome?
 
     /// Sets up a fresh run in `runDirectory`, or resumes the newest valid checkpoint there.
-    public init(config: ClusterConfig, runDirectory: String, resume: Bool, forceConfig: Bool = false,
+    /// With `serve`, the coordinator stays up after the last meta-iteration to run eval requests
+    /// (`metatrain eval --coordinator`) on its workers until it is stopped by a signal.
+    public init(config: ClusterConfig, runDirectory: String, resume: Bool, forceConfig: Bool = false, serve: Bool = false,
                 context: ZMQContext, stop: StopFlag, logger: Logger) throws {
         self.config = config
         self.runDirectory = runDirectory
@@ -117,6 +124,7 @@ public final class Coordinator {
             checkpointInterval: config.run.checkpointInterval)
         settings.backupAfterMedianMultiple = config.coordinator.backupAfterMedian > 0 ? config.coordinator.backupAfterMedian : nil
         settings.incarnation = "c\(String(UInt64(Date().timeIntervalSince1970 * 1000) % 1_000_000_007, radix: 36))"
+        settings.serve = serve
         scheduler = try Scheduler(settings: settings, startIteration: state.iteration)
         started = clock.now
         iterationStarted = started
@@ -141,7 +149,10 @@ public final class Coordinator {
     /// Runs until the last meta-iteration is applied or a stop signal arrives.
     public func run() throws -> CoordinatorSummary {
         logger.info("coordinator \(runID) listening on \(endpoint); iterations \(state.iteration)..<\(config.meta.iterations), meta-batch \(config.meta.metaBatch), \(config.meta.algorithm.rawValue)")
-        if scheduler.isFinished { finished = true }
+        if scheduler.isDone { finished = true }
+        if scheduler.isFinished && config.meta.iterations > 0 && !finished {
+            logger.info("training is complete (iteration \(state.iteration)): serving eval requests until stopped")
+        }
         if state.iteration == 0 && evaluation.isDue(0) { evaluation.start(iteration: 0, theta: state.theta) }
         let pollMs = max(5, min(50, config.coordinator.heartbeatIntervalMs / 4))
         while !finished {
@@ -177,7 +188,7 @@ public final class Coordinator {
     func shutdown(reason: String) throws {
         logger.info("\(reason): writing a final checkpoint and telling \(scheduler.workerCount) worker(s) to stop")
         if lastCheckpoint != state.iteration { try checkpoint() }
-        for peer in scheduler.peers { send(peer, .goodbye(reason: reason)) }
+        for peer in scheduler.peers + scheduler.clientPeers { send(peer, .goodbye(reason: reason)) }
     }
 
     // MARK: - Inbound
@@ -201,6 +212,7 @@ public final class Coordinator {
             if case .protocolVersion = error { code = .protocolVersion } else { code = .malformed }
             event = .malformed(peer, "\(error)", code: code)
         }
+        defer { inboundOutcome = nil }
         try execute(scheduler.handle(event, now: now))
     }
 
@@ -227,9 +239,39 @@ public final class Coordinator {
                 logger.info("worker error reply (\(e.code)): \(e.message)")
                 return .heartbeat(peer)
             }
-        case .welcome, .assignment:
+        case .evalRequest(let r):
+            return evalRequest(peer, r)
+        case .evalOutcome(let o):
+            if let error = o.error { return .evalFailed(peer, o.key, error) }
+            guard let job = evalJobs[o.key.request]?[o.key.job] else {
+                // Its request completed or was abandoned: the scheduler counts it as dropped.
+                return .evalOutcome(peer, o.key)
+            }
+            if o.outcome.returns.count != job.points {
+                return .evalFailed(peer, o.key, "outcome has \(o.outcome.returns.count) scored points; the job has \(job.points)")
+            }
+            if job.returnFinal && o.outcome.final?.count != job.initial.count {
+                return .evalFailed(peer, o.key, "outcome lacks the adapted parameters, or they do not fit the job's network")
+            }
+            inboundOutcome = o
+            return .evalOutcome(peer, o.key)
+        case .welcome, .assignment, .evalJob:
             return .malformed(peer, "a worker must not send \(message.kind)", code: .malformed)
         }
+    }
+
+    /// Checks an eval request's jobs (a worker would fail on them otherwise) and numbers it.
+    func evalRequest(_ peer: Peer, _ r: EvalRequest) -> SchedulerEvent<SlotPayload> {
+        for (index, job) in r.jobs {
+            do { try job.validate() } catch {
+                return .malformed(peer, "eval request \(r.requestID) job \(index): \(error)", code: .malformed)
+            }
+        }
+        let number = nextEvalRequest
+        nextEvalRequest += 1
+        evalJobs[number] = Dictionary(uniqueKeysWithValues: r.jobs.map { ($0.index, $0.job) })
+        logger.info("eval request \(r.requestID) numbered \(number): \(r.jobs.count) job(s)")
+        return .evalRequest(peer, request: number, jobs: r.jobs.map(\.index))
     }
 
     // MARK: - Commands
@@ -256,6 +298,10 @@ public final class Coordinator {
                 finished = true
             case .abort(let reason):
                 throw ClusterError.aborted(reason)
+            case let .forwardEvalOutcome(client, key):
+                if let outcome = inboundOutcome, outcome.key == key { send(client, .evalOutcome(outcome)) }
+            case .forgetEvalRequest(let number):
+                evalJobs[number] = nil
             }
         }
     }
@@ -269,6 +315,12 @@ public final class Coordinator {
         case .heartbeat: message = .heartbeat
         case .error(let e): message = .error(e)
         case .goodbye(let reason): message = .goodbye(reason: reason)
+        case .evalJob(let key):
+            guard let job = evalJobs[key.request]?[key.job] else {
+                logger.error("internal: no job content for \(key)")
+                return
+            }
+            message = .evalJob(EvalJobMessage(key: key, job: job))
         case let .assign(key, includeParameters):
             if tasks.iteration != key.iteration {
                 tasks = (key.iteration, try (0..<config.meta.metaBatch).map { try Self.task(config, iteration: key.iteration, slot: $0) })

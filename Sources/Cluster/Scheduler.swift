@@ -36,6 +36,9 @@ public struct SchedulerSettings: Sendable, Equatable {
     /// Distinguishes this coordinator process from earlier ones of the same run, so worker ids handed
     /// out after a restart never collide with ids workers remember from before it.
     public var incarnation = "c0"
+    /// Keep serving eval requests after the last meta-iteration, until the shell stops (`--serve`).
+    /// Without it the run ends once training is done and no eval request is outstanding.
+    public var serve = false
 
     public init(runID: String, iterations: Int, metaBatch: Int, heartbeatIntervalMs: Int, liveness: Int,
                 checkpointInterval: Int) {
@@ -64,6 +67,13 @@ public enum SchedulerEvent<Payload> {
     case invalidResult(Peer, SlotKey, String)
     /// A message that failed to decode or validate, or was of a kind a worker must not send.
     case malformed(Peer, String, code: ErrorCode)
+    /// A client asks for eval jobs to run: `jobs` are their indices in its request; the shell numbered
+    /// the request and keeps the jobs' content.
+    case evalRequest(Peer, request: Int, jobs: [Int])
+    /// A worker's validated outcome of an eval job (the shell holds it until the commands say where it goes).
+    case evalOutcome(Peer, EvalKey)
+    /// A worker could not run an eval job, or sent an outcome that does not fit it.
+    case evalFailed(Peer, EvalKey, String)
     /// Time passed: check liveness, send heartbeats, assign.
     case tick
 }
@@ -82,6 +92,10 @@ public enum SchedulerCommand<Payload> {
     case finished
     /// The run cannot go on.
     case abort(String)
+    /// Send the outcome the shell holds for `key` to `client`, the peer that asked for it.
+    case forwardEvalOutcome(client: Peer, EvalKey)
+    /// An eval request is complete or abandoned: the shell can drop its jobs.
+    case forgetEvalRequest(Int)
 }
 
 public enum LogLevel: Sendable { case debug, info, warning, error }
@@ -91,6 +105,8 @@ public enum Outbound: Equatable, Sendable {
     case welcome(workerID: String)
     case heartbeat
     case assign(SlotKey, includeParameters: Bool)
+    /// An eval job, filled in by the shell from the request it keeps.
+    case evalJob(EvalKey)
     case error(ErrorReply)
     case goodbye(String)
 }
@@ -106,6 +122,12 @@ public struct SchedulerCounters: Sendable, Equatable {
     public var assignmentsSent = 0
     public var parameterTransfers = 0
     public var backupsSent = 0
+    public var evalJobsSent = 0
+    public var evalOutcomesForwarded = 0
+    public var evalRequeued = 0
+    public var evalDuplicatesDropped = 0
+    public var evalRequestsCompleted = 0
+    public var evalRequestsAbandoned = 0
 }
 
 /// The coordinator's logic as a pure state machine: `handle(event, now) -> [command]`.
@@ -140,6 +162,31 @@ public struct Scheduler<Payload> {
         /// θ version the worker holds, if we know it holds one.
         var knownVersion: Int?
         var strikes = 0
+        /// Eval job attempts this worker is computing; they share its threads with slots.
+        var evalRunning: [EvalKey] = []
+        var load: Int { running.count + evalRunning.count }
+    }
+
+    /// A peer that submitted eval requests (`metatrain eval --coordinator`): not a worker, gets no slots.
+    struct Client {
+        var lastHeard: Tick
+        var lastSent: Tick
+        var requests: Set<Int> = []
+    }
+
+    enum EvalJobStatus { case pending, running, done }
+
+    struct EvalJobState {
+        var status = EvalJobStatus.pending
+        var attempts = 0
+    }
+
+    struct EvalRequestState {
+        let client: Peer
+        /// Job indices in the order they are handed out.
+        let order: [Int]
+        var jobs: [Int: EvalJobState]
+        var remaining: Int
     }
 
     public let settings: SchedulerSettings
@@ -152,6 +199,10 @@ public struct Scheduler<Payload> {
     var nextWorkerNumber = 1
     /// Durations of recently completed slots (assignment to first result), for the backup rule.
     var slotDurations: [Tick] = []
+    var clients: [Peer: Client] = [:]
+    /// Outstanding eval requests by number; served in number order.
+    var evalRequests: [Int: EvalRequestState] = [:]
+    var finishAnnounced = false
 
     /// Starts at `iteration` (0 for a new run, the checkpoint's iteration on resume).
     /// Throws for settings no run can use (they come from cluster.yaml, which validates them first).
@@ -167,6 +218,13 @@ public struct Scheduler<Payload> {
         isFinished = startIteration >= settings.iterations
     }
 
+    /// Training is over and nothing keeps the coordinator up: no eval request outstanding, not serving.
+    public var isDone: Bool { isFinished && !settings.serve && evalRequests.isEmpty }
+    /// Eval requests not yet complete.
+    public var outstandingEvalRequests: Int { evalRequests.count }
+    /// Connected eval clients.
+    public var clientPeers: [Peer] { clients.keys.sorted { $0.id.lexicographicallyPrecedes($1.id) } }
+
     /// Workers alive right now.
     public var workerCount: Int { workers.count }
     /// Their connections, in the order they joined.
@@ -178,11 +236,16 @@ public struct Scheduler<Payload> {
         case let .hello(peer, hello):
             register(peer, hello, now: now, &out)
         case .heartbeat(let peer):
+            if clients[peer] != nil { clients[peer]!.lastHeard = now; break }
             guard touch(peer, now: now, &out) else { break }
         case let .result(peer, runID, key, version, payload):
             guard touch(peer, now: now, &out) else { break }
             accept(peer, runID: runID, key: key, version: version, payload: payload, &out)
         case .goodbye(let peer):
+            if clients[peer] != nil {
+                out.append(.log(.info, "eval client \(peer) said goodbye"))
+                dropClient(peer, reason: "the client left", &out)
+            }
             if workers[peer] != nil {
                 out.append(.log(.info, "worker \(workers[peer]!.id) said goodbye"))
                 drop(peer, &out)
@@ -203,6 +266,14 @@ public struct Scheduler<Payload> {
             release(peer, key, requeue: true)
             strike(peer, "result for \(key) rejected: \(reason)", now: now, &out)
             warnIfFailingRepeatedly(key, reason, &out)
+        case let .evalRequest(peer, request, jobs):
+            submit(peer, request: request, jobs: jobs, now: now, &out)
+        case let .evalOutcome(peer, key):
+            guard touch(peer, now: now, &out) else { break }
+            acceptEval(peer, key, &out)
+        case let .evalFailed(peer, key, reason):
+            guard touch(peer, now: now, &out) else { break }
+            failEval(peer, key, reason, &out)
         case .tick:
             expire(now: now, &out)
             heartbeat(now: now, &out)
@@ -239,7 +310,7 @@ public struct Scheduler<Payload> {
         workers[peer] = worker
         out.append(.send(peer, .welcome(workerID: worker.id)))
         out.append(.log(.info, "worker \(worker.id) joined from \(hello.host) with \(hello.threads) thread(s); \(workers.count) alive"))
-        if isFinished { out.append(.send(peer, .goodbye("run finished"))) }
+        if isDone { out.append(.send(peer, .goodbye("run finished"))) }
     }
 
     /// Records that `peer` spoke (any message is a heartbeat). Unknown peers are told to say hello.
@@ -259,6 +330,11 @@ public struct Scheduler<Payload> {
             counters.workersDeclaredDead += 1
             drop(peer, &out)
         }
+        for (peer, client) in clients.sorted(by: { $0.key.id.lexicographicallyPrecedes($1.key.id) })
+        where now - client.lastHeard > settings.deadAfterMs {
+            out.append(.log(.warning, "eval client \(peer) silent for \(now - client.lastHeard) ms: its \(client.requests.count) request(s) abandoned"))
+            dropClient(peer, reason: "the client went silent", &out)
+        }
     }
 
     private mutating func heartbeat(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
@@ -266,6 +342,11 @@ public struct Scheduler<Payload> {
         where now - worker.lastSent >= Int64(settings.heartbeatIntervalMs) {
             out.append(.send(peer, .heartbeat))
             workers[peer]!.lastSent = now
+        }
+        for (peer, client) in clients.sorted(by: { $0.key.id.lexicographicallyPrecedes($1.key.id) })
+        where now - client.lastSent >= Int64(settings.heartbeatIntervalMs) {
+            out.append(.send(peer, .heartbeat))
+            clients[peer]!.lastSent = now
         }
     }
 
@@ -288,7 +369,7 @@ public struct Scheduler<Payload> {
         }
     }
 
-    /// Forgets a worker and requeues the slots only it was running.
+    /// Forgets a worker and requeues the slots and eval jobs only it was running.
     private mutating func drop(_ peer: Peer, _ out: inout [SchedulerCommand<Payload>]) {
         guard let worker = workers.removeValue(forKey: peer) else { return }
         for key in worker.running where key.iteration == iteration {
@@ -297,6 +378,7 @@ public struct Scheduler<Payload> {
                 counters.requeued += 1
             }
         }
+        for key in worker.evalRunning { requeueEval(key) }
         out.append(.forget(peer))
     }
 
@@ -360,10 +442,22 @@ public struct Scheduler<Payload> {
         slots = Array(repeating: Slot(), count: settings.metaBatch)
         if last {
             isFinished = true
-            out.append(.finished)
-            for (peer, _) in workers.sorted(by: { $0.value.number < $1.value.number }) {
-                out.append(.send(peer, .goodbye("run finished")))
+            if settings.serve {
+                out.append(.log(.info, "training finished: serving eval requests until stopped"))
+            } else if !evalRequests.isEmpty {
+                out.append(.log(.info, "training finished: finishing \(evalRequests.count) eval request(s) first"))
             }
+            finishIfDone(&out)
+        }
+    }
+
+    /// Announces the end of the run once training is over and nothing else keeps it up.
+    private mutating func finishIfDone(_ out: inout [SchedulerCommand<Payload>]) {
+        guard isDone, !finishAnnounced else { return }
+        finishAnnounced = true
+        out.append(.finished)
+        for (peer, _) in workers.sorted(by: { $0.value.number < $1.value.number }) {
+            out.append(.send(peer, .goodbye("run finished")))
         }
     }
 
@@ -382,7 +476,7 @@ public struct Scheduler<Payload> {
                   let started = slots[slot].startedAt, now - started > limit else { continue }
             let busy = Set(workers.filter { $0.value.running.contains { $0.iteration == iteration && $0.slot == slot } }.map(\.key))
             guard let (peer, _) = workers.sorted(by: { $0.value.number < $1.value.number })
-                .first(where: { !busy.contains($0.key) && $0.value.running.count < $0.value.threads }) else { return }
+                .first(where: { !busy.contains($0.key) && $0.value.load < $0.value.threads }) else { return }
             slots[slot].backups += 1
             counters.backupsSent += 1
             out.append(.log(.info, "slot \(slot) has run \(now - started) ms (median \(median) ms): backup copy to \(workers[peer]!.id)"))
@@ -408,19 +502,134 @@ public struct Scheduler<Payload> {
         return .send(peer, .assign(key, includeParameters: includeParameters))
     }
 
+    /// Training slots first (the run's progress), then backups of stragglers, then eval jobs on the
+    /// threads left over: evaluation never delays a meta-iteration by more than the eval jobs already
+    /// running, and once training is over it has every thread.
     private mutating func assign(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
-        guard !isFinished else { return }
-        var pending = slots.indices.filter { if case .pending = slots[$0].status { return true } else { return false } }[...]
-        guard !pending.isEmpty else {
-            assignBackups(now: now, &out)
+        if !isFinished {
+            var pending = slots.indices.filter { if case .pending = slots[$0].status { return true } else { return false } }[...]
+            if pending.isEmpty {
+                assignBackups(now: now, &out)
+            } else {
+                for (peer, _) in workers.sorted(by: { $0.value.number < $1.value.number }) {
+                    while let slot = pending.first, let worker = workers[peer], worker.load < worker.threads {
+                        pending.removeFirst()
+                        out.append(dispatch(slot, to: peer, now: now))
+                    }
+                    if pending.isEmpty { break }
+                }
+                return
+            }
+        }
+        assignEval(now: now, &out)
+    }
+
+    // MARK: - Eval jobs
+
+    private mutating func submit(_ peer: Peer, request: Int, jobs: [Int], now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        if workers[peer] != nil {
+            out.append(.forgetEvalRequest(request))
+            strike(peer, "a worker must not send eval requests", now: now, &out)
             return
         }
-        for (peer, _) in workers.sorted(by: { $0.value.number < $1.value.number }) {
-            while let slot = pending.first, let worker = workers[peer], worker.running.count < worker.threads {
-                pending.removeFirst()
-                out.append(dispatch(slot, to: peer, now: now))
+        guard !jobs.isEmpty, evalRequests[request] == nil else {
+            out.append(.forgetEvalRequest(request))
+            out.append(.send(peer, .error(ErrorReply(code: .malformed, message: "an eval request needs at least one job"))))
+            return
+        }
+        var client = clients[peer] ?? Client(lastHeard: now, lastSent: now)
+        client.lastHeard = now
+        client.requests.insert(request)
+        clients[peer] = client
+        evalRequests[request] = EvalRequestState(client: peer, order: jobs,
+                                                 jobs: Dictionary(uniqueKeysWithValues: jobs.map { ($0, EvalJobState()) }),
+                                                 remaining: jobs.count)
+        out.append(.send(peer, .welcome(workerID: "eval-\(settings.incarnation)-\(request)")))
+        out.append(.log(.info, "eval request \(request) from \(peer): \(jobs.count) job(s); \(workers.count) worker(s) alive"))
+    }
+
+    private mutating func acceptEval(_ peer: Peer, _ key: EvalKey, _ out: inout [SchedulerCommand<Payload>]) {
+        workers[peer]?.evalRunning.removeAll { $0 == key }
+        guard var request = evalRequests[key.request], let job = request.jobs[key.job], job.status != .done else {
+            counters.evalDuplicatesDropped += 1
+            out.append(.log(.debug, "dropped an outcome for \(key): already in, or its request is gone"))
+            return
+        }
+        request.jobs[key.job]!.status = .done
+        request.remaining -= 1
+        counters.evalOutcomesForwarded += 1
+        out.append(.forwardEvalOutcome(client: request.client, key))
+        if request.remaining == 0 {
+            evalRequests[key.request] = nil
+            clients[request.client]?.requests.remove(key.request)
+            counters.evalRequestsCompleted += 1
+            out.append(.forgetEvalRequest(key.request))
+            out.append(.log(.info, "eval request \(key.request) complete"))
+            finishIfDone(&out)
+        } else {
+            evalRequests[key.request] = request
+        }
+    }
+
+    private mutating func failEval(_ peer: Peer, _ key: EvalKey, _ reason: String, _ out: inout [SchedulerCommand<Payload>]) {
+        workers[peer]?.evalRunning.removeAll { $0 == key }
+        guard let request = evalRequests[key.request], let job = request.jobs[key.job], job.status != .done else { return }
+        out.append(.log(.error, "worker \(workers[peer]?.id ?? "\(peer)") failed \(key): \(reason)"))
+        if job.attempts >= settings.failedAttemptsWarning {
+            // A job that fails everywhere fails deterministically: tell the client instead of retrying forever.
+            out.append(.send(request.client, .error(ErrorReply(
+                code: .taskFailed, message: "eval job \(key.job) failed \(job.attempts) times; last: \(reason)"))))
+            abandon(key.request, &out)
+            return
+        }
+        requeueEval(key)
+    }
+
+    /// Makes an eval job pending again unless it is done or another worker still runs it.
+    private mutating func requeueEval(_ key: EvalKey) {
+        guard let job = evalRequests[key.request]?.jobs[key.job], job.status == .running else { return }
+        let elsewhere = workers.values.contains { w in w.evalRunning.contains { $0.request == key.request && $0.job == key.job } }
+        guard !elsewhere else { return }
+        evalRequests[key.request]!.jobs[key.job]!.status = .pending
+        counters.evalRequeued += 1
+    }
+
+    /// Drops a request whose client is gone or whose job cannot succeed; running attempts finish and are dropped.
+    private mutating func abandon(_ request: Int, _ out: inout [SchedulerCommand<Payload>]) {
+        guard let state = evalRequests.removeValue(forKey: request) else { return }
+        clients[state.client]?.requests.remove(request)
+        counters.evalRequestsAbandoned += 1
+        out.append(.forgetEvalRequest(request))
+        finishIfDone(&out)
+    }
+
+    private mutating func dropClient(_ peer: Peer, reason: String, _ out: inout [SchedulerCommand<Payload>]) {
+        guard let client = clients.removeValue(forKey: peer) else { return }
+        for request in client.requests.sorted() {
+            out.append(.log(.info, "eval request \(request) abandoned: \(reason)"))
+            abandon(request, &out)
+        }
+    }
+
+    /// Gives pending eval jobs, oldest request first, to workers with free threads, in the order they joined.
+    private mutating func assignEval(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        guard !evalRequests.isEmpty else { return }
+        var free = workers.sorted(by: { $0.value.number < $1.value.number }).map(\.key).filter { workers[$0]!.load < workers[$0]!.threads }[...]
+        guard !free.isEmpty else { return }
+        for number in evalRequests.keys.sorted() {
+            for index in evalRequests[number]!.order where evalRequests[number]!.jobs[index]!.status == .pending {
+                guard let peer = free.first else { return }
+                var job = evalRequests[number]!.jobs[index]!
+                let key = EvalKey(request: number, job: index, attempt: job.attempts)
+                job.attempts += 1
+                job.status = .running
+                evalRequests[number]!.jobs[index] = job
+                workers[peer]!.evalRunning.append(key)
+                workers[peer]!.lastSent = now
+                counters.evalJobsSent += 1
+                out.append(.send(peer, .evalJob(key)))
+                if workers[peer]!.load >= workers[peer]!.threads { free.removeFirst() }
             }
-            if pending.isEmpty { break }
         }
     }
 }

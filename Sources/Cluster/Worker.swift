@@ -5,10 +5,10 @@ import NeuralNet
 import Transport
 import Wire
 
-/// A slot to compute, with the θ it starts from.
-struct Job: @unchecked Sendable {
-    let assignment: Assignment
-    let theta: ParameterVector
+/// Work for a compute thread: a training slot with the θ it starts from, or a meta-evaluation job.
+enum Job: @unchecked Sendable {
+    case slot(Assignment, theta: ParameterVector)
+    case eval(EvalJobMessage)
 }
 
 /// A blocking queue of jobs between the socket thread and the compute threads.
@@ -201,6 +201,12 @@ public final class Worker {
             break
         case .assignment(let a):
             accept(a)
+        case .evalJob(let j):
+            guard runID != nil else {
+                send(.error(ErrorReply(code: .unknownWorker, message: "not registered yet: eval job dropped")))
+                return true
+            }
+            jobs.put(.eval(j))
         case .error(let e):
             switch e.code {
             case .unknownWorker:
@@ -216,7 +222,7 @@ public final class Worker {
         case .goodbye(let reason):
             logger.info("coordinator said goodbye: \(reason)")
             return false
-        case .hello, .result:
+        case .hello, .result, .evalRequest, .evalOutcome:
             send(.error(ErrorReply(code: .malformed, message: "a coordinator must not send \(message.kind)")))
         }
         return true
@@ -232,7 +238,7 @@ public final class Worker {
             send(.error(ErrorReply(code: .parametersMissing, message: "θ version \(a.parameterVersion) is not cached here", key: a.key)))
             return
         }
-        jobs.put(Job(assignment: a, theta: cached.theta))
+        jobs.put(.slot(a, theta: cached.theta))
     }
 
     /// Starts a compute thread; it owns its own PUSH socket (sockets never cross threads).
@@ -250,20 +256,24 @@ public final class Worker {
                 return
             }
             while let job = jobs.take() {
-                let a = job.assignment
                 let reply: Message
                 let started = Date()
-                do {
-                    let outcome = try runSlot(theta: job.theta, task: a.task, algorithm: a.algorithm,
-                                              settings: a.innerLoop, seed: a.seed)
-                    guard outcome.update.isFinite else {
-                        throw ClusterError.slotFailed("the inner loop diverged: the update holds NaN or infinity")
+                switch job {
+                case let .slot(a, theta):
+                    do {
+                        let outcome = try runSlot(theta: theta, task: a.task, algorithm: a.algorithm,
+                                                  settings: a.innerLoop, seed: a.seed)
+                        guard outcome.update.isFinite else {
+                            throw ClusterError.slotFailed("the inner loop diverged: the update holds NaN or infinity")
+                        }
+                        reply = .result(SlotResult(runID: a.runID, key: a.key, parameterVersion: a.parameterVersion,
+                                                   update: outcome.update, statistics: outcome.statistics))
+                    } catch {
+                        logger.error("slot \(a.key) failed: \(error)")
+                        reply = .error(ErrorReply(code: .taskFailed, message: "\(error)", key: a.key))
                     }
-                    reply = .result(SlotResult(runID: a.runID, key: a.key, parameterVersion: a.parameterVersion,
-                                               update: outcome.update, statistics: outcome.statistics))
-                } catch {
-                    logger.error("slot \(a.key) failed: \(error)")
-                    reply = .error(ErrorReply(code: .taskFailed, message: "\(error)", key: a.key))
+                case .eval(let e):
+                    reply = .evalOutcome(Self.runEval(e, logger: logger))
                 }
                 if slowdown > 1 { usleep(UInt32(min(Date().timeIntervalSince(started) * (slowdown - 1), 3600) * 1e6)) }
                 do { try push.send([WireCodec.encode(reply)], dontWait: false) } catch {
@@ -274,6 +284,23 @@ public final class Worker {
         }
         thread.name = "metatrain-compute-\(index)"
         thread.start()
+    }
+}
+
+extension Worker {
+    /// Runs one eval job; a failure (or a diverged adaptation, whose NaN could not cross the wire) comes
+    /// back as an outcome with the error, for the coordinator to retry elsewhere.
+    static func runEval(_ e: EvalJobMessage, logger: Logger) -> EvalOutcome {
+        do {
+            let outcome = try e.job.run()
+            guard outcome.returns.allSatisfy(\.isFinite), outcome.final?.isFinite ?? true else {
+                throw ClusterError.slotFailed("the adaptation diverged: NaN or infinity in its returns or parameters")
+            }
+            return EvalOutcome(key: e.key, outcome: outcome)
+        } catch {
+            logger.error("\(e.key) failed: \(error)")
+            return EvalOutcome(key: e.key, outcome: AdaptationOutcome(returns: [], final: nil), error: "\(error)")
+        }
     }
 }
 

@@ -99,7 +99,7 @@ public enum DQNError: Error, Equatable, CustomStringConvertible {
         case let .parameterCount(expected, got):
             return "initial parameters have \(got) values, the task's network needs \(expected)"
         case let .invalidBudget(b):
-            return "step budget \(b) is invalid: it must be ≥ 0"
+            return "step budget \(b) is invalid: adaptation needs ≥ 0 env steps, an inner loop's support and query phases ≥ 1 each"
         }
     }
 }

@@ -82,24 +82,19 @@ public enum EvaluationError: Error, CustomStringConvertible {
     }
 }
 
-/// Adapts `initial` on held-out task i and scores the greedy return at every point of the plan.
-public func adaptationCurve(_ initial: ParameterVector, plan: EvaluationPlan, taskIndex i: Int) throws -> [Double] {
-    let task = try plan.task(i)
-    return try scoredAdaptation(initial, task: task, budget: plan.budget, every: plan.every, seed: plan.adaptationSeed(i),
-                                plan: plan, taskIndex: i).returns
+extension EvaluationPlan {
+    /// The job that adapts `initial` on held-out task i for `budget` steps (default: the plan's) and
+    /// scores it every `every` steps; `seed` defaults to the task's adaptation seed, shared by every init.
+    public func job(_ initial: ParameterVector, taskIndex i: Int, budget: Int? = nil, seed: UInt64? = nil,
+                    returnFinal: Bool = false) throws -> AdaptationJob {
+        AdaptationJob(initial: initial, task: try task(i), dqn: dqn, budget: budget ?? self.budget, every: every,
+                      episodes: episodes, seed: seed ?? adaptationSeed(i), scoringSeed: scoringSeed(i), returnFinal: returnFinal)
+    }
 }
 
-/// One adaptation with its snapshots scored; also hands back the final parameters.
-func scoredAdaptation(_ initial: ParameterVector, task: TaskSpec, budget: Int, every: Int, seed: UInt64,
-                      plan: EvaluationPlan, taskIndex i: Int) throws -> (returns: [Double], final: ParameterVector) {
-    var snapshots: [ParameterVector] = []
-    let adaptation = try adapt(initial: initial, task: task, budget: budget, seed: seed, config: plan.dqn,
-                               snapshots: Snapshots(every: every) { _, p in snapshots.append(p) })
-    let returns = try snapshots.map { p in
-        let r = try evaluateGreedy(p, task: task, episodes: plan.episodes, seed: plan.scoringSeed(i), config: plan.dqn)
-        return r.reduce(0, +) / Double(r.count)
-    }
-    return (returns, adaptation.parameters)
+/// Adapts `initial` on held-out task i and scores the greedy return at every point of the plan.
+public func adaptationCurve(_ initial: ParameterVector, plan: EvaluationPlan, taskIndex i: Int) throws -> [Double] {
+    try plan.job(initial, taskIndex: i).run().returns
 }
 
 /// The multi-task pretrained baseline: one DQN trained from `initial` on tasks drawn from the family,

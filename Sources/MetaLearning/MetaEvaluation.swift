@@ -61,29 +61,44 @@ public struct EvaluationReport: Sendable {
 
 /// Adapts every init on the plan's held-out tasks (and the nearest-task init when set up).
 ///
-/// Jobs (init × task) run on `threads` threads; each is deterministic, so the report is too.
+/// The work is two batches of `AdaptationJob`s: every init × task curve together with the nearest-task
+/// probes, then the nearest-task continuations (which need the probes' embeddings). Each job is
+/// deterministic, so the report does not depend on the runner or its threads.
 public func runMetaEvaluation(
-    plan: EvaluationPlan, inits: [(String, ParameterVector)], nearest: NearestTaskSetup? = nil, threads: Int = 1
+    plan: EvaluationPlan, inits: [(String, ParameterVector)], nearest: NearestTaskSetup? = nil, runner: AdaptationRunner
 ) throws -> EvaluationReport {
     try plan.validate()
     let start = Date()
-    let plain = try parallelMap(inits.count * plan.tasks, threads: threads) { job in
-        try adaptationCurve(inits[job / plan.tasks].1, plan: plan, taskIndex: job % plan.tasks)
+    var jobs = try (0..<(inits.count * plan.tasks)).map { job in
+        try plan.job(inits[job / plan.tasks].1, taskIndex: job % plan.tasks)
     }
+    if let nearest { jobs += try (0..<plan.tasks).map { try nearest.probeJob(plan: plan, taskIndex: $0) } }
+    let first = try runner.run(jobs)
     var names = inits.map(\.0)
-    var curves = (0..<inits.count).map { k in Array(plain[(k * plan.tasks)..<((k + 1) * plan.tasks)]) }
+    var curves = (0..<inits.count).map { k in first[(k * plan.tasks)..<((k + 1) * plan.tasks)].map(\.returns) }
     var retrieval: RetrievalQuality?
     if let nearest {
-        let results = try parallelMap(plan.tasks, threads: threads) { i in
-            try nearestTaskCurve(theta: nearest.theta, library: nearest.library, metric: nearest.metric,
-                                 probeSteps: nearest.probeSteps, plan: plan, taskIndex: i)
-        }
+        let probes = Array(first[(inits.count * plan.tasks)...])
+        let continuations = try (0..<plan.tasks).map { try nearest.continuation(plan: plan, taskIndex: $0, probe: probes[$0]) }
+        let rest = try runner.run(continuations.map(\.job))
         names.append("nearest")
-        curves.append(results.map(\.curve))
-        retrieval = try retrievalQuality(plan: plan, library: nearest.library, embeddings: results.map(\.embedding))
+        curves.append((0..<plan.tasks).map { NearestTaskSetup.curve(probe: probes[$0], rest: rest[$0]) })
+        retrieval = try retrievalQuality(plan: plan, library: nearest.library, embeddings: continuations.map(\.embedding))
+    }
+    for (k, name) in names.enumerated() {
+        for (i, curve) in curves[k].enumerated() where curve.count != plan.steps.count {
+            throw EvaluationError.invalid("init \(name) on task \(i): \(curve.count) scored points, expected \(plan.steps.count)")
+        }
     }
     return EvaluationReport(plan: plan, names: names, curves: curves, retrieval: retrieval,
                             seconds: Date().timeIntervalSince(start))
+}
+
+/// Like `runMetaEvaluation(plan:inits:nearest:runner:)` on `threads` local threads.
+public func runMetaEvaluation(
+    plan: EvaluationPlan, inits: [(String, ParameterVector)], nearest: NearestTaskSetup? = nil, threads: Int = 1
+) throws -> EvaluationReport {
+    try runMetaEvaluation(plan: plan, inits: inits, nearest: nearest, runner: LocalAdaptationRunner(threads: threads))
 }
 
 /// Scores each metric's pick against the task parameters; nil for families without coordinates.

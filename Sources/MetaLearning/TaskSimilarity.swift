@@ -95,11 +95,15 @@ public struct TaskLibrary: Sendable {
     /// The tasks are the run's own training tasks (pass `trainingTask(…)`s), adapted from the final θ
     /// with the training budget and the slot's seed: what the workers computed at the end of the run.
     public init(theta: ParameterVector, tasks: [(TaskSpec, UInt64)], settings: InnerLoopSettings, probes: ProbeStates,
-                threads: Int) throws {
-        entries = try parallelMap(tasks.count, threads: threads) { i in
-            let (task, seed) = tasks[i]
-            let phi = try adapt(initial: theta, task: task, budget: settings.budget, seed: seed, config: settings.dqn).parameters
-            return Entry(task: task, embedding: probes.embed(phi, mlp: try makeNetwork(for: task, config: settings.dqn)), parameters: phi)
+                runner: AdaptationRunner) throws {
+        let jobs = tasks.map { task, seed in
+            AdaptationJob(initial: theta, task: task, dqn: settings.dqn, budget: settings.budget, every: settings.budget,
+                          episodes: 0, seed: seed, scoringSeed: 0, returnFinal: true)
+        }
+        let outcomes = try runner.run(jobs)
+        entries = try zip(tasks, outcomes).map { item, outcome in
+            guard let phi = outcome.final else { throw EvaluationError.invalid("a library job came back without its parameters") }
+            return Entry(task: item.0, embedding: probes.embed(phi, mlp: try makeNetwork(for: item.0, config: settings.dqn)), parameters: phi)
         }
         self.probes = probes
     }
@@ -130,25 +134,32 @@ public struct TaskLibrary: Sendable {
     }
 }
 
-/// The nearest-task init on held-out task i: adapt θ for `probeSteps`, embed, then continue from the
-/// nearest library entry for the rest of the budget. The probe steps count against the budget, so the
-/// curve is comparable step for step with the other inits'.
-public func nearestTaskCurve(theta: ParameterVector, library: TaskLibrary, metric: EmbeddingMetric, probeSteps: Int,
-                             plan: EvaluationPlan, taskIndex i: Int) throws -> (curve: [Double], embedding: [Float]) {
-    guard probeSteps >= plan.every && probeSteps < plan.budget && probeSteps % plan.every == 0 else {
-        throw EvaluationError.invalid("probe steps (\(probeSteps)) must be a multiple of every (\(plan.every)) below the budget (\(plan.budget))")
+extension NearestTaskSetup {
+    /// The nearest-task init on held-out task i, first half: adapt θ for `probeSteps` (scored like any
+    /// curve) and keep φ to embed. The probe steps count against the budget, so the nearest-task curve
+    /// is comparable step for step with the other inits'.
+    public func probeJob(plan: EvaluationPlan, taskIndex i: Int) throws -> AdaptationJob {
+        guard probeSteps >= plan.every && probeSteps < plan.budget && probeSteps % plan.every == 0 else {
+            throw EvaluationError.invalid("probe steps (\(probeSteps)) must be a multiple of every (\(plan.every)) below the budget (\(plan.budget))")
+        }
+        return try plan.job(theta, taskIndex: i, budget: probeSteps, returnFinal: true)
     }
-    let task = try plan.task(i)
-    let probe = try scoredAdaptation(theta, task: task, budget: probeSteps, every: plan.every, seed: plan.adaptationSeed(i),
-                                     plan: plan, taskIndex: i)
-    let embedding = library.probes.embed(probe.final, mlp: try makeNetwork(for: task, config: plan.dqn))
-    let entry = library.nearest(to: embedding, metric: metric)
-    let rest = try scoredAdaptation(library.entries[entry].parameters, task: task, budget: plan.budget - probeSteps,
-                                    every: plan.every,
-                                    seed: deriveSeed(plan.adaptationSeed(i), iteration: 1, slot: 0, purpose: .innerLoop),
-                                    plan: plan, taskIndex: i)
-    // rest[0] scores the library entry itself, at the step the switch happens; it replaces probe's last point.
-    return (Array(probe.returns.dropLast()) + rest.returns, embedding)
+
+    /// Second half: embed the probe's φ, and continue from the nearest library entry for the rest of the budget.
+    public func continuation(plan: EvaluationPlan, taskIndex i: Int, probe: AdaptationOutcome) throws -> (job: AdaptationJob, embedding: [Float]) {
+        guard let phi = probe.final else { throw EvaluationError.invalid("a probe job came back without its parameters") }
+        let embedding = library.probes.embed(phi, mlp: try makeNetwork(for: try plan.task(i), config: plan.dqn))
+        let entry = library.nearest(to: embedding, metric: metric)
+        let job = try plan.job(library.entries[entry].parameters, taskIndex: i, budget: plan.budget - probeSteps,
+                               seed: deriveSeed(plan.adaptationSeed(i), iteration: 1, slot: 0, purpose: .innerLoop))
+        return (job, embedding)
+    }
+
+    /// The whole curve: the probe's points, then the continuation's, whose first point (the library entry
+    /// itself, scored at the step the switch happens) replaces the probe's last.
+    public static func curve(probe: AdaptationOutcome, rest: AdaptationOutcome) -> [Double] {
+        Array(probe.returns.dropLast()) + rest.returns
+    }
 }
 
 /// A task metric learnt from the library: a linear map W (k × D) of standardised embeddings trained with

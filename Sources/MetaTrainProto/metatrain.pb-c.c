@@ -727,6 +727,141 @@ void   metatrain__v1__goodbye__free_unpacked
   assert(message->base.descriptor == &metatrain__v1__goodbye__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   metatrain__v1__eval_job__init
+                     (Metatrain__V1__EvalJob         *message)
+{
+  static const Metatrain__V1__EvalJob init_value = METATRAIN__V1__EVAL_JOB__INIT;
+  *message = init_value;
+}
+size_t metatrain__v1__eval_job__get_packed_size
+                     (const Metatrain__V1__EvalJob *message)
+{
+  assert(message->base.descriptor == &metatrain__v1__eval_job__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t metatrain__v1__eval_job__pack
+                     (const Metatrain__V1__EvalJob *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &metatrain__v1__eval_job__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t metatrain__v1__eval_job__pack_to_buffer
+                     (const Metatrain__V1__EvalJob *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &metatrain__v1__eval_job__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Metatrain__V1__EvalJob *
+       metatrain__v1__eval_job__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Metatrain__V1__EvalJob *)
+     protobuf_c_message_unpack (&metatrain__v1__eval_job__descriptor,
+                                allocator, len, data);
+}
+void   metatrain__v1__eval_job__free_unpacked
+                     (Metatrain__V1__EvalJob *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &metatrain__v1__eval_job__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   metatrain__v1__eval_request__init
+                     (Metatrain__V1__EvalRequest         *message)
+{
+  static const Metatrain__V1__EvalRequest init_value = METATRAIN__V1__EVAL_REQUEST__INIT;
+  *message = init_value;
+}
+size_t metatrain__v1__eval_request__get_packed_size
+                     (const Metatrain__V1__EvalRequest *message)
+{
+  assert(message->base.descriptor == &metatrain__v1__eval_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t metatrain__v1__eval_request__pack
+                     (const Metatrain__V1__EvalRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &metatrain__v1__eval_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t metatrain__v1__eval_request__pack_to_buffer
+                     (const Metatrain__V1__EvalRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &metatrain__v1__eval_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Metatrain__V1__EvalRequest *
+       metatrain__v1__eval_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Metatrain__V1__EvalRequest *)
+     protobuf_c_message_unpack (&metatrain__v1__eval_request__descriptor,
+                                allocator, len, data);
+}
+void   metatrain__v1__eval_request__free_unpacked
+                     (Metatrain__V1__EvalRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &metatrain__v1__eval_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   metatrain__v1__eval_outcome__init
+                     (Metatrain__V1__EvalOutcome         *message)
+{
+  static const Metatrain__V1__EvalOutcome init_value = METATRAIN__V1__EVAL_OUTCOME__INIT;
+  *message = init_value;
+}
+size_t metatrain__v1__eval_outcome__get_packed_size
+                     (const Metatrain__V1__EvalOutcome *message)
+{
+  assert(message->base.descriptor == &metatrain__v1__eval_outcome__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t metatrain__v1__eval_outcome__pack
+                     (const Metatrain__V1__EvalOutcome *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &metatrain__v1__eval_outcome__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t metatrain__v1__eval_outcome__pack_to_buffer
+                     (const Metatrain__V1__EvalOutcome *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &metatrain__v1__eval_outcome__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Metatrain__V1__EvalOutcome *
+       metatrain__v1__eval_outcome__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Metatrain__V1__EvalOutcome *)
+     protobuf_c_message_unpack (&metatrain__v1__eval_outcome__descriptor,
+                                allocator, len, data);
+}
+void   metatrain__v1__eval_outcome__free_unpacked
+                     (Metatrain__V1__EvalOutcome *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &metatrain__v1__eval_outcome__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   metatrain__v1__envelope__init
                      (Metatrain__V1__Envelope         *message)
 {
@@ -2367,7 +2502,329 @@ const ProtobufCMessageDescriptor metatrain__v1__goodbye__descriptor =
   (ProtobufCMessageInit) metatrain__v1__goodbye__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__envelope__field_descriptors[8] =
+static const ProtobufCFieldDescriptor metatrain__v1__eval_job__field_descriptors[11] =
+{
+  {
+    "request",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalJob, request),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "index",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalJob, index),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attempt",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalJob, attempt),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "task",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalJob, task),
+    &metatrain__v1__task_spec__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "inner_loop",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalJob, inner_loop),
+    &metatrain__v1__inner_loop_config__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "every",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalJob, every),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "episodes",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalJob, episodes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "seed",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalJob, seed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "scoring_seed",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalJob, scoring_seed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "return_final",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalJob, return_final),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "initial",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalJob, initial),
+    &metatrain__v1__tensor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned metatrain__v1__eval_job__field_indices_by_name[] = {
+  2,   /* field[2] = attempt */
+  6,   /* field[6] = episodes */
+  5,   /* field[5] = every */
+  1,   /* field[1] = index */
+  10,   /* field[10] = initial */
+  4,   /* field[4] = inner_loop */
+  0,   /* field[0] = request */
+  9,   /* field[9] = return_final */
+  8,   /* field[8] = scoring_seed */
+  7,   /* field[7] = seed */
+  3,   /* field[3] = task */
+};
+static const ProtobufCIntRange metatrain__v1__eval_job__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor metatrain__v1__eval_job__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "metatrain.v1.EvalJob",
+  "EvalJob",
+  "Metatrain__V1__EvalJob",
+  "metatrain.v1",
+  sizeof(Metatrain__V1__EvalJob),
+  11,
+  metatrain__v1__eval_job__field_descriptors,
+  metatrain__v1__eval_job__field_indices_by_name,
+  1,  metatrain__v1__eval_job__number_ranges,
+  (ProtobufCMessageInit) metatrain__v1__eval_job__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor metatrain__v1__eval_request__field_descriptors[2] =
+{
+  {
+    "request_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalRequest, request_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "jobs",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Metatrain__V1__EvalRequest, n_jobs),
+    offsetof(Metatrain__V1__EvalRequest, jobs),
+    &metatrain__v1__eval_job__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned metatrain__v1__eval_request__field_indices_by_name[] = {
+  1,   /* field[1] = jobs */
+  0,   /* field[0] = request_id */
+};
+static const ProtobufCIntRange metatrain__v1__eval_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor metatrain__v1__eval_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "metatrain.v1.EvalRequest",
+  "EvalRequest",
+  "Metatrain__V1__EvalRequest",
+  "metatrain.v1",
+  sizeof(Metatrain__V1__EvalRequest),
+  2,
+  metatrain__v1__eval_request__field_descriptors,
+  metatrain__v1__eval_request__field_indices_by_name,
+  1,  metatrain__v1__eval_request__number_ranges,
+  (ProtobufCMessageInit) metatrain__v1__eval_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor metatrain__v1__eval_outcome__field_descriptors[6] =
+{
+  {
+    "request",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalOutcome, request),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "index",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalOutcome, index),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attempt",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalOutcome, attempt),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "returns",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Metatrain__V1__EvalOutcome, n_returns),
+    offsetof(Metatrain__V1__EvalOutcome, returns),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "final",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalOutcome, final),
+    &metatrain__v1__tensor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalOutcome, error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned metatrain__v1__eval_outcome__field_indices_by_name[] = {
+  2,   /* field[2] = attempt */
+  5,   /* field[5] = error */
+  4,   /* field[4] = final */
+  1,   /* field[1] = index */
+  0,   /* field[0] = request */
+  3,   /* field[3] = returns */
+};
+static const ProtobufCIntRange metatrain__v1__eval_outcome__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor metatrain__v1__eval_outcome__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "metatrain.v1.EvalOutcome",
+  "EvalOutcome",
+  "Metatrain__V1__EvalOutcome",
+  "metatrain.v1",
+  sizeof(Metatrain__V1__EvalOutcome),
+  6,
+  metatrain__v1__eval_outcome__field_descriptors,
+  metatrain__v1__eval_outcome__field_indices_by_name,
+  1,  metatrain__v1__eval_outcome__number_ranges,
+  (ProtobufCMessageInit) metatrain__v1__eval_outcome__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor metatrain__v1__envelope__field_descriptors[11] =
 {
   {
     "protocol_version",
@@ -2465,10 +2922,49 @@ static const ProtobufCFieldDescriptor metatrain__v1__envelope__field_descriptors
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "eval_request",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Metatrain__V1__Envelope, body_case),
+    offsetof(Metatrain__V1__Envelope, eval_request),
+    &metatrain__v1__eval_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "eval_job",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Metatrain__V1__Envelope, body_case),
+    offsetof(Metatrain__V1__Envelope, eval_job),
+    &metatrain__v1__eval_job__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "eval_outcome",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Metatrain__V1__Envelope, body_case),
+    offsetof(Metatrain__V1__Envelope, eval_outcome),
+    &metatrain__v1__eval_outcome__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__envelope__field_indices_by_name[] = {
   4,   /* field[4] = assignment */
   6,   /* field[6] = error */
+  9,   /* field[9] = eval_job */
+  10,   /* field[10] = eval_outcome */
+  8,   /* field[8] = eval_request */
   7,   /* field[7] = goodbye */
   3,   /* field[3] = heartbeat */
   1,   /* field[1] = hello */
@@ -2479,7 +2975,7 @@ static const unsigned metatrain__v1__envelope__field_indices_by_name[] = {
 static const ProtobufCIntRange metatrain__v1__envelope__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__envelope__descriptor =
 {
@@ -2489,7 +2985,7 @@ const ProtobufCMessageDescriptor metatrain__v1__envelope__descriptor =
   "Metatrain__V1__Envelope",
   "metatrain.v1",
   sizeof(Metatrain__V1__Envelope),
-  8,
+  11,
   metatrain__v1__envelope__field_descriptors,
   metatrain__v1__envelope__field_indices_by_name,
   1,  metatrain__v1__envelope__number_ranges,

@@ -4,7 +4,9 @@ import MetaLearning
 import NeuralNet
 
 /// The protocol version this build speaks; every envelope carries it and a mismatch is rejected.
-public let protocolVersion: UInt32 = 1
+/// Version 2 added the meta-evaluation messages (EvalRequest, EvalJob, EvalOutcome): a version-1
+/// worker could not run eval jobs, so it is refused at hello rather than failing them one by one.
+public let protocolVersion: UInt32 = 2
 
 /// Identifies one attempt at one slot of one meta-iteration.
 public struct SlotKey: Hashable, Comparable, Sendable, CustomStringConvertible {
@@ -105,7 +107,53 @@ public struct ErrorReply: Equatable, Sendable {
     }
 }
 
-/// Every message between coordinator and worker.
+/// Identifies one attempt at one job of one evaluation request (numbered by the coordinator).
+public struct EvalKey: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var request: Int
+    public var job: Int
+    public var attempt: Int
+
+    public init(request: Int, job: Int, attempt: Int) { self.request = request; self.job = job; self.attempt = attempt }
+
+    public static func < (a: EvalKey, b: EvalKey) -> Bool { (a.request, a.job, a.attempt) < (b.request, b.job, b.attempt) }
+
+    public var description: String { "eval request \(request) job \(job) attempt \(attempt)" }
+}
+
+/// Client → coordinator: run these meta-evaluation jobs on the workers.
+public struct EvalRequest: Equatable, Sendable {
+    /// The client's name for the request (in logs).
+    public var requestID: String
+    /// (index in the client's request, job): a resubmission after a reconnect carries only the missing ones.
+    public var jobs: [(index: Int, job: AdaptationJob)]
+
+    public init(requestID: String, jobs: [(index: Int, job: AdaptationJob)]) { self.requestID = requestID; self.jobs = jobs }
+
+    public static func == (a: EvalRequest, b: EvalRequest) -> Bool {
+        a.requestID == b.requestID && a.jobs.count == b.jobs.count
+            && zip(a.jobs, b.jobs).allSatisfy { $0.index == $1.index && $0.job == $1.job }
+    }
+}
+
+/// Coordinator → worker: run one meta-evaluation job.
+public struct EvalJobMessage: Equatable, Sendable {
+    public var key: EvalKey
+    public var job: AdaptationJob
+    public init(key: EvalKey, job: AdaptationJob) { self.key = key; self.job = job }
+}
+
+/// Worker → coordinator → client: one job's outcome, or why it failed.
+public struct EvalOutcome: Equatable, Sendable {
+    public var key: EvalKey
+    public var outcome: AdaptationOutcome
+    /// Non-nil when the job failed; `outcome` is then empty.
+    public var error: String?
+    public init(key: EvalKey, outcome: AdaptationOutcome, error: String? = nil) {
+        self.key = key; self.outcome = outcome; self.error = error
+    }
+}
+
+/// Every message between coordinator, workers and eval clients.
 public enum Message: Equatable, Sendable {
     case hello(Hello)
     case welcome(Welcome)
@@ -115,6 +163,9 @@ public enum Message: Equatable, Sendable {
     case error(ErrorReply)
     /// From a worker: it is leaving. From the coordinator: the run is over, stop.
     case goodbye(reason: String)
+    case evalRequest(EvalRequest)
+    case evalJob(EvalJobMessage)
+    case evalOutcome(EvalOutcome)
 
     /// A short name for logs.
     public var kind: String {
@@ -126,6 +177,9 @@ public enum Message: Equatable, Sendable {
         case .result: return "result"
         case .error: return "error"
         case .goodbye: return "goodbye"
+        case .evalRequest: return "eval request"
+        case .evalJob: return "eval job"
+        case .evalOutcome: return "eval outcome"
         }
     }
 }

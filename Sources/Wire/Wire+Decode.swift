@@ -52,6 +52,36 @@ extension WireCodec {
             return .error(ErrorReply(code: code, message: try d.string(m.message, "error.message"), key: key))
         case METATRAIN__V1__ENVELOPE__BODY_GOODBYE:
             return .goodbye(reason: try d.string(e.goodbye.pointee.reason, "goodbye.reason"))
+        case METATRAIN__V1__ENVELOPE__BODY_EVAL_REQUEST:
+            let m = e.eval_request.pointee
+            guard m.n_jobs >= 1 && m.n_jobs <= limits.maxEvalJobs else {
+                throw .invalidField("eval_request.jobs", reason: "\(m.n_jobs) jobs is outside 1...\(limits.maxEvalJobs)")
+            }
+            var jobs: [(index: Int, job: AdaptationJob)] = []
+            var seen = Set<Int>()
+            for i in 0..<m.n_jobs {
+                guard let p = m.jobs[i] else { throw .missingField("eval_request.jobs[\(i)]") }
+                let (key, job) = try d.evalJob(p.pointee, "eval_request.jobs[\(i)]")
+                guard seen.insert(key.job).inserted else {
+                    throw .invalidField("eval_request.jobs[\(i)].index", reason: "index \(key.job) appears twice")
+                }
+                jobs.append((key.job, job))
+            }
+            return .evalRequest(EvalRequest(requestID: try d.identifier(m.request_id, "eval_request.request_id"), jobs: jobs))
+        case METATRAIN__V1__ENVELOPE__BODY_EVAL_JOB:
+            let (key, job) = try d.evalJob(e.eval_job.pointee, "eval_job")
+            return .evalJob(EvalJobMessage(key: key, job: job))
+        case METATRAIN__V1__ENVELOPE__BODY_EVAL_OUTCOME:
+            let m = e.eval_outcome.pointee
+            let key = try d.evalKey(request: m.request, index: m.index, attempt: m.attempt, "eval_outcome")
+            guard m.n_returns <= limits.maxEvalPoints else {
+                throw .tooLarge("eval_outcome.returns", size: m.n_returns, limit: limits.maxEvalPoints)
+            }
+            let returns = try (0..<m.n_returns).map { i throws(WireError) in try d.finite(m.returns[i], "eval_outcome.returns[\(i)]") }
+            let final = m.final == nil ? nil : try d.tensor(m.final, "eval_outcome.final")
+            let error = try d.string(m.error, "eval_outcome.error")
+            return .evalOutcome(EvalOutcome(key: key, outcome: AdaptationOutcome(returns: returns, final: final),
+                                            error: error.isEmpty ? nil : error))
         default:
             throw .missingField("envelope.body")
         }
@@ -168,7 +198,8 @@ extension WireCodec {
             return spec
         }
 
-        func innerLoop(_ p: UnsafeMutablePointer<Metatrain__V1__InnerLoopConfig>?) throws(WireError) -> InnerLoopSettings {
+        /// An assignment's inner loop; an eval job (`forEval`) has no query phase, so its query_steps may be 0.
+        func innerLoop(_ p: UnsafeMutablePointer<Metatrain__V1__InnerLoopConfig>?, forEval: Bool = false) throws(WireError) -> InnerLoopSettings {
             guard let m = p?.pointee else { throw .missingField("assignment.inner_loop") }
             guard m.n_hidden_layers >= 1 && m.n_hidden_layers <= limits.maxHiddenLayers else {
                 throw .invalidField("inner_loop.hidden_layers", reason: "needs 1...\(limits.maxHiddenLayers) layers, got \(m.n_hidden_layers)")
@@ -199,8 +230,39 @@ extension WireCodec {
             guard c.bufferCapacity <= limits.maxBudget else {
                 throw .tooLarge("inner_loop.buffer_capacity", size: c.bufferCapacity, limit: limits.maxBudget)
             }
-            do { try settings.validate() } catch { throw .invalidField("inner_loop", reason: "\(error)") }
+            do {
+                if forEval { try settings.dqn.validate() } else { try settings.validate() }
+            } catch { throw .invalidField("inner_loop", reason: "\(error)") }
             return settings
+        }
+
+        func evalKey(request: UInt64, index: UInt32, attempt: UInt32, _ field: String) throws(WireError) -> EvalKey {
+            guard request < UInt64(Int32.max), index < UInt32(limits.maxEvalJobs), attempt < 1_000_000 else {
+                throw .invalidField("\(field).request/index/attempt", reason: "out of range (\(request), \(index), \(attempt))")
+            }
+            return EvalKey(request: Int(request), job: Int(index), attempt: Int(attempt))
+        }
+
+        /// An eval job: the task and DQN settings validated like an assignment's; the scoring interval
+        /// must divide the budget and the curve stay within `maxEvalPoints`.
+        func evalJob(_ m: Metatrain__V1__EvalJob, _ field: String) throws(WireError) -> (EvalKey, AdaptationJob) {
+            let key = try evalKey(request: m.request, index: m.index, attempt: m.attempt, field)
+            let settings = try innerLoop(m.inner_loop, forEval: true)
+            let budget = settings.budget, every = Int(m.every), episodes = Int(m.episodes)
+            guard budget >= 1 else { throw .invalidField("\(field).inner_loop.budget", reason: "must be ≥ 1") }
+            guard episodes <= 10_000 else { throw .tooLarge("\(field).episodes", size: episodes, limit: 10_000) }
+            if episodes > 0 {
+                guard every >= 1 && every <= budget && budget % every == 0 else {
+                    throw .invalidField("\(field).every", reason: "\(every) must divide the budget \(budget)")
+                }
+                guard budget / every + 1 <= limits.maxEvalPoints else {
+                    throw .tooLarge("\(field).every", size: budget / every + 1, limit: limits.maxEvalPoints)
+                }
+            }
+            let job = AdaptationJob(initial: try tensor(m.initial, "\(field).initial"), task: try task(m.task), dqn: settings.dqn,
+                                    budget: budget, every: every, episodes: episodes, seed: m.seed,
+                                    scoringSeed: m.scoring_seed, returnFinal: m.return_final != 0)
+            return (key, job)
         }
 
         func assignment(_ m: Metatrain__V1__Assignment) throws(WireError) -> Assignment {

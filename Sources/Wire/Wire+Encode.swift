@@ -86,11 +86,48 @@ public enum WireCodec {
             m.pointee.reason = arena.string(reason)
             envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_GOODBYE
             envelope.pointee.goodbye = m
+        case .evalRequest(let r):
+            let m: UnsafeMutablePointer<Metatrain__V1__EvalRequest> = arena.message { metatrain__v1__eval_request__init($0) }
+            m.pointee.request_id = arena.string(r.requestID)
+            m.pointee.n_jobs = r.jobs.count
+            m.pointee.jobs = arena.array(r.jobs.map { Optional(encodeEvalJob(EvalKey(request: 0, job: $0.index, attempt: 0), $0.job, arena)) })
+            envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_EVAL_REQUEST
+            envelope.pointee.eval_request = m
+        case .evalJob(let j):
+            envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_EVAL_JOB
+            envelope.pointee.eval_job = encodeEvalJob(j.key, j.job, arena)
+        case .evalOutcome(let o):
+            let m: UnsafeMutablePointer<Metatrain__V1__EvalOutcome> = arena.message { metatrain__v1__eval_outcome__init($0) }
+            m.pointee.request = UInt64(o.key.request)
+            m.pointee.index = UInt32(clamping: o.key.job)
+            m.pointee.attempt = UInt32(clamping: o.key.attempt)
+            m.pointee.n_returns = o.outcome.returns.count
+            m.pointee.returns = arena.array(o.outcome.returns)
+            if let final = o.outcome.final { m.pointee.final = encodeTensor(final.values, arena) }
+            m.pointee.error = arena.string(o.error ?? "")
+            envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_EVAL_OUTCOME
+            envelope.pointee.eval_outcome = m
         }
         let size = metatrain__v1__envelope__get_packed_size(envelope)
         var out = [UInt8](repeating: 0, count: size)
         _ = out.withUnsafeMutableBufferPointer { metatrain__v1__envelope__pack(envelope, $0.baseAddress) }
         return out
+    }
+
+    static func encodeEvalJob(_ key: EvalKey, _ job: AdaptationJob, _ arena: Arena) -> UnsafeMutablePointer<Metatrain__V1__EvalJob> {
+        let m: UnsafeMutablePointer<Metatrain__V1__EvalJob> = arena.message { metatrain__v1__eval_job__init($0) }
+        m.pointee.request = UInt64(key.request)
+        m.pointee.index = UInt32(clamping: key.job)
+        m.pointee.attempt = UInt32(clamping: key.attempt)
+        m.pointee.task = encodeTask(job.task, arena)
+        m.pointee.inner_loop = encodeInnerLoop(InnerLoopSettings(dqn: job.dqn, budget: job.budget, querySteps: 0), arena)
+        m.pointee.every = UInt32(clamping: job.every)
+        m.pointee.episodes = UInt32(clamping: job.episodes)
+        m.pointee.seed = job.seed
+        m.pointee.scoring_seed = job.scoringSeed
+        m.pointee.return_final = job.returnFinal ? 1 : 0
+        m.pointee.initial = encodeTensor(job.initial.values, arena)
+        return m
     }
 
     static func encodeTensor(_ values: [Float], _ arena: Arena) -> UnsafeMutablePointer<Metatrain__V1__Tensor> {

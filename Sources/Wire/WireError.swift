@@ -34,6 +34,10 @@ public struct WireLimits: Sendable, Equatable {
     public var maxThreads = 1024
     /// Largest inner-loop budget in env steps.
     public var maxBudget = 100_000_000
+    /// Most jobs in one eval request.
+    public var maxEvalJobs = 100_000
+    /// Most scored points in one eval curve.
+    public var maxEvalPoints = 100_000
 
     public init() {}
 }

@@ -33,6 +33,7 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Run folder of a new run (default: run.run_dir/run.name).") var runDir: String?
     @Option(help: "Override coordinator.bind, e.g. tcp://127.0.0.1:* for any free port.") var bind: String?
     @Option(help: "Override meta.iterations.") var iterations: Int?
+    @Flag(help: "Stay up after the last meta-iteration (or at once, resuming a finished run) to run `metatrain eval --coordinator` requests on the workers, until SIGINT/SIGTERM.") var serve = false
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
@@ -46,7 +47,7 @@ struct CoordinatorCommand: ParsableCommand {
         stop.installSignalHandlers()
         let summary = try userFacing {
             let coordinator = try Coordinator(config: cfg, runDirectory: folder, resume: resume != nil,
-                                              forceConfig: forceConfig, context: try ZMQContext(), stop: stop, logger: logger)
+                                              forceConfig: forceConfig, serve: serve, context: try ZMQContext(), stop: stop, logger: logger)
             return try coordinator.run()
         }
         print("run \(summary.runID): \(summary.iterations) meta-iterations\(summary.interrupted ? " (stopped by signal)" : ""), params_sha256 \(summary.paramsSHA256)")

@@ -3,8 +3,10 @@ import Cluster
 import DQN
 import Environments
 import Foundation
+import Logging
 import MetaLearning
 import NeuralNet
+import Transport
 import Wire
 
 /// `metatrain eval`: does meta θ adapt faster than the alternatives? Adaptation curves on held-out tasks.
@@ -29,8 +31,12 @@ struct Eval: ParsableCommand {
     @Option(help: "Threads adapting in parallel (the results do not depend on it).") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Override inner_loop.start_epsilon for every init's adaptation (all inits still share one setting).") var startEpsilon: Float?
     @Option(help: "Folder for eval-*.csv/.svg/.json (default: the run folder).") var out: String?
+    @Option(help: "Run the adaptations on the workers of the coordinator at this endpoint (tcp://HOST:PORT; start it with `metatrain coordinator --serve` to keep it up after training). Default: on this machine's threads.") var coordinator: String?
+    @Option(help: "CURVE: the coordinator's public key file (.pub); needs --key.") var serverKey: String?
+    @Option(help: "CURVE: a key pair on the coordinator's allow-list (.key).") var key: String?
     @Flag(help: "Use the config even if its hash differs from the checkpoint's.") var forceConfig = false
     @Flag(help: "Print only the JSON object.") var json = false
+    @OptionGroup var logging: LoggingOptions
 
     func run() throws {
         try userFacing {
@@ -60,6 +66,8 @@ struct Eval: ParsableCommand {
             guard threads >= 1 && threads <= 1024 else { throw ValidationError("--threads must be in 1...1024") }
             if let multitaskSteps, multitaskSteps < 1 { throw ValidationError("--multitask-steps must be ≥ 1") }
             guard library >= 1 else { throw ValidationError("--library must be ≥ 1") }
+            let runner = try makeRunner()
+            let where_ = coordinator.map { "the workers of \($0)" } ?? "\(threads) thread(s)"
             let theta = record.state.theta
             let theta0 = try Coordinator.initialParameters(cfg)
             let iterations = record.state.iteration
@@ -74,7 +82,8 @@ struct Eval: ParsableCommand {
                 default:
                     let perSlot = cfg.innerLoop.budget + (cfg.meta.algorithm == .reptile ? 0 : cfg.innerLoop.querySteps)
                     let steps = multitaskSteps ?? max(iterations * cfg.meta.metaBatch * perSlot, 1)
-                    progress("multi-task pretraining from θ₀: \(steps) env steps on tasks drawn from the family")
+                    // One serial DQN run: no worker would finish it sooner, so it runs here.
+                    progress("multi-task pretraining from θ₀ on this machine: \(steps) env steps on tasks drawn from the family")
                     let start = Date()
                     let pretrained = try multiTaskPretrain(initial: theta0, family: cfg.family, steps: steps,
                                                            runSeed: cfg.run.seed, config: cfg.innerLoop.dqn)
@@ -88,9 +97,9 @@ struct Eval: ParsableCommand {
             var nearest: NearestTaskSetup?
             if names.contains("nearest") {
                 let tasks = try libraryTasks(cfg, iterations: iterations)
-                progress("nearest-task library: adapting θ to \(tasks.count) training tasks (\(cfg.innerLoop.budget) steps each)")
+                progress("nearest-task library: adapting θ to \(tasks.count) training tasks (\(cfg.innerLoop.budget) steps each) on \(where_)")
                 var lib = try TaskLibrary(theta: theta, tasks: tasks, settings: cfg.innerLoop,
-                                          probes: try ProbeStates(family: cfg.family, runSeed: cfg.run.seed), threads: threads)
+                                          probes: try ProbeStates(family: cfg.family, runSeed: cfg.run.seed), runner: runner)
                 lib.learnMetric(family: cfg.family, seed: deriveSeed(cfg.run.seed, iteration: UInt64.max - 5, slot: 0, purpose: .evaluation))
                 if let m = lib.learned {
                     progress(String(format: "  contrastive metric learnt on the library's pairs: loss %.3f → %.3f", m.initialLoss, m.finalLoss))
@@ -101,8 +110,8 @@ struct Eval: ParsableCommand {
                 nearest = NearestTaskSetup(theta: theta, library: lib, metric: embeddingMetric, probeSteps: probe)
                 notes += [("metric", jsonString(embeddingMetric.rawValue)), ("library", "\(tasks.count)"), ("probe_steps", "\(probe)")]
             }
-            progress("adapting \(chosen.count + (nearest == nil ? 0 : 1)) init(s) on \(plan.tasks) held-out \(cfg.family.kindName) tasks, \(plan.budget) steps each, scored every \(plan.every) on \(plan.episodes) greedy episodes (\(threads) thread(s))")
-            let report = try runMetaEvaluation(plan: plan, inits: chosen, nearest: nearest, threads: threads)
+            progress("adapting \(chosen.count + (nearest == nil ? 0 : 1)) init(s) on \(plan.tasks) held-out \(cfg.family.kindName) tasks, \(plan.budget) steps each, scored every \(plan.every) on \(plan.episodes) greedy episodes, on \(where_)")
+            let report = try runMetaEvaluation(plan: plan, inits: chosen, nearest: nearest, runner: runner)
             let folder = out ?? runFolder
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             let stem = (folder as NSString).appendingPathComponent(String(format: "eval-iter%06d", iterations))
@@ -124,6 +133,24 @@ struct Eval: ParsableCommand {
                 print(String(format: "\n%.1f s; wrote %@.csv, %@-tasks.csv, %@.svg, %@.json, %@.md", report.seconds, stem, stem, stem, stem, stem))
             }
         }
+    }
+
+    /// This machine's threads, or the cluster's workers through the coordinator.
+    func makeRunner() throws -> AdaptationRunner {
+        guard let coordinator else {
+            if serverKey != nil || key != nil { throw ValidationError("--server-key and --key need --coordinator") }
+            return LocalAdaptationRunner(threads: threads)
+        }
+        guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
+            throw ValidationError("--coordinator must be a tcp:// endpoint")
+        }
+        var options = ClusterAdaptationRunner.Options(endpoint: coordinator)
+        if (serverKey == nil) != (key == nil) { throw ValidationError("--server-key and --key go together") }
+        if let serverKey, let key { options.curve = (try KeyFiles.readPublic(serverKey), try KeyFiles.readPair(key)) }
+        let stop = StopFlag()
+        stop.installSignalHandlers()
+        let logger = try logging.bootstrap(label: "metatrain.eval")
+        return ClusterAdaptationRunner(options: options, context: try ZMQContext(), stop: stop, logger: logger)
     }
 
     func progress(_ text: String) {

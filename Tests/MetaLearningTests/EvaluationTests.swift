@@ -110,7 +110,7 @@ import Testing
             theta: a, tasks: [(try trainingTask(family, runSeed: 5, iteration: 0, slot: 0), 1),
                               (try trainingTask(family, runSeed: 5, iteration: 0, slot: 1), 2)],
             settings: InnerLoopSettings(dqn: config, budget: 100), probes: try ProbeStates(family: family, runSeed: 5, count: 8),
-            threads: 2)
+            runner: LocalAdaptationRunner(threads: 2))
         let nearest = NearestTaskSetup(theta: a, library: library, metric: .euclidean, probeSteps: 100)
         let one = try runMetaEvaluation(plan: plan, inits: [("meta", a), ("random", b)], nearest: nearest, threads: 1)
         let two = try runMetaEvaluation(plan: plan, inits: [("meta", a), ("random", b)], nearest: nearest, threads: 2)

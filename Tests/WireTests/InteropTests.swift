@@ -39,7 +39,7 @@ import Wire
         let (status, text) = try Self.runPython(["read", out])
         #expect(status == 0, "\(text)")
         let fields = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "\(text)")
-        #expect(fields["body"] as? String == "assignment" && fields["version"] as? Int == 1)
+        #expect(fields["body"] as? String == "assignment" && fields["version"] as? Int == Int(protocolVersion))
         #expect(fields["run_id"] as? String == "swift-run" && fields["iteration"] as? Int == 7)
         #expect(fields["slot"] as? Int == 3 && fields["attempt"] as? Int == 2)
         #expect((fields["seed"] as? NSNumber)?.uint64Value == 0xFEED_F00D_1234_5678)

@@ -27,7 +27,7 @@ if mode == "read":
         "values": list(struct.unpack("<%df" % (len(data) // 4), data)),
     }))
 elif mode == "write":
-    env = pb.Envelope(protocol_version=1)
+    env = pb.Envelope(protocol_version=2)
     r = env.result
     r.run_id, r.iteration, r.slot, r.attempt, r.parameter_version = "py-run", 4, 1, 2, 4
     r.update.shape.append(3)

@@ -31,6 +31,9 @@ typedef struct Metatrain__V1__Statistics Metatrain__V1__Statistics;
 typedef struct Metatrain__V1__Result Metatrain__V1__Result;
 typedef struct Metatrain__V1__ErrorReply Metatrain__V1__ErrorReply;
 typedef struct Metatrain__V1__Goodbye Metatrain__V1__Goodbye;
+typedef struct Metatrain__V1__EvalJob Metatrain__V1__EvalJob;
+typedef struct Metatrain__V1__EvalRequest Metatrain__V1__EvalRequest;
+typedef struct Metatrain__V1__EvalOutcome Metatrain__V1__EvalOutcome;
 typedef struct Metatrain__V1__Envelope Metatrain__V1__Envelope;
 typedef struct Metatrain__V1__Checkpoint Metatrain__V1__Checkpoint;
 
@@ -388,6 +391,87 @@ struct  Metatrain__V1__Goodbye
     , (char *)protobuf_c_empty_string }
 
 
+/*
+ * One meta-evaluation job (MetaLearning.AdaptationJob): adapt `initial` on `task` for inner_loop.budget
+ * env steps with inner_loop's DQN settings (query_steps unused), scoring the mean greedy return of
+ * `episodes` episodes every `every` steps (nothing when episodes is 0).
+ */
+struct  Metatrain__V1__EvalJob
+{
+  ProtobufCMessage base;
+  /*
+   * coordinator -> worker: the coordinator's request number; client -> coordinator: 0
+   */
+  uint64_t request;
+  /*
+   * the job's place in the client's request
+   */
+  uint32_t index;
+  uint32_t attempt;
+  Metatrain__V1__TaskSpec *task;
+  Metatrain__V1__InnerLoopConfig *inner_loop;
+  uint32_t every;
+  uint32_t episodes;
+  /*
+   * the adaptation's seed
+   */
+  uint64_t seed;
+  /*
+   * the greedy episodes' seed
+   */
+  uint64_t scoring_seed;
+  /*
+   * send the adapted parameters back
+   */
+  protobuf_c_boolean return_final;
+  Metatrain__V1__Tensor *initial;
+};
+#define METATRAIN__V1__EVAL_JOB__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__eval_job__descriptor) \
+    , 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, NULL }
+
+
+/*
+ * Client (metatrain eval --coordinator) -> coordinator: run these jobs on the workers. The coordinator
+ * answers with a Welcome (accepted) or an ErrorReply, then forwards one EvalOutcome per job.
+ */
+struct  Metatrain__V1__EvalRequest
+{
+  ProtobufCMessage base;
+  char *request_id;
+  size_t n_jobs;
+  Metatrain__V1__EvalJob **jobs;
+};
+#define METATRAIN__V1__EVAL_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__eval_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL }
+
+
+/*
+ * Worker -> coordinator -> client: one job's outcome, or why it failed (`error` non-empty).
+ */
+struct  Metatrain__V1__EvalOutcome
+{
+  ProtobufCMessage base;
+  uint64_t request;
+  uint32_t index;
+  uint32_t attempt;
+  /*
+   * at steps 0, every, ..., budget
+   */
+  size_t n_returns;
+  double *returns;
+  /*
+   * when the job asked for it
+   */
+  Metatrain__V1__Tensor *final;
+  char *error;
+};
+#define METATRAIN__V1__EVAL_OUTCOME__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__eval_outcome__descriptor) \
+    , 0, 0, 0, 0,NULL, NULL, (char *)protobuf_c_empty_string }
+
+
 typedef enum {
   METATRAIN__V1__ENVELOPE__BODY__NOT_SET = 0,
   METATRAIN__V1__ENVELOPE__BODY_HELLO = 2,
@@ -396,7 +480,10 @@ typedef enum {
   METATRAIN__V1__ENVELOPE__BODY_ASSIGNMENT = 5,
   METATRAIN__V1__ENVELOPE__BODY_RESULT = 6,
   METATRAIN__V1__ENVELOPE__BODY_ERROR = 7,
-  METATRAIN__V1__ENVELOPE__BODY_GOODBYE = 8
+  METATRAIN__V1__ENVELOPE__BODY_GOODBYE = 8,
+  METATRAIN__V1__ENVELOPE__BODY_EVAL_REQUEST = 9,
+  METATRAIN__V1__ENVELOPE__BODY_EVAL_JOB = 10,
+  METATRAIN__V1__ENVELOPE__BODY_EVAL_OUTCOME = 11
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(METATRAIN__V1__ENVELOPE__BODY__CASE)
 } Metatrain__V1__Envelope__BodyCase;
 
@@ -413,6 +500,9 @@ struct  Metatrain__V1__Envelope
     Metatrain__V1__Result *result;
     Metatrain__V1__ErrorReply *error;
     Metatrain__V1__Goodbye *goodbye;
+    Metatrain__V1__EvalRequest *eval_request;
+    Metatrain__V1__EvalJob *eval_job;
+    Metatrain__V1__EvalOutcome *eval_outcome;
   };
 };
 #define METATRAIN__V1__ENVELOPE__INIT \
@@ -751,6 +841,63 @@ Metatrain__V1__Goodbye *
 void   metatrain__v1__goodbye__free_unpacked
                      (Metatrain__V1__Goodbye *message,
                       ProtobufCAllocator *allocator);
+/* Metatrain__V1__EvalJob methods */
+void   metatrain__v1__eval_job__init
+                     (Metatrain__V1__EvalJob         *message);
+size_t metatrain__v1__eval_job__get_packed_size
+                     (const Metatrain__V1__EvalJob   *message);
+size_t metatrain__v1__eval_job__pack
+                     (const Metatrain__V1__EvalJob   *message,
+                      uint8_t             *out);
+size_t metatrain__v1__eval_job__pack_to_buffer
+                     (const Metatrain__V1__EvalJob   *message,
+                      ProtobufCBuffer     *buffer);
+Metatrain__V1__EvalJob *
+       metatrain__v1__eval_job__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   metatrain__v1__eval_job__free_unpacked
+                     (Metatrain__V1__EvalJob *message,
+                      ProtobufCAllocator *allocator);
+/* Metatrain__V1__EvalRequest methods */
+void   metatrain__v1__eval_request__init
+                     (Metatrain__V1__EvalRequest         *message);
+size_t metatrain__v1__eval_request__get_packed_size
+                     (const Metatrain__V1__EvalRequest   *message);
+size_t metatrain__v1__eval_request__pack
+                     (const Metatrain__V1__EvalRequest   *message,
+                      uint8_t             *out);
+size_t metatrain__v1__eval_request__pack_to_buffer
+                     (const Metatrain__V1__EvalRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Metatrain__V1__EvalRequest *
+       metatrain__v1__eval_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   metatrain__v1__eval_request__free_unpacked
+                     (Metatrain__V1__EvalRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Metatrain__V1__EvalOutcome methods */
+void   metatrain__v1__eval_outcome__init
+                     (Metatrain__V1__EvalOutcome         *message);
+size_t metatrain__v1__eval_outcome__get_packed_size
+                     (const Metatrain__V1__EvalOutcome   *message);
+size_t metatrain__v1__eval_outcome__pack
+                     (const Metatrain__V1__EvalOutcome   *message,
+                      uint8_t             *out);
+size_t metatrain__v1__eval_outcome__pack_to_buffer
+                     (const Metatrain__V1__EvalOutcome   *message,
+                      ProtobufCBuffer     *buffer);
+Metatrain__V1__EvalOutcome *
+       metatrain__v1__eval_outcome__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   metatrain__v1__eval_outcome__free_unpacked
+                     (Metatrain__V1__EvalOutcome *message,
+                      ProtobufCAllocator *allocator);
 /* Metatrain__V1__Envelope methods */
 void   metatrain__v1__envelope__init
                      (Metatrain__V1__Envelope         *message);
@@ -839,6 +986,15 @@ typedef void (*Metatrain__V1__ErrorReply_Closure)
 typedef void (*Metatrain__V1__Goodbye_Closure)
                  (const Metatrain__V1__Goodbye *message,
                   void *closure_data);
+typedef void (*Metatrain__V1__EvalJob_Closure)
+                 (const Metatrain__V1__EvalJob *message,
+                  void *closure_data);
+typedef void (*Metatrain__V1__EvalRequest_Closure)
+                 (const Metatrain__V1__EvalRequest *message,
+                  void *closure_data);
+typedef void (*Metatrain__V1__EvalOutcome_Closure)
+                 (const Metatrain__V1__EvalOutcome *message,
+                  void *closure_data);
 typedef void (*Metatrain__V1__Envelope_Closure)
                  (const Metatrain__V1__Envelope *message,
                   void *closure_data);
@@ -871,6 +1027,9 @@ extern const ProtobufCMessageDescriptor metatrain__v1__statistics__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__result__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__error_reply__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__goodbye__descriptor;
+extern const ProtobufCMessageDescriptor metatrain__v1__eval_job__descriptor;
+extern const ProtobufCMessageDescriptor metatrain__v1__eval_request__descriptor;
+extern const ProtobufCMessageDescriptor metatrain__v1__eval_outcome__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__envelope__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__checkpoint__descriptor;
 
