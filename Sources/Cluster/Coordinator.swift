@@ -57,7 +57,9 @@ public final class Coordinator {
     /// The jobs of outstanding eval requests, by request number and job index (the scheduler only
     /// tracks their status); and the outcome being handled, until the scheduler says where it goes.
     var evalJobs: [Int: [Int: AdaptationJob]] = [:]
-    var nextEvalRequest = 1
+    /// Request numbers start from the clock, so a restarted coordinator never reuses the number of a
+    /// request whose late outcomes may still arrive from workers (they would be taken for another job's).
+    var nextEvalRequest = Int(UInt64(Date().timeIntervalSince1970 * 1000) % (1 << 30)) + 1
     var inboundOutcome: EvalOutcome?
 
     /// Sets up a fresh run in `runDirectory`, or resumes the newest valid checkpoint there.

@@ -326,7 +326,7 @@ public struct Scheduler<Payload> {
     private mutating func expire(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         for (peer, worker) in workers.sorted(by: { $0.value.number < $1.value.number })
         where now - worker.lastHeard > settings.deadAfterMs {
-            out.append(.log(.warning, "worker \(worker.id) silent for \(now - worker.lastHeard) ms: declared dead, \(worker.running.count) slot(s) requeued"))
+            out.append(.log(.warning, "worker \(worker.id) silent for \(now - worker.lastHeard) ms: declared dead, \(worker.running.count) slot(s) and \(worker.evalRunning.count) eval job(s) requeued"))
             counters.workersDeclaredDead += 1
             drop(peer, &out)
         }

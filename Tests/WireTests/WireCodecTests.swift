@@ -44,6 +44,51 @@ import Wire
         }
     }
 
+    static var evalJob: AdaptationJob {
+        var dqn = DQNConfig()
+        dqn.hiddenLayers = [4]
+        return AdaptationJob(initial: ParameterVector([0.5, -1, 2]), task: .cartPole(CartPoleParameters(gravity: 11)), dqn: dqn,
+                             budget: 300, every: 100, episodes: 3, seed: 1 << 62, scoringSeed: 17, returnFinal: true)
+    }
+
+    @Test func evalMessagesRoundTrip() throws {
+        var library = Self.evalJob
+        library.episodes = 0
+        library.every = 0
+        library.returnFinal = false
+        let messages: [Message] = [
+            .evalRequest(EvalRequest(requestID: "eval-1-b1-s1", jobs: [(0, Self.evalJob), (7, library)])),
+            .evalJob(EvalJobMessage(key: EvalKey(request: 4, job: 7, attempt: 2), job: Self.evalJob)),
+            .evalOutcome(EvalOutcome(key: EvalKey(request: 4, job: 7, attempt: 2),
+                                     outcome: AdaptationOutcome(returns: [-3.5, 200, 1e-9, 0], final: ParameterVector([1, 2, 3])))),
+            .evalOutcome(EvalOutcome(key: EvalKey(request: 1, job: 0, attempt: 0), outcome: AdaptationOutcome(returns: [], final: nil),
+                                     error: "diverged")),
+        ]
+        for message in messages {
+            #expect(try WireCodec.decode(WireCodec.encode(message)) == message, "\(message.kind)")
+        }
+    }
+
+    @Test func invalidEvalMessagesAreRejectedWithTheFieldName() {
+        func rejects(_ message: Message, containing text: String) {
+            Self.expectRejected(WireCodec.encode(message)) { "\($0)".contains(text) }
+        }
+        var uneven = Self.evalJob
+        uneven.every = 70
+        rejects(.evalJob(EvalJobMessage(key: EvalKey(request: 1, job: 0, attempt: 0), job: uneven)), containing: "eval_job.every")
+        var nan = Self.evalJob
+        nan.initial = ParameterVector([1, .nan, 0])
+        rejects(.evalJob(EvalJobMessage(key: EvalKey(request: 1, job: 0, attempt: 0), job: nan)), containing: "eval_job.initial")
+        var badTask = Self.evalJob
+        badTask.task = .cartPole(CartPoleParameters(length: -1))
+        rejects(.evalRequest(EvalRequest(requestID: "r", jobs: [(0, badTask)])), containing: "task")
+        rejects(.evalRequest(EvalRequest(requestID: "r", jobs: [])), containing: "eval_request.jobs")
+        rejects(.evalRequest(EvalRequest(requestID: "r", jobs: [(2, Self.evalJob), (2, Self.evalJob)])), containing: "appears twice")
+        rejects(.evalRequest(EvalRequest(requestID: "has space", jobs: [(0, Self.evalJob)])), containing: "request_id")
+        rejects(.evalOutcome(EvalOutcome(key: EvalKey(request: 1, job: 0, attempt: 0), outcome: AdaptationOutcome(returns: [1, .infinity], final: nil))),
+                containing: "eval_outcome.returns[1]")
+    }
+
     @Test func tensorsAreLittleEndianFloat32() throws {
         let bytes = WireCodec.encode(.result(Self.result))
         // 0.5f = 00 00 00 3f, -0.125f = 00 00 00 be little-endian, consecutive in the data field.
@@ -78,7 +123,7 @@ import Wire
         func rejects(_ message: Message, version: UInt32 = protocolVersion, containing text: String) {
             Self.expectRejected(WireCodec.encode(message, version: version)) { "\($0)".contains(text) }
         }
-        rejects(.heartbeat, version: 2, containing: "protocol version 2")
+        rejects(.heartbeat, version: 99, containing: "protocol version 99")
         var nan = Self.result
         nan.update = ParameterVector([1, .nan])
         rejects(.result(nan), containing: "NaN or infinity at index 1")
@@ -111,17 +156,17 @@ import Wire
         let stats: [UInt8] = [0x3A, 0x00]
         let run: [UInt8] = [0x0A, 0x01, 0x72]
         let result: [UInt8] = run + [0x32, UInt8(tensor.count)] + tensor + stats
-        let envelope: [UInt8] = [0x08, 0x01, 0x32, UInt8(result.count)] + result
+        let envelope: [UInt8] = [0x08, UInt8(protocolVersion), 0x32, UInt8(result.count)] + result
         Self.expectRejected(envelope) { if case .tensorSize("result.update", [3], 8) = $0 { true } else { false } }
         // A declared size past the limit is refused before any allocation.
         let huge: [UInt8] = [0x0A, 0x05, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x12, 0x00]
         let result2: [UInt8] = run + [0x32, UInt8(huge.count)] + huge + stats
-        Self.expectRejected([0x08, 0x01, 0x32, UInt8(result2.count)] + result2) { if case .tooLarge = $0 { true } else { false } }
+        Self.expectRejected([0x08, UInt8(protocolVersion), 0x32, UInt8(result2.count)] + result2) { if case .tooLarge = $0 { true } else { false } }
     }
 
     @Test func unknownEnumValuesAreRejected() {
         // Envelope{version 1, error{code 99}}, written by hand.
-        Self.expectRejected([0x08, 0x01, 0x3A, 0x02, 0x08, 0x63]) { $0 == .unknownEnum("error.code", value: 99) }
+        Self.expectRejected([0x08, UInt8(protocolVersion), 0x3A, 0x02, 0x08, 0x63]) { $0 == .unknownEnum("error.code", value: 99) }
         // A valid assignment with extra fields appended inside it (a later value of a scalar field wins).
         var a = Self.assignment
         a.parameters = nil
