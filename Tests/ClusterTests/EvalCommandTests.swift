@@ -89,4 +89,105 @@ import Testing
         let (status4, output4) = try Self.run(["eval", "--checkpoint", run, "--budget", "200", "--every", "100", "--probe-steps", "150"], folder: folder)
         #expect(status4 != 0 && output4.contains("--probe-steps") && !output4.contains("pretraining"), "\(output4.suffix(1000))")
     }
+
+    // MARK: - On the cluster's workers
+
+    /// The shared config with a fast-failing coordinator on a free local port and no periodic eval.
+    static let clusterConfigText = configText.replacingOccurrences(of: "  interval: 2", with: "  interval: 0") + """
+
+    coordinator:
+      bind: tcp://127.0.0.1:*
+      heartbeat_interval_ms: 200
+      liveness: 3
+    """
+
+    static let evalArguments = ["--tasks", "3", "--budget", "200", "--every", "100", "--episodes", "1", "--library", "2",
+                                "--multitask-steps", "300", "--json"]
+
+    /// The JSON object a finished `metatrain eval --json` printed, without its wall-clock seconds.
+    static func report(_ output: String) -> NSDictionary? {
+        guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("{") }),
+              let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+        var trimmed = object
+        trimmed["seconds"] = nil
+        return trimmed as NSDictionary
+    }
+
+    /// Trains a short run, evaluates it on local threads, and serves it with `coordinator --serve`:
+    /// (folder, run folder, local report, coordinator, endpoint).
+    static func servedRun(_ name: String) throws -> (String, String, NSDictionary, Harness.Child, String) {
+        let folder = Harness.folder(name)
+        let config = Harness.writeConfig(folder, clusterConfigText)
+        let run = (folder as NSString).appendingPathComponent("run")
+        let (trained, trainLog) = try Self.run(["local", "--config", config, "--run-dir", run, "--workers", "1", "--no-eval"], folder: folder)
+        #expect(trained == 0, "\(trainLog.suffix(2000))")
+        let (status, output) = try Self.run(["eval", "--checkpoint", run, "--threads", "2", "--out", folder + "/local"] + evalArguments, folder: folder)
+        guard status == 0, let local = report(output) else {
+            Issue.record("local eval failed: \(output.suffix(2000))")
+            throw CancellationError()
+        }
+        try? FileManager.default.removeItem(atPath: run + "/coordinator.endpoint")
+        let (coordinator, endpoint) = try Harness.startCoordinator(run, config: config, extra: ["--resume", run, "--serve"])
+        return (folder, run, local, coordinator, endpoint)
+    }
+
+    @Test func evaluatesOnTheClusterWorkersWithTheLocalNumbersThoughAWorkerIsKilledMidJob() throws {
+        let (folder, run, local, coordinator, endpoint) = try Self.servedRun("evalcluster")
+        // The victim joins first, so it gets the first eval job; it idles 300× its compute time after
+        // each job, so it still holds the job when it is SIGKILLed.
+        let victim = try Harness.worker(folder, endpoint: endpoint, index: 1, extra: ["--slowdown", "300"])
+        #expect(Harness.waitFor(seconds: 30) { coordinator.output.contains("1 alive") })
+        let healthy = try Harness.worker(folder, endpoint: endpoint, index: 2, threads: 2)
+        #expect(Harness.waitFor(seconds: 30) { coordinator.output.contains("2 alive") })
+
+        let client = try Harness.Child(["eval", "--checkpoint", run, "--coordinator", endpoint, "--out", folder + "/cluster"] + Self.evalArguments,
+                                       log: folder + "/client.log")
+        #expect(Harness.waitFor(seconds: 60) { coordinator.output.contains("job(s); 2 worker(s) alive") })
+        usleep(700_000)
+        victim.signal(SIGKILL)
+        let status = client.wait(seconds: 180)
+        #expect(status == 0, "\(client.output.suffix(2000))")
+        #expect(Self.report(client.output) == local, "the cluster's report differs from the local one:\n\(client.output.suffix(1500))")
+        #expect(coordinator.output.contains("1 eval job(s) requeued"), "\(coordinator.output.suffix(2000))")
+        #expect(client.output.contains("on the workers of \(endpoint)"))
+
+        // --serve ends on a signal, with a goodbye to the workers.
+        coordinator.signal(SIGTERM)
+        #expect(coordinator.wait(seconds: 30) == 0, "\(coordinator.output.suffix(1000))")
+        #expect(healthy.wait(seconds: 30) == 0)
+    }
+
+    @Test func anEvalClientSurvivesACoordinatorKilledAndRestartedMidRequest() throws {
+        let (folder, run, local, first, endpoint) = try Self.servedRun("evalrestart")
+        // Slow enough (10× per job) that the request is still running when the coordinator dies.
+        let worker = try Harness.worker(folder, endpoint: endpoint, index: 1, threads: 2, extra: ["--slowdown", "10"])
+        #expect(Harness.waitFor(seconds: 30) { first.output.contains("1 alive") })
+        let client = try Harness.Child(["eval", "--checkpoint", run, "--coordinator", endpoint, "--out", folder + "/cluster"] + Self.evalArguments,
+                                       log: folder + "/client.log")
+        // Past the library batch (three lines: numbered, from, complete) and into the next request.
+        #expect(Harness.waitFor(seconds: 60) { first.output.components(separatedBy: "eval request").count > 4 })
+        usleep(1_000_000)
+        first.signal(SIGKILL)
+        first.wait(seconds: 10)
+        // The same endpoint, so the worker and the client find the new coordinator by themselves.
+        let second = try Harness.coordinator(run, config: folder + "/cluster.yaml", extra: ["--resume", run, "--serve", "--bind", endpoint])
+        let status = client.wait(seconds: 180)
+        #expect(status == 0, "\(client.output.suffix(2000))")
+        #expect(Self.report(client.output) == local, "the report after a coordinator restart differs from the local one:\n\(client.output.suffix(1500))")
+        #expect(client.output.contains("submitting the"), "the client never resubmitted: \(client.output.suffix(1500))")
+        second.signal(SIGTERM)
+        #expect(second.wait(seconds: 30) == 0, "\(second.output.suffix(1000))")
+        #expect(worker.wait(seconds: 30) == 0)
+    }
+
+    @Test func anEvalClientGivesUpWhenNoCoordinatorAnswers() throws {
+        let folder = Harness.folder("evalnobody")
+        let config = Harness.writeConfig(folder, Self.clusterConfigText)
+        let run = (folder as NSString).appendingPathComponent("run")
+        let (trained, trainLog) = try Self.run(["local", "--config", config, "--run-dir", run, "--workers", "1", "--no-eval"], folder: folder)
+        #expect(trained == 0, "\(trainLog.suffix(2000))")
+        let (status, output) = try Self.run(["eval", "--checkpoint", run, "--coordinator", "tcp://127.0.0.1:9", "--coordinator-timeout", "2",
+                                             "--inits", "meta", "--tasks", "1", "--budget", "100"], folder: folder)
+        #expect(status != 0 && output.contains("no coordinator answered at tcp://127.0.0.1:9"), "\(output.suffix(1000))")
+    }
 }
