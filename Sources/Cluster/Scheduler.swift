@@ -39,6 +39,10 @@ public struct SchedulerSettings: Sendable, Equatable {
     /// Keep serving eval requests after the last meta-iteration, until the shell stops (`--serve`).
     /// Without it the run ends once training is done and no eval request is outstanding.
     public var serve = false
+    /// Outstanding eval requests accepted in all, and per client connection: the coordinator keeps each
+    /// request's jobs in memory, so no peer may make it hold more than this many.
+    public var maxEvalRequests = 64
+    public var maxEvalRequestsPerClient = 4
 
     public init(runID: String, iterations: Int, metaBatch: Int, heartbeatIntervalMs: Int, liveness: Int,
                 checkpointInterval: Int) {
@@ -535,6 +539,13 @@ public struct Scheduler<Payload> {
         guard !jobs.isEmpty, evalRequests[request] == nil else {
             out.append(.forgetEvalRequest(request))
             out.append(.send(peer, .error(ErrorReply(code: .malformed, message: "an eval request needs at least one job"))))
+            return
+        }
+        guard evalRequests.count < settings.maxEvalRequests,
+              (clients[peer]?.requests.count ?? 0) < settings.maxEvalRequestsPerClient else {
+            out.append(.forgetEvalRequest(request))
+            out.append(.send(peer, .error(ErrorReply(code: .rejected, message: "too many eval requests outstanding (at most \(settings.maxEvalRequests), \(settings.maxEvalRequestsPerClient) per client): try again later"))))
+            out.append(.log(.warning, "refused an eval request from \(peer): too many outstanding"))
             return
         }
         var client = clients[peer] ?? Client(lastHeard: now, lastSent: now)

@@ -2502,7 +2502,7 @@ const ProtobufCMessageDescriptor metatrain__v1__goodbye__descriptor =
   (ProtobufCMessageInit) metatrain__v1__goodbye__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__eval_job__field_descriptors[11] =
+static const ProtobufCFieldDescriptor metatrain__v1__eval_job__field_descriptors[12] =
 {
   {
     "request",
@@ -2636,6 +2636,18 @@ static const ProtobufCFieldDescriptor metatrain__v1__eval_job__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "initial_index",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__EvalJob, initial_index),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__eval_job__field_indices_by_name[] = {
   2,   /* field[2] = attempt */
@@ -2643,6 +2655,7 @@ static const unsigned metatrain__v1__eval_job__field_indices_by_name[] = {
   5,   /* field[5] = every */
   1,   /* field[1] = index */
   10,   /* field[10] = initial */
+  11,   /* field[11] = initial_index */
   4,   /* field[4] = inner_loop */
   0,   /* field[0] = request */
   9,   /* field[9] = return_final */
@@ -2653,7 +2666,7 @@ static const unsigned metatrain__v1__eval_job__field_indices_by_name[] = {
 static const ProtobufCIntRange metatrain__v1__eval_job__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__eval_job__descriptor =
 {
@@ -2663,14 +2676,14 @@ const ProtobufCMessageDescriptor metatrain__v1__eval_job__descriptor =
   "Metatrain__V1__EvalJob",
   "metatrain.v1",
   sizeof(Metatrain__V1__EvalJob),
-  11,
+  12,
   metatrain__v1__eval_job__field_descriptors,
   metatrain__v1__eval_job__field_indices_by_name,
   1,  metatrain__v1__eval_job__number_ranges,
   (ProtobufCMessageInit) metatrain__v1__eval_job__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__eval_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor metatrain__v1__eval_request__field_descriptors[3] =
 {
   {
     "request_id",
@@ -2696,15 +2709,28 @@ static const ProtobufCFieldDescriptor metatrain__v1__eval_request__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "parameters",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Metatrain__V1__EvalRequest, n_parameters),
+    offsetof(Metatrain__V1__EvalRequest, parameters),
+    &metatrain__v1__tensor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__eval_request__field_indices_by_name[] = {
   1,   /* field[1] = jobs */
+  2,   /* field[2] = parameters */
   0,   /* field[0] = request_id */
 };
 static const ProtobufCIntRange metatrain__v1__eval_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__eval_request__descriptor =
 {
@@ -2714,7 +2740,7 @@ const ProtobufCMessageDescriptor metatrain__v1__eval_request__descriptor =
   "Metatrain__V1__EvalRequest",
   "metatrain.v1",
   sizeof(Metatrain__V1__EvalRequest),
-  2,
+  3,
   metatrain__v1__eval_request__field_descriptors,
   metatrain__v1__eval_request__field_indices_by_name,
   1,  metatrain__v1__eval_request__number_ranges,

@@ -57,11 +57,15 @@ extension WireCodec {
             guard m.n_jobs >= 1 && m.n_jobs <= limits.maxEvalJobs else {
                 throw .invalidField("eval_request.jobs", reason: "\(m.n_jobs) jobs is outside 1...\(limits.maxEvalJobs)")
             }
+            guard m.n_parameters >= 1 && m.n_parameters <= m.n_jobs else {
+                throw .invalidField("eval_request.parameters", reason: "\(m.n_parameters) tensors for \(m.n_jobs) jobs")
+            }
+            let parameters = try (0..<m.n_parameters).map { i throws(WireError) in try d.tensor(m.parameters[i], "eval_request.parameters[\(i)]") }
             var jobs: [(index: Int, job: AdaptationJob)] = []
             var seen = Set<Int>()
             for i in 0..<m.n_jobs {
                 guard let p = m.jobs[i] else { throw .missingField("eval_request.jobs[\(i)]") }
-                let (key, job) = try d.evalJob(p.pointee, "eval_request.jobs[\(i)]")
+                let (key, job) = try d.evalJob(p.pointee, "eval_request.jobs[\(i)]", parameters: parameters)
                 guard seen.insert(key.job).inserted else {
                     throw .invalidField("eval_request.jobs[\(i)].index", reason: "index \(key.job) appears twice")
                 }
@@ -245,7 +249,8 @@ extension WireCodec {
 
         /// An eval job: the task and DQN settings validated like an assignment's; the scoring interval
         /// must divide the budget and the curve stay within `maxEvalPoints`.
-        func evalJob(_ m: Metatrain__V1__EvalJob, _ field: String) throws(WireError) -> (EvalKey, AdaptationJob) {
+        /// In a request (`parameters` given) the job names one of the request's tensors; sent to a worker it carries its own.
+        func evalJob(_ m: Metatrain__V1__EvalJob, _ field: String, parameters: [ParameterVector]? = nil) throws(WireError) -> (EvalKey, AdaptationJob) {
             let key = try evalKey(request: m.request, index: m.index, attempt: m.attempt, field)
             let settings = try innerLoop(m.inner_loop, forEval: true)
             let budget = settings.budget, every = Int(m.every), episodes = Int(m.episodes)
@@ -259,7 +264,16 @@ extension WireCodec {
                     throw .tooLarge("\(field).every", size: budget / every + 1, limit: limits.maxEvalPoints)
                 }
             }
-            let job = AdaptationJob(initial: try tensor(m.initial, "\(field).initial"), task: try task(m.task), dqn: settings.dqn,
+            let initial: ParameterVector
+            if let parameters {
+                guard Int(m.initial_index) < parameters.count else {
+                    throw .invalidField("\(field).initial_index", reason: "\(m.initial_index) names none of the request's \(parameters.count) tensors")
+                }
+                initial = parameters[Int(m.initial_index)]
+            } else {
+                initial = try tensor(m.initial, "\(field).initial")
+            }
+            let job = AdaptationJob(initial: initial, task: try task(m.task), dqn: settings.dqn,
                                     budget: budget, every: every, episodes: episodes, seed: m.seed,
                                     scoringSeed: m.scoring_seed, returnFinal: m.return_final != 0)
             return (key, job)

@@ -89,8 +89,21 @@ public enum WireCodec {
         case .evalRequest(let r):
             let m: UnsafeMutablePointer<Metatrain__V1__EvalRequest> = arena.message { metatrain__v1__eval_request__init($0) }
             m.pointee.request_id = arena.string(r.requestID)
+            // Jobs adapting the same θ share one tensor (usually the same array buffer, so == is quick).
+            var distinct: [ParameterVector] = []
+            var slots: [Int] = []
+            for (_, job) in r.jobs {
+                if let k = distinct.firstIndex(where: { $0 == job.initial }) { slots.append(k) } else {
+                    slots.append(distinct.count)
+                    distinct.append(job.initial)
+                }
+            }
+            m.pointee.n_parameters = distinct.count
+            m.pointee.parameters = arena.array(distinct.map { Optional(encodeTensor($0.values, arena)) })
             m.pointee.n_jobs = r.jobs.count
-            m.pointee.jobs = arena.array(r.jobs.map { Optional(encodeEvalJob(EvalKey(request: 0, job: $0.index, attempt: 0), $0.job, arena)) })
+            m.pointee.jobs = arena.array(zip(r.jobs, slots).map { item, slot in
+                Optional(encodeEvalJob(EvalKey(request: 0, job: item.index, attempt: 0), item.job, arena, initialIndex: slot))
+            })
             envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_EVAL_REQUEST
             envelope.pointee.eval_request = m
         case .evalJob(let j):
@@ -114,7 +127,8 @@ public enum WireCodec {
         return out
     }
 
-    static func encodeEvalJob(_ key: EvalKey, _ job: AdaptationJob, _ arena: Arena) -> UnsafeMutablePointer<Metatrain__V1__EvalJob> {
+    /// An eval job with its parameters inline, or (`initialIndex`, in a request) naming one of the request's tensors.
+    static func encodeEvalJob(_ key: EvalKey, _ job: AdaptationJob, _ arena: Arena, initialIndex: Int? = nil) -> UnsafeMutablePointer<Metatrain__V1__EvalJob> {
         let m: UnsafeMutablePointer<Metatrain__V1__EvalJob> = arena.message { metatrain__v1__eval_job__init($0) }
         m.pointee.request = UInt64(key.request)
         m.pointee.index = UInt32(clamping: key.job)
@@ -126,7 +140,7 @@ public enum WireCodec {
         m.pointee.seed = job.seed
         m.pointee.scoring_seed = job.scoringSeed
         m.pointee.return_final = job.returnFinal ? 1 : 0
-        m.pointee.initial = encodeTensor(job.initial.values, arena)
+        if let initialIndex { m.pointee.initial_index = UInt32(initialIndex) } else { m.pointee.initial = encodeTensor(job.initial.values, arena) }
         return m
     }
 

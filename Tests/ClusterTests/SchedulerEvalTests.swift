@@ -101,4 +101,22 @@ import Wire
         #expect(s.outstandingEvalRequests == 0)
         #expect(sends(out).contains { if case .error(let e) = $0.1 { return e.code == .malformed } else { return false } })
     }
+
+    @Test func outstandingRequestsAreBoundedPerClientAndInAll() throws {
+        var limited = settings
+        limited.maxEvalRequests = 3
+        limited.maxEvalRequestsPerClient = 2
+        var s = try Scheduler<Int>(settings: limited)
+        let other = Peer([8]), third = Peer([7])
+        func refused(_ out: [SchedulerCommand<Int>]) -> Bool {
+            sends(out).contains { if case .error(let e) = $0.1 { return e.code == .rejected } else { return false } }
+                && out.contains { if case .forgetEvalRequest = $0 { return true } else { return false } }
+        }
+        #expect(!refused(s.handle(.evalRequest(client, request: 1, jobs: [0]), now: 0)))
+        #expect(!refused(s.handle(.evalRequest(client, request: 2, jobs: [0]), now: 0)))
+        #expect(refused(s.handle(.evalRequest(client, request: 3, jobs: [0]), now: 0)), "a third from one client")
+        #expect(!refused(s.handle(.evalRequest(other, request: 4, jobs: [0]), now: 0)))
+        #expect(refused(s.handle(.evalRequest(third, request: 5, jobs: [0]), now: 0)), "a fourth in all")
+        #expect(s.outstandingEvalRequests == 3)
+    }
 }

@@ -69,6 +69,17 @@ import Wire
         }
     }
 
+    @Test func anEvalRequestCarriesEachParameterVectorOnce() throws {
+        var big = Self.evalJob
+        big.initial = ParameterVector([Float](repeating: 0.25, count: 10_000))
+        var other = big
+        other.initial = ParameterVector([Float](repeating: -1, count: 10_000))
+        let request = EvalRequest(requestID: "r", jobs: (0..<20).map { ($0, $0 % 5 == 4 ? other : big) })
+        let bytes = WireCodec.encode(.evalRequest(request))
+        #expect(bytes.count < 2 * 40_000 + 20 * 200, "\(bytes.count) bytes: parameters sent more than once")
+        #expect(try WireCodec.decode(bytes) == .evalRequest(request))
+    }
+
     @Test func invalidEvalMessagesAreRejectedWithTheFieldName() {
         func rejects(_ message: Message, containing text: String) {
             Self.expectRejected(WireCodec.encode(message)) { "\($0)".contains(text) }

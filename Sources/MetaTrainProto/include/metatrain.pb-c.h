@@ -424,16 +424,24 @@ struct  Metatrain__V1__EvalJob
    * send the adapted parameters back
    */
   protobuf_c_boolean return_final;
+  /*
+   * coordinator -> worker: the parameters to adapt
+   */
   Metatrain__V1__Tensor *initial;
+  /*
+   * client -> coordinator: which of EvalRequest.parameters to adapt
+   */
+  uint32_t initial_index;
 };
 #define METATRAIN__V1__EVAL_JOB__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__eval_job__descriptor) \
-    , 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, NULL }
+    , 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0 }
 
 
 /*
  * Client (metatrain eval --coordinator) -> coordinator: run these jobs on the workers. The coordinator
  * answers with a Welcome (accepted) or an ErrorReply, then forwards one EvalOutcome per job.
+ * Each distinct parameter vector travels once per request (many jobs adapt the same θ).
  */
 struct  Metatrain__V1__EvalRequest
 {
@@ -441,10 +449,12 @@ struct  Metatrain__V1__EvalRequest
   char *request_id;
   size_t n_jobs;
   Metatrain__V1__EvalJob **jobs;
+  size_t n_parameters;
+  Metatrain__V1__Tensor **parameters;
 };
 #define METATRAIN__V1__EVAL_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__eval_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL }
 
 
 /*
