@@ -22,10 +22,10 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
         public var maxMessageBytes = 256 * 1024 * 1024
         public var initialBackoffMs = 1000
         public var maxBackoffMs = 16_000
-        /// Give up when no coordinator has answered the first submission within this time (a wrong
-        /// endpoint, a coordinator that is not up); once one has answered, silence means a restart and
-        /// the client keeps reconnecting.
-        public var firstAnswerTimeoutMs = 30_000
+        /// Give up when the coordinator has said nothing for this long: a wrong endpoint, a coordinator
+        /// that is not up, or one that crashed and did not come back. Shorter silences (a restart) are
+        /// ridden out by reconnecting and submitting the missing jobs again.
+        public var unreachableTimeoutMs = 60_000
         /// CURVE: the coordinator's public key and a key pair on its allow-list.
         public var curve: (serverPublicKey: String, keys: CurveKeyPair)?
 
@@ -50,7 +50,7 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
         var missing = jobs.count
         var backoffMs = options.initialBackoffMs
         var submissions = 0
-        var answered = false
+        var lastAnswer = clock.now
         let start = clock.now
         func ms(_ d: Duration) -> Int64 { Int64(d / .milliseconds(1)) }
         while true {
@@ -76,6 +76,7 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
                 if ready[0] {
                     while let frames = try socket.receive() {
                         lastHeard = clock.now
+                        lastAnswer = lastHeard
                         guard frames.count == 1 else { continue }
                         let message: Message
                         do { message = try WireCodec.decode(frames[0]) } catch {
@@ -84,7 +85,6 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
                         }
                         switch message {
                         case .welcome(let w):
-                            answered = true
                             heartbeatMs = Int64(w.heartbeatIntervalMs); liveness = Int64(w.liveness)
                             backoffMs = options.initialBackoffMs
                             logger.info("coordinator of run \(w.runID) accepted \(requestID) as \(w.workerID)")
@@ -124,8 +124,8 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
                     }
                 }
                 let now = clock.now
-                if !answered && ms(now - start) > Int64(options.firstAnswerTimeoutMs) {
-                    throw ClusterError.aborted("no coordinator answered at \(options.endpoint) within \(options.firstAnswerTimeoutMs / 1000) s")
+                if ms(now - lastAnswer) > Int64(options.unreachableTimeoutMs) {
+                    throw ClusterError.aborted("no coordinator answered at \(options.endpoint) for \(options.unreachableTimeoutMs / 1000) s, with \(missing) of \(jobs.count) eval jobs missing")
                 }
                 if ms(now - lastSent) >= heartbeatMs {
                     try? socket.send([WireCodec.encode(.heartbeat)])

@@ -32,7 +32,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Override inner_loop.start_epsilon for every init's adaptation (all inits still share one setting).") var startEpsilon: Float?
     @Option(help: "Folder for eval-*.csv/.svg/.json (default: the run folder).") var out: String?
     @Option(help: "Run the adaptations on the workers of the coordinator at this endpoint (tcp://HOST:PORT; start it with `metatrain coordinator --serve` to keep it up after training). Default: on this machine's threads.") var coordinator: String?
-    @Option(help: "With --coordinator: give up when no coordinator answers within this many seconds.") var coordinatorTimeout = 30.0
+    @Option(help: "With --coordinator: give up when the coordinator has not answered for this many seconds (shorter outages, e.g. a restart, are ridden out).") var coordinatorTimeout = 60.0
     @Option(help: "CURVE: the coordinator's public key file (.pub); needs --key.") var serverKey: String?
     @Option(help: "CURVE: a key pair on the coordinator's allow-list (.key).") var key: String?
     @Flag(help: "Use the config even if its hash differs from the checkpoint's.") var forceConfig = false
@@ -147,7 +147,7 @@ struct Eval: ParsableCommand {
         }
         var options = ClusterAdaptationRunner.Options(endpoint: coordinator)
         guard coordinatorTimeout > 0 && coordinatorTimeout <= 86_400 else { throw ValidationError("--coordinator-timeout must be in (0, 86400] seconds") }
-        options.firstAnswerTimeoutMs = Int(coordinatorTimeout * 1000)
+        options.unreachableTimeoutMs = Int(coordinatorTimeout * 1000)
         if (serverKey == nil) != (key == nil) { throw ValidationError("--server-key and --key go together") }
         if let serverKey, let key { options.curve = (try KeyFiles.readPublic(serverKey), try KeyFiles.readPair(key)) }
         let stop = StopFlag()
