@@ -262,10 +262,23 @@ public final class Coordinator {
         }
     }
 
-    /// Checks an eval request's jobs (a worker would fail on them otherwise) and numbers it.
+    /// Checks an eval request's jobs and numbers it.
+    ///
+    /// Beyond what a worker would fail on, a job must fit this run's workers: this run's network shape, a
+    /// replay buffer no larger than the run's (or the job's budget) and a batch no larger than 4096, so
+    /// no client can hand out a job that exhausts a worker's memory.
     func evalRequest(_ peer: Peer, _ r: EvalRequest) -> SchedulerEvent<SlotPayload> {
+        let run = config.innerLoop.dqn
         for (index, job) in r.jobs {
-            do { try job.validate() } catch {
+            do {
+                try job.validate()
+                guard job.initial.count == state.theta.count, job.dqn.hiddenLayers == run.hiddenLayers else {
+                    throw EvaluationError.invalid("its network (\(job.dqn.hiddenLayers), \(job.initial.count) parameters) is not this run's (\(run.hiddenLayers), \(state.theta.count))")
+                }
+                guard job.dqn.bufferCapacity <= max(run.bufferCapacity, job.budget), job.dqn.batchSize <= 4096 else {
+                    throw EvaluationError.invalid("replay buffer \(job.dqn.bufferCapacity) or batch \(job.dqn.batchSize) is larger than this run allows")
+                }
+            } catch {
                 return .malformed(peer, "eval request \(r.requestID) job \(index): \(error)", code: .malformed)
             }
         }

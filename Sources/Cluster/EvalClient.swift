@@ -65,7 +65,7 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
             try socket.send([WireCodec.encode(.evalRequest(EvalRequest(requestID: requestID, jobs: pending)))], dontWait: false)
             logger.info("submitted \(requestID): \(pending.count) job(s) to \(options.endpoint)")
             var heartbeatMs = Int64(options.heartbeatIntervalMs), liveness = Int64(options.liveness)
-            var lastHeard = clock.now, lastSent = clock.now, lastReport = clock.now
+            var lastHeard = clock.now, lastSent = clock.now, lastReport = clock.now, lastOutcome = clock.now
             var resubmit = false
             while !resubmit {
                 if stop?.isSet == true {
@@ -99,6 +99,7 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
                             }
                             outcomes[i] = o.outcome
                             missing -= 1
+                            lastOutcome = clock.now
                             if missing == 0 {
                                 try? socket.send([WireCodec.encode(.goodbye(reason: "eval batch complete"))])
                                 logger.info("eval batch \(batches): \(jobs.count) job(s) done in \(String(format: "%.1f", Double(ms(clock.now - start)) / 1000)) s")
@@ -112,6 +113,13 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
                                 resubmit = true
                             case .taskFailed:
                                 throw ClusterError.aborted("an eval job failed on the workers: \(e.message)")
+                            case .rejected:
+                                // The coordinator holds as many requests as it takes: wait, then try again.
+                                logger.warning("the coordinator refused \(requestID) (\(e.message)): submitting again in \(backoffMs) ms")
+                                let deadline = clock.now + .milliseconds(backoffMs)
+                                while clock.now < deadline && stop?.isSet != true { usleep(20_000) }
+                                backoffMs = min(backoffMs * 2, options.maxBackoffMs)
+                                resubmit = true
                             default:
                                 throw ClusterError.aborted("the coordinator refused the eval request (\(e.code)): \(e.message)")
                             }
@@ -132,7 +140,7 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
                     lastSent = now
                 }
                 if ms(now - lastReport) >= 30_000 {
-                    logger.info("eval batch \(batches): \(jobs.count - missing) of \(jobs.count) job(s) done")
+                    logger.info("eval batch \(batches): \(jobs.count - missing) of \(jobs.count) job(s) done\(ms(now - lastOutcome) > 30_000 ? "; no outcome for \(ms(now - lastOutcome) / 1000) s (does the coordinator have workers?)" : "")")
                     lastReport = now
                 }
                 if ms(now - lastHeard) > heartbeatMs * liveness {

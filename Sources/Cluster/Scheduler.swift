@@ -43,6 +43,9 @@ public struct SchedulerSettings: Sendable, Equatable {
     /// request's jobs in memory, so no peer may make it hold more than this many.
     public var maxEvalRequests = 64
     public var maxEvalRequestsPerClient = 4
+    /// An eval job running longer than this multiple of its request's median job time is also given to
+    /// an idle worker (once); the first outcome wins. It also rescues a job whose message was lost.
+    public var evalBackupAfterMedianMultiple: Double? = 4
 
     public init(runID: String, iterations: Int, metaBatch: Int, heartbeatIntervalMs: Int, liveness: Int,
                 checkpointInterval: Int) {
@@ -182,7 +185,15 @@ public struct Scheduler<Payload> {
 
     struct EvalJobState {
         var status = EvalJobStatus.pending
+        /// Times handed out (backups included).
         var attempts = 0
+        /// Times a worker reported it failed.
+        var failures = 0
+        /// Times a worker died while running it: a job that kills every worker it meets must not
+        /// take the cluster down one worker after another.
+        var losses = 0
+        var startedAt: Tick?
+        var backups = 0
     }
 
     struct EvalRequestState {
@@ -191,6 +202,8 @@ public struct Scheduler<Payload> {
         let order: [Int]
         var jobs: [Int: EvalJobState]
         var remaining: Int
+        /// Completed jobs' times from first hand-out to outcome, for the backup rule.
+        var durations: [Tick] = []
     }
 
     public let settings: SchedulerSettings
@@ -274,7 +287,7 @@ public struct Scheduler<Payload> {
             submit(peer, request: request, jobs: jobs, now: now, &out)
         case let .evalOutcome(peer, key):
             guard touch(peer, now: now, &out) else { break }
-            acceptEval(peer, key, &out)
+            acceptEval(peer, key, now: now, &out)
         case let .evalFailed(peer, key, reason):
             guard touch(peer, now: now, &out) else { break }
             failEval(peer, key, reason, &out)
@@ -332,7 +345,7 @@ public struct Scheduler<Payload> {
         where now - worker.lastHeard > settings.deadAfterMs {
             out.append(.log(.warning, "worker \(worker.id) silent for \(now - worker.lastHeard) ms: declared dead, \(worker.running.count) slot(s) and \(worker.evalRunning.count) eval job(s) requeued"))
             counters.workersDeclaredDead += 1
-            drop(peer, &out)
+            drop(peer, died: true, &out)
         }
         for (peer, client) in clients.sorted(by: { $0.key.id.lexicographicallyPrecedes($1.key.id) })
         where now - client.lastHeard > settings.deadAfterMs {
@@ -373,8 +386,9 @@ public struct Scheduler<Payload> {
         }
     }
 
-    /// Forgets a worker and requeues the slots and eval jobs only it was running.
-    private mutating func drop(_ peer: Peer, _ out: inout [SchedulerCommand<Payload>]) {
+    /// Forgets a worker and requeues the slots and eval jobs only it was running; `died` counts the
+    /// loss against each eval job it held.
+    private mutating func drop(_ peer: Peer, died: Bool = false, _ out: inout [SchedulerCommand<Payload>]) {
         guard let worker = workers.removeValue(forKey: peer) else { return }
         for key in worker.running where key.iteration == iteration {
             if case .running = slots[key.slot].status, !isRunningElsewhere(key.slot) {
@@ -382,8 +396,21 @@ public struct Scheduler<Payload> {
                 counters.requeued += 1
             }
         }
-        for key in worker.evalRunning { requeueEval(key) }
         out.append(.forget(peer))
+        for key in worker.evalRunning {
+            if died, let job = evalRequests[key.request]?.jobs[key.job], job.status == .running {
+                evalRequests[key.request]!.jobs[key.job]!.losses += 1
+                if job.losses + 1 >= settings.failedAttemptsWarning {
+                    let client = evalRequests[key.request]!.client
+                    out.append(.send(client, .error(ErrorReply(
+                        code: .taskFailed, message: "eval job \(key.job) was running on \(job.losses + 1) workers that died: it is not retried again"))))
+                    out.append(.log(.error, "eval request \(key.request) abandoned: job \(key.job) was running on \(job.losses + 1) workers that died"))
+                    abandon(key.request, &out)
+                    continue
+                }
+            }
+            requeueEval(key)
+        }
     }
 
     private func isRunningElsewhere(_ slot: Int) -> Bool {
@@ -559,7 +586,7 @@ public struct Scheduler<Payload> {
         out.append(.log(.info, "eval request \(request) from \(peer): \(jobs.count) job(s); \(workers.count) worker(s) alive"))
     }
 
-    private mutating func acceptEval(_ peer: Peer, _ key: EvalKey, _ out: inout [SchedulerCommand<Payload>]) {
+    private mutating func acceptEval(_ peer: Peer, _ key: EvalKey, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         workers[peer]?.evalRunning.removeAll { $0 == key }
         guard var request = evalRequests[key.request], let job = request.jobs[key.job], job.status != .done else {
             counters.evalDuplicatesDropped += 1
@@ -567,6 +594,7 @@ public struct Scheduler<Payload> {
             return
         }
         request.jobs[key.job]!.status = .done
+        if let started = job.startedAt { request.durations.append(now - started) }
         request.remaining -= 1
         counters.evalOutcomesForwarded += 1
         out.append(.forwardEvalOutcome(client: request.client, key))
@@ -586,10 +614,11 @@ public struct Scheduler<Payload> {
         workers[peer]?.evalRunning.removeAll { $0 == key }
         guard let request = evalRequests[key.request], let job = request.jobs[key.job], job.status != .done else { return }
         out.append(.log(.error, "worker \(workers[peer]?.id ?? "\(peer)") failed \(key): \(reason)"))
-        if job.attempts >= settings.failedAttemptsWarning {
+        evalRequests[key.request]!.jobs[key.job]!.failures += 1
+        if job.failures + 1 >= settings.failedAttemptsWarning {
             // A job that fails everywhere fails deterministically: tell the client instead of retrying forever.
             out.append(.send(request.client, .error(ErrorReply(
-                code: .taskFailed, message: "eval job \(key.job) failed \(job.attempts) times; last: \(reason)"))))
+                code: .taskFailed, message: "eval job \(key.job) failed \(job.failures + 1) times; last: \(reason)"))))
             abandon(key.request, &out)
             return
         }
@@ -602,6 +631,7 @@ public struct Scheduler<Payload> {
         let elsewhere = workers.values.contains { w in w.evalRunning.contains { $0.request == key.request && $0.job == key.job } }
         guard !elsewhere else { return }
         evalRequests[key.request]!.jobs[key.job]!.status = .pending
+        evalRequests[key.request]!.jobs[key.job]!.startedAt = nil
         counters.evalRequeued += 1
     }
 
@@ -622,26 +652,53 @@ public struct Scheduler<Payload> {
         }
     }
 
-    /// Gives pending eval jobs, oldest request first, to workers with free threads, in the order they joined.
+    /// Gives pending eval jobs, oldest request first, to workers with free threads, in the order they
+    /// joined; then, on threads still free, a backup of each job running far longer than its request's
+    /// median (`evalBackupAfterMedianMultiple`), on a worker not already running it.
     private mutating func assignEval(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         guard !evalRequests.isEmpty else { return }
-        var free = workers.sorted(by: { $0.value.number < $1.value.number }).map(\.key).filter { workers[$0]!.load < workers[$0]!.threads }[...]
+        var free = workers.sorted(by: { $0.value.number < $1.value.number }).map(\.key).filter { workers[$0]!.load < workers[$0]!.threads }
         guard !free.isEmpty else { return }
-        for number in evalRequests.keys.sorted() {
+        let numbers = evalRequests.keys.sorted()
+        for number in numbers {
             for index in evalRequests[number]!.order where evalRequests[number]!.jobs[index]!.status == .pending {
                 guard let peer = free.first else { return }
-                var job = evalRequests[number]!.jobs[index]!
-                let key = EvalKey(request: number, job: index, attempt: job.attempts)
-                job.attempts += 1
-                job.status = .running
-                evalRequests[number]!.jobs[index] = job
-                workers[peer]!.evalRunning.append(key)
-                workers[peer]!.lastSent = now
-                counters.evalJobsSent += 1
-                out.append(.send(peer, .evalJob(key)))
+                dispatchEval(number, index, to: peer, now: now, &out)
                 if workers[peer]!.load >= workers[peer]!.threads { free.removeFirst() }
             }
         }
+        guard let multiple = settings.evalBackupAfterMedianMultiple else { return }
+        for number in numbers {
+            let durations = evalRequests[number]!.durations
+            guard durations.count >= settings.backupMinimumSamples else { continue }
+            let median = durations.sorted()[durations.count / 2]
+            let limit = Tick(Double(max(median, 1)) * multiple)
+            for index in evalRequests[number]!.order {
+                let job = evalRequests[number]!.jobs[index]!
+                guard job.status == .running, job.backups == 0, let started = job.startedAt, now - started > limit else { continue }
+                let holders = Set(workers.filter { $0.value.evalRunning.contains { $0.request == number && $0.job == index } }.map(\.key))
+                guard let at = free.firstIndex(where: { !holders.contains($0) }) else { continue }
+                let peer = free[at]
+                evalRequests[number]!.jobs[index]!.backups += 1
+                out.append(.log(.info, "eval request \(number) job \(index) has run \(now - started) ms (median \(median) ms): backup copy to \(workers[peer]!.id)"))
+                dispatchEval(number, index, to: peer, now: now, &out)
+                if workers[peer]!.load >= workers[peer]!.threads { free.remove(at: at) }
+                if free.isEmpty { return }
+            }
+        }
+    }
+
+    private mutating func dispatchEval(_ number: Int, _ index: Int, to peer: Peer, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        var job = evalRequests[number]!.jobs[index]!
+        let key = EvalKey(request: number, job: index, attempt: job.attempts)
+        job.attempts += 1
+        job.status = .running
+        if job.startedAt == nil { job.startedAt = now }
+        evalRequests[number]!.jobs[index] = job
+        workers[peer]!.evalRunning.append(key)
+        workers[peer]!.lastSent = now
+        counters.evalJobsSent += 1
+        out.append(.send(peer, .evalJob(key)))
     }
 }
 

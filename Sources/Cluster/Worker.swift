@@ -270,7 +270,7 @@ public final class Worker {
                                                    update: outcome.update, statistics: outcome.statistics))
                     } catch {
                         logger.error("slot \(a.key) failed: \(error)")
-                        reply = .error(ErrorReply(code: .taskFailed, message: "\(error)", key: a.key))
+                        reply = .error(ErrorReply(code: .taskFailed, message: Worker.errorText(error), key: a.key))
                     }
                 case .eval(let e):
                     reply = .evalOutcome(Self.runEval(e, logger: logger))
@@ -288,19 +288,21 @@ public final class Worker {
 }
 
 extension Worker {
-    /// Runs one eval job; a failure (or a diverged adaptation, whose NaN could not cross the wire) comes
-    /// back as an outcome with the error, for the coordinator to retry elsewhere.
+    /// Runs one eval job; a failure (a diverged adaptation included) comes back as an outcome with the
+    /// error, for the coordinator to retry elsewhere.
     static func runEval(_ e: EvalJobMessage, logger: Logger) -> EvalOutcome {
         do {
-            let outcome = try e.job.run()
-            guard outcome.returns.allSatisfy(\.isFinite), outcome.final?.isFinite ?? true else {
-                throw ClusterError.slotFailed("the adaptation diverged: NaN or infinity in its returns or parameters")
-            }
-            return EvalOutcome(key: e.key, outcome: outcome)
+            return EvalOutcome(key: e.key, outcome: try e.job.run())
         } catch {
             logger.error("\(e.key) failed: \(error)")
-            return EvalOutcome(key: e.key, outcome: AdaptationOutcome(returns: [], final: nil), error: "\(error)")
+            return EvalOutcome(key: e.key, outcome: AdaptationOutcome(returns: [], final: nil), error: errorText(error))
         }
+    }
+
+    /// An error's text, cut to fit the wire's string limit (a longer one would be refused as malformed).
+    static func errorText(_ error: Error) -> String {
+        let text = "\(error)"
+        return text.utf8.count <= 1000 ? text : String(text.prefix(900)) + "… (cut)"
     }
 }
 

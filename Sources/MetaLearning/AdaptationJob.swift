@@ -49,8 +49,17 @@ public struct AdaptationJob: Sendable, Equatable {
         }
     }
 
-    /// Runs the adaptation and scores its snapshots.
+    /// Runs the adaptation and scores its snapshots; throws when it diverged (NaN or infinity in the
+    /// returns or the parameters), the same on local threads as on a worker.
     public func run() throws -> AdaptationOutcome {
+        let outcome = try unchecked()
+        guard outcome.returns.allSatisfy(\.isFinite), outcome.final?.isFinite ?? true else {
+            throw EvaluationError.invalid("the adaptation diverged on \(task.kindName): NaN or infinity in its returns or parameters")
+        }
+        return outcome
+    }
+
+    private func unchecked() throws -> AdaptationOutcome {
         if episodes == 0 {
             let final = try adapt(initial: initial, task: task, budget: budget, seed: seed, config: dqn).parameters
             return AdaptationOutcome(returns: [], final: returnFinal ? final : nil)

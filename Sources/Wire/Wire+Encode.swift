@@ -1,6 +1,7 @@
 import CProtobufC
 import DQN
 import Environments
+import Foundation
 import MetaLearning
 import MetaTrainProto
 import NeuralNet
@@ -89,11 +90,11 @@ public enum WireCodec {
         case .evalRequest(let r):
             let m: UnsafeMutablePointer<Metatrain__V1__EvalRequest> = arena.message { metatrain__v1__eval_request__init($0) }
             m.pointee.request_id = arena.string(r.requestID)
-            // Jobs adapting the same θ share one tensor (usually the same array buffer, so == is quick).
+            // Jobs adapting the same θ share one tensor; bit patterns are compared, so −0 and +0 stay apart.
             var distinct: [ParameterVector] = []
             var slots: [Int] = []
             for (_, job) in r.jobs {
-                if let k = distinct.firstIndex(where: { $0 == job.initial }) { slots.append(k) } else {
+                if let k = distinct.firstIndex(where: { sameBits($0.values, job.initial.values) }) { slots.append(k) } else {
                     slots.append(distinct.count)
                     distinct.append(job.initial)
                 }
@@ -125,6 +126,10 @@ public enum WireCodec {
         var out = [UInt8](repeating: 0, count: size)
         _ = out.withUnsafeMutableBufferPointer { metatrain__v1__envelope__pack(envelope, $0.baseAddress) }
         return out
+    }
+
+    static func sameBits(_ a: [Float], _ b: [Float]) -> Bool {
+        a.count == b.count && (a.isEmpty || a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in memcmp(pa.baseAddress!, pb.baseAddress!, pa.count) == 0 } })
     }
 
     /// An eval job with its parameters inline, or (`initialIndex`, in a request) naming one of the request's tensors.

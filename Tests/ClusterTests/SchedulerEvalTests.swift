@@ -119,4 +119,55 @@ import Wire
         #expect(refused(s.handle(.evalRequest(third, request: 5, jobs: [0]), now: 0)), "a fourth in all")
         #expect(s.outstandingEvalRequests == 3)
     }
+
+    @Test func aJobThatKeepsKillingWorkersIsGivenUpNotRetriedForever() throws {
+        var s = try Scheduler<Int>(settings: SchedulerSettings(runID: "run-1", iterations: 0, metaBatch: 1, heartbeatIntervalMs: 100,
+                                                               liveness: 3, checkpointInterval: 1))
+        var now: Tick = 0
+        _ = s.handle(.evalRequest(client, request: 1, jobs: [0]), now: now)
+        var last: [SchedulerCommand<Int>] = []
+        for n in 0..<settings.failedAttemptsWarning {
+            // A fresh worker takes the job, then goes silent (OOM-killed by it) and is declared dead.
+            let peer = Peer([UInt8(20 + n)])
+            _ = s.handle(.heartbeat(client), now: now)
+            #expect(evalJobs(s.handle(.hello(peer, Hello(host: "h", cores: 1, threads: 1)), now: now)).count == 1)
+            now += 301
+            _ = s.handle(.heartbeat(client), now: now)
+            last = s.handle(.tick, now: now)
+        }
+        #expect(sends(last).contains { $0.0 == client && { if case .error(let e) = $0 { return e.code == .taskFailed && e.message.contains("died") } else { return false } }($0.1) })
+        #expect(s.outstandingEvalRequests == 0 && s.counters.evalRequestsAbandoned == 1)
+    }
+
+    @Test func failuresNotLossesDecideWhenAJobIsGivenUp() throws {
+        var s = try Scheduler<Int>(settings: SchedulerSettings(runID: "run-1", iterations: 0, metaBatch: 1, heartbeatIntervalMs: 100,
+                                                               liveness: 3, checkpointInterval: 1))
+        _ = s.handle(.hello(w1, Hello(host: "h", cores: 1, threads: 1)), now: 0)
+        _ = s.handle(.evalRequest(client, request: 1, jobs: [0]), now: 0)
+        // Four failures, each answered by a retry; the fifth gives up.
+        for attempt in 0..<(settings.failedAttemptsWarning - 1) {
+            let out = s.handle(.evalFailed(w1, EvalKey(request: 1, job: 0, attempt: attempt), "flaky"), now: 1)
+            #expect(evalJobs(out).map(\.1.attempt) == [attempt + 1])
+        }
+        #expect(s.outstandingEvalRequests == 1)
+        _ = s.handle(.evalFailed(w1, EvalKey(request: 1, job: 0, attempt: settings.failedAttemptsWarning - 1), "flaky"), now: 2)
+        #expect(s.outstandingEvalRequests == 0)
+    }
+
+    @Test func aStragglingEvalJobGetsABackupAndTheFirstOutcomeWins() throws {
+        var s = try Scheduler<Int>(settings: SchedulerSettings(runID: "run-1", iterations: 0, metaBatch: 1, heartbeatIntervalMs: 1000,
+                                                               liveness: 100, checkpointInterval: 1))
+        _ = s.handle(.hello(w1, Hello(host: "h", cores: 1, threads: 4)), now: 0)
+        let out = s.handle(.evalRequest(client, request: 1, jobs: [0, 1, 2, 3]), now: 0)
+        #expect(evalJobs(out).count == 4)
+        for job in 0..<3 { _ = s.handle(.evalOutcome(w1, EvalKey(request: 1, job: job, attempt: 0)), now: 100) }
+        // Job 3 runs on; past 4 × the 100 ms median, an idle worker gets a copy, and w1 does not get a second.
+        #expect(evalJobs(s.handle(.tick, now: 399)).isEmpty)
+        #expect(evalJobs(s.handle(.tick, now: 401)).isEmpty, "w1 already runs it")
+        let backup = s.handle(.hello(w2, Hello(host: "h", cores: 1, threads: 1)), now: 402)
+        #expect(evalJobs(backup).map(\.0) == [w2] && evalJobs(backup).map(\.1.attempt) == [1])
+        #expect(forwarded(s.handle(.evalOutcome(w2, EvalKey(request: 1, job: 3, attempt: 1)), now: 450)).count == 1)
+        #expect(forwarded(s.handle(.evalOutcome(w1, EvalKey(request: 1, job: 3, attempt: 0)), now: 460)).isEmpty)
+        #expect(s.outstandingEvalRequests == 0 && s.counters.evalDuplicatesDropped == 1)
+    }
 }
