@@ -143,6 +143,10 @@ public struct SchedulerCounters: Sendable, Equatable {
 /// invariants: slots are applied once each, in slot order (determinism, exactly once); silent workers
 /// are declared dead and their slots requeued (liveness); workers join and leave at any time
 /// (elastic); θ is sent to a worker once per version (parameters travel once).
+///
+/// Its second kind of work is eval jobs from eval clients (`metatrain eval --coordinator`): they run on
+/// threads no training slot is waiting for, are requeued like slots, and each outcome is forwarded to
+/// its client once. They never touch θ, so the trajectory is the same with or without them.
 public struct Scheduler<Payload> {
     enum SlotStatus {
         case pending
