@@ -249,12 +249,7 @@ public final class Coordinator {
                 // Its request completed or was abandoned: the scheduler counts it as dropped.
                 return .evalOutcome(peer, o.key)
             }
-            if o.outcome.returns.count != job.points {
-                return .evalFailed(peer, o.key, "outcome has \(o.outcome.returns.count) scored points; the job has \(job.points)")
-            }
-            if job.returnFinal && o.outcome.final?.count != job.initial.count {
-                return .evalFailed(peer, o.key, "outcome lacks the adapted parameters, or they do not fit the job's network")
-            }
+            if let problem = job.mismatch(o.outcome) { return .evalFailed(peer, o.key, "outcome does not fit the job: \(problem)") }
             inboundOutcome = o
             return .evalOutcome(peer, o.key)
         case .welcome, .assignment, .evalJob:
@@ -264,14 +259,13 @@ public final class Coordinator {
 
     /// Checks an eval request's jobs and numbers it.
     ///
-    /// Beyond what a worker would fail on, a job must fit this run's workers: this run's network shape, a
+    /// The decoder has checked each job (`AdaptationJob.validate`); here it must also fit this run's workers: this run's network shape, a
     /// replay buffer no larger than the run's (or the job's budget) and a batch no larger than 4096, so
     /// no client can hand out a job that exhausts a worker's memory.
     func evalRequest(_ peer: Peer, _ r: EvalRequest) -> SchedulerEvent<SlotPayload> {
         let run = config.innerLoop.dqn
         for (index, job) in r.jobs {
             do {
-                try job.validate()
                 guard job.initial.count == state.theta.count, job.dqn.hiddenLayers == run.hiddenLayers else {
                     throw EvaluationError.invalid("its network (\(job.dqn.hiddenLayers), \(job.initial.count) parameters) is not this run's (\(run.hiddenLayers), \(state.theta.count))")
                 }

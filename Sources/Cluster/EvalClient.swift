@@ -43,6 +43,13 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
         self.options = options; self.context = context; self.stop = stop; self.logger = logger
     }
 
+    /// Waits `backoffMs` (cut short by a stop signal) and doubles it, up to the maximum.
+    func backOff(_ backoffMs: inout Int) {
+        let deadline = clock.now + .milliseconds(backoffMs)
+        while clock.now < deadline && stop?.isSet != true { usleep(20_000) }
+        backoffMs = min(backoffMs * 2, options.maxBackoffMs)
+    }
+
     public func run(_ jobs: [AdaptationJob]) throws -> [AdaptationOutcome] {
         guard !jobs.isEmpty else { return [] }
         batches += 1
@@ -93,9 +100,8 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
                         case .evalOutcome(let o):
                             let i = o.key.job
                             guard i >= 0 && i < jobs.count, outcomes[i] == nil, o.error == nil else { continue }
-                            guard o.outcome.returns.count == jobs[i].points,
-                                  !jobs[i].returnFinal || o.outcome.final?.count == jobs[i].initial.count else {
-                                throw ClusterError.aborted("the coordinator forwarded an outcome for job \(i) that does not fit it")
+                            if let problem = jobs[i].mismatch(o.outcome) {
+                                throw ClusterError.aborted("the coordinator forwarded an outcome for job \(i) that does not fit it: \(problem)")
                             }
                             outcomes[i] = o.outcome
                             missing -= 1
@@ -116,9 +122,7 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
                             case .rejected:
                                 // The coordinator holds as many requests as it takes: wait, then try again.
                                 logger.warning("the coordinator refused \(requestID) (\(e.message)): submitting again in \(backoffMs) ms")
-                                let deadline = clock.now + .milliseconds(backoffMs)
-                                while clock.now < deadline && stop?.isSet != true { usleep(20_000) }
-                                backoffMs = min(backoffMs * 2, options.maxBackoffMs)
+                                backOff(&backoffMs)
                                 resubmit = true
                             default:
                                 throw ClusterError.aborted("the coordinator refused the eval request (\(e.code)): \(e.message)")
@@ -145,9 +149,7 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
                 }
                 if ms(now - lastHeard) > heartbeatMs * liveness {
                     logger.warning("coordinator silent for \(ms(now - lastHeard)) ms: reconnecting in \(backoffMs) ms and submitting the \(missing) missing job(s) again")
-                    let deadline = clock.now + .milliseconds(backoffMs)
-                    while clock.now < deadline && stop?.isSet != true { usleep(20_000) }
-                    backoffMs = min(backoffMs * 2, options.maxBackoffMs)
+                    backOff(&backoffMs)
                     resubmit = true
                 }
             }

@@ -631,12 +631,16 @@ public struct Scheduler<Payload> {
 
     /// Makes an eval job pending again unless it is done or another worker still runs it.
     private mutating func requeueEval(_ key: EvalKey) {
-        guard let job = evalRequests[key.request]?.jobs[key.job], job.status == .running else { return }
-        let elsewhere = workers.values.contains { w in w.evalRunning.contains { $0.request == key.request && $0.job == key.job } }
-        guard !elsewhere else { return }
+        guard let job = evalRequests[key.request]?.jobs[key.job], job.status == .running,
+              evalHolders(key.request, key.job).isEmpty else { return }
         evalRequests[key.request]!.jobs[key.job]!.status = .pending
         evalRequests[key.request]!.jobs[key.job]!.startedAt = nil
         counters.evalRequeued += 1
+    }
+
+    /// The workers running an attempt of job `job` of request `request`.
+    private func evalHolders(_ request: Int, _ job: Int) -> Set<Peer> {
+        Set(workers.filter { $0.value.evalRunning.contains { $0.request == request && $0.job == job } }.map(\.key))
     }
 
     /// Drops a request whose client is gone or whose job cannot succeed; running attempts finish and are dropped.
@@ -680,7 +684,7 @@ public struct Scheduler<Payload> {
             for index in evalRequests[number]!.order {
                 let job = evalRequests[number]!.jobs[index]!
                 guard job.status == .running, job.backups == 0, let started = job.startedAt, now - started > limit else { continue }
-                let holders = Set(workers.filter { $0.value.evalRunning.contains { $0.request == number && $0.job == index } }.map(\.key))
+                let holders = evalHolders(number, index)
                 guard let at = free.firstIndex(where: { !holders.contains($0) }) else { continue }
                 let peer = free[at]
                 evalRequests[number]!.jobs[index]!.backups += 1

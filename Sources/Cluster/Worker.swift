@@ -202,10 +202,6 @@ public final class Worker {
         case .assignment(let a):
             accept(a)
         case .evalJob(let j):
-            guard runID != nil else {
-                send(.error(ErrorReply(code: .unknownWorker, message: "not registered yet: eval job dropped")))
-                return true
-            }
             jobs.put(.eval(j))
         case .error(let e):
             switch e.code {

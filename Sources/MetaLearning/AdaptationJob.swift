@@ -76,6 +76,13 @@ public struct AdaptationJob: Sendable, Equatable {
 
     /// The points a scored job's curve has: budget / every + 1.
     public var points: Int { episodes == 0 ? 0 : budget / every + 1 }
+
+    /// Why `outcome` cannot be this job's (wrong number of points, missing or misfitting parameters), or nil.
+    public func mismatch(_ outcome: AdaptationOutcome) -> String? {
+        if outcome.returns.count != points { return "\(outcome.returns.count) scored points; the job has \(points)" }
+        if returnFinal && outcome.final?.count != initial.count { return "no adapted parameters, or ones that do not fit the job's network" }
+        return nil
+    }
 }
 
 /// What an `AdaptationJob` produced.

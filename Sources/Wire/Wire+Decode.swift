@@ -247,23 +247,15 @@ extension WireCodec {
             return EvalKey(request: Int(request), job: Int(index), attempt: Int(attempt))
         }
 
-        /// An eval job: the task and DQN settings validated like an assignment's; the scoring interval
-        /// must divide the budget and the curve stay within `maxEvalPoints`.
+        /// An eval job: the task and DQN settings validated like an assignment's, the job as
+        /// `AdaptationJob.validate` checks it (every divides the budget, θ fits the task's network), and
+        /// its curve within `maxEvalPoints`.
         /// In a request (`parameters` given) the job names one of the request's tensors; sent to a worker it carries its own.
         func evalJob(_ m: Metatrain__V1__EvalJob, _ field: String, parameters: [ParameterVector]? = nil) throws(WireError) -> (EvalKey, AdaptationJob) {
             let key = try evalKey(request: m.request, index: m.index, attempt: m.attempt, field)
             let settings = try innerLoop(m.inner_loop, forEval: true)
-            let budget = settings.budget, every = Int(m.every), episodes = Int(m.episodes)
-            guard budget >= 1 else { throw .invalidField("\(field).inner_loop.budget", reason: "must be ≥ 1") }
+            let episodes = Int(m.episodes)
             guard episodes <= 10_000 else { throw .tooLarge("\(field).episodes", size: episodes, limit: 10_000) }
-            if episodes > 0 {
-                guard every >= 1 && every <= budget && budget % every == 0 else {
-                    throw .invalidField("\(field).every", reason: "\(every) must divide the budget \(budget)")
-                }
-                guard budget / every + 1 <= limits.maxEvalPoints else {
-                    throw .tooLarge("\(field).every", size: budget / every + 1, limit: limits.maxEvalPoints)
-                }
-            }
             let initial: ParameterVector
             if let parameters {
                 guard Int(m.initial_index) < parameters.count else {
@@ -274,8 +266,10 @@ extension WireCodec {
                 initial = try tensor(m.initial, "\(field).initial")
             }
             let job = AdaptationJob(initial: initial, task: try task(m.task), dqn: settings.dqn,
-                                    budget: budget, every: every, episodes: episodes, seed: m.seed,
+                                    budget: settings.budget, every: Int(m.every), episodes: episodes, seed: m.seed,
                                     scoringSeed: m.scoring_seed, returnFinal: m.return_final != 0)
+            do { try job.validate() } catch { throw .invalidField(field, reason: "\(error)") }
+            guard job.points <= limits.maxEvalPoints else { throw .tooLarge("\(field).every", size: job.points, limit: limits.maxEvalPoints) }
             return (key, job)
         }
 

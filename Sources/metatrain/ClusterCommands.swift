@@ -22,6 +22,28 @@ func userFacing<T>(_ body: () throws -> T) throws -> T {
     }
 }
 
+/// The CURVE keys of a peer that connects to a coordinator: a worker, or `eval --coordinator`.
+struct CurveClientOptions: ParsableArguments {
+    @Option(help: "CURVE: the coordinator's public key file (.pub); needs --key.") var serverKey: String?
+    @Option(help: "CURVE: this peer's key pair file (.key, from metatrain keygen), on the coordinator's allow-list.") var key: String?
+
+    var given: Bool { serverKey != nil || key != nil }
+
+    /// The keys, or nil without CURVE.
+    func load() throws -> (serverPublicKey: String, keys: CurveKeyPair)? {
+        if (serverKey == nil) != (key == nil) { throw ValidationError("--server-key and --key go together") }
+        guard let serverKey, let key else { return nil }
+        return try userFacing { (try KeyFiles.readPublic(serverKey), try KeyFiles.readPair(key)) }
+    }
+}
+
+/// Refuses an endpoint a DEALER cannot connect to.
+func checkEndpoint(_ endpoint: String, option: String) throws {
+    guard endpoint.hasPrefix("tcp://") || endpoint.hasPrefix("ipc://") else {
+        throw ValidationError("\(option) must be a tcp:// (or ipc://) endpoint")
+    }
+}
+
 struct CoordinatorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coordinator",
@@ -62,12 +84,11 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Slots to run at once (compute threads).") var threads = 1
     @Option(help: "Heartbeat interval before the coordinator's welcome, in ms.") var heartbeatIntervalMs = 1000
     @Option(help: "Testing: play a machine this many times slower (idle after each slot).") var slowdown = 1.0
-    @Option(help: "CURVE: the coordinator's public key file (.pub); needs --key.") var serverKey: String?
-    @Option(help: "CURVE: this worker's key pair file (.key, from metatrain keygen).") var key: String?
+    @OptionGroup var curve: CurveClientOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        guard connect.hasPrefix("tcp://") || connect.hasPrefix("ipc://") else { throw ValidationError("--connect must be a tcp:// endpoint") }
+        try checkEndpoint(connect, option: "--connect")
         guard threads >= 1 && threads <= 1024 else { throw ValidationError("--threads must be in 1...1024") }
     }
 
@@ -78,10 +99,7 @@ struct WorkerCommand: ParsableCommand {
         var options = Worker.Options(endpoint: connect, threads: threads)
         options.heartbeatIntervalMs = heartbeatIntervalMs
         options.slowdownFactor = max(slowdown, 1)
-        if (serverKey == nil) != (key == nil) { throw ValidationError("--server-key and --key go together") }
-        if let serverKey, let key {
-            options.curve = try userFacing { (try KeyFiles.readPublic(serverKey), try KeyFiles.readPair(key)) }
-        }
+        options.curve = try curve.load()
         try userFacing {
             let worker = Worker(options: options, context: try ZMQContext(), stop: stop, logger: logger)
             try worker.run()

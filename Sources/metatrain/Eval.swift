@@ -33,8 +33,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Folder for eval-*.csv/.svg/.json (default: the run folder).") var out: String?
     @Option(help: "Run the adaptations on the workers of the coordinator at this endpoint (tcp://HOST:PORT; start it with `metatrain coordinator --serve` to keep it up after training). Default: on this machine's threads.") var coordinator: String?
     @Option(help: "With --coordinator: give up when the coordinator has not answered for this many seconds (shorter outages, e.g. a restart, are ridden out).") var coordinatorTimeout = 60.0
-    @Option(help: "CURVE: the coordinator's public key file (.pub); needs --key.") var serverKey: String?
-    @Option(help: "CURVE: a key pair on the coordinator's allow-list (.key).") var key: String?
+    @OptionGroup var curve: CurveClientOptions
     @Flag(help: "Use the config even if its hash differs from the checkpoint's.") var forceConfig = false
     @Flag(help: "Print only the JSON object.") var json = false
     @OptionGroup var logging: LoggingOptions
@@ -139,17 +138,14 @@ struct Eval: ParsableCommand {
     /// This machine's threads, or the cluster's workers through the coordinator.
     func makeRunner() throws -> AdaptationRunner {
         guard let coordinator else {
-            if serverKey != nil || key != nil { throw ValidationError("--server-key and --key need --coordinator") }
+            if curve.given { throw ValidationError("--server-key and --key need --coordinator") }
             return LocalAdaptationRunner(threads: threads)
         }
-        guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
-            throw ValidationError("--coordinator must be a tcp:// endpoint")
-        }
+        try checkEndpoint(coordinator, option: "--coordinator")
         var options = ClusterAdaptationRunner.Options(endpoint: coordinator)
         guard coordinatorTimeout > 0 && coordinatorTimeout <= 86_400 else { throw ValidationError("--coordinator-timeout must be in (0, 86400] seconds") }
         options.unreachableTimeoutMs = Int(coordinatorTimeout * 1000)
-        if (serverKey == nil) != (key == nil) { throw ValidationError("--server-key and --key go together") }
-        if let serverKey, let key { options.curve = (try KeyFiles.readPublic(serverKey), try KeyFiles.readPair(key)) }
+        options.curve = try curve.load()
         let stop = StopFlag()
         stop.installSignalHandlers()
         let logger = try logging.bootstrap(label: "metatrain.eval")

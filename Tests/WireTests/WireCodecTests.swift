@@ -47,7 +47,8 @@ import Wire
     static var evalJob: AdaptationJob {
         var dqn = DQNConfig()
         dqn.hiddenLayers = [4]
-        return AdaptationJob(initial: ParameterVector([0.5, -1, 2]), task: .cartPole(CartPoleParameters(gravity: 11)), dqn: dqn,
+        // CartPole 4 → 4 → 2: 30 parameters (the decoder checks θ fits the task's network).
+        return AdaptationJob(initial: ParameterVector((0..<30).map { Float($0) / 8 - 2 }), task: .cartPole(CartPoleParameters(gravity: 11)), dqn: dqn,
                              budget: 300, every: 100, episodes: 3, seed: 1 << 62, scoringSeed: 17, returnFinal: true)
     }
 
@@ -71,9 +72,10 @@ import Wire
 
     @Test func anEvalRequestCarriesEachParameterVectorOnce() throws {
         var big = Self.evalJob
-        big.initial = ParameterVector([Float](repeating: 0.25, count: 10_000))
+        big.dqn.hiddenLayers = [96, 96]  // 9,986 parameters
+        big.initial = ParameterVector([Float](repeating: 0.25, count: 9_986))
         var other = big
-        other.initial = ParameterVector([Float](repeating: -1, count: 10_000))
+        other.initial = ParameterVector([Float](repeating: -1, count: 9_986))
         let request = EvalRequest(requestID: "r", jobs: (0..<20).map { ($0, $0 % 5 == 4 ? other : big) })
         let bytes = WireCodec.encode(.evalRequest(request))
         #expect(bytes.count < 2 * 40_000 + 20 * 200, "\(bytes.count) bytes: parameters sent more than once")
@@ -86,10 +88,13 @@ import Wire
         }
         var uneven = Self.evalJob
         uneven.every = 70
-        rejects(.evalJob(EvalJobMessage(key: EvalKey(request: 1, job: 0, attempt: 0), job: uneven)), containing: "eval_job.every")
+        rejects(.evalJob(EvalJobMessage(key: EvalKey(request: 1, job: 0, attempt: 0), job: uneven)), containing: "every (70) must divide")
         var nan = Self.evalJob
-        nan.initial = ParameterVector([1, .nan, 0])
+        nan.initial.values[1] = .nan
         rejects(.evalJob(EvalJobMessage(key: EvalKey(request: 1, job: 0, attempt: 0), job: nan)), containing: "eval_job.initial")
+        var misfit = Self.evalJob
+        misfit.initial = ParameterVector([1, 2, 3])
+        rejects(.evalJob(EvalJobMessage(key: EvalKey(request: 1, job: 0, attempt: 0), job: misfit)), containing: "the task's network has 30")
         var badTask = Self.evalJob
         badTask.task = .cartPole(CartPoleParameters(length: -1))
         rejects(.evalRequest(EvalRequest(requestID: "r", jobs: [(0, badTask)])), containing: "task")
