@@ -22,7 +22,11 @@ let package = Package(
         // protoc-c output for proto/metatrain.proto, committed; scripts/gen-proto.sh regenerates it.
         .target(name: "MetaTrainProto", dependencies: ["CProtobufC"]),
 
-        .target(name: "NeuralNet", dependencies: ["COpenBLAS"]),
+        // metatrain's own GEMM kernels, one per x86-64 ISA level, chosen at run time from cpuid (not from a
+        // BLAS's list of CPU models). Optimised even in debug builds (the tests train networks), and never
+        // contracted into FMAs the source did not ask for: the per-element operation order is the contract.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2", "-ffp-contract=off"])]),
+        .target(name: "NeuralNet", dependencies: ["CKernels", "COpenBLAS"]),
         .target(name: "Environments", dependencies: ["NeuralNet"]),
         .target(name: "DQN", dependencies: ["NeuralNet", "Environments"]),
         .target(name: "MetaLearning", dependencies: ["DQN", "Environments", "NeuralNet"]),

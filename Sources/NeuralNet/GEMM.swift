@@ -1,16 +1,73 @@
+import CKernels
 import COpenBLAS
+import Foundation
 
 /// Which matrix-multiply implementation `gemm` runs.
 ///
-/// Both are kept so `metatrain bench` can compare them on our layer sizes; `GEMMBackend.default`
-/// is the one the measurements chose (see README, "Kernel choice").
+/// metatrain's own kernels (CKernels) are chosen from the CPU's features, so speed does not depend on whether a
+/// BLAS knows the CPU's model number, and each kernel's per-element order of operations is fixed (see
+/// `mt_kernels.h`): every `.fma` kernel gives the same bits as every other `.fma` kernel on any CPU that runs
+/// it, and likewise for `.mulAdd`. OpenBLAS is kept for comparison (`metatrain bench`) and as an opt-in
+/// (`METATRAIN_KERNEL=openblas`); its results depend on the core type it picks.
 public enum GEMMBackend: String, Sendable, CaseIterable, Codable {
-    /// `cblas_sgemm` from OpenBLAS, pinned to one thread; dispatches on the CPU at run time.
-    case openBLAS
-    /// Register-blocked Swift SIMD loops compiled for the build's target CPU.
-    case swiftSIMD
+    case avx512FMA = "avx512-fma"
+    case avx2FMA = "avx2-fma"
+    case avx512 = "avx512"
+    case avx = "avx"
+    case sse2 = "sse2"
+    case openBLAS = "openblas"
 
-    public static let `default`: GEMMBackend = .openBLAS
+    /// How a kernel rounds: kernels of one class give bit-identical results.
+    public enum Arithmetic: String, Sendable { case fma, mulAdd = "mul-add", openBLAS = "openblas" }
+
+    public var arithmetic: Arithmetic {
+        switch self {
+        case .avx512FMA, .avx2FMA: return .fma
+        case .avx512, .avx, .sse2: return .mulAdd
+        case .openBLAS: return .openBLAS
+        }
+    }
+
+    var cKernel: mt_kernel? {
+        switch self {
+        case .avx512FMA: return MT_KERNEL_AVX512_FMA
+        case .avx2FMA: return MT_KERNEL_AVX2_FMA
+        case .avx512: return MT_KERNEL_AVX512
+        case .avx: return MT_KERNEL_AVX
+        case .sse2: return MT_KERNEL_SSE2
+        case .openBLAS: return nil
+        }
+    }
+
+    /// Whether this CPU can run the kernel.
+    public var isSupported: Bool {
+        guard let k = cKernel else { return true }
+        let need = mt_kernel_requirements(k)
+        return mt_cpu_features() & need == need
+    }
+
+    /// The fastest kernel this CPU's features allow: fused multiply-add at the widest vector width.
+    public static var best: GEMMBackend { [.avx512FMA, .avx2FMA, .avx512, .avx, .sse2].first(where: \.isSupported)! }
+
+    /// The `.mulAdd` kernel for `numerics: portable`: its results are the same bits on every x86-64 CPU, at
+    /// the cost of separate multiplies and adds. The selected kernel when it is one (a user who pinned
+    /// `METATRAIN_KERNEL=sse2` gets sse2), else the widest this CPU runs.
+    public static var portable: GEMMBackend {
+        selected.arithmetic == .mulAdd ? selected : widestMulAdd
+    }
+
+    static var widestMulAdd: GEMMBackend { [.avx512, .avx, .sse2].first(where: \.isSupported)! }
+
+    /// The process's kernel: `METATRAIN_KERNEL` if set (a kernel name, `best` or `portable`), else `best`.
+    /// Read once; an unusable setting is reported by `Numerics.validateEnvironment()` at start.
+    public static let selected: GEMMBackend = (try? Numerics.kernel(fromEnvironment: ProcessInfo.processInfo.environment)) ?? .best
+
+    /// The kernel new networks use in the current scope: `selected` unless a caller bound another with
+    /// `GEMMBackend.$current.withValue(_:)` (a worker in a `numerics: portable` run binds `.portable`).
+    @TaskLocal public static var current: GEMMBackend = selected
+
+    /// What `MLP` uses when no backend is given.
+    public static var `default`: GEMMBackend { current }
 }
 
 /// One BLAS thread per process: workers parallelise over slots, never inside a GEMM.
@@ -18,7 +75,7 @@ private let openBLASSingleThreaded: Void = { openblas_set_num_threads(1) }()
 
 /// C ← α·op(A)·op(B) + β·C for row-major matrices; op(X) is X or Xᵀ.
 ///
-/// op(A) is m×k, op(B) is k×n, C is m×n. `lda`, `ldb`, `ldc` are the row strides of the stored
+/// op(A) is m×k, op(B) is k×n. `lda`, `ldb`, `ldc` are the row strides of the stored
 /// matrices. Every matrix product in NeuralNet goes through here, so the kernel choice lives in
 /// one place.
 @inline(__always)
@@ -29,107 +86,68 @@ public func gemm(
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
     backend: GEMMBackend = .default
 ) {
-    switch backend {
-    case .openBLAS:
+    if let kernel = backend.cKernel {
+        mt_sgemm(kernel, transposeA ? 1 : 0, transposeB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
+                 a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    } else {
         _ = openBLASSingleThreaded
         cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-    case .swiftSIMD:
-        SwiftGEMM.run(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                      a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     }
 }
 
-/// The hand-written Swift kernel: 4 rows × 16 columns of C held in SIMD registers per inner loop.
-enum SwiftGEMM {
-    typealias Vec = SIMD16<Float>
+/// The CPU and the kernel choice, for logs, benchmarks and the numerics fingerprint.
+public enum Numerics {
+    /// The CPU's brand string (cpuid), e.g. "AMD EPYC 9R14", or "unknown x86-64".
+    public static let cpuModel: String = {
+        var buffer = [CChar](repeating: 0, count: 64)
+        mt_cpu_brand(&buffer, Int32(buffer.count))
+        let name = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return name.isEmpty ? "unknown x86-64" : name
+    }()
 
-    static func run(
-        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
-        alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
-    ) {
-        if transposeB {
-            // Bᵀ is packed once into a k×n scratch: a cheap O(k·n) copy next to O(m·n·k) work,
-            // and the inner loop then always streams contiguous rows of B.
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: k * n) { packed in
-                let p = packed.baseAddress!
-                for j in 0..<n { for q in 0..<k { p[q * n + j] = b[j * ldb + q] } }
-                kernel(transposeA: transposeA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                       b: UnsafePointer(p), ldb: n, beta: beta, c: c, ldc: ldc)
-            }
-        } else {
-            kernel(transposeA: transposeA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
-        }
+    /// The vector features kernel choice looks at, as names ("sse2 avx avx2 fma avx512f").
+    public static var cpuFeatures: String {
+        let bits = mt_cpu_features()
+        let named: [(UInt32, String)] = [(MT_CPU_SSE2, "sse2"), (MT_CPU_AVX, "avx"), (MT_CPU_AVX2, "avx2"),
+                                         (MT_CPU_FMA, "fma"), (MT_CPU_AVX512F, "avx512f")]
+        return named.filter { bits & $0.0 != 0 }.map(\.1).joined(separator: " ")
     }
 
-    /// op(A)(i, q): A is m×k (row stride lda) or, transposed, stored k×m.
-    @inline(__always)
-    static func element(_ a: UnsafePointer<Float>, _ transposed: Bool, _ lda: Int, _ i: Int, _ q: Int) -> Float {
-        transposed ? a[q * lda + i] : a[i * lda + q]
+    /// The kernel `METATRAIN_KERNEL` asks for (nil when unset), or an error that says what is allowed.
+    public static func kernel(fromEnvironment environment: [String: String]) throws -> GEMMBackend? {
+        guard let raw = environment["METATRAIN_KERNEL"], !raw.isEmpty else { return nil }
+        let kernel: GEMMBackend
+        switch raw {
+        case "best": kernel = .best
+        case "portable": kernel = GEMMBackend.widestMulAdd
+        default:
+            guard let k = GEMMBackend(rawValue: raw) else {
+                throw NumericsError.unknownKernel(raw)
+            }
+            kernel = k
+        }
+        guard kernel.isSupported else { throw NumericsError.unsupportedKernel(kernel, features: cpuFeatures) }
+        return kernel
     }
 
-    @inline(__always)
-    static func store(_ acc: Vec, alpha: Float, beta: Float, to c: UnsafeMutablePointer<Float>) {
-        let raw = UnsafeMutableRawPointer(c)
-        if beta == 0 {
-            raw.storeBytes(of: acc * alpha, as: Vec.self)
-        } else {
-            let old = raw.loadUnaligned(as: Vec.self)
-            raw.storeBytes(of: acc * alpha + old * beta, as: Vec.self)
-        }
+    /// Throws when `METATRAIN_KERNEL` names no kernel or one this CPU cannot run; commands call it first,
+    /// so a bad setting is an error rather than a silent fallback.
+    public static func validateEnvironment() throws {
+        _ = try kernel(fromEnvironment: ProcessInfo.processInfo.environment)
     }
+}
 
-    static func kernel(
-        transposeA ta: Bool, m: Int, n: Int, k: Int, alpha: Float,
-        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
-    ) {
-        let w = Vec.scalarCount
-        let nVec = n - n % w
-        var i = 0
-        while i + 4 <= m {
-            var j = 0
-            while j < nVec {
-                var c0 = Vec(), c1 = Vec(), c2 = Vec(), c3 = Vec()
-                for q in 0..<k {
-                    let bv = UnsafeRawPointer(b + q * ldb + j).loadUnaligned(as: Vec.self)
-                    c0 += element(a, ta, lda, i, q) * bv
-                    c1 += element(a, ta, lda, i + 1, q) * bv
-                    c2 += element(a, ta, lda, i + 2, q) * bv
-                    c3 += element(a, ta, lda, i + 3, q) * bv
-                }
-                store(c0, alpha: alpha, beta: beta, to: c + i * ldc + j)
-                store(c1, alpha: alpha, beta: beta, to: c + (i + 1) * ldc + j)
-                store(c2, alpha: alpha, beta: beta, to: c + (i + 2) * ldc + j)
-                store(c3, alpha: alpha, beta: beta, to: c + (i + 3) * ldc + j)
-                j += w
-            }
-            i += 4
-        }
-        // Remaining rows (m % 4) over the vector columns.
-        while i < m {
-            var j = 0
-            while j < nVec {
-                var acc = Vec()
-                for q in 0..<k {
-                    acc += element(a, ta, lda, i, q) * UnsafeRawPointer(b + q * ldb + j).loadUnaligned(as: Vec.self)
-                }
-                store(acc, alpha: alpha, beta: beta, to: c + i * ldc + j)
-                j += w
-            }
-            i += 1
-        }
-        // Remaining columns (n % 16, e.g. the 2 actions of the output layer), scalar.
-        if nVec < n {
-            for i in 0..<m {
-                for j in nVec..<n {
-                    var s: Float = 0
-                    for q in 0..<k { s += element(a, ta, lda, i, q) * b[q * ldb + j] }
-                    c[i * ldc + j] = beta == 0 ? alpha * s : alpha * s + beta * c[i * ldc + j]
-                }
-            }
+public enum NumericsError: Error, CustomStringConvertible, Equatable {
+    case unknownKernel(String)
+    case unsupportedKernel(GEMMBackend, features: String)
+
+    public var description: String {
+        switch self {
+        case .unknownKernel(let k):
+            return "METATRAIN_KERNEL=\(k) names no kernel; use best, portable, or one of \(GEMMBackend.allCases.map(\.rawValue).joined(separator: ", "))"
+        case .unsupportedKernel(let k, let f):
+            return "METATRAIN_KERNEL=\(k.rawValue) cannot run on this CPU (features: \(f)); use best or portable"
         }
     }
 }

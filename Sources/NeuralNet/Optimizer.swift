@@ -1,3 +1,5 @@
+import CKernels
+
 /// Which optimiser the inner loop (or the meta-update) uses.
 public enum OptimizerKind: String, Sendable, Codable, CaseIterable { case sgd, adam }
 
@@ -90,33 +92,12 @@ public func clipGradientNorm(_ g: UnsafeMutablePointer<Float>, count: Int, maxNo
     return total
 }
 
-/// Adam's element-wise update in SIMD chunks (the pointers never alias, which the compiler cannot know).
+/// Adam's element-wise update: CKernels' `mt_adam_step` at the CPU's widest vector width (the same bits at
+/// any width: nothing in it is fused, and ×, +, ÷, √ are correctly rounded).
 @inline(__always)
 func adamStep(theta: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>,
               m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int,
               beta1 b1: Float, beta2 b2: Float, epsilon eps: Float, stepSize: Float, bc2Sqrt: Float) {
-    typealias V = SIMD4<Float>
-    let w = V.scalarCount
-    let t = UnsafeMutableRawPointer(theta), gr = UnsafeRawPointer(g)
-    let mr = UnsafeMutableRawPointer(m), vr = UnsafeMutableRawPointer(v)
     let inverseBc2Sqrt = 1 / bc2Sqrt  // one division per element instead of two
-    var i = 0
-    while i + w <= count {
-        let o = i * 4
-        let gi = gr.loadUnaligned(fromByteOffset: o, as: V.self)
-        let mi = b1 * mr.loadUnaligned(fromByteOffset: o, as: V.self) + (1 - b1) * gi
-        let vi = b2 * vr.loadUnaligned(fromByteOffset: o, as: V.self) + (1 - b2) * gi * gi
-        mr.storeBytes(of: mi, toByteOffset: o, as: V.self)
-        vr.storeBytes(of: vi, toByteOffset: o, as: V.self)
-        let step = stepSize * mi / (vi.squareRoot() * inverseBc2Sqrt + eps)
-        t.storeBytes(of: t.loadUnaligned(fromByteOffset: o, as: V.self) - step, toByteOffset: o, as: V.self)
-        i += w
-    }
-    while i < count {
-        let gi = g[i]
-        m[i] = b1 * m[i] + (1 - b1) * gi
-        v[i] = b2 * v[i] + (1 - b2) * gi * gi
-        theta[i] -= stepSize * m[i] / (v[i].squareRoot() * inverseBc2Sqrt + eps)
-        i += 1
-    }
+    mt_adam_step(theta, g, m, v, count, b1, b2, eps, stepSize, inverseBc2Sqrt)
 }
