@@ -68,6 +68,9 @@ public struct ClusterConfig: Sendable, Equatable {
     public var innerLoop = InnerLoopSettings()
     public var evaluation = Evaluation()
     public var security = Security()
+    /// How the run treats workers whose numerics fingerprints differ (strict: refuse them; portable: every
+    /// worker on its portable kernel; any: accept and mark the run not reproducible).
+    public var numerics: NumericsPolicy = .strict
     /// The YAML this configuration was parsed from (empty when built in code); the coordinator copies
     /// it into the run folder so `metatrain eval` can find the run's settings next to its checkpoints.
     public var sourceText = ""
@@ -175,6 +178,8 @@ public struct ClusterConfig: Sendable, Equatable {
             c.evaluation.targetReturn = try evaluation.double("target_return", 0, { $0.isFinite }, "a finite number")
         }
         try evaluation.finish()
+
+        c.numerics = try top.choice("numerics", c.numerics)
 
         try top.finish()
         c.sourceText = text

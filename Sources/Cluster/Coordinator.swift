@@ -65,13 +65,15 @@ public final class Coordinator {
     /// Sets up a fresh run in `runDirectory`, or resumes the newest valid checkpoint there.
     /// With `serve`, the coordinator stays up after the last meta-iteration to run eval requests
     /// (`metatrain eval --coordinator`) on its workers until it is stopped by a signal.
+    /// `forceNumerics`: on resume, adopt the first worker's fingerprint instead of the checkpoint's.
     public init(config: ClusterConfig, runDirectory: String, resume: Bool, forceConfig: Bool = false, serve: Bool = false,
-                context: ZMQContext, stop: StopFlag, logger: Logger) throws {
+                forceNumerics: Bool = false, context: ZMQContext, stop: StopFlag, logger: Logger) throws {
         self.config = config
         self.runDirectory = runDirectory
         self.logger = logger
         self.stop = stop
         store = CheckpointStore(runDirectory: runDirectory, keepLast: config.run.keepLast)
+        let numerics: RunNumerics
         if resume {
             let found = try store.newestValid(settings: config.meta, configHash: forceConfig ? nil : config.hash,
                                               runID: CheckpointStore.recordedRunID(runDirectory: runDirectory))
@@ -79,12 +81,17 @@ public final class Coordinator {
             logger.info("resuming \(found.record.runID) from \(found.path) (iteration \(found.record.state.iteration), θ \(parametersSHA256(found.record.state.theta).prefix(16))…)")
             runID = found.record.runID
             state = found.record.state
+            numerics = Self.resumedNumerics(found.record.numerics, policy: config.numerics, force: forceNumerics, logger: logger)
         } else {
             if !store.files().isEmpty {
                 throw CheckpointError.io(path: runDirectory, reason: "already holds checkpoints: resume it with --resume, or choose another run name or folder")
             }
             runID = "\(config.run.name)-\(String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 36))-\(getpid())"
             state = MetaState(theta: try Self.initialParameters(config), settings: config.meta)
+            numerics = RunNumerics(policy: config.numerics)
+        }
+        if numerics.policy == .any {
+            logger.warning("numerics: any — workers with other kernels or CPUs are accepted, so this run is not bit-reproducible")
         }
         lastCheckpoint = resume ? state.iteration : -1
         try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
@@ -127,9 +134,26 @@ public final class Coordinator {
         settings.backupAfterMedianMultiple = config.coordinator.backupAfterMedian > 0 ? config.coordinator.backupAfterMedian : nil
         settings.incarnation = "c\(String(UInt64(Date().timeIntervalSince1970 * 1000) % 1_000_000_007, radix: 36))"
         settings.serve = serve
-        scheduler = try Scheduler(settings: settings, startIteration: state.iteration)
+        scheduler = try Scheduler(settings: settings, startIteration: state.iteration, numerics: numerics)
         started = clock.now
         iterationStarted = started
+    }
+
+    /// The numerics a resumed run holds workers to: the checkpoint's fingerprint under the same policy, unless
+    /// `force` (then the first worker sets it anew) or the policy changed (a forced config: the old fingerprint
+    /// was of another kind).
+    static func resumedNumerics(_ saved: RunNumerics?, policy: NumericsPolicy, force: Bool, logger: Logger) -> RunNumerics {
+        guard let saved, let fingerprint = saved.fingerprint else { return RunNumerics(policy: policy) }
+        if force {
+            logger.warning("--force-numerics: not holding workers to the checkpoint's fingerprint \(fingerprint) (kernel \(saved.kernel), CPU \(saved.cpu)); the first worker sets the run's anew, so θ from here on may differ from an uninterrupted run's")
+            return RunNumerics(policy: policy)
+        }
+        guard saved.policy == policy else {
+            logger.warning("numerics changed from \(saved.policy.rawValue) to \(policy.rawValue): the first worker sets the run's fingerprint anew, so θ from here on may differ from an uninterrupted run's")
+            return RunNumerics(policy: policy)
+        }
+        logger.info("holding workers to the checkpoint's numerics (\(policy.rawValue)): fingerprint \(fingerprint), kernel \(saved.kernel), CPU \(saved.cpu)")
+        return saved
     }
 
     /// θ₀: the network for the family's tasks, initialised from the run seed.
@@ -320,7 +344,7 @@ public final class Coordinator {
         switch outbound {
         case .welcome(let id):
             message = .welcome(Welcome(runID: runID, workerID: id, heartbeatIntervalMs: config.coordinator.heartbeatIntervalMs,
-                                       liveness: config.coordinator.liveness))
+                                       liveness: config.coordinator.liveness, numerics: scheduler.numerics.policy))
         case .heartbeat: message = .heartbeat
         case .error(let e): message = .error(e)
         case .goodbye(let reason): message = .goodbye(reason: reason)
@@ -378,6 +402,9 @@ public final class Coordinator {
             "workers_declared_dead": scheduler.counters.workersDeclaredDead,
             "parameter_transfers": scheduler.counters.parameterTransfers, "backups_sent": scheduler.counters.backupsSent,
             "params_sha256": parametersSHA256(state.theta),
+            "numerics_policy": scheduler.numerics.policy.rawValue,
+            "numerics_fingerprint": scheduler.numerics.fingerprint ?? "",
+            "numerics_kernel": scheduler.numerics.kernel,
         ]
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
@@ -399,7 +426,8 @@ public final class Coordinator {
     func checkpoint() throws {
         let record = CheckpointRecord(runID: runID, algorithm: config.meta.algorithm, runSeed: config.run.seed,
                                       configHash: config.hash, state: state,
-                                      createdUnixMs: UInt64(Date().timeIntervalSince1970 * 1000))
+                                      createdUnixMs: UInt64(Date().timeIntervalSince1970 * 1000),
+                                      numerics: scheduler.numerics)
         let path = try store.write(record)
         lastCheckpoint = state.iteration
         logger.info("checkpoint \(path) (iteration \(state.iteration), θ \(parametersSHA256(state.theta).prefix(16))…)")

@@ -69,7 +69,11 @@ final class PeriodicEvaluation: @unchecked Sendable {
         let every = budget % 4 == 0 ? budget / 4 : budget
         let plan = config.evaluationPlan(every: every)
         do {
-            let report = try runMetaEvaluation(plan: plan, inits: [("meta", theta)], threads: 1)
+            // The run's kernel class, so the numbers are the ones its workers would compute.
+            let kernel: GEMMBackend = config.numerics == .portable ? .portable : .selected
+            let report = try GEMMBackend.$current.withValue(kernel) {
+                try runMetaEvaluation(plan: plan, inits: [("meta", theta)], threads: 1)
+            }
             let points = report.summary(0)
             appendLine(Data(report.json(extra: [("iteration", "\(iteration)")]).utf8), to: path)
             logger.info("\(String(format: "meta-eval iteration %d: greedy return %.1f ± %.1f before, %.1f ± %.1f after %d steps (%d held-out tasks, %.1f s)", iteration, points.first!.meanReturn, points.first!.ci95, points.last!.meanReturn, points.last!.ci95, budget, plan.tasks, report.seconds))")

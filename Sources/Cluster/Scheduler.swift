@@ -1,3 +1,4 @@
+import MetaLearning
 import Wire
 
 /// Milliseconds on the coordinator's monotonic clock; the scheduler never reads a clock itself.
@@ -224,16 +225,22 @@ public struct Scheduler<Payload> {
     /// Outstanding eval requests by number; served in number order.
     var evalRequests: [Int: EvalRequestState] = [:]
     var finishAnnounced = false
+    /// The numerics workers are held to: the policy, and the fingerprint the first accepted worker (or the
+    /// checkpoint) set. The shell writes it into every checkpoint.
+    public private(set) var numerics: RunNumerics
 
-    /// Starts at `iteration` (0 for a new run, the checkpoint's iteration on resume).
+    /// Starts at `iteration` (0 for a new run, the checkpoint's iteration on resume), holding workers to
+    /// `numerics` (a new run's policy with no fingerprint yet, or the checkpoint's).
     /// Throws for settings no run can use (they come from cluster.yaml, which validates them first).
-    public init(settings: SchedulerSettings, startIteration: Int = 0) throws {
+    public init(settings: SchedulerSettings, startIteration: Int = 0,
+                numerics: RunNumerics = RunNumerics(policy: .strict)) throws {
         guard settings.metaBatch > 0, settings.iterations >= 0, settings.liveness > 0, settings.heartbeatIntervalMs > 0,
               settings.checkpointInterval > 0, startIteration >= 0 else {
             throw ConfigError.invalidValue(path: "meta/coordinator", line: 0,
                                            reason: "cannot schedule with these settings: \(settings), start \(startIteration)")
         }
         self.settings = settings
+        self.numerics = numerics
         iteration = startIteration
         slots = Array(repeating: Slot(), count: settings.metaBatch)
         isFinished = startIteration >= settings.iterations
@@ -320,6 +327,7 @@ public struct Scheduler<Payload> {
             out.append(.send(peer, .welcome(workerID: known.id)))
             return
         }
+        guard admitNumerics(peer, hello, &out) else { return }
         if !hello.previousWorkerID.isEmpty,
            let old = workers.first(where: { $0.value.id == hello.previousWorkerID })?.key {
             out.append(.log(.info, "worker \(hello.previousWorkerID) re-registered from a new connection"))
@@ -330,8 +338,39 @@ public struct Scheduler<Payload> {
         let worker = Worker(id: "\(settings.incarnation)-w\(number)", number: number, threads: hello.threads, lastHeard: now, lastSent: now)
         workers[peer] = worker
         out.append(.send(peer, .welcome(workerID: worker.id)))
-        out.append(.log(.info, "worker \(worker.id) joined from \(hello.host) with \(hello.threads) thread(s); \(workers.count) alive"))
+        let (kernel, fingerprint) = hello.numerics.effective(under: numerics.policy)
+        out.append(.log(.info, "worker \(worker.id) joined from \(hello.host) with \(hello.threads) thread(s); \(workers.count) alive; numerics \(fingerprint) (kernel \(kernel), CPU \(hello.numerics.cpu))"))
         if isDone { out.append(.send(peer, .goodbye("run finished"))) }
+    }
+
+    /// Holds a registering worker to the run's numerics policy: under `strict` and `portable` a worker whose
+    /// fingerprint differs from the run's is refused with both fingerprints named (its slots would give other
+    /// bits, and θ would depend on which worker ran what); the first worker sets the run's fingerprint.
+    /// Under `any` every worker is accepted and a difference is logged. Returns false when refused.
+    private mutating func admitNumerics(_ peer: Peer, _ hello: Hello, _ out: inout [SchedulerCommand<Payload>]) -> Bool {
+        let (kernel, fingerprint) = hello.numerics.effective(under: numerics.policy)
+        guard let expected = numerics.fingerprint else {
+            numerics.fingerprint = fingerprint
+            numerics.kernel = kernel
+            numerics.cpu = hello.numerics.cpu
+            out.append(.log(.info, "run numerics (\(numerics.policy.rawValue)): fingerprint \(fingerprint), kernel \(kernel), CPU \(hello.numerics.cpu), set by the first worker"
+                + (numerics.policy == .any ? "; numerics: any, so the run is not bit-reproducible" : "")))
+            return true
+        }
+        guard expected != fingerprint else { return true }
+        let theirs = "fingerprint \(fingerprint) (kernel \(kernel), CPU \(hello.numerics.cpu))"
+        let run = "the run's \(expected) (kernel \(numerics.kernel), CPU \(numerics.cpu))"
+        if numerics.policy == .any {
+            out.append(.log(.warning, "worker from \(hello.host) computes other bits: \(theirs), not \(run); numerics: any, so the run is not bit-reproducible"))
+            return true
+        }
+        let advice = numerics.policy == .strict
+            ? "start the run with `numerics: portable` (every x86-64 CPU computes the same bits), run this worker with METATRAIN_KERNEL=\(numerics.kernel) if its CPU has that kernel, or resume with --force-numerics to adopt the first worker's"
+            : "a difference outside the kernels (libm, compiler or build): run workers from the same build and system libraries"
+        out.append(.send(peer, .error(ErrorReply(code: .numericsMismatch,
+                                                 message: "numerics \(numerics.policy.rawValue): this worker's \(theirs) differs from \(run); \(advice)"))))
+        out.append(.log(.warning, "refused a worker from \(hello.host): \(theirs) differs from \(run) (numerics: \(numerics.policy.rawValue))"))
+        return false
     }
 
     /// Records that `peer` spoke (any message is a heartbeat). Unknown peers are told to say hello.

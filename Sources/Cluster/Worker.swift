@@ -6,9 +6,16 @@ import Transport
 import Wire
 
 /// Work for a compute thread: a training slot with the θ it starts from, or a meta-evaluation job.
+/// Each carries the kernel its run computes on (the portable one under `numerics: portable`).
 enum Job: @unchecked Sendable {
-    case slot(Assignment, theta: ParameterVector)
-    case eval(EvalJobMessage)
+    case slot(Assignment, theta: ParameterVector, kernel: GEMMBackend)
+    case eval(EvalJobMessage, kernel: GEMMBackend)
+}
+
+/// The coordinator refused this worker for good (its numerics are not the run's): retrying cannot help.
+public struct WorkerRefused: Error, CustomStringConvertible {
+    public let reason: String
+    public var description: String { "the coordinator refused this worker: \(reason)" }
 }
 
 /// A blocking queue of jobs between the socket thread and the compute threads.
@@ -55,10 +62,13 @@ public final class Worker {
         public var curve: (serverPublicKey: String, keys: CurveKeyPair)?
         /// Testing knob: after each slot, idle (factor − 1) × its compute time, to play a slow machine.
         public var slowdownFactor = 1.0
+        /// What this worker computes with (`NumericsReport.measure()`), sent in every hello.
+        public var numerics: NumericsReport
 
-        public init(endpoint: String, threads: Int = 1) {
+        public init(endpoint: String, threads: Int = 1, numerics: NumericsReport) {
             self.endpoint = endpoint
             self.threads = threads
+            self.numerics = numerics
         }
     }
 
@@ -74,6 +84,9 @@ public final class Worker {
     var runID: String?
     var workerID = ""
     var cached: (version: Int, theta: ParameterVector)?
+    /// The kernel this run's slots and eval jobs run on: the process's, or the portable one when the
+    /// welcome says `numerics: portable`.
+    var kernel = GEMMBackend.selected
     var heartbeatIntervalMs: Int
     var liveness: Int
     var lastHeard: Tick = 0
@@ -144,8 +157,12 @@ public final class Worker {
         try socket.connect(options.endpoint)
         dealer = socket
         lastHeard = now
-        send(.hello(Hello(host: options.host, cores: ProcessInfo.processInfo.activeProcessorCount,
-                          threads: options.threads, previousWorkerID: workerID)))
+        send(.hello(hello))
+    }
+
+    var hello: Hello {
+        Hello(host: options.host, cores: ProcessInfo.processInfo.activeProcessorCount, threads: options.threads,
+              previousWorkerID: workerID, numerics: options.numerics)
     }
 
     /// Closes the connection, waits the backoff (doubling up to the maximum), and registers again.
@@ -196,19 +213,22 @@ public final class Worker {
             heartbeatIntervalMs = w.heartbeatIntervalMs
             liveness = w.liveness
             backoffMs = options.initialBackoffMs
-            logger.info("registered as \(w.workerID) in run \(w.runID)")
+            kernel = w.numerics == .portable ? .portable : .selected
+            logger.info("registered as \(w.workerID) in run \(w.runID); numerics \(w.numerics.rawValue), computing on kernel \(kernel.rawValue)")
         case .heartbeat:
             break
         case .assignment(let a):
             accept(a)
         case .evalJob(let j):
-            jobs.put(.eval(j))
+            jobs.put(.eval(j, kernel: kernel))
         case .error(let e):
             switch e.code {
             case .unknownWorker:
                 logger.info("coordinator does not know this worker (restarted?): registering again")
-                send(.hello(Hello(host: options.host, cores: ProcessInfo.processInfo.activeProcessorCount,
-                                  threads: options.threads, previousWorkerID: workerID)))
+                send(.hello(hello))
+            case .numericsMismatch:
+                logger.error("coordinator refused this worker: \(e.message)")
+                throw WorkerRefused(reason: e.message)
             case .rejected:
                 logger.error("coordinator disconnected this worker: \(e.message)")
                 try reconnect()
@@ -234,7 +254,7 @@ public final class Worker {
             send(.error(ErrorReply(code: .parametersMissing, message: "θ version \(a.parameterVersion) is not cached here", key: a.key)))
             return
         }
-        jobs.put(.slot(a, theta: cached.theta))
+        jobs.put(.slot(a, theta: cached.theta, kernel: kernel))
     }
 
     /// Starts a compute thread; it owns its own PUSH socket (sockets never cross threads).
@@ -255,10 +275,11 @@ public final class Worker {
                 let reply: Message
                 let started = Date()
                 switch job {
-                case let .slot(a, theta):
+                case let .slot(a, theta, kernel):
                     do {
-                        let outcome = try runSlot(theta: theta, task: a.task, algorithm: a.algorithm,
-                                                  settings: a.innerLoop, seed: a.seed)
+                        let outcome = try GEMMBackend.$current.withValue(kernel) {
+                            try runSlot(theta: theta, task: a.task, algorithm: a.algorithm, settings: a.innerLoop, seed: a.seed)
+                        }
                         guard outcome.update.isFinite else {
                             throw ClusterError.slotFailed("the inner loop diverged: the update holds NaN or infinity")
                         }
@@ -268,8 +289,8 @@ public final class Worker {
                         logger.error("slot \(a.key) failed: \(error)")
                         reply = .error(ErrorReply(code: .taskFailed, message: Worker.errorText(error), key: a.key))
                     }
-                case .eval(let e):
-                    reply = .evalOutcome(Self.runEval(e, logger: logger))
+                case let .eval(e, kernel):
+                    reply = .evalOutcome(GEMMBackend.$current.withValue(kernel) { Self.runEval(e, logger: logger) })
                 }
                 if slowdown > 1 { usleep(UInt32(min(Date().timeIntervalSince(started) * (slowdown - 1), 3600) * 1e6)) }
                 do { try push.send([WireCodec.encode(reply)], dontWait: false) } catch {

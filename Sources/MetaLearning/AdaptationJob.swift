@@ -103,12 +103,14 @@ public protocol AdaptationRunner {
     func run(_ jobs: [AdaptationJob]) throws -> [AdaptationOutcome]
 }
 
-/// Runs jobs on up to `threads` threads of this process.
+/// Runs jobs on up to `threads` threads of this process, on the caller's kernel (`GEMMBackend.current`).
 public struct LocalAdaptationRunner: AdaptationRunner {
     public var threads: Int
     public init(threads: Int) { self.threads = threads }
 
     public func run(_ jobs: [AdaptationJob]) throws -> [AdaptationOutcome] {
-        try parallelMap(jobs.count, threads: threads) { try jobs[$0].run() }
+        // Threads do not inherit the caller's task-local kernel: hand it over.
+        let kernel = GEMMBackend.current
+        return try parallelMap(jobs.count, threads: threads) { i in try GEMMBackend.$current.withValue(kernel) { try jobs[i].run() } }
     }
 }

@@ -367,6 +367,51 @@ void   metatrain__v1__inner_loop_config__free_unpacked
   assert(message->base.descriptor == &metatrain__v1__inner_loop_config__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   metatrain__v1__numerics__init
+                     (Metatrain__V1__Numerics         *message)
+{
+  static const Metatrain__V1__Numerics init_value = METATRAIN__V1__NUMERICS__INIT;
+  *message = init_value;
+}
+size_t metatrain__v1__numerics__get_packed_size
+                     (const Metatrain__V1__Numerics *message)
+{
+  assert(message->base.descriptor == &metatrain__v1__numerics__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t metatrain__v1__numerics__pack
+                     (const Metatrain__V1__Numerics *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &metatrain__v1__numerics__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t metatrain__v1__numerics__pack_to_buffer
+                     (const Metatrain__V1__Numerics *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &metatrain__v1__numerics__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Metatrain__V1__Numerics *
+       metatrain__v1__numerics__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Metatrain__V1__Numerics *)
+     protobuf_c_message_unpack (&metatrain__v1__numerics__descriptor,
+                                allocator, len, data);
+}
+void   metatrain__v1__numerics__free_unpacked
+                     (Metatrain__V1__Numerics *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &metatrain__v1__numerics__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   metatrain__v1__hello__init
                      (Metatrain__V1__Hello         *message)
 {
@@ -1815,7 +1860,97 @@ const ProtobufCMessageDescriptor metatrain__v1__inner_loop_config__descriptor =
   (ProtobufCMessageInit) metatrain__v1__inner_loop_config__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__hello__field_descriptors[4] =
+static const ProtobufCFieldDescriptor metatrain__v1__numerics__field_descriptors[5] =
+{
+  {
+    "kernel",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Numerics, kernel),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "fingerprint",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Numerics, fingerprint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "portable_kernel",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Numerics, portable_kernel),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "portable_fingerprint",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Numerics, portable_fingerprint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cpu",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Numerics, cpu),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned metatrain__v1__numerics__field_indices_by_name[] = {
+  4,   /* field[4] = cpu */
+  1,   /* field[1] = fingerprint */
+  0,   /* field[0] = kernel */
+  3,   /* field[3] = portable_fingerprint */
+  2,   /* field[2] = portable_kernel */
+};
+static const ProtobufCIntRange metatrain__v1__numerics__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor metatrain__v1__numerics__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "metatrain.v1.Numerics",
+  "Numerics",
+  "Metatrain__V1__Numerics",
+  "metatrain.v1",
+  sizeof(Metatrain__V1__Numerics),
+  5,
+  metatrain__v1__numerics__field_descriptors,
+  metatrain__v1__numerics__field_indices_by_name,
+  1,  metatrain__v1__numerics__number_ranges,
+  (ProtobufCMessageInit) metatrain__v1__numerics__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor metatrain__v1__hello__field_descriptors[5] =
 {
   {
     "host",
@@ -1865,17 +2000,30 @@ static const ProtobufCFieldDescriptor metatrain__v1__hello__field_descriptors[4]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "numerics",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Hello, numerics),
+    &metatrain__v1__numerics__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__hello__field_indices_by_name[] = {
   1,   /* field[1] = cores */
   0,   /* field[0] = host */
+  4,   /* field[4] = numerics */
   3,   /* field[3] = previous_worker_id */
   2,   /* field[2] = threads */
 };
 static const ProtobufCIntRange metatrain__v1__hello__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__hello__descriptor =
 {
@@ -1885,14 +2033,14 @@ const ProtobufCMessageDescriptor metatrain__v1__hello__descriptor =
   "Metatrain__V1__Hello",
   "metatrain.v1",
   sizeof(Metatrain__V1__Hello),
-  4,
+  5,
   metatrain__v1__hello__field_descriptors,
   metatrain__v1__hello__field_indices_by_name,
   1,  metatrain__v1__hello__number_ranges,
   (ProtobufCMessageInit) metatrain__v1__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__welcome__field_descriptors[4] =
+static const ProtobufCFieldDescriptor metatrain__v1__welcome__field_descriptors[5] =
 {
   {
     "run_id",
@@ -1942,17 +2090,30 @@ static const ProtobufCFieldDescriptor metatrain__v1__welcome__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "numerics",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Welcome, numerics),
+    &metatrain__v1__numerics_policy__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__welcome__field_indices_by_name[] = {
   2,   /* field[2] = heartbeat_interval_ms */
   3,   /* field[3] = liveness */
+  4,   /* field[4] = numerics */
   0,   /* field[0] = run_id */
   1,   /* field[1] = worker_id */
 };
 static const ProtobufCIntRange metatrain__v1__welcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__welcome__descriptor =
 {
@@ -1962,7 +2123,7 @@ const ProtobufCMessageDescriptor metatrain__v1__welcome__descriptor =
   "Metatrain__V1__Welcome",
   "metatrain.v1",
   sizeof(Metatrain__V1__Welcome),
-  4,
+  5,
   metatrain__v1__welcome__field_descriptors,
   metatrain__v1__welcome__field_indices_by_name,
   1,  metatrain__v1__welcome__number_ranges,
@@ -3018,7 +3179,7 @@ const ProtobufCMessageDescriptor metatrain__v1__envelope__descriptor =
   (ProtobufCMessageInit) metatrain__v1__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__checkpoint__field_descriptors[12] =
+static const ProtobufCFieldDescriptor metatrain__v1__checkpoint__field_descriptors[16] =
 {
   {
     "format_version",
@@ -3164,6 +3325,54 @@ static const ProtobufCFieldDescriptor metatrain__v1__checkpoint__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "numerics_policy",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Checkpoint, numerics_policy),
+    &metatrain__v1__numerics_policy__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "numerics_fingerprint",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Checkpoint, numerics_fingerprint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "numerics_kernel",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Checkpoint, numerics_kernel),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "numerics_cpu",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Checkpoint, numerics_cpu),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__checkpoint__field_indices_by_name[] = {
   3,   /* field[3] = algorithm */
@@ -3172,6 +3381,10 @@ static const unsigned metatrain__v1__checkpoint__field_indices_by_name[] = {
   0,   /* field[0] = format_version */
   2,   /* field[2] = iteration */
   7,   /* field[7] = meta_optimizer */
+  15,   /* field[15] = numerics_cpu */
+  13,   /* field[13] = numerics_fingerprint */
+  14,   /* field[14] = numerics_kernel */
+  12,   /* field[12] = numerics_policy */
   8,   /* field[8] = optimizer_m */
   10,   /* field[10] = optimizer_step */
   9,   /* field[9] = optimizer_v */
@@ -3182,7 +3395,7 @@ static const unsigned metatrain__v1__checkpoint__field_indices_by_name[] = {
 static const ProtobufCIntRange metatrain__v1__checkpoint__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__checkpoint__descriptor =
 {
@@ -3192,7 +3405,7 @@ const ProtobufCMessageDescriptor metatrain__v1__checkpoint__descriptor =
   "Metatrain__V1__Checkpoint",
   "metatrain.v1",
   sizeof(Metatrain__V1__Checkpoint),
-  12,
+  16,
   metatrain__v1__checkpoint__field_descriptors,
   metatrain__v1__checkpoint__field_indices_by_name,
   1,  metatrain__v1__checkpoint__number_ranges,
@@ -3291,7 +3504,39 @@ const ProtobufCEnumDescriptor metatrain__v1__loss__descriptor =
   metatrain__v1__loss__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue metatrain__v1__error_code__enum_values_by_number[8] =
+static const ProtobufCEnumValue metatrain__v1__numerics_policy__enum_values_by_number[4] =
+{
+  { "NUMERICS_UNSPECIFIED", "METATRAIN__V1__NUMERICS_POLICY__NUMERICS_UNSPECIFIED", 0 },
+  { "NUMERICS_STRICT", "METATRAIN__V1__NUMERICS_POLICY__NUMERICS_STRICT", 1 },
+  { "NUMERICS_PORTABLE", "METATRAIN__V1__NUMERICS_POLICY__NUMERICS_PORTABLE", 2 },
+  { "NUMERICS_ANY", "METATRAIN__V1__NUMERICS_POLICY__NUMERICS_ANY", 3 },
+};
+static const ProtobufCIntRange metatrain__v1__numerics_policy__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex metatrain__v1__numerics_policy__enum_values_by_name[4] =
+{
+  { "NUMERICS_ANY", 3 },
+  { "NUMERICS_PORTABLE", 2 },
+  { "NUMERICS_STRICT", 1 },
+  { "NUMERICS_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor metatrain__v1__numerics_policy__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "metatrain.v1.NumericsPolicy",
+  "NumericsPolicy",
+  "Metatrain__V1__NumericsPolicy",
+  "metatrain.v1",
+  4,
+  metatrain__v1__numerics_policy__enum_values_by_number,
+  4,
+  metatrain__v1__numerics_policy__enum_values_by_name,
+  1,
+  metatrain__v1__numerics_policy__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue metatrain__v1__error_code__enum_values_by_number[9] =
 {
   { "ERROR_UNSPECIFIED", "METATRAIN__V1__ERROR_CODE__ERROR_UNSPECIFIED", 0 },
   { "ERROR_MALFORMED", "METATRAIN__V1__ERROR_CODE__ERROR_MALFORMED", 1 },
@@ -3301,13 +3546,15 @@ static const ProtobufCEnumValue metatrain__v1__error_code__enum_values_by_number
   { "ERROR_PARAMETERS_MISSING", "METATRAIN__V1__ERROR_CODE__ERROR_PARAMETERS_MISSING", 5 },
   { "ERROR_TASK_FAILED", "METATRAIN__V1__ERROR_CODE__ERROR_TASK_FAILED", 6 },
   { "ERROR_REJECTED", "METATRAIN__V1__ERROR_CODE__ERROR_REJECTED", 7 },
+  { "ERROR_NUMERICS_MISMATCH", "METATRAIN__V1__ERROR_CODE__ERROR_NUMERICS_MISMATCH", 8 },
 };
 static const ProtobufCIntRange metatrain__v1__error_code__value_ranges[] = {
-{0, 0},{0, 8}
+{0, 0},{0, 9}
 };
-static const ProtobufCEnumValueIndex metatrain__v1__error_code__enum_values_by_name[8] =
+static const ProtobufCEnumValueIndex metatrain__v1__error_code__enum_values_by_name[9] =
 {
   { "ERROR_MALFORMED", 1 },
+  { "ERROR_NUMERICS_MISMATCH", 8 },
   { "ERROR_PARAMETERS_MISSING", 5 },
   { "ERROR_PROTOCOL_VERSION", 2 },
   { "ERROR_REJECTED", 7 },
@@ -3323,9 +3570,9 @@ const ProtobufCEnumDescriptor metatrain__v1__error_code__descriptor =
   "ErrorCode",
   "Metatrain__V1__ErrorCode",
   "metatrain.v1",
-  8,
+  9,
   metatrain__v1__error_code__enum_values_by_number,
-  8,
+  9,
   metatrain__v1__error_code__enum_values_by_name,
   1,
   metatrain__v1__error_code__value_ranges,

@@ -4,7 +4,7 @@ import MetaTrainProto
 import NeuralNet
 
 /// What a checkpoint holds (DESIGN.md invariant 6): θ, the meta-optimiser's state, the iteration,
-/// the seed and the hash of the configuration that produced them.
+/// the seed and the hash of the configuration that produced them, and the numerics the run holds workers to.
 public struct CheckpointRecord: Equatable, Sendable {
     public static let formatVersion: UInt32 = 1
     public var runID: String
@@ -13,11 +13,13 @@ public struct CheckpointRecord: Equatable, Sendable {
     public var configHash: String
     public var state: MetaState
     public var createdUnixMs: UInt64
+    /// nil in checkpoints written before numerics existed (protocol version 2).
+    public var numerics: RunNumerics?
 
     public init(runID: String, algorithm: MetaAlgorithm, runSeed: UInt64, configHash: String, state: MetaState,
-                createdUnixMs: UInt64) {
+                createdUnixMs: UInt64, numerics: RunNumerics? = nil) {
         self.runID = runID; self.algorithm = algorithm; self.runSeed = runSeed; self.configHash = configHash
-        self.state = state; self.createdUnixMs = createdUnixMs
+        self.state = state; self.createdUnixMs = createdUnixMs; self.numerics = numerics
     }
 }
 
@@ -41,6 +43,12 @@ public enum CheckpointCodec {
         }
         m.pointee.optimizer_step = UInt64(opt.step)
         m.pointee.created_unix_ms = r.createdUnixMs
+        if let n = r.numerics {
+            m.pointee.numerics_policy = WireCodec.encodeNumericsPolicy(n.policy)
+            m.pointee.numerics_fingerprint = arena.string(n.fingerprint ?? "")
+            m.pointee.numerics_kernel = arena.string(n.kernel)
+            m.pointee.numerics_cpu = arena.string(n.cpu)
+        }
         let size = metatrain__v1__checkpoint__get_packed_size(m)
         var out = [UInt8](repeating: 0, count: size)
         _ = out.withUnsafeMutableBufferPointer { metatrain__v1__checkpoint__pack(m, $0.baseAddress) }
@@ -82,11 +90,20 @@ public enum CheckpointCodec {
             optimizer.restore(m: [], v: [], step: step)
         }
         let iteration = try d.version(m.iteration, "checkpoint.iteration")
+        var numerics: RunNumerics?
+        if m.numerics_policy != METATRAIN__V1__NUMERICS_POLICY__NUMERICS_UNSPECIFIED {
+            let fingerprint = try d.string(m.numerics_fingerprint, "checkpoint.numerics_fingerprint")
+            numerics = RunNumerics(
+                policy: try d.numericsPolicy(m.numerics_policy, "checkpoint.numerics_policy"),
+                fingerprint: fingerprint.isEmpty ? nil : try d.fingerprint(m.numerics_fingerprint, "checkpoint.numerics_fingerprint"),
+                kernel: try d.string(m.numerics_kernel, "checkpoint.numerics_kernel"),
+                cpu: try d.string(m.numerics_cpu, "checkpoint.numerics_cpu"))
+        }
         return CheckpointRecord(
             runID: try d.identifier(m.run_id, "checkpoint.run_id"),
             algorithm: try d.algorithm(m.algorithm, "checkpoint.algorithm"), runSeed: m.run_seed,
             configHash: try d.string(m.config_hash, "checkpoint.config_hash"),
             state: MetaState(theta: theta, optimizer: optimizer, iteration: iteration),
-            createdUnixMs: m.created_unix_ms)
+            createdUnixMs: m.created_unix_ms, numerics: numerics)
     }
 }

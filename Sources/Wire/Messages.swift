@@ -6,7 +6,8 @@ import NeuralNet
 /// The protocol version this build speaks; every envelope carries it and a mismatch is rejected.
 /// Version 2 added the meta-evaluation messages (EvalRequest, EvalJob, EvalOutcome): a version-1
 /// worker could not run eval jobs, so it is refused at hello rather than failing them one by one.
-public let protocolVersion: UInt32 = 2
+/// Version 3 added numerics to hello and welcome: a worker without a fingerprint cannot be held to a run's.
+public let protocolVersion: UInt32 = 3
 
 /// Identifies one attempt at one slot of one meta-iteration.
 public struct SlotKey: Hashable, Comparable, Sendable, CustomStringConvertible {
@@ -32,9 +33,12 @@ public struct Hello: Equatable, Sendable {
     public var threads: Int
     /// Set when re-registering, so the coordinator can forget the old entry at once.
     public var previousWorkerID: String
+    /// What the worker computes with; the coordinator holds it to the run's `numerics` policy.
+    public var numerics: NumericsReport
 
-    public init(host: String, cores: Int, threads: Int, previousWorkerID: String = "") {
+    public init(host: String, cores: Int, threads: Int, previousWorkerID: String = "", numerics: NumericsReport) {
         self.host = host; self.cores = cores; self.threads = threads; self.previousWorkerID = previousWorkerID
+        self.numerics = numerics
     }
 }
 
@@ -44,9 +48,12 @@ public struct Welcome: Equatable, Sendable {
     public var workerID: String
     public var heartbeatIntervalMs: Int
     public var liveness: Int
+    /// `.portable`: the worker computes this run's slots and eval jobs on its portable kernel.
+    public var numerics: NumericsPolicy
 
-    public init(runID: String, workerID: String, heartbeatIntervalMs: Int, liveness: Int) {
+    public init(runID: String, workerID: String, heartbeatIntervalMs: Int, liveness: Int, numerics: NumericsPolicy) {
         self.runID = runID; self.workerID = workerID; self.heartbeatIntervalMs = heartbeatIntervalMs; self.liveness = liveness
+        self.numerics = numerics
     }
 }
 
@@ -94,6 +101,8 @@ public enum ErrorCode: Int32, Sendable, CaseIterable {
     case parametersMissing = 5
     case taskFailed = 6
     case rejected = 7
+    /// Refused at hello: the worker's numerics fingerprint is not the run's.
+    case numericsMismatch = 8
 }
 
 public struct ErrorReply: Equatable, Sendable {

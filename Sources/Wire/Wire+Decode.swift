@@ -23,8 +23,16 @@ extension WireCodec {
             guard threads >= 1 && threads <= limits.maxThreads else {
                 throw .invalidField("hello.threads", reason: "\(threads) is outside 1...\(limits.maxThreads)")
             }
+            guard let n = m.numerics?.pointee else { throw .invalidField("hello.numerics", reason: "missing") }
+            let numerics = NumericsReport(
+                kernel: try d.kernelName(n.kernel, "hello.numerics.kernel"),
+                fingerprint: try d.fingerprint(n.fingerprint, "hello.numerics.fingerprint"),
+                portableKernel: try d.kernelName(n.portable_kernel, "hello.numerics.portable_kernel"),
+                portableFingerprint: try d.fingerprint(n.portable_fingerprint, "hello.numerics.portable_fingerprint"),
+                cpu: try d.string(n.cpu, "hello.numerics.cpu"))
             return .hello(Hello(host: try d.string(m.host, "hello.host"), cores: Int(m.cores), threads: threads,
-                                previousWorkerID: try d.string(m.previous_worker_id, "hello.previous_worker_id")))
+                                previousWorkerID: try d.string(m.previous_worker_id, "hello.previous_worker_id"),
+                                numerics: numerics))
         case METATRAIN__V1__ENVELOPE__BODY_WELCOME:
             let m = e.welcome.pointee
             guard m.heartbeat_interval_ms > 0 && m.heartbeat_interval_ms <= 3_600_000 else {
@@ -35,7 +43,8 @@ extension WireCodec {
             }
             return .welcome(Welcome(runID: try d.identifier(m.run_id, "welcome.run_id"),
                                     workerID: try d.identifier(m.worker_id, "welcome.worker_id"),
-                                    heartbeatIntervalMs: Int(m.heartbeat_interval_ms), liveness: Int(m.liveness)))
+                                    heartbeatIntervalMs: Int(m.heartbeat_interval_ms), liveness: Int(m.liveness),
+                                    numerics: try d.numericsPolicy(m.numerics, "welcome.numerics")))
         case METATRAIN__V1__ENVELOPE__BODY_HEARTBEAT:
             return .heartbeat
         case METATRAIN__V1__ENVELOPE__BODY_ASSIGNMENT:
@@ -151,6 +160,33 @@ extension WireCodec {
             #endif
             if let bad = values.firstIndex(where: { !$0.isFinite }) { throw .nonFinite(field, index: bad) }
             return ParameterVector(values)
+        }
+
+        func numericsPolicy(_ p: Metatrain__V1__NumericsPolicy, _ field: String) throws(WireError) -> NumericsPolicy {
+            switch p {
+            case METATRAIN__V1__NUMERICS_POLICY__NUMERICS_STRICT: return .strict
+            case METATRAIN__V1__NUMERICS_POLICY__NUMERICS_PORTABLE: return .portable
+            case METATRAIN__V1__NUMERICS_POLICY__NUMERICS_ANY: return .any
+            default: throw .unknownEnum(field, value: Int64(p.rawValue))
+            }
+        }
+
+        /// 16 lowercase hex digits, as `NumericsFingerprint` writes them.
+        func fingerprint(_ p: UnsafeMutablePointer<CChar>?, _ field: String) throws(WireError) -> String {
+            let s = try string(p, field)
+            guard s.utf8.count == 16, s.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+                throw .invalidField(field, reason: "'\(s.prefix(32))' is not 16 hex digits")
+            }
+            return s
+        }
+
+        /// A kernel name this build knows (a worker of another build may know others: shown, not used).
+        func kernelName(_ p: UnsafeMutablePointer<CChar>?, _ field: String) throws(WireError) -> String {
+            let s = try string(p, field)
+            guard !s.isEmpty, s.utf8.count <= 32, s.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) else {
+                throw .invalidField(field, reason: "'\(s.prefix(32))' is not a kernel name")
+            }
+            return s
         }
 
         func algorithm(_ a: Metatrain__V1__Algorithm, _ field: String) throws(WireError) -> MetaAlgorithm {

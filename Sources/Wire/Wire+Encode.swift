@@ -25,6 +25,13 @@ public enum WireCodec {
             m.pointee.cores = UInt32(clamping: h.cores)
             m.pointee.threads = UInt32(clamping: h.threads)
             m.pointee.previous_worker_id = arena.string(h.previousWorkerID)
+            let n: UnsafeMutablePointer<Metatrain__V1__Numerics> = arena.message { metatrain__v1__numerics__init($0) }
+            n.pointee.kernel = arena.string(h.numerics.kernel)
+            n.pointee.fingerprint = arena.string(h.numerics.fingerprint)
+            n.pointee.portable_kernel = arena.string(h.numerics.portableKernel)
+            n.pointee.portable_fingerprint = arena.string(h.numerics.portableFingerprint)
+            n.pointee.cpu = arena.string(h.numerics.cpu)
+            m.pointee.numerics = n
             envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_HELLO
             envelope.pointee.hello = m
         case .welcome(let w):
@@ -33,6 +40,7 @@ public enum WireCodec {
             m.pointee.worker_id = arena.string(w.workerID)
             m.pointee.heartbeat_interval_ms = UInt32(clamping: w.heartbeatIntervalMs)
             m.pointee.liveness = UInt32(clamping: w.liveness)
+            m.pointee.numerics = encodeNumericsPolicy(w.numerics)
             envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_WELCOME
             envelope.pointee.welcome = m
         case .heartbeat:
@@ -162,6 +170,14 @@ public enum WireCodec {
         case .reptile: return METATRAIN__V1__ALGORITHM__ALGORITHM_REPTILE
         case .fomaml: return METATRAIN__V1__ALGORITHM__ALGORITHM_FOMAML
         case .maml: return METATRAIN__V1__ALGORITHM__ALGORITHM_MAML
+        }
+    }
+
+    static func encodeNumericsPolicy(_ p: NumericsPolicy) -> Metatrain__V1__NumericsPolicy {
+        switch p {
+        case .strict: return METATRAIN__V1__NUMERICS_POLICY__NUMERICS_STRICT
+        case .portable: return METATRAIN__V1__NUMERICS_POLICY__NUMERICS_PORTABLE
+        case .any: return METATRAIN__V1__NUMERICS_POLICY__NUMERICS_ANY
         }
     }
 

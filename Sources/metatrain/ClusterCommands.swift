@@ -52,6 +52,7 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "The cluster configuration.") var config = "cluster.yaml"
     @Option(help: "Resume the run in this folder from its newest checkpoint that verifies.") var resume: String?
     @Flag(help: "Resume even if the configuration's hash differs from the checkpoint's.") var forceConfig = false
+    @Flag(help: "Resume without holding workers to the checkpoint's numerics fingerprint: the first worker sets it anew (θ may then differ from an uninterrupted run's).") var forceNumerics = false
     @Option(help: "Run folder of a new run (default: run.run_dir/run.name).") var runDir: String?
     @Option(help: "Override coordinator.bind, e.g. tcp://127.0.0.1:* for any free port.") var bind: String?
     @Option(help: "Override meta.iterations.") var iterations: Int?
@@ -69,7 +70,7 @@ struct CoordinatorCommand: ParsableCommand {
         stop.installSignalHandlers()
         let summary = try userFacing {
             let coordinator = try Coordinator(config: cfg, runDirectory: folder, resume: resume != nil,
-                                              forceConfig: forceConfig, serve: serve, context: try ZMQContext(), stop: stop, logger: logger)
+                                              forceConfig: forceConfig, serve: serve, forceNumerics: forceNumerics, context: try ZMQContext(), stop: stop, logger: logger)
             return try coordinator.run()
         }
         print("run \(summary.runID): \(summary.iterations) meta-iterations\(summary.interrupted ? " (stopped by signal)" : ""), params_sha256 \(summary.paramsSHA256)")
@@ -96,13 +97,21 @@ struct WorkerCommand: ParsableCommand {
         let logger = try logging.bootstrap(label: "metatrain.worker")
         let stop = StopFlag()
         stop.installSignalHandlers()
-        var options = Worker.Options(endpoint: connect, threads: threads)
+        let numerics = try userFacing { try NumericsReport.measure() }
+        logger.info("numerics: kernel \(numerics.kernel) fingerprint \(numerics.fingerprint), portable kernel \(numerics.portableKernel) fingerprint \(numerics.portableFingerprint); CPU \(numerics.cpu) (\(Numerics.cpuFeatures))")
+        var options = Worker.Options(endpoint: connect, threads: threads, numerics: numerics)
         options.heartbeatIntervalMs = heartbeatIntervalMs
         options.slowdownFactor = max(slowdown, 1)
         options.curve = try curve.load()
-        try userFacing {
-            let worker = Worker(options: options, context: try ZMQContext(), stop: stop, logger: logger)
-            try worker.run()
+        do {
+            try userFacing {
+                let worker = Worker(options: options, context: try ZMQContext(), stop: stop, logger: logger)
+                try worker.run()
+            }
+        } catch {
+            // Refused for good (numerics), or another fatal error: exit without running exit handlers under a
+            // compute thread, with a status that says it failed.
+            _exit(3)
         }
         // A compute thread may be mid-slot inside OpenBLAS: leave without exit handlers (which free
         // OpenBLAS's buffers under it); the run loop has already flushed the last message.
@@ -134,7 +143,14 @@ struct CheckpointCommand: ParsableCommand {
                 }
                 return (path, try CheckpointStore.read(path: path, settings: nil))
             }
+            // Numerics: the policy and the fingerprint workers were held to; `reproducible` is false under
+            // `numerics: any`, and unknown (null) for checkpoints written before fingerprints existed.
+            let numerics = record.numerics
+            let reproducible: Any = numerics.map { $0.isReproducible } ?? NSNull()
             let info: [String: Any] = [
+                "numerics_policy": numerics?.policy.rawValue ?? "unknown (written before numerics fingerprints)",
+                "numerics_fingerprint": numerics?.fingerprint ?? "", "numerics_kernel": numerics?.kernel ?? "",
+                "numerics_cpu": numerics?.cpu ?? "", "reproducible": reproducible,
                 "path": file, "run_id": record.runID, "iteration": record.state.iteration,
                 "algorithm": record.algorithm.rawValue, "config_hash": record.configHash,
                 "parameter_count": record.state.theta.count, "params_sha256": parametersSHA256(record.state.theta),
@@ -146,6 +162,9 @@ struct CheckpointCommand: ParsableCommand {
                 print(String(decoding: data, as: UTF8.self))
             } else {
                 for key in info.keys.sorted() { print("\(key): \(info[key]!)") }
+                if numerics?.isReproducible == false {
+                    print("NOT REPRODUCIBLE: this run accepted workers whatever their numerics (numerics: any); θ depends on which worker ran which slot")
+                }
             }
         }
     }

@@ -39,6 +39,12 @@ struct Eval: ParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
+        // A `numerics: portable` run is evaluated on the portable kernel, as its workers would compute it.
+        let portable = try userFacing { try loadCheckpoint().0.numerics?.policy == .portable }
+        try GEMMBackend.$current.withValue(portable ? .portable : .selected) { try evaluate() }
+    }
+
+    func evaluate() throws {
         try userFacing {
             let (record, checkpointPath, runFolder) = try loadCheckpoint()
             let configPath = config ?? (runFolder as NSString).appendingPathComponent("config.yaml")

@@ -1,5 +1,7 @@
 import ArgumentParser
+import Foundation
 import Logging
+import NeuralNet
 
 @main
 struct MetaTrain: ParsableCommand {
@@ -8,6 +10,16 @@ struct MetaTrain: ParsableCommand {
         abstract: "Meta-trains DQN agents across a cluster: Reptile / first-order / second-order MAML over ZeroMQ workers, and measures whether it helped.",
         subcommands: [Local.self, CoordinatorCommand.self, WorkerCommand.self, CheckpointCommand.self, ConfigCommand.self, KeygenCommand.self, Train.self, Eval.self, Bench.self]
     )
+
+    /// Checks METATRAIN_KERNEL before any command computes: a kernel that does not exist, or that this CPU
+    /// cannot run, is an error rather than a silent fallback to another kernel (and other bits).
+    static func main() {
+        do { try Numerics.validateEnvironment() } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            Foundation.exit(2)
+        }
+        main(nil)
+    }
 }
 
 /// Options every cluster command shares.

@@ -78,11 +78,15 @@ enum Harness {
         let process = Process()
         let log: String
 
-        init(_ arguments: [String], log: String) throws {
+        /// `environment`: variables set on top of this process's (e.g. METATRAIN_KERNEL).
+        init(_ arguments: [String], log: String, environment: [String: String] = [:]) throws {
             self.log = log
             FileManager.default.createFile(atPath: log, contents: nil)
             process.executableURL = URL(fileURLWithPath: Harness.binary)
             process.arguments = arguments
+            if !environment.isEmpty {
+                process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            }
             let handle = FileHandle(forWritingAtPath: log)
             process.standardOutput = handle
             process.standardError = handle
@@ -119,9 +123,11 @@ enum Harness {
         return (coordinator, bound)
     }
 
-    static func worker(_ folder: String, endpoint: String, index: Int, threads: Int = 1, extra: [String] = []) throws -> Child {
+    static func worker(_ folder: String, endpoint: String, index: Int, threads: Int = 1, extra: [String] = [],
+                       environment: [String: String] = [:]) throws -> Child {
         try Child(["worker", "--connect", endpoint, "--threads", "\(threads)", "--heartbeat-interval-ms", "200"] + extra,
-                  log: (folder as NSString).appendingPathComponent("worker-\(index)-\(Date().timeIntervalSince1970).log"))
+                  log: (folder as NSString).appendingPathComponent("worker-\(index)-\(Date().timeIntervalSince1970).log"),
+                  environment: environment)
     }
 
     /// Polls `condition` every 20 ms for up to `seconds`.
@@ -152,10 +158,15 @@ enum Harness {
 
     /// params_sha256 of the run folder's newest valid checkpoint, via `metatrain checkpoint inspect --json`.
     static func finalSHA(_ folder: String) throws -> String {
+        let object = try inspect(folder)
+        return (object["params_sha256"] as? String) ?? "no sha in: \(object)"
+    }
+
+    /// `metatrain checkpoint inspect --json` of a run folder's newest valid checkpoint.
+    static func inspect(_ folder: String) throws -> [String: Any] {
         let child = try Child(["checkpoint", "inspect", folder, "--json"], log: folder + "/inspect-\(Date().timeIntervalSince1970).log")
         child.wait(seconds: 30)
         let line = child.output.split(separator: "\n").last.map(String.init) ?? ""
-        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-        return (object?["params_sha256"] as? String) ?? "no sha in: \(child.output)"
+        return (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]) ?? ["output": child.output]
     }
 }

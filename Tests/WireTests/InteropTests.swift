@@ -49,7 +49,7 @@ import Wire
         #expect((fields["values"] as? [Double])?.map { Float($0) } == theta.values)
 
         let back = folder + "/result.bin"
-        let (writeStatus, writeText) = try Self.runPython(["write", back])
+        let (writeStatus, writeText) = try Self.runPython(["write", back, "\(protocolVersion)"])
         #expect(writeStatus == 0, "\(writeText)")
         let message = try WireCodec.decode([UInt8](try Data(contentsOf: URL(fileURLWithPath: back))))
         guard case .result(let r) = message else { Issue.record("decoded \(message)"); return }

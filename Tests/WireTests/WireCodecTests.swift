@@ -30,7 +30,7 @@ import Wire
         withoutParameters.task = .tabularMDP(TabularMDPParameters(states: 6, actions: 3, horizon: 9, seed: 1 << 60))
         let messages: [Message] = [
             .hello(Hello(host: "node-7", cores: 16, threads: 4, previousWorkerID: "c1-w3")),
-            .welcome(Welcome(runID: "run-abc", workerID: "c2-w1", heartbeatIntervalMs: 500, liveness: 6)),
+            .welcome(Welcome(runID: "run-abc", workerID: "c2-w1", heartbeatIntervalMs: 500, liveness: 6, numerics: .portable)),
             .heartbeat, .assignment(Self.assignment), .assignment(withoutParameters), .result(Self.result),
             .error(ErrorReply(code: .parametersMissing, message: "θ 3 not cached", key: SlotKey(iteration: 3, slot: 2, attempt: 1))),
             .error(ErrorReply(code: .unknownWorker, message: "say hello")), .goodbye(reason: "done"),
@@ -163,7 +163,7 @@ import Wire
         rejects(.assignment(badRun), containing: "run_id")
         rejects(.hello(Hello(host: "h", cores: 1, threads: 0)), containing: "threads")
         rejects(.hello(Hello(host: String(repeating: "x", count: 5000), cores: 1, threads: 1)), containing: "too large")
-        rejects(.welcome(Welcome(runID: "r", workerID: "w", heartbeatIntervalMs: 0, liveness: 3)), containing: "heartbeat_interval_ms")
+        rejects(.welcome(Welcome(runID: "r", workerID: "w", heartbeatIntervalMs: 0, liveness: 3, numerics: .strict)), containing: "heartbeat_interval_ms")
     }
 
     @Test func tensorShapeMustMatchItsBytes() throws {

@@ -1,7 +1,7 @@
 """Second protobuf implementation for the wire interoperability test (Python's `protobuf` package).
 
   interop.py GEN_DIR read FILE    decode an Envelope written by metatrain, print its fields as JSON
-  interop.py GEN_DIR write FILE   encode a Result Envelope for metatrain to decode
+  interop.py GEN_DIR write FILE VERSION   encode a Result Envelope (protocol VERSION) for metatrain to decode
 GEN_DIR holds metatrain_pb2.py made by `protoc --python_out` from proto/metatrain.proto.
 """
 import json
@@ -27,7 +27,7 @@ if mode == "read":
         "values": list(struct.unpack("<%df" % (len(data) // 4), data)),
     }))
 elif mode == "write":
-    env = pb.Envelope(protocol_version=2)
+    env = pb.Envelope(protocol_version=int(sys.argv[4]))  # the version the Swift side speaks
     r = env.result
     r.run_id, r.iteration, r.slot, r.attempt, r.parameter_version = "py-run", 4, 1, 2, 4
     r.update.shape.append(3)

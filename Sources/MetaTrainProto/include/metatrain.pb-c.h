@@ -23,6 +23,7 @@ typedef struct Metatrain__V1__GoalNavigationTask Metatrain__V1__GoalNavigationTa
 typedef struct Metatrain__V1__TabularMDPTask Metatrain__V1__TabularMDPTask;
 typedef struct Metatrain__V1__TaskSpec Metatrain__V1__TaskSpec;
 typedef struct Metatrain__V1__InnerLoopConfig Metatrain__V1__InnerLoopConfig;
+typedef struct Metatrain__V1__Numerics Metatrain__V1__Numerics;
 typedef struct Metatrain__V1__Hello Metatrain__V1__Hello;
 typedef struct Metatrain__V1__Welcome Metatrain__V1__Welcome;
 typedef struct Metatrain__V1__Heartbeat Metatrain__V1__Heartbeat;
@@ -59,6 +60,25 @@ typedef enum _Metatrain__V1__Loss {
   METATRAIN__V1__LOSS__LOSS_MSE = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(METATRAIN__V1__LOSS)
 } Metatrain__V1__Loss;
+/*
+ * How a run treats workers whose numerics fingerprints differ (cluster.yaml `numerics`).
+ */
+typedef enum _Metatrain__V1__NumericsPolicy {
+  METATRAIN__V1__NUMERICS_POLICY__NUMERICS_UNSPECIFIED = 0,
+  /*
+   * every worker must match the run's fingerprint
+   */
+  METATRAIN__V1__NUMERICS_POLICY__NUMERICS_STRICT = 1,
+  /*
+   * every worker computes on its portable (mul-add) kernel, which must match
+   */
+  METATRAIN__V1__NUMERICS_POLICY__NUMERICS_PORTABLE = 2,
+  /*
+   * accept all; the run is not bit-reproducible
+   */
+  METATRAIN__V1__NUMERICS_POLICY__NUMERICS_ANY = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(METATRAIN__V1__NUMERICS_POLICY)
+} Metatrain__V1__NumericsPolicy;
 typedef enum _Metatrain__V1__ErrorCode {
   METATRAIN__V1__ERROR_CODE__ERROR_UNSPECIFIED = 0,
   /*
@@ -82,7 +102,11 @@ typedef enum _Metatrain__V1__ErrorCode {
   /*
    * too many bad messages: disconnected
    */
-  METATRAIN__V1__ERROR_CODE__ERROR_REJECTED = 7
+  METATRAIN__V1__ERROR_CODE__ERROR_REJECTED = 7,
+  /*
+   * refused at hello: this worker's fingerprint is not the run's
+   */
+  METATRAIN__V1__ERROR_CODE__ERROR_NUMERICS_MISMATCH = 8
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(METATRAIN__V1__ERROR_CODE)
 } Metatrain__V1__ErrorCode;
 
@@ -242,6 +266,35 @@ struct  Metatrain__V1__InnerLoopConfig
 
 
 /*
+ * What a worker computes with: a fixed workload hashed through its kernels (MetaLearning.NumericsFingerprint).
+ */
+struct  Metatrain__V1__Numerics
+{
+  ProtobufCMessage base;
+  /*
+   * the kernel it runs by default, e.g. "avx512-fma"
+   */
+  char *kernel;
+  /*
+   * 16 hex digits
+   */
+  char *fingerprint;
+  /*
+   * the mul-add kernel it runs under NUMERICS_PORTABLE, e.g. "avx512"
+   */
+  char *portable_kernel;
+  char *portable_fingerprint;
+  /*
+   * the CPU's brand string, for the log
+   */
+  char *cpu;
+};
+#define METATRAIN__V1__NUMERICS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__numerics__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
  * Worker -> coordinator: register.
  */
 struct  Metatrain__V1__Hello
@@ -257,10 +310,11 @@ struct  Metatrain__V1__Hello
    * set when re-registering: the coordinator forgets the old entry
    */
   char *previous_worker_id;
+  Metatrain__V1__Numerics *numerics;
 };
 #define METATRAIN__V1__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__hello__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, NULL }
 
 
 /*
@@ -273,10 +327,14 @@ struct  Metatrain__V1__Welcome
   char *worker_id;
   uint32_t heartbeat_interval_ms;
   uint32_t liveness;
+  /*
+   * PORTABLE: compute every slot and eval job on the portable kernel
+   */
+  Metatrain__V1__NumericsPolicy numerics;
 };
 #define METATRAIN__V1__WELCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__welcome__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, METATRAIN__V1__NUMERICS_POLICY__NUMERICS_UNSPECIFIED }
 
 
 /*
@@ -541,10 +599,20 @@ struct  Metatrain__V1__Checkpoint
   Metatrain__V1__Tensor *optimizer_v;
   uint64_t optimizer_step;
   uint64_t created_unix_ms;
+  Metatrain__V1__NumericsPolicy numerics_policy;
+  /*
+   * the run's fingerprint (empty until a worker set it, or under ANY)
+   */
+  char *numerics_fingerprint;
+  /*
+   * the kernel and CPU of the worker that set it
+   */
+  char *numerics_kernel;
+  char *numerics_cpu;
 };
 #define METATRAIN__V1__CHECKPOINT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__checkpoint__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0, METATRAIN__V1__ALGORITHM__ALGORITHM_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, NULL, METATRAIN__V1__OPTIMIZER__OPTIMIZER_UNSPECIFIED, NULL, NULL, 0, 0 }
+    , 0, (char *)protobuf_c_empty_string, 0, METATRAIN__V1__ALGORITHM__ALGORITHM_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, NULL, METATRAIN__V1__OPTIMIZER__OPTIMIZER_UNSPECIFIED, NULL, NULL, 0, 0, METATRAIN__V1__NUMERICS_POLICY__NUMERICS_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /* Metatrain__V1__Tensor methods */
@@ -698,6 +766,25 @@ Metatrain__V1__InnerLoopConfig *
                       const uint8_t       *data);
 void   metatrain__v1__inner_loop_config__free_unpacked
                      (Metatrain__V1__InnerLoopConfig *message,
+                      ProtobufCAllocator *allocator);
+/* Metatrain__V1__Numerics methods */
+void   metatrain__v1__numerics__init
+                     (Metatrain__V1__Numerics         *message);
+size_t metatrain__v1__numerics__get_packed_size
+                     (const Metatrain__V1__Numerics   *message);
+size_t metatrain__v1__numerics__pack
+                     (const Metatrain__V1__Numerics   *message,
+                      uint8_t             *out);
+size_t metatrain__v1__numerics__pack_to_buffer
+                     (const Metatrain__V1__Numerics   *message,
+                      ProtobufCBuffer     *buffer);
+Metatrain__V1__Numerics *
+       metatrain__v1__numerics__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   metatrain__v1__numerics__free_unpacked
+                     (Metatrain__V1__Numerics *message,
                       ProtobufCAllocator *allocator);
 /* Metatrain__V1__Hello methods */
 void   metatrain__v1__hello__init
@@ -972,6 +1059,9 @@ typedef void (*Metatrain__V1__TaskSpec_Closure)
 typedef void (*Metatrain__V1__InnerLoopConfig_Closure)
                  (const Metatrain__V1__InnerLoopConfig *message,
                   void *closure_data);
+typedef void (*Metatrain__V1__Numerics_Closure)
+                 (const Metatrain__V1__Numerics *message,
+                  void *closure_data);
 typedef void (*Metatrain__V1__Hello_Closure)
                  (const Metatrain__V1__Hello *message,
                   void *closure_data);
@@ -1020,6 +1110,7 @@ typedef void (*Metatrain__V1__Checkpoint_Closure)
 extern const ProtobufCEnumDescriptor    metatrain__v1__algorithm__descriptor;
 extern const ProtobufCEnumDescriptor    metatrain__v1__optimizer__descriptor;
 extern const ProtobufCEnumDescriptor    metatrain__v1__loss__descriptor;
+extern const ProtobufCEnumDescriptor    metatrain__v1__numerics_policy__descriptor;
 extern const ProtobufCEnumDescriptor    metatrain__v1__error_code__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__tensor__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__cart_pole_task__descriptor;
@@ -1029,6 +1120,7 @@ extern const ProtobufCMessageDescriptor metatrain__v1__goal_navigation_task__des
 extern const ProtobufCMessageDescriptor metatrain__v1__tabular_mdptask__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__task_spec__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__inner_loop_config__descriptor;
+extern const ProtobufCMessageDescriptor metatrain__v1__numerics__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__hello__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__welcome__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__heartbeat__descriptor;
