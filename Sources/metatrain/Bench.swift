@@ -16,20 +16,30 @@ struct Bench: ParsableCommand {
     var updates = 2_000
     @Option(help: "Env steps of the full inner-loop benchmark.")
     var adaptSteps = 20_000
-    @Option(help: "GEMM backends to compare: default, all, or one of \(GEMMBackend.allCases.map(\.rawValue)).")
+    @Option(help: "GEMM kernels to compare besides the selected one: none, all (every one this CPU runs), or a comma-separated list of \(GEMMBackend.allCases.map(\.rawValue)).")
     var backends = "all"
 
     func run() throws {
-        let chosen: [GEMMBackend]
+        let selected = GEMMBackend.selected
+        var chosen: [GEMMBackend] = [selected]
         switch backends {
-        case "default": chosen = [.default]
-        case "all": chosen = GEMMBackend.allCases
+        case "none", "default": break
+        case "all": chosen += GEMMBackend.allCases.filter { $0 != selected && $0.isSupported }
         default:
-            guard let b = GEMMBackend(rawValue: backends) else { throw ValidationError("unknown backend '\(backends)'") }
-            chosen = [b]
+            for name in backends.split(separator: ",") {
+                guard let b = GEMMBackend(rawValue: String(name)) else { throw ValidationError("unknown kernel '\(name)'") }
+                guard b.isSupported else { throw ValidationError("kernel '\(name)' cannot run on this CPU (\(Numerics.cpuFeatures))") }
+                if b != selected { chosen.append(b) }
+            }
         }
+        // What the unsuffixed lines ran on: the kernel (from cpuid, or METATRAIN_KERNEL) and the CPU.
+        emitText("kernel", selected.rawValue, "name")
+        emitText("kernel.arithmetic", selected.arithmetic.rawValue, "name")
+        emitText("kernel.portable", GEMMBackend.portable.rawValue, "name")
+        emitText("cpu", Numerics.cpuModel, "model")
+        emitText("cpu.features", Numerics.cpuFeatures, "names")
         for backend in chosen {
-            let suffix = backend == .default ? "" : ".\(backend.rawValue)"
+            let suffix = backend == selected ? "" : ".\(backend.rawValue)"
             for (hidden, batch) in [(64, 64), (256, 256)] {
                 emit("update.h\(hidden).b\(batch)\(suffix)", try updatesPerSecond(hidden: hidden, batch: batch, backend: backend), "updates/s")
             }
@@ -57,6 +67,11 @@ struct Bench: ParsableCommand {
         _ = try runSlot(theta: theta, task: task, algorithm: algorithm, settings: settings, seed: 1)
         let runs = 3
         return time { for i in 0..<runs { _ = try? runSlot(theta: theta, task: task, algorithm: algorithm, settings: settings, seed: UInt64(i + 2)) } } / Double(runs)
+    }
+
+    func emitText(_ name: String, _ value: String, _ unit: String) {
+        let escaped = value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        print("{\"name\": \"\(name)\", \"value\": \"\(escaped)\", \"unit\": \"\(unit)\"}")
     }
 
     func emit(_ name: String, _ value: Double, _ unit: String) {
