@@ -34,7 +34,7 @@ public struct NumericsFingerprint: Sendable, Equatable, CustomStringConvertible 
             let mlp = try makeNetwork(for: task, config: config, backend: kernel)
             var rng = SeededRNG(seed: 0x6e75_6d65_7269_6373 &+ UInt64(index))
             let theta = mlp.initialParameters(using: &rng)
-            let adapted = try adapt(initial: theta, task: task, budget: index == 0 ? 400 : 200, seed: 17 &+ UInt64(index),
+            let adapted = try adapt(initial: theta, task: task, budget: index == 0 ? 300 : 150, seed: 17 &+ UInt64(index),
                                     config: config, backend: kernel)
             hasher.add(adapted.parameters.values)
             for r in adapted.episodeReturns { hasher.add(r) }
