@@ -32,7 +32,18 @@ public struct ClusterConfig: Sendable, Equatable {
         /// A slot running longer than this multiple of the median slot time is also given to an idle
         /// worker (a backup task); 0 turns backups off.
         public var backupAfterMedian = 2.0
+        /// The longest a worker may hold one slot before it is taken back and run elsewhere, heartbeats or not
+        /// (once slots have completed, 4× the median completion time applies below it); nil: derived from the
+        /// inner loop's budget (`defaultSlotTimeoutMs`).
+        public var slotTimeoutMs: Int?
+        /// The same for one eval job.
+        public var evalTimeoutMs = 3_600_000
     }
+
+    /// 10 ms per env step of a slot (50–200× what a release build needs) plus a minute: a slot this late is
+    /// not slow, it is stuck.
+    public var defaultSlotTimeoutMs: Int { (innerLoop.budget + innerLoop.querySteps) * 10 + 60_000 }
+    public var slotTimeoutMs: Int { coordinator.slotTimeoutMs ?? defaultSlotTimeoutMs }
 
     public struct WorkerHost: Sendable, Equatable {
         public var host: String
@@ -123,6 +134,10 @@ public struct ClusterConfig: Sendable, Equatable {
         c.coordinator.maxMessageBytes = try co.int("max_message_bytes", c.coordinator.maxMessageBytes, 1024...(2 << 30))
         c.coordinator.backupAfterMedian = try co.double("backup_after_median", c.coordinator.backupAfterMedian,
                                                         { $0 == 0 || $0 >= 1 }, "0 (off) or ≥ 1")
+        if co.node("slot_timeout_ms") != nil {
+            c.coordinator.slotTimeoutMs = try co.int("slot_timeout_ms", 0, 100...86_400_000)
+        }
+        c.coordinator.evalTimeoutMs = try co.int("eval_timeout_ms", c.coordinator.evalTimeoutMs, 100...86_400_000)
         try co.finish()
 
         if let hosts = top.sequence("workers") {

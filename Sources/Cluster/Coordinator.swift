@@ -134,6 +134,8 @@ public final class Coordinator {
         settings.backupAfterMedianMultiple = config.coordinator.backupAfterMedian > 0 ? config.coordinator.backupAfterMedian : nil
         settings.incarnation = "c\(String(UInt64(Date().timeIntervalSince1970 * 1000) % 1_000_000_007, radix: 36))"
         settings.serve = serve
+        settings.slotTimeoutMs = Int64(config.slotTimeoutMs)
+        settings.evalTimeoutMs = Int64(config.coordinator.evalTimeoutMs)
         scheduler = try Scheduler(settings: settings, startIteration: state.iteration, numerics: numerics)
         started = clock.now
         iterationStarted = started
@@ -245,7 +247,7 @@ public final class Coordinator {
     func event(_ peer: Peer, _ message: Message) -> SchedulerEvent<SlotPayload> {
         switch message {
         case .hello(let h): return .hello(peer, h)
-        case .heartbeat: return .heartbeat(peer)
+        case .heartbeat(let envSteps): return .heartbeat(peer, envSteps: envSteps)
         case .goodbye: return .goodbye(peer)
         case .result(let r):
             guard r.update.count == state.theta.count else {
@@ -345,7 +347,7 @@ public final class Coordinator {
         case .welcome(let id):
             message = .welcome(Welcome(runID: runID, workerID: id, heartbeatIntervalMs: config.coordinator.heartbeatIntervalMs,
                                        liveness: config.coordinator.liveness, numerics: scheduler.numerics.policy))
-        case .heartbeat: message = .heartbeat
+        case .heartbeat: message = .heartbeat(envSteps: 0)
         case .error(let e): message = .error(e)
         case .goodbye(let reason): message = .goodbye(reason: reason)
         case .evalJob(let key):

@@ -140,7 +140,7 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
                     throw ClusterError.aborted("no coordinator answered at \(options.endpoint) for \(options.unreachableTimeoutMs / 1000) s, with \(missing) of \(jobs.count) eval jobs missing")
                 }
                 if ms(now - lastSent) >= heartbeatMs {
-                    try? socket.send([WireCodec.encode(.heartbeat)])
+                    try? socket.send([WireCodec.encode(.heartbeat(envSteps: 0))])
                     lastSent = now
                 }
                 if ms(now - lastReport) >= 30_000 {

@@ -47,6 +47,17 @@ public struct SchedulerSettings: Sendable, Equatable {
     /// An eval job running longer than this multiple of its request's median job time is also given to
     /// an idle worker (once); the first outcome wins. It also rescues a job whose message was lost.
     public var evalBackupAfterMedianMultiple: Double? = 4
+    /// Liveness of work, not only of heartbeats: an attempt held longer than its deadline is taken back (the
+    /// slot or eval job runs elsewhere), and its holder gets no new work until it delivers. The deadline is
+    /// `timeoutMedianMultiple` × the median completion time once one completion is known (never below
+    /// `minimumTimeoutMs`), and `slotTimeoutMs` before that and at most (cluster.yaml `slot_timeout_ms`;
+    /// eval requests bring their own ceiling).
+    public var slotTimeoutMs: Int64 = 600_000
+    public var evalTimeoutMs: Int64 = 3_600_000
+    public var timeoutMedianMultiple: Double = 4
+    public var minimumTimeoutMs: Int64 = 1_000
+    /// Deadlines a worker may miss in a row, without delivering anything in between, before it is disconnected.
+    public var maxTimeouts = 3
 
     public init(runID: String, iterations: Int, metaBatch: Int, heartbeatIntervalMs: Int, liveness: Int,
                 checkpointInterval: Int) {
@@ -62,7 +73,8 @@ public struct SchedulerSettings: Sendable, Equatable {
 /// What happened, as the shell reports it to the scheduler.
 public enum SchedulerEvent<Payload> {
     case hello(Peer, Hello)
-    case heartbeat(Peer)
+    /// Any message from `peer`; a worker's heartbeat carries its env-step total (nil: none reported).
+    case heartbeat(Peer, envSteps: UInt64? = nil)
     /// A decoded, validated result whose payload the shell has checked against θ's size.
     case result(Peer, runID: String, key: SlotKey, parameterVersion: Int, payload: Payload)
     case goodbye(Peer)
@@ -127,6 +139,8 @@ public struct SchedulerCounters: Sendable, Equatable {
     public var requeued = 0
     public var workersDeclaredDead = 0
     public var workersDisconnected = 0
+    /// Attempts (slots and eval jobs) taken back from a live holder past their deadline.
+    public var attemptsTimedOut = 0
     public var assignmentsSent = 0
     public var parameterTransfers = 0
     public var backupsSent = 0
@@ -177,6 +191,17 @@ public struct Scheduler<Payload> {
         /// Eval job attempts this worker is computing; they share its threads with slots.
         var evalRunning: [EvalKey] = []
         var load: Int { running.count + evalRunning.count }
+        /// When each attempt it holds was handed to it (slots and eval jobs), for the deadline.
+        var heldSince: [SlotKey: Tick] = [:]
+        var evalHeldSince: [EvalKey: Tick] = [:]
+        /// The env-step total its heartbeats report, and when it last moved.
+        var envSteps: UInt64 = 0
+        var envStepsMovedAt: Tick
+        /// Deadlines missed since it last delivered; while > 0 it is suspected and gets no new work.
+        var timeouts = 0
+        var suspected: Bool { timeouts > 0 }
+        /// A free thread, and in good standing: a suspected worker gets nothing new until it delivers.
+        var canTakeWork: Bool { load < threads && !suspected }
     }
 
     /// A peer that submitted eval requests (`metatrain eval --coordinator`): not a worker, gets no slots.
@@ -219,7 +244,7 @@ public struct Scheduler<Payload> {
     var slots: [Slot]
     var workers: [Peer: Worker] = [:]
     var nextWorkerNumber = 1
-    /// Durations of recently completed slots (assignment to first result), for the backup rule.
+    /// Durations of recently completed slot attempts (hand-out to result), for the backup rule and deadlines.
     var slotDurations: [Tick] = []
     var clients: [Peer: Client] = [:]
     /// Outstanding eval requests by number; served in number order.
@@ -263,9 +288,13 @@ public struct Scheduler<Payload> {
         switch event {
         case let .hello(peer, hello):
             register(peer, hello, now: now, &out)
-        case .heartbeat(let peer):
+        case let .heartbeat(peer, envSteps):
             if clients[peer] != nil { clients[peer]!.lastHeard = now; break }
             guard touch(peer, now: now, &out) else { break }
+            if let envSteps, envSteps != workers[peer]!.envSteps {
+                workers[peer]!.envSteps = envSteps
+                workers[peer]!.envStepsMovedAt = now
+            }
         case let .result(peer, runID, key, version, payload):
             guard touch(peer, now: now, &out) else { break }
             accept(peer, runID: runID, key: key, version: version, payload: payload, &out)
@@ -280,11 +309,13 @@ public struct Scheduler<Payload> {
             }
         case let .parametersMissing(peer, key):
             guard touch(peer, now: now, &out) else { break }
+            workers[peer]!.timeouts = 0
             workers[peer]!.knownVersion = nil
             release(peer, key, requeue: true)
             out.append(.log(.info, "worker \(workers[peer]!.id) lacks θ version for \(key); resending with parameters"))
         case let .taskFailed(peer, key, reason):
             guard touch(peer, now: now, &out) else { break }
+            workers[peer]!.timeouts = 0
             release(peer, key, requeue: true)
             out.append(.log(.error, "worker \(workers[peer]!.id) failed \(key): \(reason)"))
             warnIfFailingRepeatedly(key, reason, &out)
@@ -304,6 +335,7 @@ public struct Scheduler<Payload> {
             failEval(peer, key, reason, &out)
         case .tick:
             expire(now: now, &out)
+            reclaimOverdue(now: now, &out)
             heartbeat(now: now, &out)
         }
         assign(now: now, &out)
@@ -335,7 +367,8 @@ public struct Scheduler<Payload> {
         }
         let number = nextWorkerNumber
         nextWorkerNumber += 1
-        let worker = Worker(id: "\(settings.incarnation)-w\(number)", number: number, threads: hello.threads, lastHeard: now, lastSent: now)
+        let worker = Worker(id: "\(settings.incarnation)-w\(number)", number: number, threads: hello.threads, lastHeard: now,
+                            lastSent: now, envStepsMovedAt: now)
         workers[peer] = worker
         out.append(.send(peer, .welcome(workerID: worker.id)))
         let (kernel, fingerprint) = hello.numerics.effective(under: numerics.policy)
@@ -463,6 +496,7 @@ public struct Scheduler<Payload> {
     /// Frees `peer`'s capacity for `key`; with `requeue`, the slot is pending again unless done or running elsewhere.
     private mutating func release(_ peer: Peer, _ key: SlotKey, requeue: Bool) {
         workers[peer]?.running.removeAll { $0 == key }
+        workers[peer]?.heldSince[key] = nil
         guard requeue, key.iteration == iteration, key.slot < slots.count else { return }
         if case .running = slots[key.slot].status, !isRunningElsewhere(key.slot) {
             slots[key.slot].status = .pending
@@ -474,17 +508,22 @@ public struct Scheduler<Payload> {
 
     private mutating func accept(_ peer: Peer, runID: String, key: SlotKey, version: Int, payload: Payload,
                                  _ out: inout [SchedulerCommand<Payload>]) {
+        let heldSince = workers[peer]?.heldSince[key]
+        // Every refusal below leaves the slot held elsewhere or pending again (release with requeue), never
+        // nowhere: a sender that loses its claim to a slot it held must not strand it.
         guard runID == settings.runID else {
             out.append(.send(peer, .error(ErrorReply(code: .wrongRun, message: "this coordinator runs \(settings.runID), not \(runID)", key: key))))
-            workers[peer]?.running.removeAll { $0 == key }
+            release(peer, key, requeue: true)
             return
         }
-        workers[peer]?.running.removeAll { $0 == key }
+        workers[peer]?.timeouts = 0
         guard key.iteration == iteration, version == iteration, !isFinished else {
+            release(peer, key, requeue: true)
             counters.staleDropped += 1
             out.append(.log(.debug, "dropped stale result for \(key) (θ version \(version)); running iteration \(iteration)"))
             return
         }
+        release(peer, key, requeue: false)
         guard key.slot >= 0 && key.slot < slots.count else {
             strike(peer, "result names slot \(key.slot); iterations have \(slots.count) slots", now: workers[peer]?.lastHeard ?? 0, &out)
             return
@@ -494,7 +533,9 @@ public struct Scheduler<Payload> {
             out.append(.log(.debug, "dropped duplicate result for \(key)"))
             return
         }
-        if let started = slots[key.slot].startedAt, let now = workers[peer]?.lastHeard {
+        // How long computing a slot takes: this attempt's own time, from its hand-out to its result (time lost
+        // to dead or stuck holders before it would inflate the median, and every deadline with it).
+        if let started = heldSince, let now = workers[peer]?.lastHeard {
             slotDurations.append(now - started)
             if slotDurations.count > 256 { slotDurations.removeFirst(slotDurations.count - 256) }
         }
@@ -549,8 +590,9 @@ public struct Scheduler<Payload> {
             guard case .running = slots[slot].status, slots[slot].backups == 0,
                   let started = slots[slot].startedAt, now - started > limit else { continue }
             let busy = Set(workers.filter { $0.value.running.contains { $0.iteration == iteration && $0.slot == slot } }.map(\.key))
+            // No candidate for this straggler (its holders are the only free ones) does not mean none for the next.
             guard let (peer, _) = workers.sorted(by: { $0.value.number < $1.value.number })
-                .first(where: { !busy.contains($0.key) && $0.value.load < $0.value.threads }) else { return }
+                .first(where: { !busy.contains($0.key) && $0.value.canTakeWork }) else { continue }
             slots[slot].backups += 1
             counters.backupsSent += 1
             out.append(.log(.info, "slot \(slot) has run \(now - started) ms (median \(median) ms): backup copy to \(workers[peer]!.id)"))
@@ -569,6 +611,7 @@ public struct Scheduler<Payload> {
         let includeParameters = worker.knownVersion != iteration
         worker.knownVersion = iteration
         worker.running.append(key)
+        worker.heldSince[key] = now
         worker.lastSent = now
         workers[peer] = worker
         counters.assignmentsSent += 1
@@ -586,7 +629,7 @@ public struct Scheduler<Payload> {
                 assignBackups(now: now, &out)
             } else {
                 for (peer, _) in workers.sorted(by: { $0.value.number < $1.value.number }) {
-                    while let slot = pending.first, let worker = workers[peer], worker.load < worker.threads {
+                    while let slot = pending.first, let worker = workers[peer], worker.canTakeWork {
                         pending.removeFirst()
                         out.append(dispatch(slot, to: peer, now: now))
                     }
@@ -596,6 +639,75 @@ public struct Scheduler<Payload> {
             }
         }
         assignEval(now: now, &out)
+    }
+
+    // MARK: - Liveness of work
+
+    /// How long an attempt may be held: `timeoutMedianMultiple` × the median completion time once there is one
+    /// (the upper median, so one sample at iteration 0 is enough), never below `minimumTimeoutMs` and never above
+    /// `ceiling`; the ceiling alone before any completion.
+    func deadline(durations: [Tick], ceiling: Tick) -> Tick {
+        guard !durations.isEmpty else { return ceiling }
+        let median = durations.sorted()[durations.count / 2]
+        return min(ceiling, max(settings.minimumTimeoutMs, Tick(Double(median) * settings.timeoutMedianMultiple)))
+    }
+
+    /// The current deadline of a training slot attempt.
+    public var slotDeadline: Tick { deadline(durations: slotDurations, ceiling: settings.slotTimeoutMs) }
+
+    /// Takes back every attempt held past its deadline, however alive its holder's heartbeats are: the slot (or
+    /// eval job) runs elsewhere, and the holder is suspected — no new work until it delivers something. A
+    /// suspected worker whose env-step count (from its heartbeats) has not moved for `maxTimeouts` deadlines is
+    /// stuck, not slow, and is disconnected with the reason; a slow one that still computes is kept.
+    private mutating func reclaimOverdue(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        let slotLimit = slotDeadline
+        for (peer, worker) in workers.sorted(by: { $0.value.number < $1.value.number }) {
+            var missed: [String] = []
+            for (key, since) in worker.heldSince.sorted(by: { $0.key < $1.key }) where now - since > slotLimit {
+                release(peer, key, requeue: true)
+                if key.iteration == iteration { missed.append("slot \(key.slot) of iteration \(key.iteration) (held \(now - since) ms)") }
+            }
+            for (key, since) in worker.evalHeldSince.sorted(by: { $0.key < $1.key }) {
+                guard let request = evalRequests[key.request] else { unholdEval(peer, key); continue }
+                guard now - since > deadline(durations: request.durations, ceiling: settings.evalTimeoutMs) else { continue }
+                unholdEval(peer, key)
+                requeueEval(key)
+                missed.append("eval job \(key.job) of request \(key.request) (held \(now - since) ms)")
+            }
+            if !missed.isEmpty {
+                counters.attemptsTimedOut += missed.count
+                workers[peer]!.timeouts += missed.count
+                let still = now - worker.envStepsMovedAt
+                let state = still > slotLimit
+                    ? "looks stuck: its env-step count (\(worker.envSteps)) has not moved for \(still) ms"
+                    : "is computing but slow: its env-step count moved \(still) ms ago (\(worker.envSteps))"
+                out.append(.log(.warning, "worker \(worker.id) held \(missed.joined(separator: ", ")) past the deadline (\(slotLimit) ms) and \(state): taken back; it gets no new work until it delivers"))
+            }
+            let stuckFor = now - workers[peer]!.envStepsMovedAt
+            if workers[peer]!.suspected, stuckFor > Tick(settings.maxTimeouts) * slotLimit {
+                let reason = "no result for work past its deadline and no progress (env steps) for \(stuckFor) ms: disconnected"
+                out.append(.send(peer, .error(ErrorReply(code: .rejected, message: reason))))
+                out.append(.log(.warning, "worker \(worker.id) \(reason)"))
+                counters.workersDisconnected += 1
+                drop(peer, &out)
+            }
+        }
+    }
+
+    /// Forgets that `peer` holds eval attempt `key` (it delivered, failed, or lost it).
+    private mutating func unholdEval(_ peer: Peer, _ key: EvalKey) {
+        workers[peer]?.evalRunning.removeAll { $0 == key }
+        workers[peer]?.evalHeldSince[key] = nil
+    }
+
+    /// The current iteration's slots that are neither done, pending, nor held by a live worker: always
+    /// empty (the fault simulation checks it after every step; a refused result must never strand a slot).
+    public var strandedSlots: [Int] {
+        guard !isFinished else { return [] }
+        return slots.indices.filter { slot in
+            guard case .running = slots[slot].status else { return false }
+            return !isRunningElsewhere(slot)
+        }
     }
 
     // MARK: - Eval jobs
@@ -630,7 +742,8 @@ public struct Scheduler<Payload> {
     }
 
     private mutating func acceptEval(_ peer: Peer, _ key: EvalKey, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
-        workers[peer]?.evalRunning.removeAll { $0 == key }
+        unholdEval(peer, key)
+        workers[peer]?.timeouts = 0
         guard var request = evalRequests[key.request], let job = request.jobs[key.job], job.status != .done else {
             counters.evalDuplicatesDropped += 1
             out.append(.log(.debug, "dropped an outcome for \(key): already in, or its request is gone"))
@@ -654,7 +767,8 @@ public struct Scheduler<Payload> {
     }
 
     private mutating func failEval(_ peer: Peer, _ key: EvalKey, _ reason: String, _ out: inout [SchedulerCommand<Payload>]) {
-        workers[peer]?.evalRunning.removeAll { $0 == key }
+        unholdEval(peer, key)
+        workers[peer]?.timeouts = 0
         guard let request = evalRequests[key.request], let job = request.jobs[key.job], job.status != .done else { return }
         out.append(.log(.error, "worker \(workers[peer]?.id ?? "\(peer)") failed \(key): \(reason)"))
         evalRequests[key.request]!.jobs[key.job]!.failures += 1
@@ -704,7 +818,7 @@ public struct Scheduler<Payload> {
     /// median (`evalBackupAfterMedianMultiple`), on a worker not already running it.
     private mutating func assignEval(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         guard !evalRequests.isEmpty else { return }
-        var free = workers.sorted(by: { $0.value.number < $1.value.number }).map(\.key).filter { workers[$0]!.load < workers[$0]!.threads }
+        var free = workers.sorted(by: { $0.value.number < $1.value.number }).map(\.key).filter { workers[$0]!.canTakeWork }
         guard !free.isEmpty else { return }
         let numbers = evalRequests.keys.sorted()
         for number in numbers {
@@ -743,6 +857,7 @@ public struct Scheduler<Payload> {
         if job.startedAt == nil { job.startedAt = now }
         evalRequests[number]!.jobs[index] = job
         workers[peer]!.evalRunning.append(key)
+        workers[peer]!.evalHeldSince[key] = now
         workers[peer]!.lastSent = now
         counters.evalJobsSent += 1
         out.append(.send(peer, .evalJob(key)))

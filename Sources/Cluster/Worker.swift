@@ -12,6 +12,15 @@ enum Job: @unchecked Sendable {
     case eval(EvalJobMessage, kernel: GEMMBackend)
 }
 
+/// A total several threads add to: env steps the compute threads have taken (for heartbeats: the coordinator
+/// tells a slow worker, whose count moves, from a stuck one), jobs started.
+final class SharedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var total: UInt64 = 0
+    func add(_ steps: Int) { lock.lock(); total &+= UInt64(max(steps, 0)); lock.unlock() }
+    var value: UInt64 { lock.lock(); defer { lock.unlock() }; return total }
+}
+
 /// The coordinator refused this worker for good (its numerics are not the run's): retrying cannot help.
 public struct WorkerRefused: Error, CustomStringConvertible {
     public let reason: String
@@ -62,6 +71,9 @@ public final class Worker {
         public var curve: (serverPublicKey: String, keys: CurveKeyPair)?
         /// Testing knob: after each slot, idle (factor − 1) × its compute time, to play a slow machine.
         public var slowdownFactor = 1.0
+        /// Testing knob: after this many jobs, compute threads hang for good (a stuck driver, a deadlock) while
+        /// the socket thread keeps heartbeating, to test that liveness of work does not rest on heartbeats.
+        public var hangAfterJobs: Int?
         /// What this worker computes with (`NumericsReport.measure()`), sent in every hello.
         public var numerics: NumericsReport
 
@@ -77,6 +89,8 @@ public final class Worker {
     let stop: StopFlag
     let logger: Logger
     let jobs = JobQueue()
+    let envSteps = SharedCounter()
+    let jobsStarted = SharedCounter()
     let resultsEndpoint: String
     let clock = ContinuousClock()
     let started: ContinuousClock.Instant
@@ -142,7 +156,7 @@ public final class Worker {
                     if try !handle(frames) { return }
                 }
             }
-            if now - lastSent >= Tick(heartbeatIntervalMs) { send(.heartbeat) }
+            if now - lastSent >= Tick(heartbeatIntervalMs) { send(.heartbeat(envSteps: envSteps.value)) }
             if now - lastHeard > Tick(heartbeatIntervalMs * liveness) {
                 logger.warning("coordinator silent for \(now - lastHeard) ms: reconnecting in \(backoffMs) ms")
                 try reconnect()
@@ -260,7 +274,8 @@ public final class Worker {
     /// Starts a compute thread; it owns its own PUSH socket (sockets never cross threads).
     func startComputeThread(_ index: Int) {
         let jobs = self.jobs, logger = self.logger, context = self.context, endpoint = resultsEndpoint
-        let slowdown = options.slowdownFactor
+        let slowdown = options.slowdownFactor, hangAfter = options.hangAfterJobs, counter = envSteps
+        let jobsStarted = self.jobsStarted
         let thread = Thread {
             let push: ZMQSocket
             do {
@@ -272,13 +287,21 @@ public final class Worker {
                 return
             }
             while let job = jobs.take() {
+                if let hangAfter, jobsStarted.value >= UInt64(hangAfter) {
+                    logger.warning("test switch --test-hang-after \(hangAfter): compute thread \(index) hangs for good")
+                    while true { sleep(3600) }
+                }
+                jobsStarted.add(1)
                 let reply: Message
                 let started = Date()
+                var reported = 0
+                let progress: (Int) -> Void = { step in counter.add(step - reported); reported = step }
                 switch job {
                 case let .slot(a, theta, kernel):
                     do {
                         let outcome = try GEMMBackend.$current.withValue(kernel) {
-                            try runSlot(theta: theta, task: a.task, algorithm: a.algorithm, settings: a.innerLoop, seed: a.seed)
+                            try runSlot(theta: theta, task: a.task, algorithm: a.algorithm, settings: a.innerLoop, seed: a.seed,
+                                        progress: progress)
                         }
                         guard outcome.update.isFinite else {
                             throw ClusterError.slotFailed("the inner loop diverged: the update holds NaN or infinity")
@@ -290,7 +313,7 @@ public final class Worker {
                         reply = .error(ErrorReply(code: .taskFailed, message: Worker.errorText(error), key: a.key))
                     }
                 case let .eval(e, kernel):
-                    reply = .evalOutcome(GEMMBackend.$current.withValue(kernel) { Self.runEval(e, logger: logger) })
+                    reply = .evalOutcome(GEMMBackend.$current.withValue(kernel) { Self.runEval(e, logger: logger, progress: progress) })
                 }
                 if slowdown > 1 { usleep(UInt32(min(Date().timeIntervalSince(started) * (slowdown - 1), 3600) * 1e6)) }
                 do { try push.send([WireCodec.encode(reply)], dontWait: false) } catch {
@@ -307,9 +330,9 @@ public final class Worker {
 extension Worker {
     /// Runs one eval job; a failure (a diverged adaptation included) comes back as an outcome with the
     /// error, for the coordinator to retry elsewhere.
-    static func runEval(_ e: EvalJobMessage, logger: Logger) -> EvalOutcome {
+    static func runEval(_ e: EvalJobMessage, logger: Logger, progress: ((Int) -> Void)? = nil) -> EvalOutcome {
         do {
-            return EvalOutcome(key: e.key, outcome: try e.job.run())
+            return EvalOutcome(key: e.key, outcome: try e.job.run(progress: progress))
         } catch {
             logger.error("\(e.key) failed: \(error)")
             return EvalOutcome(key: e.key, outcome: AdaptationOutcome(returns: [], final: nil), error: errorText(error))

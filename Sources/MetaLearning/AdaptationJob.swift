@@ -51,22 +51,26 @@ public struct AdaptationJob: Sendable, Equatable {
 
     /// Runs the adaptation and scores its snapshots; throws when it diverged (NaN or infinity in the
     /// returns or the parameters), the same on local threads as on a worker.
-    public func run() throws -> AdaptationOutcome {
-        let outcome = try unchecked()
+    /// - Parameter progress: called with the env steps taken so far after each finished adaptation episode
+    ///   (a worker's liveness report; it changes nothing computed).
+    public func run(progress: ((Int) -> Void)? = nil) throws -> AdaptationOutcome {
+        let outcome = try unchecked(progress)
         guard outcome.returns.allSatisfy(\.isFinite), outcome.final?.isFinite ?? true else {
             throw EvaluationError.invalid("the adaptation diverged on \(task.kindName): NaN or infinity in its returns or parameters")
         }
         return outcome
     }
 
-    private func unchecked() throws -> AdaptationOutcome {
+    private func unchecked(_ progress: ((Int) -> Void)?) throws -> AdaptationOutcome {
+        let episodeDone: ((Int, Double) -> Void)? = progress.map { report in { step, _ in report(step) } }
         if episodes == 0 {
-            let final = try adapt(initial: initial, task: task, budget: budget, seed: seed, config: dqn).parameters
+            let final = try adapt(initial: initial, task: task, budget: budget, seed: seed, config: dqn,
+                                  progress: episodeDone).parameters
             return AdaptationOutcome(returns: [], final: returnFinal ? final : nil)
         }
         var snapshots: [ParameterVector] = []
         let adaptation = try adapt(initial: initial, task: task, budget: budget, seed: seed, config: dqn,
-                                   snapshots: Snapshots(every: every) { _, p in snapshots.append(p) })
+                                   progress: episodeDone, snapshots: Snapshots(every: every) { _, p in snapshots.append(p) })
         let returns = try snapshots.map { p in
             let r = try evaluateGreedy(p, task: task, episodes: episodes, seed: scoringSeed, config: dqn)
             return r.reduce(0, +) / Double(r.count)

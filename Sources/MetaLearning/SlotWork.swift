@@ -30,12 +30,16 @@ public struct SlotOutcome: Sendable, Equatable {
 /// Runs one slot of a meta-iteration: adapt θ to `task`, then form the algorithm's update.
 ///
 /// Deterministic in (θ, task, algorithm, settings, seed): any worker computes the same bits.
+/// - Parameter progress: called with the support phase's env steps so far after each finished episode (a
+///   worker's liveness report; it changes nothing computed).
 public func runSlot(
-    theta: ParameterVector, task: TaskSpec, algorithm: MetaAlgorithm, settings: InnerLoopSettings, seed: UInt64
+    theta: ParameterVector, task: TaskSpec, algorithm: MetaAlgorithm, settings: InnerLoopSettings, seed: UInt64,
+    progress: ((Int) -> Void)? = nil
 ) throws -> SlotOutcome {
     if algorithm == .maml, let problem = mamlIncompatibility(settings.dqn) { throw MetaLearningError.incompatible(problem) }
     var records: [UpdateRecord] = []
     let adaptation = try adapt(initial: theta, task: task, budget: settings.budget, seed: seed, config: settings.dqn,
+                               progress: progress.map { report in { step, _ in report(step) } },
                                recorder: algorithm == .maml ? { records.append($0) } : nil)
     let returns = adaptation.episodeReturns
     // The last 10 episodes say how far adaptation got (the reference peer reports the same).

@@ -2130,9 +2130,29 @@ const ProtobufCMessageDescriptor metatrain__v1__welcome__descriptor =
   (ProtobufCMessageInit) metatrain__v1__welcome__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-#define metatrain__v1__heartbeat__field_descriptors NULL
-#define metatrain__v1__heartbeat__field_indices_by_name NULL
-#define metatrain__v1__heartbeat__number_ranges NULL
+static const ProtobufCFieldDescriptor metatrain__v1__heartbeat__field_descriptors[1] =
+{
+  {
+    "env_steps",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Heartbeat, env_steps),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned metatrain__v1__heartbeat__field_indices_by_name[] = {
+  0,   /* field[0] = env_steps */
+};
+static const ProtobufCIntRange metatrain__v1__heartbeat__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
 const ProtobufCMessageDescriptor metatrain__v1__heartbeat__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
@@ -2141,10 +2161,10 @@ const ProtobufCMessageDescriptor metatrain__v1__heartbeat__descriptor =
   "Metatrain__V1__Heartbeat",
   "metatrain.v1",
   sizeof(Metatrain__V1__Heartbeat),
-  0,
+  1,
   metatrain__v1__heartbeat__field_descriptors,
   metatrain__v1__heartbeat__field_indices_by_name,
-  0,  metatrain__v1__heartbeat__number_ranges,
+  1,  metatrain__v1__heartbeat__number_ranges,
   (ProtobufCMessageInit) metatrain__v1__heartbeat__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

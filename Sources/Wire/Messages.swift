@@ -166,7 +166,9 @@ public struct EvalOutcome: Equatable, Sendable {
 public enum Message: Equatable, Sendable {
     case hello(Hello)
     case welcome(Welcome)
-    case heartbeat
+    /// Any message counts as one; `envSteps` (from a worker) is its compute threads' running total of env steps,
+    /// so the coordinator can tell a slow worker from a stuck one (0 from the coordinator and eval clients).
+    case heartbeat(envSteps: UInt64)
     case assignment(Assignment)
     case result(SlotResult)
     case error(ErrorReply)

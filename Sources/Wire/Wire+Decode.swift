@@ -46,7 +46,7 @@ extension WireCodec {
                                     heartbeatIntervalMs: Int(m.heartbeat_interval_ms), liveness: Int(m.liveness),
                                     numerics: try d.numericsPolicy(m.numerics, "welcome.numerics")))
         case METATRAIN__V1__ENVELOPE__BODY_HEARTBEAT:
-            return .heartbeat
+            return .heartbeat(envSteps: e.heartbeat.pointee.env_steps)
         case METATRAIN__V1__ENVELOPE__BODY_ASSIGNMENT:
             return .assignment(try d.assignment(e.assignment.pointee))
         case METATRAIN__V1__ENVELOPE__BODY_RESULT:

@@ -43,8 +43,9 @@ public enum WireCodec {
             m.pointee.numerics = encodeNumericsPolicy(w.numerics)
             envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_WELCOME
             envelope.pointee.welcome = m
-        case .heartbeat:
+        case .heartbeat(let envSteps):
             let m: UnsafeMutablePointer<Metatrain__V1__Heartbeat> = arena.message { metatrain__v1__heartbeat__init($0) }
+            m.pointee.env_steps = envSteps
             envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_HEARTBEAT
             envelope.pointee.heartbeat = m
         case .assignment(let a):

@@ -85,6 +85,8 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Slots to run at once (compute threads).") var threads = 1
     @Option(help: "Heartbeat interval before the coordinator's welcome, in ms.") var heartbeatIntervalMs = 1000
     @Option(help: "Testing: play a machine this many times slower (idle after each slot).") var slowdown = 1.0
+    @Option(help: ArgumentHelp("Testing: compute threads hang for good after this many jobs while heartbeats go on.", visibility: .hidden))
+    var testHangAfter: Int?
     @OptionGroup var curve: CurveClientOptions
     @OptionGroup var logging: LoggingOptions
 
@@ -102,6 +104,7 @@ struct WorkerCommand: ParsableCommand {
         var options = Worker.Options(endpoint: connect, threads: threads, numerics: numerics)
         options.heartbeatIntervalMs = heartbeatIntervalMs
         options.slowdownFactor = max(slowdown, 1)
+        options.hangAfterJobs = testHangAfter
         options.curve = try curve.load()
         do {
             try userFacing {

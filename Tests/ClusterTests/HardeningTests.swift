@@ -136,7 +136,7 @@ import Wire
         var rng = SeededRNG(seed: 2024)
         let samples: [[UInt8]] = [
             WireCodec.encode(.hello(Hello(host: "fuzz", cores: 1, threads: 1))),
-            WireCodec.encode(.heartbeat),
+            WireCodec.encode(.heartbeat(envSteps: 0)),
             WireCodec.encode(.result(SlotResult(runID: "x", key: SlotKey(iteration: 0, slot: 0, attempt: 0), parameterVersion: 0,
                                                 update: ParameterVector([1, 2, 3]), statistics: SlotStatistics()))),
             WireCodec.encode(.goodbye(reason: "bye")),
@@ -155,7 +155,7 @@ import Wire
             case 2:
                 bytes = samples[rng.nextInt(below: samples.count)]
                 for _ in 0..<(1 + rng.nextInt(below: 4)) where !bytes.isEmpty { bytes[rng.nextInt(below: bytes.count)] ^= UInt8(1 << rng.nextInt(below: 8)) }
-            case 3: bytes = WireCodec.encode(.heartbeat, version: UInt32(rng.nextInt(below: 1000)))
+            case 3: bytes = WireCodec.encode(.heartbeat(envSteps: 0), version: UInt32(rng.nextInt(below: 1000)))
             case 4: bytes = [0x08, 0x01, 0x32, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F]  // a result claiming 4 GiB
             default: bytes = samples[0]  // hello flood
             }
@@ -196,7 +196,7 @@ import Wire
         for _ in 0..<500 {
             try router.send([id, (0..<rng.nextInt(below: 200)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }])
         }
-        try router.send([id, WireCodec.encode(.heartbeat, version: 7)])
+        try router.send([id, WireCodec.encode(.heartbeat(envSteps: 0), version: 7)])
         var errors = 0
         _ = Harness.waitFor(seconds: 10) {
             while (try? ZMQPoller.poll([router], timeoutMs: 20)[0]) == true, let frames = try? router.receive() {

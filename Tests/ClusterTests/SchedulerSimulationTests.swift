@@ -1,11 +1,14 @@
 import Cluster
+import Foundation
 import NeuralNet
 import Testing
 import Wire
 
 /// The scheduler driven by a seeded simulation of an unreliable cluster: joins, kills, pauses,
 /// message delays, reorders and duplicates, coordinator restarts from checkpoints. Thousands of
-/// schedules; DESIGN.md's invariants 1-4 and 7 are checked on every one. An eval client submits a
+/// schedules; DESIGN.md's invariants 1-4 and 7 are checked on every one, and after every step that no slot
+/// is stranded (each unfinished slot is pending or held by a live worker). Some workers are black holes: they
+/// register, accept work and heartbeat, and never deliver nor progress; the run must finish all the same. An eval client submits a
 /// request of meta-evaluation jobs during training: every job's outcome must reach it exactly once,
 /// and the eval jobs must not change the meta-parameter trajectory.
 @Suite struct SchedulerSimulationTests {
@@ -44,6 +47,10 @@ import Wire
         var lastHeard: Tick = 0
         var stopped = false
         var killedAt: Tick? = nil
+        /// Registers, takes work, heartbeats, never computes: its env-step count never moves.
+        var blackHole = false
+        /// The env-step total its heartbeats report: moves while it computes.
+        var envSteps: UInt64 = 0
     }
 
     struct Outcome {
@@ -52,6 +59,8 @@ import Wire
         var evalServed = false
         var failures: [String] = []
     }
+
+    static let traceSeed = ProcessInfo.processInfo.environment["SIM_TRACE_SEED"].flatMap { UInt64($0) }
 
     static func simulate(seed: UInt64, restarts: Bool) throws -> Outcome {
         var rng = SeededRNG(seed: seed)
@@ -97,7 +106,8 @@ import Wire
         func addWorker(_ now: Tick) {
             let peer = newPeer()
             workers.append(SimWorker(index: workers.count, peer: peer, threads: 1 + rng.nextInt(below: 2),
-                                     slow: rng.nextInt(below: 4) == 0, lastSent: now, lastHeard: now))
+                                     slow: rng.nextInt(below: 4) == 0, lastSent: now, lastHeard: now,
+                                     blackHole: workers.count > 0 && rng.nextInt(below: 6) == 0))
             workerOf[peer] = workers.count - 1
             inFlight.append((deliveryTime("up\(peer)", now), .toCoordinator(.hello(peer, Hello(host: "sim", cores: 1, threads: workers.last!.threads)), sentBy: workers.count - 1, epoch: epoch)))
         }
@@ -144,6 +154,7 @@ import Wire
                     if let w = workerOf[peer] {
                         let wk = workers[w]
                         let silent = !wk.alive || wk.stopped || wk.pausedUntil > now - Tick(interval * liveness) || wk.peer != peer
+                            || wk.blackHole
                         if !silent { fail("worker \(w) forgotten while alive and talking") }
                         if let killed = wk.killedAt, wk.peer == peer {
                             let bound = Tick(interval * liveness) + 50 + maxDelay + Tick(interval)  // ticks every 50 ms
@@ -164,8 +175,8 @@ import Wire
                     outcome.finished = true
                 case .abort(let reason):
                     fail("aborted: \(reason)")
-                case .log:
-                    break
+                case .log(_, let m):
+                    if traceSeed == seed { print("\(now) \(m)") }
                 case let .forwardEvalOutcome(client, key):
                     // Exactly once, to the client that asked, for a job of that request.
                     if client != clientPeer { fail("eval outcome forwarded to \(client)") }
@@ -219,6 +230,7 @@ import Wire
                     // A killed worker's messages already on the wire still arrive; the peer id is the connection's.
                     _ = sender
                     commands += scheduler.handle(event, now: now)
+                    if !scheduler.strandedSlots.isEmpty { fail("slots \(scheduler.strandedSlots) stranded after \(event) at \(now) ms") }
                 case let .toWorker(w, message, peer):
                     var worker = workers[w]
                     guard worker.alive, !worker.stopped, worker.peer == peer else { continue }
@@ -232,11 +244,20 @@ import Wire
                     case .heartbeat: break
                     case .goodbye: worker.stopped = true
                     case .error(let e):
-                        if e.code == .unknownWorker {
+                        if e.code == .rejected {
+                            // Disconnected: like the real worker, reconnect (a new connection) and register again.
+                            let p = newPeer()
+                            worker.peer = p; workerOf[p] = w
+                            workers[w] = worker
+                            send(w, .hello(p, Hello(host: "sim", cores: 1, threads: worker.threads, previousWorkerID: worker.workerID)), now)
+                            worker = workers[w]
+                        } else if e.code == .unknownWorker {
                             workers[w] = worker
                             send(w, .hello(worker.peer, Hello(host: "sim", cores: 1, threads: worker.threads, previousWorkerID: worker.workerID)), now)
                             worker = workers[w]
                         }
+                    case .evalJob where worker.blackHole, .assign where worker.blackHole:
+                        break
                     case .evalJob(let key):
                         let compute = 50 + Tick(rng.nextInt(below: 300))
                         worker.queue.append((.eval(key), now + (worker.slow ? 10 * compute : compute)))
@@ -274,7 +295,10 @@ import Wire
                     send(w, result, now)
                     if rng.nextInt(below: 50) == 0 { send(w, result, now) }  // a duplicate on the wire
                 }
-                if now - workers[w].lastSent >= Tick(interval) { send(w, .heartbeat(workers[w].peer), now) }
+                if !workers[w].queue.isEmpty { workers[w].envSteps += 10 }
+                if now - workers[w].lastSent >= Tick(interval) {
+                    send(w, .heartbeat(workers[w].peer, envSteps: workers[w].envSteps), now)
+                }
                 // A worker that hears nothing for the liveness window reconnects (new connection, new peer id).
                 if now - workers[w].lastHeard > Tick(interval * liveness) * 2 {
                     let p = newPeer()
@@ -294,7 +318,10 @@ import Wire
                 inFlight.append((deliveryTime("upclient", now), .toCoordinator(.heartbeat(clientPeer), sentBy: -1, epoch: epoch)))
                 clientLastSent = now
             }
-            if now % 50 == 0 { carryOut(scheduler.handle(.tick, now: now), now: now) }
+            if now % 50 == 0 {
+                carryOut(scheduler.handle(.tick, now: now), now: now)
+                if !scheduler.strandedSlots.isEmpty { fail("slots \(scheduler.strandedSlots) stranded after a tick at \(now) ms") }
+            }
         }
         if outcome.finished && accepted && !evalLost && received.contains(0) {
             fail("the run finished with eval jobs \((0..<evalJobs).filter { received[$0] == 0 }) never forwarded")

@@ -31,7 +31,7 @@ import Wire
         let messages: [Message] = [
             .hello(Hello(host: "node-7", cores: 16, threads: 4, previousWorkerID: "c1-w3")),
             .welcome(Welcome(runID: "run-abc", workerID: "c2-w1", heartbeatIntervalMs: 500, liveness: 6, numerics: .portable)),
-            .heartbeat, .assignment(Self.assignment), .assignment(withoutParameters), .result(Self.result),
+            .heartbeat(envSteps: 0), .heartbeat(envSteps: 123_456_789_012), .assignment(Self.assignment), .assignment(withoutParameters), .result(Self.result),
             .error(ErrorReply(code: .parametersMissing, message: "θ 3 not cached", key: SlotKey(iteration: 3, slot: 2, attempt: 1))),
             .error(ErrorReply(code: .unknownWorker, message: "say hello")), .goodbye(reason: "done"),
         ] + TaskSpec.kindNames.compactMap(TaskSpec.defaultTask(kind:)).map { task in
@@ -139,7 +139,7 @@ import Wire
         func rejects(_ message: Message, version: UInt32 = protocolVersion, containing text: String) {
             Self.expectRejected(WireCodec.encode(message, version: version)) { "\($0)".contains(text) }
         }
-        rejects(.heartbeat, version: 99, containing: "protocol version 99")
+        rejects(.heartbeat(envSteps: 0), version: 99, containing: "protocol version 99")
         var nan = Self.result
         nan.update = ParameterVector([1, .nan])
         rejects(.result(nan), containing: "NaN or infinity at index 1")

@@ -343,10 +343,14 @@ struct  Metatrain__V1__Welcome
 struct  Metatrain__V1__Heartbeat
 {
   ProtobufCMessage base;
+  /*
+   * worker -> coordinator: env steps its compute threads have run since it started;
+   */
+  uint64_t env_steps;
 };
 #define METATRAIN__V1__HEARTBEAT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__heartbeat__descriptor) \
-     }
+    , 0 }
 
 
 /*
