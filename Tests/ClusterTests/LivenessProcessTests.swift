@@ -1,0 +1,174 @@
+import Cluster
+import Foundation
+import MetaLearning
+import NeuralNet
+import Testing
+import Transport
+import Wire
+
+/// A peer written against the wire contract alone, run on a thread of the test process: it registers (with this
+/// machine's real numerics, so `strict` admits it), heartbeats every 100 ms with an env-step count that never
+/// moves, and does what `behaviour` says with the assignments it gets. Disconnected, it registers again.
+final class HostilePeer: @unchecked Sendable {
+    enum Behaviour {
+        /// Accept every slot, never answer.
+        case neverAnswer
+        /// Answer the first slot with a result the coordinator must refuse (another θ version, or another run
+        /// id), then fall silent for good: it dies holding nothing the coordinator still counts on.
+        case refusedResultThenDie(wrongRun: Bool, parameterCount: Int)
+    }
+
+    private let endpoint: String, threads: Int, behaviour: Behaviour
+    private let lock = NSLock()
+    private var stopped = false
+    private(set) var assignmentsTaken = 0
+    private(set) var registrations = 0
+    private(set) var refusedResultSent = false
+    private var thread: Thread?
+
+    init(endpoint: String, threads: Int, behaviour: Behaviour) {
+        self.endpoint = endpoint; self.threads = threads; self.behaviour = behaviour
+    }
+
+    func start() {
+        let t = Thread { [self] in run() }
+        thread = t
+        t.start()
+    }
+
+    func stop() { lock.lock(); stopped = true; lock.unlock() }
+    private var isStopped: Bool { lock.lock(); defer { lock.unlock() }; return stopped }
+
+    private func run() {
+        do {
+            let context = try ZMQContext()
+            var socket = try context.socket(.dealer)
+            try socket.connect(endpoint)
+            func hello() throws {
+                try socket.send([WireCodec.encode(.hello(Hello(host: "hostile", cores: 1, threads: threads, numerics: .fixture)))], dontWait: false)
+                lock.lock(); registrations += 1; lock.unlock()
+            }
+            try hello()
+            var lastBeat = Date()
+            while !isStopped {
+                if try ZMQPoller.poll([socket], timeoutMs: 20)[0] {
+                    while let frames = try socket.receive() {
+                        guard let message = try? WireCodec.decode(frames[0]) else { continue }
+                        switch message {
+                        case .assignment(let a):
+                            lock.lock(); assignmentsTaken += 1; lock.unlock()
+                            if case let .refusedResultThenDie(wrongRun, count) = behaviour, !refusedResultSent {
+                                let result = SlotResult(runID: wrongRun ? "another-run" : a.runID, key: a.key,
+                                                        parameterVersion: wrongRun ? a.parameterVersion : a.parameterVersion + 7,
+                                                        update: ParameterVector(zeros: count), statistics: SlotStatistics())
+                                try socket.send([WireCodec.encode(.result(result))], dontWait: false)
+                                lock.lock(); refusedResultSent = true; lock.unlock()
+                                socket.close()   // dies: silent from here on
+                                while !isStopped { usleep(20_000) }
+                                return
+                            }
+                        case .error(let e) where e.code == .rejected || e.code == .unknownWorker:
+                            // Disconnected: come back on a new connection, as a real (if broken) worker would.
+                            socket.close()
+                            socket = try context.socket(.dealer)
+                            try socket.connect(endpoint)
+                            try hello()
+                        default:
+                            break
+                        }
+                    }
+                }
+                if Date().timeIntervalSince(lastBeat) >= 0.1 {
+                    try socket.send([WireCodec.encode(.heartbeat(envSteps: 0))], dontWait: false)
+                    lastBeat = Date()
+                }
+            }
+            socket.close()
+        } catch {
+            Issue.record("hostile peer: \(error)")
+        }
+    }
+}
+
+/// No slot is ever stranded (issue: workers that heartbeat but never deliver, refused results): real coordinator
+/// and worker processes, with a hostile peer on the wire or a worker whose compute threads hang.
+@Suite(.serialized) struct LivenessProcessTests {
+    /// θ's parameter count for the harness configuration (4 → 16 → 16 → 2).
+    static let parameterCount = 4 * 16 + 16 + 16 * 16 + 16 + 16 * 2 + 2
+
+    /// One honest worker alone: the time the disturbed runs are compared with.
+    static func undisturbedSeconds() throws -> Double {
+        let folder = Harness.folder("liveness-undisturbed")
+        let config = Harness.writeConfig(folder)
+        let start = Date()
+        let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
+        let worker = try Harness.worker(folder, endpoint: endpoint, index: 0)
+        #expect(coordinator.wait(seconds: 180) == 0, "\(coordinator.output.suffix(2000))")
+        worker.wait(seconds: 10)
+        return Date().timeIntervalSince(start)
+    }
+
+    /// (1) A peer that registers with 2 threads, heartbeats and never answers, next to one honest worker of one
+    /// thread: at iteration 0, and joining mid-run. The run finishes with the undisturbed θ.
+    @Test(arguments: [false, true])
+    func aPeerThatNeverAnswersDoesNotStallTheRun(joinMidRun: Bool) throws {
+        let undisturbed = try Self.undisturbedSeconds()
+        let folder = Harness.folder("liveness-hole-\(joinMidRun)")
+        let config = Harness.writeConfig(folder)
+        let start = Date()
+        let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
+        let hole = HostilePeer(endpoint: endpoint, threads: 2, behaviour: .neverAnswer)
+        if !joinMidRun { hole.start(); #expect(Harness.waitFor(seconds: 20) { hole.registrations >= 1 }) }
+        let worker = try Harness.worker(folder, endpoint: endpoint, index: 0)
+        if joinMidRun {
+            #expect(Harness.waitFor(seconds: 120) { Harness.metrics(folder).count >= 3 })
+            hole.start()
+        }
+        #expect(coordinator.wait(seconds: 300) == 0, "\(coordinator.output.suffix(3000))")
+        let seconds = Date().timeIntervalSince(start)
+        hole.stop()
+        worker.wait(seconds: 10)
+        #expect(try Harness.finalSHA(folder) == Harness.referenceSHA)
+        #expect(hole.assignmentsTaken >= 1, "the hostile peer got work, so the test tested something")
+        // Its slots came back past their deadline, or (once 3 slots have completed) their backup copies won first.
+        #expect(coordinator.output.contains("past the deadline") || coordinator.output.contains("backup copy"))
+        // Each slot it takes costs at most one deadline (≥ 1 s); stated bound: 6× the undisturbed time + 30 s.
+        print("liveness: undisturbed \(String(format: "%.1f", undisturbed)) s, with a never-answering peer (join mid-run: \(joinMidRun)) \(String(format: "%.1f", seconds)) s, \(hole.assignmentsTaken) slot(s) taken by it, \(hole.registrations) registration(s)")
+        #expect(seconds <= 6 * undisturbed + 30, "\(seconds) s vs undisturbed \(undisturbed) s")
+    }
+
+    /// (2) A real worker whose compute threads hang after one slot while its heartbeats go on.
+    @Test func aWorkerWhoseComputeHangsDoesNotStallTheRun() throws {
+        let folder = Harness.folder("liveness-hang")
+        let config = Harness.writeConfig(folder)
+        let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
+        let honest = try Harness.worker(folder, endpoint: endpoint, index: 0)
+        let hung = try Harness.worker(folder, endpoint: endpoint, index: 1, threads: 2, extra: ["--test-hang-after", "1"])
+        #expect(coordinator.wait(seconds: 300) == 0, "\(coordinator.output.suffix(3000))")
+        #expect(try Harness.finalSHA(folder) == Harness.referenceSHA)
+        #expect(hung.output.contains("hangs for good"), "\(hung.output.suffix(1000))")
+        #expect(coordinator.output.contains("past the deadline"))
+        honest.wait(seconds: 10)
+        hung.signal(SIGKILL)
+        hung.wait(seconds: 10)
+    }
+
+    /// (3) A result the coordinator refuses (another θ version, another run id) for a slot its sender holds,
+    /// then the sender dies: the slot runs elsewhere and the run finishes with the undisturbed θ.
+    @Test(arguments: [false, true])
+    func aRefusedResultThenDeathStrandsNoSlot(wrongRun: Bool) throws {
+        let folder = Harness.folder("liveness-refused-\(wrongRun)")
+        let config = Harness.writeConfig(folder)
+        let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
+        let rogue = HostilePeer(endpoint: endpoint, threads: 4,
+                                behaviour: .refusedResultThenDie(wrongRun: wrongRun, parameterCount: Self.parameterCount))
+        rogue.start()
+        #expect(Harness.waitFor(seconds: 30) { rogue.refusedResultSent })
+        let worker = try Harness.worker(folder, endpoint: endpoint, index: 0)
+        #expect(coordinator.wait(seconds: 300) == 0, "\(coordinator.output.suffix(3000))")
+        rogue.stop()
+        worker.wait(seconds: 10)
+        #expect(try Harness.finalSHA(folder) == Harness.referenceSHA)
+        #expect(coordinator.output.contains("declared dead"), "the rogue died holding slots")
+    }
+}
