@@ -27,8 +27,12 @@ public struct ClusterConfig: Sendable, Equatable {
         public var heartbeatIntervalMs = 1000
         /// Heartbeat intervals of silence after which a worker is declared dead.
         public var liveness = 5
-        /// ZMQ_MAXMSGSIZE: the largest message a peer can make the coordinator accept.
+        /// ZMQ_MAXMSGSIZE: the largest frame a peer can send the coordinator (libzmq checks frames, not the
+        /// sum of a multipart message's frames).
         public var maxMessageBytes = 256 * 1024 * 1024
+        /// ZMQ_RCVHWM of the coordinator's socket: complete messages queued per connection before libzmq stops
+        /// reading from it. With max_message_bytes it bounds what complete messages can hold in memory.
+        public var receiveHighWaterMark = 64
         /// A slot running longer than this multiple of the median slot time is also given to an idle
         /// worker (a backup task); 0 turns backups off.
         public var backupAfterMedian = 2.0
@@ -132,6 +136,7 @@ public struct ClusterConfig: Sendable, Equatable {
         c.coordinator.heartbeatIntervalMs = try co.int("heartbeat_interval_ms", c.coordinator.heartbeatIntervalMs, 10...600_000)
         c.coordinator.liveness = try co.int("liveness", c.coordinator.liveness, 2...1000)
         c.coordinator.maxMessageBytes = try co.int("max_message_bytes", c.coordinator.maxMessageBytes, 1024...(2 << 30))
+        c.coordinator.receiveHighWaterMark = try co.int("receive_hwm", c.coordinator.receiveHighWaterMark, 1...100_000)
         c.coordinator.backupAfterMedian = try co.double("backup_after_median", c.coordinator.backupAfterMedian,
                                                         { $0 == 0 || $0 >= 1 }, "0 (off) or ≥ 1")
         if co.node("slot_timeout_ms") != nil {

@@ -106,6 +106,7 @@ public final class Coordinator {
         socket = try context.socket(.router)
         try socket.setRouterMandatory()
         try socket.setMaxMessageSize(Int64(config.coordinator.maxMessageBytes))
+        try socket.setHighWaterMarks(send: 1000, receive: Int32(config.coordinator.receiveHighWaterMark))
         if config.security.curve {
             let keys = try KeyFiles.readPair(config.security.coordinatorKey)
             let allowed = try config.security.allowedWorkers.map(KeyFiles.readPublic)

@@ -124,6 +124,13 @@ public final class ZMQSocket {
         }
     }
 
+    /// Sends one frame of a multipart message being streamed: `more` marks that another frame follows.
+    public func sendFrame(_ frame: [UInt8], more: Bool, dontWait: Bool = true) throws {
+        let flags: Int32 = (more ? ZMQ_SNDMORE : 0) | (dontWait ? ZMQ_DONTWAIT : 0)
+        let rc = frame.withUnsafeBytes { zmq_send(handle, $0.baseAddress, frame.count, flags) }
+        guard rc >= 0 else { throw ZMQError.last("zmq_send") }
+    }
+
     /// Receives one multipart message, or nil if none is waiting (non-blocking).
     public func receive() throws -> [[UInt8]]? {
         var frames: [[UInt8]] = []
