@@ -105,3 +105,35 @@ import Wire
         #expect(sent.count == 1 && sent.first?.0 == w1 && sent.first?.1 == 2, "slot 2's backup on w1: \(sent)")
     }
 }
+
+extension SchedulerLivenessTests {
+    /// The same for eval jobs: a job held past its deadline by a worker that heartbeats but never answers runs
+    /// on another worker, and its outcome reaches the client.
+    @Test func anEvalJobHeldPastItsDeadlineRunsElsewhere() throws {
+        var config = settings
+        config.evalTimeoutMs = 2_000
+        config.iterations = 0   // training is over: eval jobs have every thread
+        config.serve = true
+        var s = try Scheduler<Int>(settings: config)
+        let client = Peer([9])
+        _ = s.handle(.hello(hole, Hello(host: "hole", cores: 1, threads: 1)), now: 0)
+        var out = s.handle(.evalRequest(client, request: 1, jobs: [0]), now: 0)
+        #expect(out.contains { if case let .send(p, .evalJob) = $0 { return p == hole } else { return false } })
+        _ = s.handle(.hello(honest, Hello(host: "honest", cores: 1, threads: 1)), now: 100)
+        var moved: EvalKey?
+        for now in stride(from: Tick(200), through: 3_000, by: 100) {
+            _ = s.handle(.heartbeat(hole, envSteps: 0), now: now)
+            _ = s.handle(.heartbeat(honest, envSteps: 0), now: now)
+            _ = s.handle(.heartbeat(client), now: now)
+            out = s.handle(.tick, now: now)
+            if let key = out.compactMap({ if case let .send(p, .evalJob(k)) = $0, p == honest { return k } else { return nil } }).first {
+                moved = key
+                break
+            }
+        }
+        let key = try #require(moved, "the job was not taken back from the silent holder")
+        out = s.handle(.evalOutcome(honest, key), now: 3_100)
+        #expect(out.contains { if case .forwardEvalOutcome(client, _) = $0 { return true } else { return false } })
+        #expect(s.counters.attemptsTimedOut == 1)
+    }
+}
