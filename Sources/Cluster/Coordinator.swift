@@ -50,6 +50,7 @@ public final class Coordinator {
     var lastCheckpoint: Int
     var finished = false
     let evaluation: PeriodicEvaluation
+    let divergence: DivergenceCheck
     // Per-iteration metrics.
     var bytesSent = 0, bytesReceived = 0, messagesIn = 0, messagesOut = 0
     var iterationStarted: ContinuousClock.Instant
@@ -102,6 +103,7 @@ public final class Coordinator {
             try Data(config.sourceText.utf8).write(to: URL(fileURLWithPath: (runDirectory as NSString).appendingPathComponent("config.yaml")), options: .atomic)
         }
         evaluation = PeriodicEvaluation(config: config, runDirectory: runDirectory, logger: logger)
+        divergence = DivergenceCheck(logger: logger)
 
         socket = try context.socket(.router)
         try socket.setRouterMandatory()
@@ -200,6 +202,9 @@ public final class Coordinator {
                     if finished { break }
                 }
             }
+            for (key, found) in divergence.takeFinished() {
+                try execute(scheduler.handle(.divergenceChecked(key, diverged: found), now: now))
+            }
             try execute(scheduler.handle(.tick, now: now))
             busy += clock.now - t0
         }
@@ -255,15 +260,15 @@ public final class Coordinator {
                 return .invalidResult(peer, r.key, "update has \(r.update.count) values; θ has \(state.theta.count)")
             }
             // Finite is checked by the decoder; this bound keeps a finite-but-absurd update from overflowing θ.
-            if let i = r.update.values.firstIndex(where: { abs($0) > 1e6 }) {
-                return .invalidResult(peer, r.key, "update value \(r.update[i]) at \(i) exceeds ±1e6")
-            }
+            // An honest worker checks the same bound and reports `.diverged` instead, so this is a strike.
+            if let problem = r.update.divergence { return .invalidResult(peer, r.key, problem) }
             return .result(peer, runID: r.runID, key: r.key, parameterVersion: r.parameterVersion,
                            payload: SlotPayload(update: r.update, statistics: r.statistics))
         case .error(let e):
             switch (e.code, e.key) {
             case (.parametersMissing, let key?): return .parametersMissing(peer, key)
             case (.taskFailed, let key?): return .taskFailed(peer, key, e.message)
+            case (.diverged, let key?): return .slotDiverged(peer, key, e.message)
             default:
                 logger.info("worker error reply (\(e.code)): \(e.message)")
                 return .heartbeat(peer)
@@ -333,7 +338,13 @@ public final class Coordinator {
             case .finished:
                 finished = true
             case .abort(let reason):
-                throw ClusterError.aborted(reason)
+                // θ has not taken the failing iteration's update: it is the last good one, checkpointed here.
+                let advice = "θ after \(state.iteration) meta-updates is checkpointed; lower meta.outer_step (now \(config.meta.outerStep)) or inner_loop.learning_rate (now \(config.innerLoop.dqn.learningRate)), then continue with --resume --force-config"
+                logger.error("\(reason); \(advice)")
+                try shutdown(reason: "run stopped: \(reason)")
+                throw ClusterError.aborted("\(reason); \(advice)")
+            case let .confirmDivergence(key, reason):
+                divergence.confirm(key, reported: reason, theta: state.theta, config: config, numerics: scheduler.numerics.policy)
             case let .forwardEvalOutcome(client, key):
                 if let outcome = inboundOutcome, outcome.key == key { send(client, .evalOutcome(outcome)) }
             case .forgetEvalRequest(let number):

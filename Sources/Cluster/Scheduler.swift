@@ -50,8 +50,8 @@ public struct SchedulerSettings: Sendable, Equatable {
     /// Liveness of work, not only of heartbeats: an attempt held longer than its deadline is taken back (the
     /// slot or eval job runs elsewhere), and its holder gets no new work until it delivers. The deadline is
     /// `timeoutMedianMultiple` × the median completion time once one completion is known (never below
-    /// `minimumTimeoutMs`), and `slotTimeoutMs` before that and at most (cluster.yaml `slot_timeout_ms`;
-    /// eval requests bring their own ceiling).
+    /// `minimumTimeoutMs`), and `slotTimeoutMs` before that and at most (cluster.yaml `slot_timeout_ms`); an eval
+    /// job's deadline is `evalTimeoutMs` (its request's jobs differ in length too much for a median to say much).
     public var slotTimeoutMs: Int64 = 600_000
     public var evalTimeoutMs: Int64 = 3_600_000
     public var timeoutMedianMultiple: Double = 4
@@ -82,6 +82,11 @@ public enum SchedulerEvent<Payload> {
     case parametersMissing(Peer, SlotKey)
     /// The worker could not run the slot.
     case taskFailed(Peer, SlotKey, String)
+    /// The worker's update for the slot is not finite or out of bounds (`ErrorCode.diverged`).
+    case slotDiverged(Peer, SlotKey, String)
+    /// The coordinator recomputed a slot a worker reported diverged: `diverged` says what it found
+    /// (nil: a usable update, so the reports were not the run's).
+    case divergenceChecked(SlotKey, diverged: String?)
     /// A result that decoded but cannot be used (wrong size, values out of bounds): a strike for the
     /// worker, and the slot runs again elsewhere.
     case invalidResult(Peer, SlotKey, String)
@@ -110,8 +115,11 @@ public enum SchedulerCommand<Payload> {
     case log(LogLevel, String)
     /// The last meta-update has been applied.
     case finished
-    /// The run cannot go on.
+    /// The run cannot go on: the shell stops after a final checkpoint of the last good θ.
     case abort(String)
+    /// A worker reported `key` diverged: recompute it here (slots are deterministic, so a peer cannot
+    /// stop the run by lying) and report back with `.divergenceChecked`.
+    case confirmDivergence(SlotKey, reason: String)
     /// Send the outcome the shell holds for `key` to `client`, the peer that asked for it.
     case forwardEvalOutcome(client: Peer, EvalKey)
     /// An eval request is complete or abandoned: the shell can drop its jobs.
@@ -250,6 +258,10 @@ public struct Scheduler<Payload> {
     /// Outstanding eval requests by number; served in number order.
     var evalRequests: [Int: EvalRequestState] = [:]
     var finishAnnounced = false
+    /// Slots of the current iteration the shell is recomputing after a divergence report (not handed out
+    /// meanwhile), and those it found usable (a further report of them is a bad message).
+    var confirming: Set<Int> = []
+    var refuted: Set<Int> = []
     /// The numerics workers are held to: the policy, and the fingerprint the first accepted worker (or the
     /// checkpoint) set. The shell writes it into every checkpoint.
     public private(set) var numerics: RunNumerics
@@ -319,6 +331,19 @@ public struct Scheduler<Payload> {
             release(peer, key, requeue: true)
             out.append(.log(.error, "worker \(workers[peer]!.id) failed \(key): \(reason)"))
             warnIfFailingRepeatedly(key, reason, &out)
+        case let .slotDiverged(peer, key, reason):
+            guard touch(peer, now: now, &out) else { break }
+            workers[peer]!.timeouts = 0
+            release(peer, key, requeue: true)
+            reportDivergence(peer, key, reason, now: now, &out)
+        case let .divergenceChecked(key, diverged):
+            guard key.iteration == iteration, confirming.remove(key.slot) != nil else { break }
+            if let diverged {
+                out.append(.abort("iteration \(key.iteration), slot \(key.slot) diverged (confirmed by recomputing it on the coordinator): \(diverged)"))
+            } else {
+                refuted.insert(key.slot)
+                out.append(.log(.warning, "slot \(key.slot) of iteration \(key.iteration) was reported diverged, but the coordinator computed a usable update: the reporting worker computes other bits (or lied); the slot runs again"))
+            }
         case let .malformed(peer, reason, code):
             strike(peer, reason, code: code, now: now, &out)
         case let .invalidResult(peer, key, reason):
@@ -347,6 +372,21 @@ public struct Scheduler<Payload> {
     private func warnIfFailingRepeatedly(_ key: SlotKey, _ reason: String, _ out: inout [SchedulerCommand<Payload>]) {
         if key.iteration == iteration && key.slot < slots.count && slots[key.slot].attempts >= settings.failedAttemptsWarning {
             out.append(.log(.error, "slot \(key.slot) of iteration \(key.iteration) has failed \(slots[key.slot].attempts) attempts; last: \(reason)"))
+        }
+    }
+
+    /// Records a divergence report. A worker's word never stops a run: the shell recomputes the slot itself
+    /// (slots are deterministic) and only its confirmation stops the run; meanwhile the slot is not handed out,
+    /// so a diverged run does not spin. A report of a slot the coordinator already found usable is a strike.
+    private mutating func reportDivergence(_ peer: Peer, _ key: SlotKey, _ reason: String, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        guard key.iteration == iteration, key.slot < slots.count, let worker = workers[peer] else { return }
+        if refuted.contains(key.slot) {
+            strike(peer, "reported slot \(key.slot) diverged, which the coordinator computed usable: \(reason)", now: now, &out)
+            return
+        }
+        out.append(.log(.error, "worker \(worker.id) reports slot \(key.slot) of iteration \(key.iteration) diverged: \(reason)"))
+        if confirming.insert(key.slot).inserted {
+            out.append(.confirmDivergence(key, reason: reason))
         }
     }
 
@@ -555,6 +595,8 @@ public struct Scheduler<Payload> {
         let last = iteration >= settings.iterations
         if last || iteration % settings.checkpointInterval == 0 { out.append(.writeCheckpoint(iteration: iteration)) }
         slots = Array(repeating: Slot(), count: settings.metaBatch)
+        confirming = []
+        refuted = []
         if last {
             isFinished = true
             if settings.serve {
@@ -624,7 +666,10 @@ public struct Scheduler<Payload> {
     /// running, and once training is over it has every thread.
     private mutating func assign(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         if !isFinished {
-            var pending = slots.indices.filter { if case .pending = slots[$0].status { return true } else { return false } }[...]
+            var pending = slots.indices.filter {
+                guard !confirming.contains($0) else { return false }   // being recomputed by the shell
+                if case .pending = slots[$0].status { return true } else { return false }
+            }[...]
             if pending.isEmpty {
                 assignBackups(now: now, &out)
             } else {
@@ -665,14 +710,16 @@ public struct Scheduler<Payload> {
             var missed: [String] = []
             for (key, since) in worker.heldSince.sorted(by: { $0.key < $1.key }) where now - since > slotLimit {
                 release(peer, key, requeue: true)
-                if key.iteration == iteration { missed.append("slot \(key.slot) of iteration \(key.iteration) (held \(now - since) ms)") }
+                if key.iteration == iteration { missed.append("slot \(key.slot) of iteration \(key.iteration) (held \(now - since) ms, deadline \(slotLimit) ms)") }
             }
+            // Eval jobs of one request differ in length (probes, curves), so their median says little about any one
+            // of them: the ceiling alone is their deadline (stragglers get the once-only backup of assignEval).
             for (key, since) in worker.evalHeldSince.sorted(by: { $0.key < $1.key }) {
-                guard let request = evalRequests[key.request] else { unholdEval(peer, key); continue }
-                guard now - since > deadline(durations: request.durations, ceiling: settings.evalTimeoutMs) else { continue }
+                guard evalRequests[key.request] != nil else { unholdEval(peer, key); continue }
+                guard now - since > settings.evalTimeoutMs else { continue }
                 unholdEval(peer, key)
                 requeueEval(key)
-                missed.append("eval job \(key.job) of request \(key.request) (held \(now - since) ms)")
+                missed.append("eval job \(key.job) of request \(key.request) (held \(now - since) ms, deadline \(settings.evalTimeoutMs) ms)")
             }
             if !missed.isEmpty {
                 counters.attemptsTimedOut += missed.count
@@ -681,7 +728,7 @@ public struct Scheduler<Payload> {
                 let state = still > slotLimit
                     ? "looks stuck: its env-step count (\(worker.envSteps)) has not moved for \(still) ms"
                     : "is computing but slow: its env-step count moved \(still) ms ago (\(worker.envSteps))"
-                out.append(.log(.warning, "worker \(worker.id) held \(missed.joined(separator: ", ")) past the deadline (\(slotLimit) ms) and \(state): taken back; it gets no new work until it delivers"))
+                out.append(.log(.warning, "worker \(worker.id) held \(missed.joined(separator: ", ")) past the deadline and \(state): taken back; it gets no new work until it delivers"))
             }
             let stuckFor = now - workers[peer]!.envStepsMovedAt
             if workers[peer]!.suspected, stuckFor > Tick(settings.maxTimeouts) * slotLimit {

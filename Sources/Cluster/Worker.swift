@@ -303,11 +303,14 @@ public final class Worker {
                             try runSlot(theta: theta, task: a.task, algorithm: a.algorithm, settings: a.innerLoop, seed: a.seed,
                                         progress: progress)
                         }
-                        guard outcome.update.isFinite else {
-                            throw ClusterError.slotFailed("the inner loop diverged: the update holds NaN or infinity")
+                        if let problem = outcome.update.divergence {
+                            // Deterministic: any worker computes the same, so this is the run's, not ours to retry.
+                            logger.error("slot \(a.key) diverged: \(problem)")
+                            reply = .error(ErrorReply(code: .diverged, message: problem, key: a.key))
+                        } else {
+                            reply = .result(SlotResult(runID: a.runID, key: a.key, parameterVersion: a.parameterVersion,
+                                                       update: outcome.update, statistics: outcome.statistics))
                         }
-                        reply = .result(SlotResult(runID: a.runID, key: a.key, parameterVersion: a.parameterVersion,
-                                                   update: outcome.update, statistics: outcome.statistics))
                     } catch {
                         logger.error("slot \(a.key) failed: \(error)")
                         reply = .error(ErrorReply(code: .taskFailed, message: Worker.errorText(error), key: a.key))

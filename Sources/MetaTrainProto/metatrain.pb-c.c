@@ -2555,7 +2555,7 @@ const ProtobufCMessageDescriptor metatrain__v1__result__descriptor =
   (ProtobufCMessageInit) metatrain__v1__result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__error_reply__field_descriptors[5] =
+static const ProtobufCFieldDescriptor metatrain__v1__error_reply__field_descriptors[6] =
 {
   {
     "code",
@@ -2617,10 +2617,23 @@ static const ProtobufCFieldDescriptor metatrain__v1__error_reply__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "has_key",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__ErrorReply, has_key),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__error_reply__field_indices_by_name[] = {
   4,   /* field[4] = attempt */
   0,   /* field[0] = code */
+  5,   /* field[5] = has_key */
   2,   /* field[2] = iteration */
   1,   /* field[1] = message */
   3,   /* field[3] = slot */
@@ -2628,7 +2641,7 @@ static const unsigned metatrain__v1__error_reply__field_indices_by_name[] = {
 static const ProtobufCIntRange metatrain__v1__error_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__error_reply__descriptor =
 {
@@ -2638,7 +2651,7 @@ const ProtobufCMessageDescriptor metatrain__v1__error_reply__descriptor =
   "Metatrain__V1__ErrorReply",
   "metatrain.v1",
   sizeof(Metatrain__V1__ErrorReply),
-  5,
+  6,
   metatrain__v1__error_reply__field_descriptors,
   metatrain__v1__error_reply__field_indices_by_name,
   1,  metatrain__v1__error_reply__number_ranges,
@@ -3556,7 +3569,7 @@ const ProtobufCEnumDescriptor metatrain__v1__numerics_policy__descriptor =
   metatrain__v1__numerics_policy__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue metatrain__v1__error_code__enum_values_by_number[9] =
+static const ProtobufCEnumValue metatrain__v1__error_code__enum_values_by_number[10] =
 {
   { "ERROR_UNSPECIFIED", "METATRAIN__V1__ERROR_CODE__ERROR_UNSPECIFIED", 0 },
   { "ERROR_MALFORMED", "METATRAIN__V1__ERROR_CODE__ERROR_MALFORMED", 1 },
@@ -3567,12 +3580,14 @@ static const ProtobufCEnumValue metatrain__v1__error_code__enum_values_by_number
   { "ERROR_TASK_FAILED", "METATRAIN__V1__ERROR_CODE__ERROR_TASK_FAILED", 6 },
   { "ERROR_REJECTED", "METATRAIN__V1__ERROR_CODE__ERROR_REJECTED", 7 },
   { "ERROR_NUMERICS_MISMATCH", "METATRAIN__V1__ERROR_CODE__ERROR_NUMERICS_MISMATCH", 8 },
+  { "ERROR_DIVERGED", "METATRAIN__V1__ERROR_CODE__ERROR_DIVERGED", 9 },
 };
 static const ProtobufCIntRange metatrain__v1__error_code__value_ranges[] = {
-{0, 0},{0, 9}
+{0, 0},{0, 10}
 };
-static const ProtobufCEnumValueIndex metatrain__v1__error_code__enum_values_by_name[9] =
+static const ProtobufCEnumValueIndex metatrain__v1__error_code__enum_values_by_name[10] =
 {
+  { "ERROR_DIVERGED", 9 },
   { "ERROR_MALFORMED", 1 },
   { "ERROR_NUMERICS_MISMATCH", 8 },
   { "ERROR_PARAMETERS_MISSING", 5 },
@@ -3590,9 +3605,9 @@ const ProtobufCEnumDescriptor metatrain__v1__error_code__descriptor =
   "ErrorCode",
   "Metatrain__V1__ErrorCode",
   "metatrain.v1",
-  9,
+  10,
   metatrain__v1__error_code__enum_values_by_number,
-  9,
+  10,
   metatrain__v1__error_code__enum_values_by_name,
   1,
   metatrain__v1__error_code__value_ranges,

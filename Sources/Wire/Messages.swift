@@ -103,6 +103,24 @@ public enum ErrorCode: Int32, Sendable, CaseIterable {
     case rejected = 7
     /// Refused at hello: the worker's numerics fingerprint is not the run's.
     case numericsMismatch = 8
+    /// The slot's update is not finite or exceeds `maxUpdateMagnitude`: the run diverged (deterministically, so
+    /// every worker would report the same; not a strike).
+    case diverged = 9
+}
+
+/// The largest |value| a slot's update may hold. The coordinator refuses larger ones (a finite but absurd update
+/// would overflow θ); a worker checks its own result against the same bound and reports `.diverged` instead.
+public let maxUpdateMagnitude: Float = 1e6
+
+extension ParameterVector {
+    /// Why this update cannot be applied (a non-finite value, or one beyond `maxUpdateMagnitude`), or nil.
+    public var divergence: String? {
+        if let i = values.firstIndex(where: { !$0.isFinite }) { return "update value \(values[i]) at index \(i) is not finite" }
+        if let i = values.firstIndex(where: { abs($0) > maxUpdateMagnitude }) {
+            return "update value \(values[i]) at index \(i) exceeds ±\(Int(maxUpdateMagnitude))"
+        }
+        return nil
+    }
 }
 
 public struct ErrorReply: Equatable, Sendable {

@@ -56,8 +56,10 @@ extension WireCodec {
             guard let code = ErrorCode(rawValue: Int32(bitPattern: UInt32(truncatingIfNeeded: m.code.rawValue))) else {
                 throw .unknownEnum("error.code", value: Int64(m.code.rawValue))
             }
-            let key = m.iteration == 0 && m.slot == 0 && m.attempt == 0 ? nil
-                : try d.key(iteration: m.iteration, slot: m.slot, attempt: m.attempt, "error")
+            guard m.has_key != 0 || (m.iteration == 0 && m.slot == 0 && m.attempt == 0) else {
+                throw .invalidField("error.has_key", reason: "a slot key is set but has_key is false")
+            }
+            let key = m.has_key == 0 ? nil : try d.key(iteration: m.iteration, slot: m.slot, attempt: m.attempt, "error")
             return .error(ErrorReply(code: code, message: try d.string(m.message, "error.message"), key: key))
         case METATRAIN__V1__ENVELOPE__BODY_GOODBYE:
             return .goodbye(reason: try d.string(e.goodbye.pointee.reason, "goodbye.reason"))

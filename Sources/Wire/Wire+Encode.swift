@@ -88,6 +88,7 @@ public enum WireCodec {
             m.pointee.message = arena.string(e.message)
             if let k = e.key {
                 m.pointee.iteration = UInt64(k.iteration); m.pointee.slot = UInt32(k.slot); m.pointee.attempt = UInt32(k.attempt)
+                m.pointee.has_key = 1
             }
             envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_ERROR
             envelope.pointee.error = m

@@ -172,3 +172,34 @@ final class HostilePeer: @unchecked Sendable {
         #expect(coordinator.output.contains("declared dead"), "the rogue died holding slots")
     }
 }
+
+/// A meta-run whose θ diverges stops with a clear error after a checkpoint of the last good θ, instead of
+/// retrying (and striking honest workers for) a slot that fails the same way everywhere.
+@Suite(.serialized) struct DivergenceProcessTests {
+    @Test func aDivergedRunStopsWithTheReasonAndTheLastGoodCheckpoint() throws {
+        let folder = Harness.folder("diverged")
+        // FOMAML with a plain-SGD outer step of 1,000: θ blows up within two iterations.
+        let text = Harness.configText.replacingOccurrences(of: """
+        meta:
+          algorithm: reptile
+        """, with: """
+        meta:
+          algorithm: fomaml
+          outer_step: 1000.0
+          schedule: constant
+          optimizer: sgd
+        """)
+        #expect(text.contains("fomaml"))
+        let config = Harness.writeConfig(folder, text)
+        let run = try Harness.Child(["local", "--config", config, "--workers", "2", "--run-dir", folder + "/run", "--no-eval"],
+                                    log: folder + "/local.log")
+        let status = run.wait(seconds: 180)
+        #expect(status != nil && status != 0, "the run stopped, with a failure status: \(run.output.suffix(2000))")
+        #expect(run.output.contains("diverged (confirmed by recomputing it on the coordinator)"))
+        #expect(run.output.contains("lower meta.outer_step (now 1000.0)"), "the setting to change is named")
+        #expect(!run.output.contains("bad message"), "honest workers reporting a divergence are not struck")
+        let last = try Harness.inspect(folder + "/run")
+        let iteration = try #require(last["iteration"] as? Int)
+        #expect(iteration >= 1 && iteration < 10, "the last good θ is checkpointed (iteration \(iteration))")
+    }
+}

@@ -185,6 +185,8 @@ import Wire
                     else { received[key.job] += 1 }
                 case .forgetEvalRequest:
                     break
+                case .confirmDivergence:
+                    fail("no simulated slot diverges, yet a check was asked for")
                 }
             }
         }

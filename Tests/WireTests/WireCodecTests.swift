@@ -33,6 +33,8 @@ import Wire
             .welcome(Welcome(runID: "run-abc", workerID: "c2-w1", heartbeatIntervalMs: 500, liveness: 6, numerics: .portable)),
             .heartbeat(envSteps: 0), .heartbeat(envSteps: 123_456_789_012), .assignment(Self.assignment), .assignment(withoutParameters), .result(Self.result),
             .error(ErrorReply(code: .parametersMissing, message: "θ 3 not cached", key: SlotKey(iteration: 3, slot: 2, attempt: 1))),
+            // The first slot of a run is a key like any other: a failure of it must not read as a key-less error.
+            .error(ErrorReply(code: .diverged, message: "update value 2e6 at index 16 exceeds ±1000000", key: SlotKey(iteration: 0, slot: 0, attempt: 0))),
             .error(ErrorReply(code: .unknownWorker, message: "say hello")), .goodbye(reason: "done"),
         ] + TaskSpec.kindNames.compactMap(TaskSpec.defaultTask(kind:)).map { task in
             var a = Self.assignment

@@ -106,7 +106,11 @@ typedef enum _Metatrain__V1__ErrorCode {
   /*
    * refused at hello: this worker's fingerprint is not the run's
    */
-  METATRAIN__V1__ERROR_CODE__ERROR_NUMERICS_MISMATCH = 8
+  METATRAIN__V1__ERROR_CODE__ERROR_NUMERICS_MISMATCH = 8,
+  /*
+   * the slot's update is not finite or exceeds the bound: θ or the settings
+   */
+  METATRAIN__V1__ERROR_CODE__ERROR_DIVERGED = 9
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(METATRAIN__V1__ERROR_CODE)
 } Metatrain__V1__ErrorCode;
 
@@ -429,15 +433,19 @@ struct  Metatrain__V1__ErrorReply
   Metatrain__V1__ErrorCode code;
   char *message;
   /*
-   * the slot the error concerns, when it concerns one
+   * the slot the error concerns, when has_key says it concerns one
    */
   uint64_t iteration;
   uint32_t slot;
   uint32_t attempt;
+  /*
+   * iteration 0, slot 0, attempt 0 is a key like any other: presence is explicit
+   */
+  protobuf_c_boolean has_key;
 };
 #define METATRAIN__V1__ERROR_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__error_reply__descriptor) \
-    , METATRAIN__V1__ERROR_CODE__ERROR_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , METATRAIN__V1__ERROR_CODE__ERROR_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
 
 
 /*
