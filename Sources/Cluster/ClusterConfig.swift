@@ -104,7 +104,13 @@ public struct ClusterConfig: Sendable, Equatable {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let data = (try? encoder.encode(Identity(seed: run.seed, meta: meta, family: family, innerLoop: innerLoop))) ?? Data()
+        // Non-finite numbers are written as strings, so encoding cannot fail on a value; were it to fail anyway,
+        // hashing empty data would make every configuration look alike to the resume check: stop instead.
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let data: Data
+        do { data = try encoder.encode(Identity(seed: run.seed, meta: meta, family: family, innerLoop: innerLoop)) } catch {
+            preconditionFailure("the configuration could not be encoded for its hash: \(error)")
+        }
         return SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
     }
 

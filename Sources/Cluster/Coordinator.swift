@@ -126,7 +126,10 @@ public final class Coordinator {
         try socket.bind(config.coordinator.bind)
         endpoint = try socket.lastEndpoint()
         // Where tools and tests find the resolved endpoint of a wildcard bind (tcp://127.0.0.1:*).
-        try? Data((endpoint + "\n").utf8).write(to: URL(fileURLWithPath: (runDirectory as NSString).appendingPathComponent("coordinator.endpoint")))
+        // Replaced atomically, so a reader never sees half of it; a folder we cannot write to is an error here,
+        // before any checkpoint would fail.
+        try Data((endpoint + "\n").utf8).write(to: URL(fileURLWithPath: (runDirectory as NSString).appendingPathComponent("coordinator.endpoint")),
+                                              options: .atomic)
         if zap == nil && !(endpoint.hasPrefix("tcp://127.") || endpoint.hasPrefix("tcp://localhost") || endpoint.hasPrefix("tcp://[::1]")) {
             logger.warning("bound to \(endpoint), reachable from other machines, without encryption: anyone who can reach it can join the run")
         }
@@ -433,8 +436,17 @@ public final class Coordinator {
     }
 
     func appendMetrics(_ line: [String: Any]) {
-        guard let data = try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]) else { return }
-        appendLine(data, to: (runDirectory as NSString).appendingPathComponent("metrics.jsonl"))
+        // A non-finite value (a diverging mean return) would make the line unencodable: null it, keep the line.
+        let finite = line.mapValues { value -> Any in
+            if let d = value as? Double, !d.isFinite { return NSNull() }
+            return value
+        }
+        do {
+            let data = try JSONSerialization.data(withJSONObject: finite, options: [.sortedKeys])
+            try appendLine(data, to: (runDirectory as NSString).appendingPathComponent("metrics.jsonl"))
+        } catch {
+            logger.error("could not append to metrics.jsonl: \(error)")
+        }
     }
 
     func checkpoint() throws {

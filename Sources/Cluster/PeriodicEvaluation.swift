@@ -75,7 +75,9 @@ final class PeriodicEvaluation: @unchecked Sendable {
                 try runMetaEvaluation(plan: plan, inits: [("meta", theta)], threads: 1)
             }
             let points = report.summary(0)
-            appendLine(Data(report.json(extra: [("iteration", "\(iteration)")]).utf8), to: path)
+            do { try appendLine(Data(report.json(extra: [("iteration", "\(iteration)")]).utf8), to: path) } catch {
+                logger.error("could not append to \(path): \(error)")
+            }
             logger.info("\(String(format: "meta-eval iteration %d: greedy return %.1f ± %.1f before, %.1f ± %.1f after %d steps (%d held-out tasks, %.1f s)", iteration, points.first!.meanReturn, points.first!.ci95, points.last!.meanReturn, points.last!.ci95, budget, plan.tasks, report.seconds))")
         } catch {
             logger.error("meta-eval for iteration \(iteration) failed: \(error)")
@@ -99,11 +101,18 @@ final class PeriodicEvaluation: @unchecked Sendable {
     }
 }
 
-/// Appends `line` and a newline to the file at `path`, creating it if needed; best effort, like a log.
-func appendLine(_ line: Data, to path: String) {
-    if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
-    guard let handle = FileHandle(forWritingAtPath: path) else { return }
+/// Appends `line` and a newline to the file at `path`, creating it if needed; throws when it cannot (the
+/// caller logs it: a metrics line is not worth stopping a run for, but nobody should lose one silently).
+func appendLine(_ line: Data, to path: String) throws {
+    if !FileManager.default.fileExists(atPath: path) {
+        guard FileManager.default.createFile(atPath: path, contents: nil) else {
+            throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path])
+        }
+    }
+    guard let handle = FileHandle(forWritingAtPath: path) else {
+        throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path])
+    }
     defer { try? handle.close() }
-    _ = try? handle.seekToEnd()
-    try? handle.write(contentsOf: line + Data("\n".utf8))
+    try handle.seekToEnd()
+    try handle.write(contentsOf: line + Data("\n".utf8))
 }

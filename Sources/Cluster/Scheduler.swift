@@ -50,14 +50,18 @@ public struct SchedulerSettings: Sendable, Equatable {
     /// Liveness of work, not only of heartbeats: an attempt held longer than its deadline is taken back (the
     /// slot or eval job runs elsewhere), and its holder gets no new work until it delivers. The deadline is
     /// `timeoutMedianMultiple` × the median completion time once one completion is known (never below
-    /// `minimumTimeoutMs`), and `slotTimeoutMs` before that and at most (cluster.yaml `slot_timeout_ms`); an eval
-    /// job's deadline is `evalTimeoutMs` (its request's jobs differ in length too much for a median to say much).
+    /// `minimumTimeoutMs`), and `slotTimeoutMs` before that and at most (cluster.yaml `slot_timeout_ms`). An eval
+    /// job (its request's jobs differ in length too much for a median to say much) comes back when its holder's
+    /// env-step count stalls (`minimumStallMs`), or past `evalTimeoutMs`.
     public var slotTimeoutMs: Int64 = 600_000
     public var evalTimeoutMs: Int64 = 3_600_000
     public var timeoutMedianMultiple: Double = 4
     public var minimumTimeoutMs: Int64 = 1_000
     /// Deadlines a worker may miss in a row, without delivering anything in between, before it is disconnected.
     public var maxTimeouts = 3
+    /// An eval job's holder whose env-step count has not moved for this long (or the slot deadline, if longer)
+    /// is not computing it: the job comes back.
+    public var minimumStallMs: Int64 = 5_000
 
     public init(runID: String, iterations: Int, metaBatch: Int, heartbeatIntervalMs: Int, liveness: Int,
                 checkpointInterval: Int) {
@@ -713,13 +717,16 @@ public struct Scheduler<Payload> {
                 if key.iteration == iteration { missed.append("slot \(key.slot) of iteration \(key.iteration) (held \(now - since) ms, deadline \(slotLimit) ms)") }
             }
             // Eval jobs of one request differ in length (probes, curves), so their median says little about any one
-            // of them: the ceiling alone is their deadline (stragglers get the once-only backup of assignEval).
+            // of them: an eval job comes back when its holder's env-step count has stalled for the stall window
+            // (it is not computing), or past the ceiling. Stragglers that compute get assignEval's one backup.
+            let stallLimit = max(slotLimit, settings.minimumStallMs)
+            let stalled = now - worker.envStepsMovedAt > stallLimit
             for (key, since) in worker.evalHeldSince.sorted(by: { $0.key < $1.key }) {
                 guard evalRequests[key.request] != nil else { unholdEval(peer, key); continue }
-                guard now - since > settings.evalTimeoutMs else { continue }
+                guard now - since > settings.evalTimeoutMs || (stalled && now - since > stallLimit) else { continue }
                 unholdEval(peer, key)
                 requeueEval(key)
-                missed.append("eval job \(key.job) of request \(key.request) (held \(now - since) ms, deadline \(settings.evalTimeoutMs) ms)")
+                missed.append("eval job \(key.job) of request \(key.request) (held \(now - since) ms)")
             }
             if !missed.isEmpty {
                 counters.attemptsTimedOut += missed.count

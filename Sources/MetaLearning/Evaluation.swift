@@ -8,8 +8,13 @@ import NeuralNet
 /// Training tasks come from the `.taskSample` stream at meta-iteration t; held-out tasks from the
 /// `.evaluation` stream, so the two sets are disjoint however long the run.
 public func heldOutTask(_ family: TaskFamily, runSeed: UInt64, index: Int) throws -> TaskSpec {
-    var rng = SeededRNG(seed: deriveSeed(runSeed, iteration: UInt64.max, slot: UInt64(index), purpose: .evaluation))
+    var rng = SeededRNG(seed: heldOutTaskSeed(runSeed: runSeed, index: index))
     return try family.sample(using: &rng)
+}
+
+/// The seed held-out task `index` is drawn from.
+public func heldOutTaskSeed(runSeed: UInt64, index: Int) -> UInt64 {
+    deriveSeed(runSeed, iteration: UInt64.max, slot: UInt64(index), purpose: .evaluation)
 }
 
 /// The return that counts as "solved" for a family: gymnasium's thresholds, and −10 for 2D navigation.

@@ -4,8 +4,13 @@ import NeuralNet
 
 /// The task of slot `slot` in meta-iteration `iteration` of a run: a pure function of the run seed.
 public func trainingTask(_ family: TaskFamily, runSeed: UInt64, iteration: Int, slot: Int) throws -> TaskSpec {
-    var rng = SeededRNG(seed: deriveSeed(runSeed, iteration: UInt64(iteration), slot: UInt64(slot), purpose: .taskSample))
+    var rng = SeededRNG(seed: trainingTaskSeed(runSeed: runSeed, iteration: iteration, slot: slot))
     return try family.sample(using: &rng)
+}
+
+/// The seed the task of slot `slot` in meta-iteration `iteration` is drawn from.
+public func trainingTaskSeed(runSeed: UInt64, iteration: Int, slot: Int) -> UInt64 {
+    deriveSeed(runSeed, iteration: UInt64(iteration), slot: UInt64(slot), purpose: .taskSample)
 }
 
 /// The inner-loop seed of slot `slot` in meta-iteration `iteration`: what the worker running it uses.

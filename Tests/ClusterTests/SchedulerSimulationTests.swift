@@ -69,6 +69,10 @@ import Wire
         var settings = SchedulerSettings(runID: "sim", iterations: iterations, metaBatch: metaBatch,
                                          heartbeatIntervalMs: interval, liveness: liveness,
                                          checkpointInterval: 1 + rng.nextInt(below: 3))
+        // The chaos here kills or pauses a worker every 2 s among a handful: an eval job can meet 5 dying workers
+        // in a row by chance, which the give-up rule for jobs that kill workers (tested in SchedulerEvalTests)
+        // would take for a poison job. Give it more room here.
+        settings.failedAttemptsWarning = 12
         var scheduler = try Scheduler<Payload>(settings: settings)
         var registrationOf: [Peer: String] = [:]
         var outcome = Outcome()

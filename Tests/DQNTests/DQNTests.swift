@@ -41,9 +41,10 @@ import Testing
         let config = Self.smallConfig()
         for task in TaskSpec.kindNames.compactMap(TaskSpec.defaultTask(kind:)) {
             let theta = try Self.initial(task, config)
-            let result = try adapt(initial: theta, task: task, budget: 400, seed: 2, config: config)
-            #expect(result.parameters.isFinite && !result.episodeReturns.isEmpty || task.kindName == "mountaincar",
-                    "\(task.kindName)")
+            // 600 steps: every default task's episode ends by then (MountainCar truncates at 200).
+            let result = try adapt(initial: theta, task: task, budget: 600, seed: 2, config: config)
+            #expect(result.parameters.isFinite && result.parameters != theta, "\(task.kindName) learned nothing")
+            #expect(!result.episodeReturns.isEmpty, "\(task.kindName) finished no episode")
         }
     }
 

@@ -70,7 +70,13 @@ import Testing
         let family = TaskFamily.cartPole(TaskFamily.CartPoleRanges())
         let a = try heldOutTask(family, runSeed: 1, index: 0), b = try heldOutTask(family, runSeed: 1, index: 0)
         #expect(a == b)
-        var rng = SeededRNG(seed: deriveSeed(1, iteration: 0, slot: 0, purpose: .taskSample))
-        #expect(try family.sample(using: &rng) != a)
+        // Disjoint by construction: no held-out seed is a training seed, for 1,000 iterations × 64 slots and
+        // 200 held-out tasks, under two run seeds (equal seeds would draw equal tasks).
+        for runSeed: UInt64 in [1, 7] {
+            let training = Set((0..<1_000).flatMap { t in (0..<64).map { trainingTaskSeed(runSeed: runSeed, iteration: t, slot: $0) } })
+            let heldOut = Set((0..<200).map { heldOutTaskSeed(runSeed: runSeed, index: $0) })
+            #expect(training.count == 64_000 && heldOut.count == 200)
+            #expect(training.isDisjoint(with: heldOut))
+        }
     }
 }

@@ -127,11 +127,15 @@ import Wire
         var rng = SeededRNG(seed: 5)
         for length in [0, 1, 7, 100, 4096] {
             let junk = (0..<length).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-            do { _ = try WireCodec.decode(junk) } catch { continue }  // typed error: fine; decoding empty is "missing body"
+            #expect(throws: WireError.self, "\(length) random bytes decoded as a message") { _ = try WireCodec.decode(junk) }
         }
+        // Every proper prefix of a valid result: cut inside a field, or between fields (then a required part is
+        // missing or a tensor's bytes do not match its shape). None may decode.
         let valid = WireCodec.encode(.result(Self.result))
-        for cut in stride(from: 1, to: valid.count, by: 3) {
-            do { _ = try WireCodec.decode(Array(valid[0..<cut])) } catch { continue }
+        for cut in 0..<valid.count {
+            #expect(throws: WireError.self, "a \(cut)-byte prefix of a \(valid.count)-byte result decoded") {
+                _ = try WireCodec.decode(Array(valid[0..<cut]))
+            }
         }
         Self.expectRejected([0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F]) { if case .undecodable = $0 { true } else { false } }
         Self.expectRejected([]) { $0 == .protocolVersion(got: 0, expected: protocolVersion) }
