@@ -147,7 +147,8 @@ final class HostilePeer: @unchecked Sendable {
         #expect(coordinator.wait(seconds: 300) == 0, "\(coordinator.output.suffix(3000))")
         #expect(try Harness.finalSHA(folder) == Harness.referenceSHA)
         #expect(hung.output.contains("hangs for good"), "\(hung.output.suffix(1000))")
-        #expect(coordinator.output.contains("past the deadline"))
+        // Its slots came back past their deadline, or (once 3 slots have completed) their backup copies won first.
+        #expect(coordinator.output.contains("past the deadline") || coordinator.output.contains("backup copy"))
         honest.wait(seconds: 10)
         hung.signal(SIGKILL)
         hung.wait(seconds: 10)
