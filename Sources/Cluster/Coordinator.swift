@@ -37,6 +37,9 @@ public final class Coordinator {
     public private(set) var state: MetaState
     /// The endpoint actually bound (a wildcard port resolved).
     public private(set) var endpoint: String
+    /// What workers connect to: `endpoint` with a wildcard host replaced (see `advertisedEndpoint`).
+    public private(set) var advertised: String
+    var endpointFile: String { (runDirectory as NSString).appendingPathComponent("coordinator.endpoint") }
     let logger: Logger
     let stop: StopFlag
     let store: CheckpointStore
@@ -125,11 +128,12 @@ public final class Coordinator {
         }
         try socket.bind(config.coordinator.bind)
         endpoint = try socket.lastEndpoint()
-        // Where tools and tests find the resolved endpoint of a wildcard bind (tcp://127.0.0.1:*).
-        // Replaced atomically, so a reader never sees half of it; a folder we cannot write to is an error here,
-        // before any checkpoint would fail.
-        try Data((endpoint + "\n").utf8).write(to: URL(fileURLWithPath: (runDirectory as NSString).appendingPathComponent("coordinator.endpoint")),
-                                              options: .atomic)
+        advertised = Self.advertisedEndpoint(bound: endpoint, advertise: config.coordinator.advertise)
+        // Where workers (`--connect-file`), tools and tests find this coordinator: what other machines can connect
+        // to, with the port actually bound. Replaced atomically at every start (a resumed run's old file names a
+        // dead port), removed at exit; a folder we cannot write to is an error here, before any checkpoint fails.
+        try Data((advertised + "\n").utf8).write(to: URL(fileURLWithPath: (runDirectory as NSString).appendingPathComponent("coordinator.endpoint")),
+                                                options: .atomic)
         if zap == nil && !(endpoint.hasPrefix("tcp://127.") || endpoint.hasPrefix("tcp://localhost") || endpoint.hasPrefix("tcp://[::1]")) {
             logger.warning("bound to \(endpoint), reachable from other machines, without encryption: anyone who can reach it can join the run")
         }
@@ -145,6 +149,20 @@ public final class Coordinator {
         scheduler = try Scheduler(settings: settings, startIteration: state.iteration, numerics: numerics)
         started = clock.now
         iterationStarted = started
+    }
+
+    /// The endpoint to tell workers for a bound endpoint: a wildcard host (0.0.0.0, *, [::]) is no address anyone
+    /// can connect to, so it becomes `advertise`'s host when that names one, else this machine's host name; the
+    /// port is always the one actually bound.
+    public static func advertisedEndpoint(bound: String, advertise: String) -> String {
+        func split(_ e: String) -> (host: String, port: String)? {
+            guard e.hasPrefix("tcp://"), let colon = e.lastIndex(of: ":"), colon > e.index(e.startIndex, offsetBy: 6) else { return nil }
+            return (String(e[e.index(e.startIndex, offsetBy: 6)..<colon]), String(e[e.index(after: colon)...]))
+        }
+        let wildcards: Set<String> = ["0.0.0.0", "*", "[::]", "::", "[*]"]
+        guard let b = split(bound), wildcards.contains(b.host) else { return bound }
+        if let a = split(advertise), !wildcards.contains(a.host), !a.host.isEmpty { return "tcp://\(a.host):\(b.port)" }
+        return "tcp://\(ProcessInfo.processInfo.hostName):\(b.port)"
     }
 
     /// The numerics a resumed run holds workers to: the checkpoint's fingerprint under the same policy, unless
@@ -182,7 +200,14 @@ public final class Coordinator {
 
     /// Runs until the last meta-iteration is applied or a stop signal arrives.
     public func run() throws -> CoordinatorSummary {
-        logger.info("coordinator \(runID) listening on \(endpoint); iterations \(state.iteration)..<\(config.meta.iterations), meta-batch \(config.meta.metaBatch), \(config.meta.algorithm.rawValue)")
+        // Gone with this coordinator (however run() ends), so nobody connects to a dead port from it. A SIGKILL
+        // leaves it; the next start of the run replaces it.
+        defer {
+            do { try FileManager.default.removeItem(atPath: endpointFile) } catch {
+                logger.debug("could not remove \(endpointFile): \(error)")
+            }
+        }
+        logger.info("coordinator \(runID) listening on \(endpoint)\(advertised == endpoint ? "" : " (workers connect to \(advertised))"); iterations \(state.iteration)..<\(config.meta.iterations), meta-batch \(config.meta.metaBatch), \(config.meta.algorithm.rawValue)")
         if scheduler.isDone { finished = true }
         if scheduler.isFinished && config.meta.iterations > 0 && !finished {
             logger.info("training is complete (iteration \(state.iteration)): serving eval requests until stopped")

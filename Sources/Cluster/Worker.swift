@@ -21,6 +21,15 @@ final class SharedCounter: @unchecked Sendable {
     var value: UInt64 { lock.lock(); defer { lock.unlock() }; return total }
 }
 
+/// No coordinator ever welcomed this worker within `--give-up-after`.
+public struct WorkerGaveUp: Error, CustomStringConvertible {
+    public let endpoint: String
+    public let seconds: Double
+    public var description: String {
+        "no coordinator answered at \(endpoint) in \(Int(seconds)) s (--give-up-after): is it running, is the address right (a stale coordinator.endpoint?), is its port reachable?"
+    }
+}
+
 /// The coordinator refused this worker for good (its numerics are not the run's): retrying cannot help.
 public struct WorkerRefused: Error, CustomStringConvertible {
     public let reason: String
@@ -76,6 +85,11 @@ public final class Worker {
         public var hangAfterJobs: Int?
         /// What this worker computes with (`NumericsReport.measure()`), sent in every hello.
         public var numerics: NumericsReport
+        /// A file holding the coordinator's endpoint (the run folder's `coordinator.endpoint`), read again on every
+        /// (re)connect so a resumed coordinator on another port is found; overrides `endpoint` when readable.
+        public var endpointFile: String?
+        /// A worker that has never been welcomed by any coordinator gives up after this long (nil: never).
+        public var giveUpAfterMs: Int? = 300_000
 
         public init(endpoint: String, threads: Int = 1, numerics: NumericsReport) {
             self.endpoint = endpoint
@@ -106,6 +120,10 @@ public final class Worker {
     var lastHeard: Tick = 0
     var lastSent: Tick = 0
     var backoffMs: Int
+    /// Whether any coordinator has welcomed this worker (a worker that never got through gives up eventually).
+    var everWelcomed = false
+    /// The endpoint of the current connection.
+    var connectedTo = ""
     /// Slot outcomes (results or failures) handed back to the coordinator.
     public private(set) var slotsCompleted = 0
 
@@ -158,17 +176,38 @@ public final class Worker {
             }
             if now - lastSent >= Tick(heartbeatIntervalMs) { send(.heartbeat(envSteps: envSteps.value)) }
             if now - lastHeard > Tick(heartbeatIntervalMs * liveness) {
-                logger.warning("coordinator silent for \(now - lastHeard) ms: reconnecting in \(backoffMs) ms")
+                try giveUpIfNeverWelcomed()
+                logger.warning("coordinator at \(connectedTo) silent for \(now - lastHeard) ms: reconnecting in \(backoffMs) ms")
                 try reconnect()
             }
         }
+    }
+
+    /// Where to connect now: the endpoint file's content when it names a tcp:// endpoint, else `options.endpoint`.
+    var currentEndpoint: String {
+        if let path = options.endpointFile,
+           let text = try? String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+           text.hasPrefix("tcp://") {
+            return text
+        }
+        return options.endpoint
+    }
+
+    /// Throws when no coordinator has ever welcomed this worker within `giveUpAfterMs`: a stale endpoint, a wrong
+    /// address or a coordinator that never came must end in a clear error, not a worker retrying forever.
+    func giveUpIfNeverWelcomed() throws {
+        guard !everWelcomed, let limit = options.giveUpAfterMs, now > Tick(limit) else { return }
+        throw WorkerGaveUp(endpoint: connectedTo, seconds: Double(now) / 1000)
     }
 
     func connect() throws {
         let socket = try context.socket(.dealer)
         try socket.setMaxMessageSize(Int64(options.maxMessageBytes))
         if let curve = options.curve { try socket.makeCurveClient(serverPublicKey: curve.serverPublicKey, keys: curve.keys) }
-        try socket.connect(options.endpoint)
+        let endpoint = currentEndpoint
+        if endpoint != connectedTo && !connectedTo.isEmpty { logger.info("coordinator endpoint is now \(endpoint) (was \(connectedTo))") }
+        try socket.connect(endpoint)
+        connectedTo = endpoint
         dealer = socket
         lastHeard = now
         send(.hello(hello))
@@ -185,6 +224,7 @@ public final class Worker {
         dealer = nil
         let deadline = now + Tick(backoffMs)
         while now < deadline && !stop.isSet { usleep(20_000) }
+        try giveUpIfNeverWelcomed()
         backoffMs = min(backoffMs * 2, options.maxBackoffMs)
         try connect()
     }
@@ -227,6 +267,7 @@ public final class Worker {
             heartbeatIntervalMs = w.heartbeatIntervalMs
             liveness = w.liveness
             backoffMs = options.initialBackoffMs
+            everWelcomed = true
             kernel = w.numerics == .portable ? .portable : .selected
             logger.info("registered as \(w.workerID) in run \(w.runID); numerics \(w.numerics.rawValue), computing on kernel \(kernel.rawValue)")
         case .heartbeat:

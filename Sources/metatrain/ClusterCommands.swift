@@ -81,7 +81,9 @@ struct WorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker", abstract: "Run a worker: connect to a coordinator and run the slots it assigns.")
 
-    @Option(help: "The coordinator's endpoint, e.g. tcp://10.0.0.5:5555.") var connect: String
+    @Option(help: "The coordinator's endpoint, e.g. tcp://10.0.0.5:5555 (or give --connect-file).") var connect: String?
+    @Option(help: "A file with the coordinator's endpoint (a run folder's coordinator.endpoint), read again on every reconnect, so a resumed coordinator on a new port is found.") var connectFile: String?
+    @Option(help: "Give up, with an error, when no coordinator has ever answered after this many seconds (0: never).") var giveUpAfter = 300
     @Option(help: "Slots to run at once (compute threads).") var threads = 1
     @Option(help: "Heartbeat interval before the coordinator's welcome, in ms.") var heartbeatIntervalMs = 1000
     @Option(help: "Testing: play a machine this many times slower (idle after each slot).") var slowdown = 1.0
@@ -91,8 +93,10 @@ struct WorkerCommand: ParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        try checkEndpoint(connect, option: "--connect")
+        guard connect != nil || connectFile != nil else { throw ValidationError("give --connect tcp://HOST:PORT or --connect-file PATH") }
+        if let connect { try checkEndpoint(connect, option: "--connect") }
         guard threads >= 1 && threads <= 1024 else { throw ValidationError("--threads must be in 1...1024") }
+        guard giveUpAfter >= 0 else { throw ValidationError("--give-up-after must be ≥ 0 seconds") }
     }
 
     func run() throws {
@@ -101,7 +105,9 @@ struct WorkerCommand: ParsableCommand {
         stop.installSignalHandlers()
         let numerics = try userFacing { try NumericsReport.measure() }
         logger.info("numerics: kernel \(numerics.kernel) fingerprint \(numerics.fingerprint), portable kernel \(numerics.portableKernel) fingerprint \(numerics.portableFingerprint); CPU \(numerics.cpu) (\(Numerics.cpuFeatures))")
-        var options = Worker.Options(endpoint: connect, threads: threads, numerics: numerics)
+        var options = Worker.Options(endpoint: connect ?? "", threads: threads, numerics: numerics)
+        options.endpointFile = connectFile
+        options.giveUpAfterMs = giveUpAfter > 0 ? giveUpAfter * 1000 : nil
         options.heartbeatIntervalMs = heartbeatIntervalMs
         options.slowdownFactor = max(slowdown, 1)
         options.hangAfterJobs = testHangAfter

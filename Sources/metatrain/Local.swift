@@ -41,7 +41,7 @@ struct Local: ParsableCommand {
             let coordinator = try Coordinator(config: cfg, runDirectory: folder, resume: false, context: try ZMQContext(),
                                               stop: stop, logger: logger)
             let processes = try (0..<count).map { i in
-                try spawnWorker(index: i, endpoint: coordinator.endpoint, threads: threadCount, folder: folder)
+                try spawnWorker(index: i, endpoint: coordinator.advertised, threads: threadCount, folder: folder)
             }
             logger.info("started \(count) worker process(es) with \(threadCount) thread(s) each; logs in \(folder)/worker-*.log")
             defer { reap(processes) }

@@ -125,7 +125,7 @@ enum Harness {
 
     static func worker(_ folder: String, endpoint: String, index: Int, threads: Int = 1, extra: [String] = [],
                        environment: [String: String] = [:]) throws -> Child {
-        try Child(["worker", "--connect", endpoint, "--threads", "\(threads)", "--heartbeat-interval-ms", "200"] + extra,
+        try Child((endpoint.isEmpty ? ["worker"] : ["worker", "--connect", endpoint]) + ["--threads", "\(threads)", "--heartbeat-interval-ms", "200"] + extra,
                   log: (folder as NSString).appendingPathComponent("worker-\(index)-\(Date().timeIntervalSince1970).log"),
                   environment: environment)
     }

@@ -1,0 +1,47 @@
+import Cluster
+import Foundation
+import Testing
+
+/// Launch defects found under Slurm: a resumed run's stale endpoint file, a wildcard bind's unusable address, and
+/// a worker that retried a dead port forever.
+@Suite(.serialized) struct LaunchTests {
+    @Test func aWildcardBindAdvertisesAnAddressOthersCanUse() {
+        #expect(Coordinator.advertisedEndpoint(bound: "tcp://0.0.0.0:40123", advertise: "tcp://10.0.0.5:5555") == "tcp://10.0.0.5:40123")
+        #expect(Coordinator.advertisedEndpoint(bound: "tcp://127.0.0.1:40123", advertise: "tcp://10.0.0.5:5555") == "tcp://127.0.0.1:40123")
+        let own = Coordinator.advertisedEndpoint(bound: "tcp://0.0.0.0:40123", advertise: "tcp://0.0.0.0:*")
+        #expect(own == "tcp://\(ProcessInfo.processInfo.hostName):40123")
+        #expect(!own.contains("0.0.0.0"))
+    }
+
+    /// The coordinator is SIGKILLed (its endpoint file stays, naming a dead port) and resumed on another port: a
+    /// worker started with --connect-file finds it by itself, and the run ends with the uninterrupted θ. At the
+    /// coordinator's normal exit the file is gone.
+    @Test func aWorkerFollowsTheEndpointFileToAResumedCoordinator() throws {
+        let folder = Harness.folder("connectfile")
+        let config = Harness.writeConfig(folder)
+        let (first, oldEndpoint) = try Harness.startCoordinator(folder, config: config)
+        let file = folder + "/coordinator.endpoint"
+        let worker = try Harness.worker(folder, endpoint: "", index: 0, extra: ["--connect-file", file])
+        #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 3 })
+        first.signal(SIGKILL)
+        first.wait(seconds: 10)
+        #expect(Harness.endpoint(folder) == oldEndpoint, "a SIGKILL leaves the file")
+        let second = try Harness.coordinator(folder, config: config, extra: ["--resume", folder])  // a new port
+        #expect(Harness.waitFor(seconds: 20) { (Harness.endpoint(folder) ?? oldEndpoint) != oldEndpoint })
+        #expect(second.wait(seconds: 180) == 0, "\(second.output.suffix(2000))")
+        #expect(try Harness.finalSHA(folder) == Harness.referenceSHA)
+        #expect(worker.output.contains("coordinator endpoint is now"), "\(worker.output.suffix(1500))")
+        #expect(worker.wait(seconds: 20) == 0)
+        #expect(!FileManager.default.fileExists(atPath: file), "the endpoint file is removed at exit")
+    }
+
+    @Test func aWorkerThatNeverReachesACoordinatorGivesUp() throws {
+        let folder = Harness.folder("giveup")
+        // Port 9 (discard) on loopback: nobody listens there.
+        let worker = try Harness.Child(["worker", "--connect", "tcp://127.0.0.1:9", "--heartbeat-interval-ms", "200",
+                                        "--give-up-after", "2"], log: folder + "/worker.log")
+        let status = worker.wait(seconds: 120)
+        #expect(status != nil && status != 0, "it ends, with a failure status")
+        #expect(worker.output.contains("no coordinator answered at tcp://127.0.0.1:9"), "\(worker.output.suffix(1000))")
+    }
+}
