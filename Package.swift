@@ -62,6 +62,9 @@ let package = Package(
             exclude: ["interop.py"]
         ),
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Wire", "Transport", "MetaLearning", "NeuralNet"]),
+        .testTarget(
+            name: "ClusterTests", dependencies: ["Cluster", "Wire", "Transport", "MetaLearning", "NeuralNet", "DQN"],
+            exclude: ["export_check.py"]
+        ),
     ]
 )

@@ -14,6 +14,22 @@ func loadConfig(_ path: String) throws -> ClusterConfig {
     }
 }
 
+/// A checkpoint file, or a run folder's newest valid checkpoint: the record, its path, and the run folder.
+func loadCheckpointOrRun(_ path: String, report: (String) -> Void) throws -> (CheckpointRecord, String, String) {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        throw ValidationError("no checkpoint at \(path)")
+    }
+    if isDirectory.boolValue {
+        let found = try CheckpointStore(runDirectory: path, keepLast: 1).newestValid(settings: nil, configHash: nil)
+        for problem in found.skipped { report("skipped checkpoint: \(problem)") }
+        return (found.record, found.path, path)
+    }
+    let record = try CheckpointStore.read(path: path, settings: nil)
+    let folder = ((path as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+    return (record, path, folder.isEmpty ? "." : folder)
+}
+
 /// Fails with the error's own text (typed cluster errors read as sentences) and exit code 1.
 func userFacing<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {

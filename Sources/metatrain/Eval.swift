@@ -164,18 +164,7 @@ struct Eval: ParsableCommand {
 
     /// The checkpoint record, its path and its run folder (the checkpoints folder's parent).
     func loadCheckpoint() throws -> (CheckpointRecord, String, String) {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDirectory) else {
-            throw ValidationError("no checkpoint at \(checkpoint)")
-        }
-        if isDirectory.boolValue {
-            let found = try CheckpointStore(runDirectory: checkpoint, keepLast: 1).newestValid(settings: nil, configHash: nil)
-            for problem in found.skipped { progress("skipped checkpoint: \(problem)") }
-            return (found.record, found.path, checkpoint)
-        }
-        let record = try CheckpointStore.read(path: checkpoint, settings: nil)
-        let folder = ((checkpoint as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
-        return (record, checkpoint, folder.isEmpty ? "." : folder)
+        try loadCheckpointOrRun(checkpoint, report: progress)
     }
 
     func makePlan(_ cfg: ClusterConfig) throws -> EvaluationPlan {

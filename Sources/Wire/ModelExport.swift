@@ -1,0 +1,129 @@
+import Foundation
+import NeuralNet
+
+/// θ in the formats PyTorch users load: safetensors (named tensors) and ONNX (the Q-network as a graph).
+///
+/// Layer l of the MLP becomes PyTorch's `nn.Sequential(Linear, ReLU, …, Linear)` entry 2l: tensors `2l.weight`
+/// (outputs × inputs, PyTorch's layout: our row-major inputs × outputs transposed) and `2l.bias`, so
+/// `model.load_state_dict(safetensors.torch.load_file(path))` fills such a Sequential directly. The ONNX graph
+/// computes Q = (ReLU(x·W₀ + b₀) …)·W_L + b_L with `Gemm` and `Relu` nodes over the same numbers.
+public enum ModelExport {
+    public struct ExportError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// The safetensors file: an 8-byte little-endian header length, a JSON header (names, dtype F32, shapes, byte
+    /// offsets, and `__metadata__` strings), then the tensors' little-endian bytes.
+    public static func safetensors(mlp: MLP, theta: ParameterVector, metadata: [String: String]) throws -> [UInt8] {
+        try mlp.validate(theta)
+        var tensors: [(name: String, shape: [Int], values: [Float])] = []
+        for (l, layer) in mlp.layers.enumerated() {
+            var weight = [Float](repeating: 0, count: layer.inputs * layer.outputs)
+            for i in 0..<layer.inputs {
+                for o in 0..<layer.outputs { weight[o * layer.inputs + i] = theta[layer.weightOffset + i * layer.outputs + o] }
+            }
+            tensors.append(("\(2 * l).weight", [layer.outputs, layer.inputs], weight))
+            tensors.append(("\(2 * l).bias", [layer.outputs], Array(theta.values[layer.biasOffset..<(layer.biasOffset + layer.outputs)])))
+        }
+        var header: [String: Any] = ["__metadata__": metadata.merging(["layer_sizes": mlp.sizes.map(String.init).joined(separator: ","),
+                                                                        "format": "pt"]) { $1 }]
+        var offset = 0
+        var body: [UInt8] = []
+        for t in tensors {
+            let bytes = t.values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
+            header[t.name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + bytes.count]]
+            body += bytes
+            offset += bytes.count
+        }
+        var json = [UInt8](try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]))
+        while json.count % 8 != 0 { json.append(0x20) }   // pad with spaces so the tensors start 8-aligned
+        return withUnsafeBytes(of: UInt64(json.count).littleEndian, Array.init) + json + body
+    }
+
+    /// An ONNX model (IR version 7, opset 13): input `observation` [batch, inputs], output `q_values`
+    /// [batch, actions], weights as initializers in our row-major inputs × outputs layout (Gemm without transposes).
+    public static func onnx(mlp: MLP, theta: ParameterVector, producerVersion: String) throws -> [UInt8] {
+        try mlp.validate(theta)
+        var graph = ProtoWriter()
+        var input = "observation"
+        for (l, layer) in mlp.layers.enumerated() {
+            let w = "W\(l)", b = "b\(l)", y = l == mlp.layers.count - 1 ? "q_values" : "h\(l)"
+            let gemmOut = l == mlp.layers.count - 1 ? y : "z\(l)"
+            graph.message(1, node(inputs: [input, w, b], outputs: [gemmOut], name: "gemm\(l)", op: "Gemm"))
+            if l < mlp.layers.count - 1 { graph.message(1, node(inputs: [gemmOut], outputs: [y], name: "relu\(l)", op: "Relu")) }
+            let weights = Array(theta.values[layer.weightOffset..<(layer.weightOffset + layer.inputs * layer.outputs)])
+            graph.message(5, tensor(name: w, dims: [layer.inputs, layer.outputs], values: weights))
+            graph.message(5, tensor(name: b, dims: [layer.outputs], values: Array(theta.values[layer.biasOffset..<(layer.biasOffset + layer.outputs)])))
+            input = y
+        }
+        graph.string(2, "metatrain_q_network")
+        graph.message(11, valueInfo(name: "observation", dims: [nil, mlp.inputSize]))
+        graph.message(12, valueInfo(name: "q_values", dims: [nil, mlp.outputSize]))
+
+        var model = ProtoWriter()
+        model.varint(1, 7)                                   // ir_version
+        model.string(2, "metatrain")                         // producer_name
+        model.string(3, producerVersion)                     // producer_version
+        model.message(7, graph)                              // graph
+        var opset = ProtoWriter()
+        opset.string(1, "")                                  // the default ONNX domain
+        opset.varint(2, 13)
+        model.message(8, opset)                              // opset_import
+        return model.bytes
+    }
+
+    static func node(inputs: [String], outputs: [String], name: String, op: String) -> ProtoWriter {
+        var n = ProtoWriter()
+        for i in inputs { n.string(1, i) }
+        for o in outputs { n.string(2, o) }
+        n.string(3, name)
+        n.string(4, op)
+        return n
+    }
+
+    /// A float32 TensorProto with raw little-endian data.
+    static func tensor(name: String, dims: [Int], values: [Float]) -> ProtoWriter {
+        var t = ProtoWriter()
+        for d in dims { t.varint(1, UInt64(d)) }
+        t.varint(2, 1)                                       // data_type FLOAT
+        t.string(8, name)
+        t.bytes(9, values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) })
+        return t
+    }
+
+    /// A float tensor ValueInfoProto; a nil dimension is the symbolic `batch`.
+    static func valueInfo(name: String, dims: [Int?]) -> ProtoWriter {
+        var shape = ProtoWriter()
+        for d in dims {
+            var dim = ProtoWriter()
+            if let d { dim.varint(1, UInt64(d)) } else { dim.string(2, "batch") }
+            shape.message(1, dim)
+        }
+        var tensorType = ProtoWriter()
+        tensorType.varint(1, 1)                              // elem_type FLOAT
+        tensorType.message(2, shape)
+        var type = ProtoWriter()
+        type.message(1, tensorType)
+        var info = ProtoWriter()
+        info.string(1, name)
+        info.message(2, type)
+        return info
+    }
+}
+
+/// The few protobuf encodings the ONNX exporter needs (varint and length-delimited fields). ONNX's .proto is not
+/// compiled into this project: the graph has a dozen fields, each written here by its number from onnx.proto.
+struct ProtoWriter {
+    private(set) var bytes: [UInt8] = []
+
+    private mutating func raw(_ value: UInt64) {
+        var v = value
+        while v >= 0x80 { bytes.append(UInt8(v & 0x7f) | 0x80); v >>= 7 }
+        bytes.append(UInt8(v))
+    }
+
+    mutating func varint(_ field: UInt64, _ value: UInt64) { raw(field << 3); raw(value) }
+    mutating func bytes(_ field: UInt64, _ value: [UInt8]) { raw(field << 3 | 2); raw(UInt64(value.count)); bytes += value }
+    mutating func string(_ field: UInt64, _ value: String) { bytes(field, Array(value.utf8)) }
+    mutating func message(_ field: UInt64, _ value: ProtoWriter) { bytes(field, value.bytes) }
+}

@@ -1,0 +1,59 @@
+import Cluster
+import DQN
+import Foundation
+import MetaLearning
+import NeuralNet
+import Testing
+import Wire
+
+/// `metatrain export`: what PyTorch users load — safetensors through numpy, ONNX through onnxruntime — gives
+/// metatrain's own Q-values. scripts/test.sh provides the Python (safetensors, numpy, onnxruntime).
+@Suite struct ExportTests {
+    static let python = ProcessInfo.processInfo.environment["METATRAIN_INTEROP_PYTHON"]
+    static var script: String { URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("export_check.py").path }
+
+    @Test(.enabled(if: python != nil, "set by scripts/test.sh (a venv with safetensors, numpy, onnxruntime)"))
+    func exportedThetaGivesMetatrainsQValuesInPythonLibraries() throws {
+        let folder = Harness.folder("export")
+        let config = Harness.writeConfig(folder)
+        let run = folder + "/run"
+        let train = try Harness.Child(["local", "--config", config, "--workers", "1", "--run-dir", run, "--no-eval"], log: folder + "/local.log")
+        #expect(train.wait(seconds: 180) == 0, "\(train.output.suffix(1500))")
+        for format in ["safetensors", "onnx"] {
+            let export = try Harness.Child(["export", run, "--format", format, "--out", "\(folder)/model.\(format)"], log: folder + "/export-\(format).log")
+            #expect(export.wait(seconds: 60) == 0, "\(export.output)")
+        }
+
+        // metatrain's own forward pass on 100 observations.
+        let cfg = try ClusterConfig.parse(Harness.configText)
+        let theta = try CheckpointStore(runDirectory: run, keepLast: 1).newestValid(settings: nil, configHash: nil).record.state.theta
+        let mlp = try makeNetwork(for: try Coordinator.task(cfg, iteration: 0, slot: 0), config: cfg.innerLoop.dqn)
+        var rng = SeededRNG(seed: 42)
+        let observations = (0..<(100 * mlp.inputSize)).map { _ in Float(rng.nextGaussian()) }
+        let ours = mlp.predict(theta, inputs: observations, workspace: MLPWorkspace(mlp: mlp, capacity: 100))
+        let obsFile = folder + "/observations.f32"
+        try Data(observations.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }).write(to: URL(fileURLWithPath: obsFile))
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.python!)
+        p.arguments = [Self.script, folder + "/model.safetensors", folder + "/model.onnx", obsFile, "\(mlp.inputSize)"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(p.terminationStatus == 0, "\(text)")
+        let result = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "\(text)")
+        for format in ["safetensors", "onnx"] {
+            let theirs = try #require(result[format] as? [Double], "\(format): \(text.prefix(500))")
+            #expect(theirs.count == ours.count)
+            let worst = zip(theirs, ours).map { abs($0 - Double($1)) / max(1, abs(Double($1))) }.max() ?? .infinity
+            #expect(worst <= 1e-5, "\(format): largest relative difference \(worst)")
+        }
+        let metadata = try #require(result["metadata"] as? [String: String])
+        #expect(metadata["layer_sizes"] == mlp.sizes.map(String.init).joined(separator: ","))
+        #expect(metadata["params_sha256"] == parametersSHA256(theta))
+    }
+}
