@@ -23,15 +23,23 @@ cmp -s "$gen/metatrain.pb-c.h" Sources/MetaTrainProto/include/metatrain.pb-c.h &
   cmp -s "$gen/metatrain.pb-c.c" Sources/MetaTrainProto/metatrain.pb-c.c || {
   echo "test.sh: Sources/MetaTrainProto is stale: run scripts/gen-proto.sh and commit" >&2; exit 1; }
 
-# Python for the tests that check our bytes with other people's readers, in a venv under .build: protobuf (the wire
-# interoperability test), safetensors + numpy and onnxruntime (`metatrain export`).
+# The second protobuf implementation for the interoperability test: Python's, in a venv under .build (pinned to
+# the protobuf that reads Debian's protoc 3.21 output).
 interop=.build/interop
-if [ ! -x "$interop/venv/bin/python" ] ||
-   ! "$interop/venv/bin/python" -c "import google.protobuf, safetensors, numpy, onnxruntime" 2>/dev/null; then
+if [ ! -x "$interop/venv/bin/python" ] || ! "$interop/venv/bin/python" -c "import google.protobuf" 2>/dev/null; then
   python3 -m venv "$interop/venv"
-  "$interop/venv/bin/pip" install -q --disable-pip-version-check "protobuf==4.21.12" "numpy==2.4.6" \
-    "safetensors==0.8.0" "onnxruntime==1.31.1"
+  "$interop/venv/bin/pip" install -q --disable-pip-version-check "protobuf==4.21.12"
 fi
+# The readers users load our files with, in a venv of their own (they need a newer protobuf): safetensors + numpy
+# and onnxruntime (`metatrain export`), tensorboard (the coordinator's event files).
+readers=.build/readers
+if [ ! -x "$readers/venv/bin/python" ] ||
+   ! "$readers/venv/bin/python" -c "import safetensors, numpy, onnxruntime, tensorboard" 2>/dev/null; then
+  python3 -m venv "$readers/venv"
+  "$readers/venv/bin/pip" install -q --disable-pip-version-check "numpy==2.4.6" "safetensors==0.8.0" \
+    "onnxruntime==1.31.1" "tensorboard==2.21.0"
+fi
+export METATRAIN_READERS_PYTHON="$PWD/$readers/venv/bin/python"
 mkdir -p "$interop/generated"
 protoc --proto_path=proto --python_out="$interop/generated" proto/metatrain.proto
 export METATRAIN_INTEROP_PYTHON="$PWD/$interop/venv/bin/python" METATRAIN_INTEROP_GENERATED="$PWD/$interop/generated"

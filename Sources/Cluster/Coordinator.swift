@@ -54,6 +54,8 @@ public final class Coordinator {
     var finished = false
     let evaluation: PeriodicEvaluation
     let divergence: DivergenceCheck
+    /// Every metrics.jsonl scalar and the periodic meta-eval returns, for TensorBoard (RUN_DIR/tensorboard).
+    let tensorBoard: TensorBoardWriter
     // Per-iteration metrics.
     var bytesSent = 0, bytesReceived = 0, messagesIn = 0, messagesOut = 0
     var iterationStarted: ContinuousClock.Instant
@@ -105,7 +107,8 @@ public final class Coordinator {
         if !config.sourceText.isEmpty {
             try Data(config.sourceText.utf8).write(to: URL(fileURLWithPath: (runDirectory as NSString).appendingPathComponent("config.yaml")), options: .atomic)
         }
-        evaluation = PeriodicEvaluation(config: config, runDirectory: runDirectory, logger: logger)
+        tensorBoard = try TensorBoardWriter(directory: (runDirectory as NSString).appendingPathComponent("tensorboard"))
+        evaluation = PeriodicEvaluation(config: config, runDirectory: runDirectory, logger: logger, tensorBoard: tensorBoard)
         divergence = DivergenceCheck(logger: logger)
 
         socket = try context.socket(.router)
@@ -455,6 +458,13 @@ public final class Coordinator {
             + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6
         withResources["coordinator_max_rss_kb"] = usage.ru_maxrss
         appendMetrics(withResources)
+        let scalars = withResources.compactMap { key, value -> (String, Double)? in
+            guard key != "iteration", let number = value as? NSNumber, !(value is Bool) else { return nil }
+            return ("metrics/\(key)", number.doubleValue)
+        }.sorted { $0.0 < $1.0 }
+        do { try tensorBoard.add(step: iteration, scalars: scalars) } catch {
+            logger.error("could not write TensorBoard events to \(tensorBoard.path): \(error)")
+        }
         logger.info("\(String(format: "iteration %4d  mean inner return %8.2f  workers %3d  %6.2f slots/s  sent %8d B  busy %.3f s", iteration, meanReturn, scheduler.workerCount, Double(payloads.count) / max(seconds, 1e-9), bytesSent, busySeconds))")
         bytesSent = 0; bytesReceived = 0; messagesIn = 0; messagesOut = 0; busy = .zero
         iterationStarted = clock.now

@@ -16,11 +16,14 @@ final class PeriodicEvaluation: @unchecked Sendable {
     let config: ClusterConfig
     let path: String
     let logger: Logger
+    /// Where the before/after returns are charted too (nil: nowhere).
+    let tensorBoard: TensorBoardWriter?
     private var running = false
     private var waiting: (iteration: Int, theta: ParameterVector)?
     private let idle = NSCondition()
 
-    init(config: ClusterConfig, runDirectory: String, logger: Logger) {
+    init(config: ClusterConfig, runDirectory: String, logger: Logger, tensorBoard: TensorBoardWriter? = nil) {
+        self.tensorBoard = tensorBoard
         self.config = config
         path = (runDirectory as NSString).appendingPathComponent("eval.jsonl")
         self.logger = logger
@@ -75,6 +78,12 @@ final class PeriodicEvaluation: @unchecked Sendable {
                 try runMetaEvaluation(plan: plan, inits: [("meta", theta)], threads: 1)
             }
             let points = report.summary(0)
+            do {
+                try tensorBoard?.add(step: iteration, scalars: [("meta_eval/return_before_adaptation", points.first!.meanReturn),
+                                                               ("meta_eval/return_after_adaptation", points.last!.meanReturn)])
+            } catch {
+                logger.error("could not write TensorBoard events: \(error)")
+            }
             do { try appendLine(Data(report.json(extra: [("iteration", "\(iteration)")]).utf8), to: path) } catch {
                 logger.error("could not append to \(path): \(error)")
             }

@@ -110,20 +110,3 @@ public enum ModelExport {
         return info
     }
 }
-
-/// The few protobuf encodings the ONNX exporter needs (varint and length-delimited fields). ONNX's .proto is not
-/// compiled into this project: the graph has a dozen fields, each written here by its number from onnx.proto.
-struct ProtoWriter {
-    private(set) var bytes: [UInt8] = []
-
-    private mutating func raw(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 { bytes.append(UInt8(v & 0x7f) | 0x80); v >>= 7 }
-        bytes.append(UInt8(v))
-    }
-
-    mutating func varint(_ field: UInt64, _ value: UInt64) { raw(field << 3); raw(value) }
-    mutating func bytes(_ field: UInt64, _ value: [UInt8]) { raw(field << 3 | 2); raw(UInt64(value.count)); bytes += value }
-    mutating func string(_ field: UInt64, _ value: String) { bytes(field, Array(value.utf8)) }
-    mutating func message(_ field: UInt64, _ value: ProtoWriter) { bytes(field, value.bytes) }
-}

@@ -9,7 +9,7 @@ import Wire
 /// `metatrain export`: what PyTorch users load — safetensors through numpy, ONNX through onnxruntime — gives
 /// metatrain's own Q-values. scripts/test.sh provides the Python (safetensors, numpy, onnxruntime).
 @Suite struct ExportTests {
-    static let python = ProcessInfo.processInfo.environment["METATRAIN_INTEROP_PYTHON"]
+    static let python = ProcessInfo.processInfo.environment["METATRAIN_READERS_PYTHON"]
     static var script: String { URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("export_check.py").path }
 
     @Test(.enabled(if: python != nil, "set by scripts/test.sh (a venv with safetensors, numpy, onnxruntime)"))
