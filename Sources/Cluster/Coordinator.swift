@@ -216,6 +216,8 @@ public final class Coordinator {
             logger.info("training is complete (iteration \(state.iteration)): serving eval requests until stopped")
         }
         if state.iteration == 0 && evaluation.isDue(0) { evaluation.start(iteration: 0, theta: state.theta) }
+        writeStatus(state: scheduler.isFinished ? "training finished" : "running")
+        defer { writeStatus(state: stop.isSet ? "stopped" : "exited") }
         let pollMs = max(5, min(50, config.coordinator.heartbeatIntervalMs / 4))
         while !finished {
             if stop.isSet {
@@ -465,7 +467,11 @@ public final class Coordinator {
         do { try tensorBoard.add(step: iteration, scalars: scalars) } catch {
             logger.error("could not write TensorBoard events to \(tensorBoard.path): \(error)")
         }
-        logger.info("\(String(format: "iteration %4d  mean inner return %8.2f  workers %3d  %6.2f slots/s  sent %8d B  busy %.3f s", iteration, meanReturn, scheduler.workerCount, Double(payloads.count) / max(seconds, 1e-9), bytesSent, busySeconds))")
+        recentIterationSeconds.append(seconds)
+        if recentIterationSeconds.count > 10 { recentIterationSeconds.removeFirst() }
+        let eta = recentIterationSeconds.reduce(0, +) / Double(recentIterationSeconds.count) * Double(max(config.meta.iterations - state.iteration, 0))
+        logger.info("\(String(format: "iteration %4d/%d  mean inner return %8.2f  workers %3d  %6.2f slots/s  sent %8d B  busy %.3f s  ETA %@", iteration + 1, config.meta.iterations, meanReturn, scheduler.workerCount, Double(payloads.count) / max(seconds, 1e-9), bytesSent, busySeconds, formatDuration(eta)))")
+        writeStatus(state: state.iteration >= config.meta.iterations ? "training finished" : "running")
         bytesSent = 0; bytesReceived = 0; messagesIn = 0; messagesOut = 0; busy = .zero
         iterationStarted = clock.now
     }
@@ -484,6 +490,39 @@ public final class Coordinator {
         }
     }
 
+    /// Seconds each of the last (up to 10) meta-iterations took, for the ETA.
+    var recentIterationSeconds: [Double] = []
+    var lastCheckpointUnixMs: UInt64?
+
+    /// Writes RUN_DIR/status.json (atomically) for `metatrain status`: progress, ETA, throughput, workers,
+    /// the last checkpoint. A failure is logged, never fatal.
+    func writeStatus(state phase: String) {
+        let mean = recentIterationSeconds.isEmpty ? nil : recentIterationSeconds.reduce(0, +) / Double(recentIterationSeconds.count)
+        let left = max(config.meta.iterations - state.iteration, 0)
+        let nowMs = UInt64(Date().timeIntervalSince1970 * 1000)
+        let workers: [[String: Any]] = scheduler.workerStatus.map {
+            ["id": $0.id, "host": $0.host, "threads": $0.threads, "busy": $0.busy, "slots_done": $0.slotsDone,
+             "suspected": $0.suspected, "last_heard_ms_ago": max(now - $0.lastHeard, 0), "env_steps": $0.envSteps]
+        }
+        var status: [String: Any] = [
+            "run_id": runID, "state": phase, "iteration": state.iteration, "iterations": config.meta.iterations,
+            "meta_batch": config.meta.metaBatch, "workers": workers, "updated_unix_ms": nowMs, "endpoint": advertised,
+            "params_sha256": parametersSHA256(state.theta),
+        ]
+        if let mean {
+            status["seconds_per_iteration"] = mean
+            status["slots_per_second"] = Double(config.meta.metaBatch) / max(mean, 1e-9)
+            status["eta_seconds"] = mean * Double(left)
+        }
+        if let ms = lastCheckpointUnixMs { status["last_checkpoint"] = ["iteration": lastCheckpoint, "unix_ms": ms] }
+        do {
+            let data = try JSONSerialization.data(withJSONObject: status, options: [.sortedKeys, .prettyPrinted])
+            try data.write(to: URL(fileURLWithPath: (runDirectory as NSString).appendingPathComponent("status.json")), options: .atomic)
+        } catch {
+            logger.error("could not write status.json: \(error)")
+        }
+    }
+
     func checkpoint() throws {
         let record = CheckpointRecord(runID: runID, algorithm: config.meta.algorithm, runSeed: config.run.seed,
                                       configHash: config.hash, state: state,
@@ -491,8 +530,18 @@ public final class Coordinator {
                                       numerics: scheduler.numerics)
         let path = try store.write(record)
         lastCheckpoint = state.iteration
+        lastCheckpointUnixMs = UInt64(Date().timeIntervalSince1970 * 1000)
         logger.info("checkpoint \(path) (iteration \(state.iteration), θ \(parametersSHA256(state.theta).prefix(16))…)")
     }
+}
+
+/// 3725 s → "1h02m", 185 s → "3m05s", 12.4 s → "12s".
+public func formatDuration(_ seconds: Double) -> String {
+    guard seconds.isFinite, seconds >= 0 else { return "?" }
+    let s = Int(seconds.rounded())
+    if s >= 3600 { return String(format: "%dh%02dm", s / 3600, s % 3600 / 60) }
+    if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
+    return "\(s)s"
 }
 
 /// Errors that end a cluster process.

@@ -193,6 +193,9 @@ public struct Scheduler<Payload> {
         let id: String
         let number: Int
         let threads: Int
+        var host = ""
+        /// Slot results it delivered that were applied.
+        var slotsDone = 0
         var lastHeard: Tick
         var lastSent: Tick
         /// Slot attempts this worker is computing.
@@ -296,6 +299,19 @@ public struct Scheduler<Payload> {
 
     /// Workers alive right now.
     public var workerCount: Int { workers.count }
+
+    /// What `metatrain status` shows of each worker, in join order.
+    public struct WorkerStatus: Sendable {
+        public let id: String, host: String, threads: Int, busy: Int, slotsDone: Int, suspected: Bool
+        public let lastHeard: Tick, envSteps: UInt64
+    }
+
+    public var workerStatus: [WorkerStatus] {
+        workers.values.sorted { $0.number < $1.number }.map {
+            WorkerStatus(id: $0.id, host: $0.host, threads: $0.threads, busy: $0.load, slotsDone: $0.slotsDone,
+                         suspected: $0.suspected, lastHeard: $0.lastHeard, envSteps: $0.envSteps)
+        }
+    }
     /// Their connections, in the order they joined.
     public var peers: [Peer] { workers.sorted { $0.value.number < $1.value.number }.map(\.key) }
 
@@ -411,8 +427,9 @@ public struct Scheduler<Payload> {
         }
         let number = nextWorkerNumber
         nextWorkerNumber += 1
-        let worker = Worker(id: "\(settings.incarnation)-w\(number)", number: number, threads: hello.threads, lastHeard: now,
+        var worker = Worker(id: "\(settings.incarnation)-w\(number)", number: number, threads: hello.threads, lastHeard: now,
                             lastSent: now, envStepsMovedAt: now)
+        worker.host = hello.host
         workers[peer] = worker
         out.append(.send(peer, .welcome(workerID: worker.id)))
         let (kernel, fingerprint) = hello.numerics.effective(under: numerics.policy)
@@ -585,6 +602,7 @@ public struct Scheduler<Payload> {
         }
         slots[key.slot].status = .done(payload)
         counters.slotsApplied += 1
+        workers[peer]?.slotsDone += 1
         completeIterationIfDone(&out)
     }
 

@@ -45,3 +45,28 @@ import Testing
         #expect(worker.output.contains("no coordinator answered at tcp://127.0.0.1:9"), "\(worker.output.suffix(1000))")
     }
 }
+
+/// `metatrain status RUN_DIR` during and after a run, and the coordinator's progress line.
+@Suite(.serialized) struct StatusTests {
+    @Test func statusShowsProgressWorkersAndTheLastCheckpoint() throws {
+        let folder = Harness.folder("status")
+        let config = Harness.writeConfig(folder)
+        let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
+        let worker = try Harness.worker(folder, endpoint: endpoint, index: 0, extra: ["--slowdown", "3"])
+        #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 2 })
+        let during = try Harness.Child(["status", folder], log: folder + "/status-during.log")
+        #expect(during.wait(seconds: 30) == 0, "\(during.output)")
+        #expect(during.output.contains("running") && during.output.contains("of 10") && during.output.contains("ETA"), "\(during.output)")
+        #expect(during.output.contains("workers: 1") && during.output.contains("threads 1"), "\(during.output)")
+        #expect(coordinator.wait(seconds: 180) == 0)
+        worker.wait(seconds: 10)
+        #expect(coordinator.output.contains("iteration   10/10") && coordinator.output.contains("ETA 0s"), "the progress line: \(coordinator.output.suffix(800))")
+        let after = try Harness.Child(["status", folder, "--json"], log: folder + "/status-after.log")
+        #expect(after.wait(seconds: 30) == 0)
+        let status = try #require(try JSONSerialization.jsonObject(with: Data(after.output.utf8)) as? [String: Any], "\(after.output)")
+        #expect(status["iteration"] as? Int == 10 && status["iterations"] as? Int == 10)
+        #expect(status["state"] as? String == "exited")
+        #expect((status["last_checkpoint"] as? [String: Any])?["iteration"] as? Int == 10)
+        #expect(status["params_sha256"] as? String == Harness.referenceSHA)
+    }
+}
