@@ -64,3 +64,11 @@ scripts/learning-check.sh
 # Multi-host scenarios in network namespaces (skips itself where namespaces cannot be made), and load.
 scripts/netns-cluster.sh all
 scripts/load-test.sh 64 2
+
+# Shell completions and man pages generate and install (into a scratch prefix).
+prefix=$(mktemp -d)
+scripts/install-completions.sh "$prefix" >/dev/null
+bash -n "$prefix/share/bash-completion/completions/metatrain"
+[ -s "$prefix/share/man/man1/metatrain.export.1" ] || { echo "test.sh: no man page for metatrain export" >&2; exit 1; }
+rm -rf "$prefix"
+echo "completions: 1 passed, 0 failed"
