@@ -34,17 +34,10 @@ import Wire
         let obsFile = folder + "/observations.f32"
         try Data(observations.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }).write(to: URL(fileURLWithPath: obsFile))
 
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.python!)
-        p.arguments = [Self.script, folder + "/model.safetensors", folder + "/model.onnx", obsFile, "\(mlp.inputSize)"]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        let (status, data) = try Harness.runPython(Self.python!, Self.script,
+                                                   [folder + "/model.safetensors", folder + "/model.onnx", obsFile, "\(mlp.inputSize)"])
         let text = String(decoding: data, as: UTF8.self)
-        #expect(p.terminationStatus == 0, "\(text)")
+        #expect(status == 0, "\(text)")
         let result = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "\(text)")
         for format in ["safetensors", "onnx"] {
             let theirs = try #require(result[format] as? [Double], "\(format): \(text.prefix(500))")

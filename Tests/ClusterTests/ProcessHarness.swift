@@ -162,6 +162,20 @@ enum Harness {
         return (object["params_sha256"] as? String) ?? "no sha in: \(object)"
     }
 
+    /// Runs `python script arguments…` and returns its exit status and output (stdout and stderr together).
+    static func runPython(_ python: String, _ script: String, _ arguments: [String]) throws -> (status: Int32, output: Data) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [script] + arguments
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, data)
+    }
+
     /// `metatrain checkpoint inspect --json` of a run folder's newest valid checkpoint.
     static func inspect(_ folder: String) throws -> [String: Any] {
         let child = try Child(["checkpoint", "inspect", folder, "--json"], log: folder + "/inspect-\(Date().timeIntervalSince1970).log")

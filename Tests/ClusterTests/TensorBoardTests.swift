@@ -23,17 +23,9 @@ import Testing
         #expect(coordinator.wait(seconds: 180) == 0, "\(coordinator.output.suffix(2000))")
         worker.wait(seconds: 10)
 
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.python!)
-        p.arguments = [Self.script, folder + "/tensorboard"]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        let (status, data) = try Harness.runPython(Self.python!, Self.script, [folder + "/tensorboard"])
         let output = String(decoding: data, as: UTF8.self)
-        #expect(p.terminationStatus == 0, "\(output.suffix(2000))")
+        #expect(status == 0, "\(output.suffix(2000))")
         let scalars = try #require(try JSONSerialization.jsonObject(with: data) as? [String: [[Double]]], "\(output.suffix(500))")
 
         // Every numeric metrics.jsonl field, at every iteration, as a float32.
