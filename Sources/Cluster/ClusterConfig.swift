@@ -104,13 +104,12 @@ public struct ClusterConfig: Sendable, Equatable {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        // Non-finite numbers are written as strings, so encoding cannot fail on a value; were it to fail anyway,
-        // hashing empty data would make every configuration look alike to the resume check: stop instead.
+        // Non-finite numbers are written as strings, so encoding cannot fail on a value. Were it to fail anyway,
+        // hashing empty data would make every configuration look alike to the resume check; the full reflection of
+        // the same values is deterministic and tells configurations apart, so it is hashed instead (no crash).
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        let data: Data
-        do { data = try encoder.encode(Identity(seed: run.seed, meta: meta, family: family, innerLoop: innerLoop)) } catch {
-            preconditionFailure("the configuration could not be encoded for its hash: \(error)")
-        }
+        let identity = Identity(seed: run.seed, meta: meta, family: family, innerLoop: innerLoop)
+        let data = (try? encoder.encode(identity)) ?? Data(String(reflecting: identity).utf8)
         return SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
     }
 
