@@ -198,17 +198,14 @@ public struct Scheduler<Payload> {
         var slotsDone = 0
         var lastHeard: Tick
         var lastSent: Tick
-        /// Slot attempts this worker is computing.
-        var running: [SlotKey] = []
+        /// Slot attempts this worker is computing, with when each was handed to it (for the deadline).
+        var running: [SlotKey: Tick] = [:]
         /// θ version the worker holds, if we know it holds one.
         var knownVersion: Int?
         var strikes = 0
-        /// Eval job attempts this worker is computing; they share its threads with slots.
-        var evalRunning: [EvalKey] = []
+        /// Eval job attempts this worker is computing (they share its threads with slots), with their hand-out times.
+        var evalRunning: [EvalKey: Tick] = [:]
         var load: Int { running.count + evalRunning.count }
-        /// When each attempt it holds was handed to it (slots and eval jobs), for the deadline.
-        var heldSince: [SlotKey: Tick] = [:]
-        var evalHeldSince: [EvalKey: Tick] = [:]
         /// The env-step total its heartbeats report, and when it last moved.
         var envSteps: UInt64 = 0
         var envStepsMovedAt: Tick
@@ -527,14 +524,14 @@ public struct Scheduler<Payload> {
     /// loss against each eval job it held.
     private mutating func drop(_ peer: Peer, died: Bool = false, _ out: inout [SchedulerCommand<Payload>]) {
         guard let worker = workers.removeValue(forKey: peer) else { return }
-        for key in worker.running where key.iteration == iteration {
+        for key in worker.running.keys.sorted() where key.iteration == iteration {
             if case .running = slots[key.slot].status, !isRunningElsewhere(key.slot) {
                 slots[key.slot].status = .pending
                 counters.requeued += 1
             }
         }
         out.append(.forget(peer))
-        for key in worker.evalRunning {
+        for key in worker.evalRunning.keys.sorted() {
             if died, let job = evalRequests[key.request]?.jobs[key.job], job.status == .running {
                 evalRequests[key.request]!.jobs[key.job]!.losses += 1
                 if job.losses + 1 >= settings.failedAttemptsWarning {
@@ -551,13 +548,12 @@ public struct Scheduler<Payload> {
     }
 
     private func isRunningElsewhere(_ slot: Int) -> Bool {
-        workers.values.contains { w in w.running.contains { $0.iteration == iteration && $0.slot == slot } }
+        workers.values.contains { w in w.running.keys.contains { $0.iteration == iteration && $0.slot == slot } }
     }
 
     /// Frees `peer`'s capacity for `key`; with `requeue`, the slot is pending again unless done or running elsewhere.
     private mutating func release(_ peer: Peer, _ key: SlotKey, requeue: Bool) {
-        workers[peer]?.running.removeAll { $0 == key }
-        workers[peer]?.heldSince[key] = nil
+        workers[peer]?.running[key] = nil
         guard requeue, key.iteration == iteration, key.slot < slots.count else { return }
         if case .running = slots[key.slot].status, !isRunningElsewhere(key.slot) {
             slots[key.slot].status = .pending
@@ -569,7 +565,7 @@ public struct Scheduler<Payload> {
 
     private mutating func accept(_ peer: Peer, runID: String, key: SlotKey, version: Int, payload: Payload,
                                  _ out: inout [SchedulerCommand<Payload>]) {
-        let heldSince = workers[peer]?.heldSince[key]
+        let heldSince = workers[peer]?.running[key]
         // Every refusal below leaves the slot held elsewhere or pending again (release with requeue), never
         // nowhere: a sender that loses its claim to a slot it held must not strand it.
         guard runID == settings.runID else {
@@ -653,7 +649,7 @@ public struct Scheduler<Payload> {
         for slot in slots.indices {
             guard case .running = slots[slot].status, slots[slot].backups == 0,
                   let started = slots[slot].startedAt, now - started > limit else { continue }
-            let busy = Set(workers.filter { $0.value.running.contains { $0.iteration == iteration && $0.slot == slot } }.map(\.key))
+            let busy = Set(workers.filter { $0.value.running.keys.contains { $0.iteration == iteration && $0.slot == slot } }.map(\.key))
             // No candidate for this straggler (its holders are the only free ones) does not mean none for the next.
             guard let (peer, _) = workers.sorted(by: { $0.value.number < $1.value.number })
                 .first(where: { !busy.contains($0.key) && $0.value.canTakeWork }) else { continue }
@@ -674,8 +670,7 @@ public struct Scheduler<Payload> {
         var worker = workers[peer]!
         let includeParameters = worker.knownVersion != iteration
         worker.knownVersion = iteration
-        worker.running.append(key)
-        worker.heldSince[key] = now
+        worker.running[key] = now
         worker.lastSent = now
         workers[peer] = worker
         counters.assignmentsSent += 1
@@ -730,7 +725,7 @@ public struct Scheduler<Payload> {
         let slotLimit = slotDeadline
         for (peer, worker) in workers.sorted(by: { $0.value.number < $1.value.number }) {
             var missed: [String] = []
-            for (key, since) in worker.heldSince.sorted(by: { $0.key < $1.key }) where now - since > slotLimit {
+            for (key, since) in worker.running.sorted(by: { $0.key < $1.key }) where now - since > slotLimit {
                 release(peer, key, requeue: true)
                 if key.iteration == iteration { missed.append("slot \(key.slot) of iteration \(key.iteration) (held \(now - since) ms, deadline \(slotLimit) ms)") }
             }
@@ -739,7 +734,7 @@ public struct Scheduler<Payload> {
             // (it is not computing), or past the ceiling. Stragglers that compute get assignEval's one backup.
             let stallLimit = max(slotLimit, settings.minimumStallMs)
             let stalled = now - worker.envStepsMovedAt > stallLimit
-            for (key, since) in worker.evalHeldSince.sorted(by: { $0.key < $1.key }) {
+            for (key, since) in worker.evalRunning.sorted(by: { $0.key < $1.key }) {
                 guard evalRequests[key.request] != nil else { unholdEval(peer, key); continue }
                 guard now - since > settings.evalTimeoutMs || (stalled && now - since > stallLimit) else { continue }
                 unholdEval(peer, key)
@@ -768,8 +763,7 @@ public struct Scheduler<Payload> {
 
     /// Forgets that `peer` holds eval attempt `key` (it delivered, failed, or lost it).
     private mutating func unholdEval(_ peer: Peer, _ key: EvalKey) {
-        workers[peer]?.evalRunning.removeAll { $0 == key }
-        workers[peer]?.evalHeldSince[key] = nil
+        workers[peer]?.evalRunning[key] = nil
     }
 
     /// The current iteration's slots that are neither done, pending, nor held by a live worker: always
@@ -865,7 +859,7 @@ public struct Scheduler<Payload> {
 
     /// The workers running an attempt of job `job` of request `request`.
     private func evalHolders(_ request: Int, _ job: Int) -> Set<Peer> {
-        Set(workers.filter { $0.value.evalRunning.contains { $0.request == request && $0.job == job } }.map(\.key))
+        Set(workers.filter { $0.value.evalRunning.keys.contains { $0.request == request && $0.job == job } }.map(\.key))
     }
 
     /// Drops a request whose client is gone or whose job cannot succeed; running attempts finish and are dropped.
@@ -928,8 +922,7 @@ public struct Scheduler<Payload> {
         job.status = .running
         if job.startedAt == nil { job.startedAt = now }
         evalRequests[number]!.jobs[index] = job
-        workers[peer]!.evalRunning.append(key)
-        workers[peer]!.evalHeldSince[key] = now
+        workers[peer]!.evalRunning[key] = now
         workers[peer]!.lastSent = now
         counters.evalJobsSent += 1
         out.append(.send(peer, .evalJob(key)))
