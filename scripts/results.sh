@@ -3,57 +3,81 @@
 # (coordinator + 2 worker processes), then runs `metatrain eval` on the final checkpoint.
 #
 #   scripts/results.sh cartpole [reptile fomaml maml]     # CartPole physics family
-#   scripts/results.sh goalnav  [reptile fomaml maml]     # GoalNavigation2D family
+#   scripts/results.sh goalnav  [reptile fomaml maml]     # GoalNavigation2D family (dense, goals in a square)
+#   scripts/results.sh goalarc  [reptile]                 # sparse goals on an arc (docs/prereg/goalarc-reptile.md)
 #
+# SEEDS="1 2 3" meta-trains (and evaluates, with a multitask baseline per seed) once per seed, in
+# runs/results/FAMILY-ALGO-seedS, and pools the evaluations with `metatrain compare` (bootstrap CIs) into
+# runs/results/FAMILY-ALGO-compare.{md,json,csv,svg}; without SEEDS each config's own run.seed is used once.
+# SPLIT=validation evaluates on the validation tasks (for tuning; the pre-registered runs use test).
 # EVAL_ONLY=1 re-runs only the evaluation on an existing run folder (its training times are kept);
-# EVAL_TASKS, EVAL_BUDGET, EVAL_EVERY override the evaluation's size.
+# EVAL_TASKS, EVAL_BUDGET, EVAL_EVERY override the evaluation's size; benchmarks/results/FAMILY.eval, when
+# present, holds further `metatrain eval` arguments (the family's pre-registered adaptation protocol) and
+# benchmarks/results/FAMILY.criteria the `metatrain compare` thresholds.
 #
-# Writes runs/results/FAMILY-ALGO/ (checkpoints, metrics.jsonl, eval.jsonl, eval-*.csv/.svg/.json) and
+# Writes runs/results/FAMILY-ALGO[-seedS]/ (checkpoints, metrics.jsonl, eval.json, eval-*.csv/.svg/.json) and
 # prints wall-clock and CPU seconds (user + sys of every process, i.e. core-seconds) per phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-family=${1:?usage: scripts/results.sh cartpole|goalnav [algorithms...]}
+family=${1:?usage: scripts/results.sh cartpole|goalnav|goalarc [algorithms...]}
 shift
 algorithms=("$@")
 [ ${#algorithms[@]} -gt 0 ] || algorithms=(reptile fomaml maml)
 case "$family" in
   cartpole) budget=${EVAL_BUDGET:-20000}; every=${EVAL_EVERY:-1000} ;;
   goalnav) budget=${EVAL_BUDGET:-2000}; every=${EVAL_EVERY:-100} ;;   # the inner loop's own budget
-  *) echo "unknown family '$family' (cartpole or goalnav)" >&2; exit 2 ;;
+  goalarc) budget=${EVAL_BUDGET:-8000}; every=${EVAL_EVERY:-250} ;;   # the inner loop's own budget
+  *) echo "unknown family '$family' (cartpole, goalnav or goalarc)" >&2; exit 2 ;;
 esac
 tasks=${EVAL_TASKS:-20}
+split=${SPLIT:-test}
+extra=()
+[ -f "benchmarks/results/$family.eval" ] && read -r -a extra < <(grep -v '^#' "benchmarks/results/$family.eval" | tr '\n' ' ')
+criteria=()
+[ -f "benchmarks/results/$family.criteria" ] && read -r -a criteria < <(grep -v '^#' "benchmarks/results/$family.criteria" | tr '\n' ' ')
+seeds=(${SEEDS:-""})
+[ ${#seeds[@]} -gt 0 ] || seeds=("")
 
 scripts/bootstrap.sh
 swift build -c release --product metatrain >&2
 bin=.build/release/metatrain
 TIMEFORMAT='%R %U %S'
 for algo in "${algorithms[@]}"; do
-  name="$family-$algo"
-  config="benchmarks/results/$name.yaml"
-  [ -f "$config" ] || { echo "no $config" >&2; exit 2; }
+ config="benchmarks/results/$family-$algo.yaml"
+ [ -f "$config" ] || { echo "no $config" >&2; exit 2; }
+ jsons=()
+ for seed in "${seeds[@]}"; do
+  name="$family-$algo${seed:+-seed$seed}"
   dir="runs/results/$name"
+  out="$dir/eval${SPLIT:+-$split}.json"
   if [ "${EVAL_ONLY:-0}" = 1 ]; then
-    [ -f "$dir/eval.json" ] || { echo "EVAL_ONLY: no earlier run in $dir" >&2; exit 2; }
-    train=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["meta_training"]; print(t["wall_seconds"], t["cpu_seconds"], 0)' "$dir/eval.json")
+    [ -d "$dir/checkpoints" ] || { echo "EVAL_ONLY: no earlier run in $dir" >&2; exit 2; }
+    train=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1])).get("meta_training", {}); print(t.get("wall_seconds", 0), t.get("cpu_seconds", 0), 0)' "$dir/eval.json" 2>/dev/null || echo "0 0 0")
   else
     rm -rf "$dir"; mkdir -p runs/results
-    echo "== $name: meta-training ($config)" >&2
-    train=$( { time "$bin" local --config "$config" --run-dir "$dir" --no-eval >"$dir.train.log" 2>&1; } 2>&1 )
+    echo "== $name: meta-training ($config${seed:+, seed $seed})" >&2
+    train=$( { time "$bin" local --config "$config" --run-dir "$dir" ${seed:+--seed "$seed"} --no-eval >"$dir.train.log" 2>&1; } 2>&1 )
   fi
-  echo "== $name: evaluation ($tasks held-out tasks, budget $budget, every $every)" >&2
-  evaluation=$( { time "$bin" eval --checkpoint "$dir" --tasks "$tasks" --budget "$budget" --every "$every" --json \
-                    >"$dir/eval.json" 2>"$dir.eval.log"; } 2>&1 )
+  echo "== $name: evaluation ($tasks $split tasks, budget $budget, every $every${extra[*]:+, ${extra[*]}})" >&2
+  evaluation=$( { time "$bin" eval --checkpoint "$dir" --tasks "$tasks" --budget "$budget" --every "$every" --split "$split" \
+                    "${extra[@]}" --json >"$out" 2>"$dir.eval.log"; } 2>&1 )
+  jsons+=("$out")
   read -r tw tu ts <<<"$train"
   read -r ew eu es <<<"$evaluation"
-  python3 - "$dir" "$tw" "$tu" "$ts" "$ew" "$eu" "$es" <<'PY'
+  python3 - "$out" "$tw" "$tu" "$ts" "$ew" "$eu" "$es" <<'PY'
 import json, sys
-d, tw, tu, ts, ew, eu, es = sys.argv[1], *map(float, sys.argv[2:])
-r = json.load(open(f"{d}/eval.json"))
+f, tw, tu, ts, ew, eu, es = sys.argv[1], *map(float, sys.argv[2:])
+r = json.load(open(f))
 r["meta_training"] = {"wall_seconds": tw, "cpu_seconds": tu + ts}
 r["evaluation"] = {"wall_seconds": ew, "cpu_seconds": eu + es}
-json.dump(r, open(f"{d}/eval.json", "w"), indent=1)
-print(f"{d}: training {tw:.0f} s wall, {(tu+ts)/3600:.3f} core-h; evaluation {ew:.0f} s wall, {(eu+es)/3600:.3f} core-h")
+json.dump(r, open(f, "w"), indent=1)
+print(f"{f}: training {tw:.0f} s wall, {(tu+ts)/3600:.3f} core-h; evaluation {ew:.0f} s wall, {(eu+es)/3600:.3f} core-h")
 for name, curve in r["inits"].items():
     print(f"  {name:10s} return at 0: {curve[0]['mean_return']:8.1f}  at end: {curve[-1]['mean_return']:8.1f}  steps to {r['target_return']}: {r['steps_to_target'][name]}")
 PY
+ done
+ if [ -n "${SEEDS:-}" ]; then
+  echo "== $family-$algo: ${#jsons[@]} seeds pooled (metatrain compare)" >&2
+  "$bin" compare "${jsons[@]}" "${criteria[@]}" --out runs/results --name "$family-$algo-compare${SPLIT:+-$split}"
+ fi
 done

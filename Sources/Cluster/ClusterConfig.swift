@@ -292,6 +292,12 @@ public struct ClusterConfig: Sendable, Equatable {
             x.directions = try f.int("directions", x.directions, 4...8)
             x.stepSize = try f.double("step_size", x.stepSize, { $0 > 0 }, "> 0")
             x.horizon = try f.int("horizon", x.horizon, 1...1_000_000)
+            x.layout = try f.choice("goals", x.layout)
+            x.arcDegrees = try r("arc_degrees", x.arcDegrees)
+            x.reward = try f.choice("reward", x.reward)
+            x.successRadius = try f.double("success_radius", x.successRadius, { $0 > 0 }, "> 0")
+            x.stayAction = try f.bool("stay_action", x.stayAction)
+            x.terminateAtGoal = try f.bool("terminate_at_goal", x.terminateAtGoal)
             family = .goalNavigation(x)
         case "tabular_mdp":
             var x = TaskFamily.TabularMDPRanges()

@@ -1,3 +1,4 @@
+import Foundation
 import NeuralNet
 
 /// A closed interval a task parameter is drawn from uniformly; lower == upper fixes the value.
@@ -56,13 +57,85 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         public init() {}
     }
 
+    /// Where a GoalNavigation2D family puts its goals.
+    public enum GoalLayout: String, Codable, Sendable, CaseIterable {
+        /// Uniform in the square [−goalRadius, goalRadius]² (the MAML paper's family).
+        case square
+        /// Uniform in angle on the arc of radius goalRadius from `arcDegrees.lower` to `.upper`
+        /// (PEARL's sparse point robot: a half circle of radius 1): the mean goal is no goal.
+        case arc
+        /// One of the four corners (±goalRadius, ±goalRadius), each with probability ¼: averaging the tasks
+        /// points nowhere useful.
+        case corners
+    }
+
     public struct GoalNavigationRanges: Codable, Sendable, Equatable {
-        /// Goals are drawn uniformly from the square [−goalRadius, goalRadius]² (MAML: 0.5).
+        /// The size of the goal set: the square's half-side, the arc's radius, or the corners' offset (MAML: 0.5).
         public var goalRadius = 0.5
         public var directions = 8
         public var stepSize = 0.1
         public var horizon = 100
+        public var layout = GoalLayout.square
+        /// The arc's angles in degrees, counter-clockwise from +x (used with `layout: arc`).
+        public var arcDegrees = ParameterRange(0, 180)
+        /// Reward, success radius, stay action and termination of every task (see `GoalNavigationParameters`).
+        public var reward = GoalReward.dense
+        public var successRadius = 0.2
+        public var stayAction = false
+        public var terminateAtGoal = false
         public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case goalRadius, directions, stepSize, horizon, layout, arcDegrees, reward, successRadius, stayAction, terminateAtGoal
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            goalRadius = try c.decodeIfPresent(Double.self, forKey: .goalRadius) ?? goalRadius
+            directions = try c.decodeIfPresent(Int.self, forKey: .directions) ?? directions
+            stepSize = try c.decodeIfPresent(Double.self, forKey: .stepSize) ?? stepSize
+            horizon = try c.decodeIfPresent(Int.self, forKey: .horizon) ?? horizon
+            layout = try c.decodeIfPresent(GoalLayout.self, forKey: .layout) ?? layout
+            arcDegrees = try c.decodeIfPresent(ParameterRange.self, forKey: .arcDegrees) ?? arcDegrees
+            reward = try c.decodeIfPresent(GoalReward.self, forKey: .reward) ?? reward
+            successRadius = try c.decodeIfPresent(Double.self, forKey: .successRadius) ?? successRadius
+            stayAction = try c.decodeIfPresent(Bool.self, forKey: .stayAction) ?? stayAction
+            terminateAtGoal = try c.decodeIfPresent(Bool.self, forKey: .terminateAtGoal) ?? terminateAtGoal
+        }
+
+        /// The four original fields always, the later ones only when they differ from their defaults, so the
+        /// configuration hash of a family written before they existed is unchanged.
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(goalRadius, forKey: .goalRadius); try c.encode(directions, forKey: .directions)
+            try c.encode(stepSize, forKey: .stepSize); try c.encode(horizon, forKey: .horizon)
+            let d = GoalNavigationRanges()
+            if layout != d.layout { try c.encode(layout, forKey: .layout) }
+            if layout == .arc { try c.encode(arcDegrees, forKey: .arcDegrees) }
+            try task(goalX: 0, goalY: 0).encodeSparseFields(GoalNavigationParameters(goalX: 0, goalY: 0), &c)
+        }
+
+        /// A task of this family with its goal at (goalX, goalY).
+        func task(goalX: Double, goalY: Double) -> GoalNavigationParameters {
+            GoalNavigationParameters(goalX: goalX, goalY: goalY, directions: directions, stepSize: stepSize, horizon: horizon,
+                                     reward: reward, successRadius: successRadius, stayAction: stayAction,
+                                     terminateAtGoal: terminateAtGoal)
+        }
+
+        /// The goal drawn with `value` (uniform in a range, or one of its ends for validation).
+        func goal(_ value: (ParameterRange) -> Double) -> (Double, Double) {
+            switch layout {
+            case .square:
+                let square = ParameterRange(-goalRadius, goalRadius)
+                return (value(square), value(square))
+            case .arc:
+                let angle = value(arcDegrees) * Double.pi / 180
+                return (goalRadius * cos(angle), goalRadius * sin(angle))
+            case .corners:
+                let corner = min(Int(value(ParameterRange(0, 4))), 3)
+                return (corner % 2 == 0 ? goalRadius : -goalRadius, corner < 2 ? goalRadius : -goalRadius)
+            }
+        }
     }
 
     public struct TabularMDPRanges: Codable, Sendable, Equatable {
@@ -104,6 +177,7 @@ public enum TaskFamily: Codable, Sendable, Equatable {
             for (name, range) in [("force", r.force), ("gravity", r.gravity)] { try range.check(task, name) }
         case .goalNavigation(let r):
             try ParameterRange(-r.goalRadius, r.goalRadius).check(task, "goal_radius")
+            try r.arcDegrees.check(task, "arc_degrees")
         case .tabularMDP:
             break
         }
@@ -129,6 +203,7 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         case let (.mountainCar(r), .mountainCar(p)):
             return scaled([(r.force, p.force), (r.gravity, p.gravity)])
         case let (.goalNavigation(r), .goalNavigation(p)):
+            // The goal's position in the square that holds every layout's goals: nearby goals, nearby coordinates.
             let square = ParameterRange(-r.goalRadius, r.goalRadius)
             return scaled([(square, p.goalX), (square, p.goalY)])
         default:
@@ -151,10 +226,8 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         case .mountainCar(let r):
             return .mountainCar(MountainCarParameters(force: value(r.force), gravity: value(r.gravity)))
         case .goalNavigation(let r):
-            let square = ParameterRange(-r.goalRadius, r.goalRadius)
-            return .goalNavigation(GoalNavigationParameters(goalX: value(square), goalY: value(square),
-                                                            directions: r.directions, stepSize: r.stepSize,
-                                                            horizon: r.horizon))
+            let (x, y) = r.goal(value)
+            return .goalNavigation(r.task(goalX: x, goalY: y))
         case .tabularMDP(let r):
             return .tabularMDP(TabularMDPParameters(states: r.states, actions: r.actions, horizon: r.horizon,
                                                     seed: seed()))

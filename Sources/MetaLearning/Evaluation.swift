@@ -17,6 +17,30 @@ public func heldOutTaskSeed(runSeed: UInt64, index: Int) -> UInt64 {
     deriveSeed(runSeed, iteration: UInt64.max, slot: UInt64(index), purpose: .evaluation)
 }
 
+/// Which evaluation tasks a plan draws: the held-out test tasks, or the validation tasks choices are tuned on.
+///
+/// The two come from different seed streams, and neither from the training stream, so tuning an
+/// adaptation setting on `validation` never touches the tasks a result is scored on.
+public enum TaskSplit: String, Sendable, CaseIterable, Codable {
+    case test
+    case validation
+
+    /// The `iteration` coordinates of the split's (task, adaptation, scoring) seeds under `.evaluation`.
+    var seedIterations: (task: UInt64, adaptation: UInt64, scoring: UInt64) {
+        switch self {
+        case .test: return (UInt64.max, UInt64.max - 1, UInt64.max - 2)
+        case .validation: return (UInt64.max - 6, UInt64.max - 7, UInt64.max - 8)
+        }
+    }
+}
+
+/// Validation task i of a run: like `heldOutTask`, from a stream of its own.
+public func validationTask(_ family: TaskFamily, runSeed: UInt64, index: Int) throws -> TaskSpec {
+    var rng = SeededRNG(seed: deriveSeed(runSeed, iteration: TaskSplit.validation.seedIterations.task, slot: UInt64(index),
+                                         purpose: .evaluation))
+    return try family.sample(using: &rng)
+}
+
 /// The return that counts as "solved" for a family: gymnasium's thresholds, and −10 for 2D navigation.
 ///
 /// −10 on GoalNavigation2D (100 steps, goals within radius 0.5) needs the goal found within a few
@@ -47,6 +71,11 @@ public struct EvaluationPlan: Sendable {
     /// The DQN settings every init adapts with.
     public var dqn: DQNConfig
     public var targetReturn: Double?
+    /// Held-out test tasks (the default) or validation tasks.
+    public var split = TaskSplit.test
+    /// Adaptation settings of particular inits (by name: "meta", "random", …) where they differ from `dqn`:
+    /// the adaptation protocol is part of each method, and what each init gets is stated in the report.
+    public var initSettings: [String: DQNConfig] = [:]
 
     public init(family: TaskFamily, runSeed: UInt64, tasks: Int, budget: Int, every: Int, episodes: Int = 5,
                 dqn: DQNConfig, targetReturn: Double?) {
@@ -54,8 +83,14 @@ public struct EvaluationPlan: Sendable {
         self.episodes = episodes; self.dqn = dqn; self.targetReturn = targetReturn
     }
 
+    /// The DQN settings init `name` adapts with.
+    public func dqn(for name: String) -> DQNConfig { initSettings[name] ?? dqn }
+
     public func validate() throws {
         try dqn.validate()
+        for (name, settings) in initSettings {
+            do { try settings.validate() } catch { throw EvaluationError.invalid("\(name)'s adaptation settings: \(error)") }
+        }
         guard tasks >= 1 else { throw EvaluationError.invalid("tasks must be ≥ 1, got \(tasks)") }
         guard budget >= 1 else { throw EvaluationError.invalid("budget must be ≥ 1, got \(budget)") }
         guard every >= 1 && every <= budget && budget % every == 0 else {
@@ -67,14 +102,16 @@ public struct EvaluationPlan: Sendable {
     /// The steps at which the curve is scored.
     public var steps: [Int] { Array(stride(from: 0, through: budget, by: every)) }
 
-    public func task(_ i: Int) throws -> TaskSpec { try heldOutTask(family, runSeed: runSeed, index: i) }
+    public func task(_ i: Int) throws -> TaskSpec {
+        split == .test ? try heldOutTask(family, runSeed: runSeed, index: i) : try validationTask(family, runSeed: runSeed, index: i)
+    }
     /// Seeds task i's adaptation: the same for every init, so they see the same episodes' randomness.
     public func adaptationSeed(_ i: Int) -> UInt64 {
-        deriveSeed(runSeed, iteration: UInt64.max - 1, slot: UInt64(i), purpose: .evaluation)
+        deriveSeed(runSeed, iteration: split.seedIterations.adaptation, slot: UInt64(i), purpose: .evaluation)
     }
     /// Seeds task i's greedy scoring: the same start states at every point, for every init.
     public func scoringSeed(_ i: Int) -> UInt64 {
-        deriveSeed(runSeed, iteration: UInt64.max - 2, slot: UInt64(i), purpose: .evaluation)
+        deriveSeed(runSeed, iteration: split.seedIterations.scoring, slot: UInt64(i), purpose: .evaluation)
     }
 }
 
@@ -91,8 +128,8 @@ extension EvaluationPlan {
     /// The job that adapts `initial` on held-out task i for `budget` steps (default: the plan's) and
     /// scores it every `every` steps; `seed` defaults to the task's adaptation seed, shared by every init.
     public func job(_ initial: ParameterVector, taskIndex i: Int, budget: Int? = nil, seed: UInt64? = nil,
-                    returnFinal: Bool = false) throws -> AdaptationJob {
-        AdaptationJob(initial: initial, task: try task(i), dqn: dqn, budget: budget ?? self.budget, every: every,
+                    returnFinal: Bool = false, settings: DQNConfig? = nil) throws -> AdaptationJob {
+        AdaptationJob(initial: initial, task: try task(i), dqn: settings ?? dqn, budget: budget ?? self.budget, every: every,
                       episodes: episodes, seed: seed ?? adaptationSeed(i), scoringSeed: scoringSeed(i), returnFinal: returnFinal)
     }
 }

@@ -70,7 +70,7 @@ public func runMetaEvaluation(
     try plan.validate()
     let start = Date()
     var jobs = try (0..<(inits.count * plan.tasks)).map { job in
-        try plan.job(inits[job / plan.tasks].1, taskIndex: job % plan.tasks)
+        try plan.job(inits[job / plan.tasks].1, taskIndex: job % plan.tasks, settings: plan.dqn(for: inits[job / plan.tasks].0))
     }
     if let nearest { jobs += try (0..<plan.tasks).map { try nearest.probeJob(plan: plan, taskIndex: $0) } }
     let first = try runner.run(jobs)

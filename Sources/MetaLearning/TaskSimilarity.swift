@@ -147,16 +147,17 @@ extension NearestTaskSetup {
         guard probeSteps >= plan.every && probeSteps < plan.budget && probeSteps % plan.every == 0 else {
             throw EvaluationError.invalid("probe steps (\(probeSteps)) must be a multiple of every (\(plan.every)) below the budget (\(plan.budget))")
         }
-        return try plan.job(theta, taskIndex: i, budget: probeSteps, returnFinal: true)
+        return try plan.job(theta, taskIndex: i, budget: probeSteps, returnFinal: true, settings: plan.dqn(for: "nearest"))
     }
 
     /// Second half: embed the probe's φ, and continue from the nearest library entry for the rest of the budget.
     public func continuation(plan: EvaluationPlan, taskIndex i: Int, probe: AdaptationOutcome) throws -> (job: AdaptationJob, embedding: [Float]) {
         guard let phi = probe.final else { throw EvaluationError.invalid("a probe job came back without its parameters") }
-        let embedding = library.probes.embed(phi, mlp: try makeNetwork(for: try plan.task(i), config: plan.dqn))
+        let embedding = library.probes.embed(phi, mlp: try makeNetwork(for: try plan.task(i), config: plan.dqn(for: "nearest")))
         let entry = library.nearest(to: embedding, metric: metric)
         let job = try plan.job(library.entries[entry].parameters, taskIndex: i, budget: plan.budget - probeSteps,
-                               seed: deriveSeed(plan.adaptationSeed(i), iteration: 1, slot: 0, purpose: .innerLoop))
+                               seed: deriveSeed(plan.adaptationSeed(i), iteration: 1, slot: 0, purpose: .innerLoop),
+                               settings: plan.dqn(for: "nearest"))
         return (job, embedding)
     }
 

@@ -1331,7 +1331,7 @@ const ProtobufCMessageDescriptor metatrain__v1__mountain_car_task__descriptor =
   (ProtobufCMessageInit) metatrain__v1__mountain_car_task__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__goal_navigation_task__field_descriptors[5] =
+static const ProtobufCFieldDescriptor metatrain__v1__goal_navigation_task__field_descriptors[9] =
 {
   {
     "goal_x",
@@ -1393,18 +1393,70 @@ static const ProtobufCFieldDescriptor metatrain__v1__goal_navigation_task__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "sparse_reward",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__GoalNavigationTask, sparse_reward),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "success_radius",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__GoalNavigationTask, success_radius),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stay_action",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__GoalNavigationTask, stay_action),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "terminate_at_goal",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__GoalNavigationTask, terminate_at_goal),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__goal_navigation_task__field_indices_by_name[] = {
   2,   /* field[2] = directions */
   0,   /* field[0] = goal_x */
   1,   /* field[1] = goal_y */
   4,   /* field[4] = horizon */
+  5,   /* field[5] = sparse_reward */
+  7,   /* field[7] = stay_action */
   3,   /* field[3] = step_size */
+  6,   /* field[6] = success_radius */
+  8,   /* field[8] = terminate_at_goal */
 };
 static const ProtobufCIntRange metatrain__v1__goal_navigation_task__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__goal_navigation_task__descriptor =
 {
@@ -1414,7 +1466,7 @@ const ProtobufCMessageDescriptor metatrain__v1__goal_navigation_task__descriptor
   "Metatrain__V1__GoalNavigationTask",
   "metatrain.v1",
   sizeof(Metatrain__V1__GoalNavigationTask),
-  5,
+  9,
   metatrain__v1__goal_navigation_task__field_descriptors,
   metatrain__v1__goal_navigation_task__field_indices_by_name,
   1,  metatrain__v1__goal_navigation_task__number_ranges,

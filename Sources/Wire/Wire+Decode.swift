@@ -228,7 +228,9 @@ extension WireCodec {
                 let m = t.goal_navigation.pointee
                 spec = .goalNavigation(GoalNavigationParameters(goalX: m.goal_x, goalY: m.goal_y,
                                                                 directions: Int(m.directions), stepSize: m.step_size,
-                                                                horizon: Int(m.horizon)))
+                                                                horizon: Int(m.horizon), reward: m.sparse_reward != 0 ? .sparse : .dense,
+                                                                successRadius: m.success_radius, stayAction: m.stay_action != 0,
+                                                                terminateAtGoal: m.terminate_at_goal != 0))
             case METATRAIN__V1__TASK_SPEC__KIND_TABULAR_MDP:
                 let m = t.tabular_mdp.pointee
                 spec = .tabularMDP(TabularMDPParameters(states: Int(m.states), actions: Int(m.actions),

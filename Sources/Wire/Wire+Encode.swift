@@ -241,6 +241,8 @@ public enum WireCodec {
             let m: UnsafeMutablePointer<Metatrain__V1__GoalNavigationTask> = arena.message { metatrain__v1__goal_navigation_task__init($0) }
             m.pointee.goal_x = p.goalX; m.pointee.goal_y = p.goalY; m.pointee.directions = UInt32(clamping: p.directions)
             m.pointee.step_size = p.stepSize; m.pointee.horizon = UInt32(clamping: p.horizon)
+            m.pointee.sparse_reward = p.reward == .sparse ? 1 : 0; m.pointee.success_radius = p.successRadius
+            m.pointee.stay_action = p.stayAction ? 1 : 0; m.pointee.terminate_at_goal = p.terminateAtGoal ? 1 : 0
             t.pointee.kind_case = METATRAIN__V1__TASK_SPEC__KIND_GOAL_NAVIGATION
             t.pointee.goal_navigation = m
         case .tabularMDP(let p):

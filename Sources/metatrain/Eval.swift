@@ -29,7 +29,10 @@ struct Eval: ParsableCommand {
     @Option(help: "Env steps of multi-task pretraining (default: the env steps the meta-training run used).") var multitaskSteps: Int?
     @Option(help: "The return that counts as solved (default: evaluation.target_return, else the family's).") var target: Double?
     @Option(help: "Threads adapting in parallel (the results do not depend on it).") var threads = ProcessInfo.processInfo.activeProcessorCount
-    @Option(help: "Override inner_loop.start_epsilon for every init's adaptation (all inits still share one setting).") var startEpsilon: Float?
+    @Option(help: "Override inner_loop.start_epsilon at adaptation: one value for every init (0.2), or per init (meta=0.1,random=1); inits not named keep the config's.") var startEpsilon: String?
+    @Option(help: "Override inner_loop.learning_starts at adaptation, for every init or per init (as --start-epsilon).") var learningStarts: String?
+    @Option(help: "Override inner_loop.exploration_fraction at adaptation, for every init or per init (as --start-epsilon).") var explorationFraction: String?
+    @Option(help: "Which tasks: test (held-out; score each configuration once) or validation (a separate stream to tune adaptation settings on).") var split = "test"
     @Option(help: "Folder for eval-*.csv/.svg/.json (default: the run folder).") var out: String?
     @Option(help: "Run the adaptations on the workers of the coordinator at this endpoint (tcp://HOST:PORT; start it with `metatrain coordinator --serve` to keep it up after training). Default: on this machine's threads.") var coordinator: String?
     @Option(help: "With --coordinator: give up when the coordinator has not answered for this many seconds (shorter outages, e.g. a restart, are ridden out).") var coordinatorTimeout = 60.0
@@ -80,7 +83,9 @@ struct Eval: ParsableCommand {
             var chosen: [(String, ParameterVector)] = []
             var notes: [(String, String)] = [("checkpoint", jsonString(checkpointPath)), ("iteration", "\(iterations)"),
                                              ("algorithm", jsonString(record.algorithm.rawValue)),
-                                             ("start_epsilon", "\(plan.dqn.startEpsilon)")]
+                                             ("run_seed", "\(cfg.run.seed)"),
+                                             ("start_epsilon", "\(plan.dqn.startEpsilon)"),
+                                             ("adaptation", adaptationJSON(plan, names: names))]
             for name in names where name != "nearest" {
                 switch name {
                 case "meta": chosen.append(("meta", theta))
@@ -88,14 +93,26 @@ struct Eval: ParsableCommand {
                 default:
                     let perSlot = cfg.innerLoop.budget + (cfg.meta.algorithm == .reptile ? 0 : cfg.innerLoop.querySteps)
                     let steps = multitaskSteps ?? max(iterations * cfg.meta.metaBatch * perSlot, 1)
-                    // One serial DQN run: no worker would finish it sooner, so it runs here.
-                    progress("multi-task pretraining from θ₀ on this machine: \(steps) env steps on tasks drawn from the family")
-                    let start = Date()
-                    let pretrained = try multiTaskPretrain(initial: theta0, family: cfg.family, steps: steps,
+                    // Deterministic in (config, steps, kernel class): a run folder keeps it, so re-evaluating (another
+                    // split, other adaptation settings) does not pretrain again.
+                    let cache = MultitaskCache(folder: runFolder, configHash: cfg.hash, steps: steps,
+                                               fingerprint: try NumericsFingerprint.compute(kernel: GEMMBackend.current).hash)
+                    let pretrained: (parameters: ParameterVector, step: Int, validationReturn: Double)
+                    if let kept = cache.load(count: theta0.count) {
+                        pretrained = kept
+                        progress("multi-task pretraining: reusing \(cache.path) (\(steps) env steps; kept step \(kept.step))")
+                    } else {
+                        // One serial DQN run: no worker would finish it sooner, so it runs here.
+                        progress("multi-task pretraining from θ₀ on this machine: \(steps) env steps on tasks drawn from the family")
+                        let start = Date()
+                        // Pretraining uses the run's own inner-loop settings; only its adaptation may differ.
+                        pretrained = try multiTaskPretrain(initial: theta0, family: cfg.family, steps: steps,
                                                            runSeed: cfg.run.seed, config: cfg.innerLoop.dqn)
+                        progress(String(format: "  done in %.1f s; kept the snapshot at step %d (mean greedy return %.1f on 5 training-distribution tasks)",
+                                        Date().timeIntervalSince(start), pretrained.step, pretrained.validationReturn))
+                        do { try cache.store(pretrained) } catch { progress("  could not keep it in \(cache.path): \(error)") }
+                    }
                     chosen.append(("multitask", pretrained.parameters))
-                    progress(String(format: "  done in %.1f s; kept the snapshot at step %d (mean greedy return %.1f on 5 training-distribution tasks)",
-                                    Date().timeIntervalSince(start), pretrained.step, pretrained.validationReturn))
                     notes.append(("multitask_kept_step", "\(pretrained.step)"))
                     notes.append(("multitask_steps", "\(steps)"))
                 }
@@ -120,7 +137,8 @@ struct Eval: ParsableCommand {
             let report = try runMetaEvaluation(plan: plan, inits: chosen, nearest: nearest, runner: runner)
             let folder = out ?? runFolder
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            let stem = (folder as NSString).appendingPathComponent(String(format: "eval-iter%06d", iterations))
+            let stem = (folder as NSString).appendingPathComponent(String(format: "eval-iter%06d", iterations)
+                                                                   + (plan.split == .test ? "" : "-\(plan.split.rawValue)"))
             let object = report.json(extra: notes)
             try Data(report.summaryCSV().utf8).write(to: URL(fileURLWithPath: stem + ".csv"))
             try Data(report.tasksCSV().utf8).write(to: URL(fileURLWithPath: stem + "-tasks.csv"))
@@ -173,9 +191,62 @@ struct Eval: ParsableCommand {
         let k = every ?? (stride(from: max(b / 10, 1), through: 1, by: -1).first { b % $0 == 0 } ?? 1)
         var plan = cfg.evaluationPlan(tasks: tasks, budget: b, every: k, episodes: episodes)
         if let target { plan.targetReturn = target }
-        if let startEpsilon { plan.dqn.startEpsilon = startEpsilon }
+        guard let split = TaskSplit(rawValue: split) else { throw ValidationError("--split must be test or validation") }
+        plan.split = split
+        let names = ["meta", "random", "multitask", "nearest"]
+        for (option, text) in [("--start-epsilon", startEpsilon), ("--learning-starts", learningStarts),
+                               ("--exploration-fraction", explorationFraction)] {
+            guard let text else { continue }
+            for (name, value) in try perInitValues(text, option: option, names: names) {
+                if option == "--learning-starts" && !(value >= 0 && value <= 1e8 && value == value.rounded()) {
+                    throw ValidationError("\(option) takes whole step counts in 0...100000000")
+                }
+                if let name { plan.initSettings[name] = applying(option, value, to: plan.dqn(for: name)) } else {
+                    // An all-inits value comes first, so it also reaches inits that a later INIT=VALUE overrides.
+                    plan.dqn = applying(option, value, to: plan.dqn)
+                    for (k, v) in plan.initSettings { plan.initSettings[k] = applying(option, value, to: v) }
+                }
+            }
+        }
         do { try plan.validate() } catch { throw ValidationError("\(error)") }
         return plan
+    }
+
+    /// `v` with one adaptation option's value set.
+    func applying(_ option: String, _ value: Double, to v: DQNConfig) -> DQNConfig {
+        var s = v
+        switch option {
+        case "--start-epsilon": s.startEpsilon = Float(value)
+        case "--learning-starts": s.learningStarts = Int(value)
+        default: s.explorationFraction = Float(value)
+        }
+        return s
+    }
+
+    /// Parses "0.2" (every init: name nil) or "meta=0.1,random=1" into (init, value) pairs, all-inits values first.
+    func perInitValues(_ text: String, option: String, names: [String]) throws -> [(String?, Double)] {
+        let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let pairs: [(String?, Double)] = try items.map { item in
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            let name = parts.count == 2 ? parts[0] : nil
+            guard let value = Double(parts.last ?? ""), value.isFinite else {
+                throw ValidationError("\(option): '\(item)' is not a number or INIT=NUMBER")
+            }
+            if let name, !names.contains(name) {
+                throw ValidationError("\(option): '\(name)' is not an init (\(names.joined(separator: ", ")))")
+            }
+            return (name, value)
+        }
+        guard !pairs.isEmpty else { throw ValidationError("\(option) needs a value") }
+        return pairs.filter { $0.0 == nil } + pairs.filter { $0.0 != nil }
+    }
+
+    /// Each init's adaptation settings that can differ between inits, as a JSON object (stated in every report).
+    func adaptationJSON(_ plan: EvaluationPlan, names: [String]) -> String {
+        "{" + names.map { name in
+            let d = plan.dqn(for: name)
+            return "\(jsonString(name)): {\"start_epsilon\": \(jsonNumber(Double(d.startEpsilon))), \"learning_starts\": \(d.learningStarts), \"exploration_fraction\": \(jsonNumber(Double(d.explorationFraction)))}"
+        }.joined(separator: ", ") + "}"
     }
 
     /// The run's last `library` training tasks with their slot seeds, newest first.
@@ -190,5 +261,40 @@ struct Eval: ParsableCommand {
             iteration -= 1
         }
         return tasks
+    }
+}
+
+/// The multi-task pretrained init of a run, kept in its folder as JSON (the floats base64, little-endian).
+///
+/// The file names the configuration hash, the step count and the numerics fingerprint it was computed
+/// with; anything else (another config, budget or kernel class, a damaged file) is ignored and pretraining
+/// runs again, so a cache can make evaluation faster but never change its result.
+struct MultitaskCache {
+    let folder: String
+    let configHash: String
+    let steps: Int
+    let fingerprint: String
+
+    var path: String { (folder as NSString).appendingPathComponent("multitask-\(configHash.prefix(12))-\(steps)-\(fingerprint).json") }
+
+    func load(count: Int) -> (parameters: ParameterVector, step: Int, validationReturn: Double)? {
+        guard let data = FileManager.default.contents(atPath: path),
+              let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+              o["config_hash"] as? String == configHash, o["steps"] as? Int == steps, o["fingerprint"] as? String == fingerprint,
+              let step = o["kept_step"] as? Int, let value = o["validation_return"] as? Double,
+              let text = o["parameters"] as? String, let bytes = Data(base64Encoded: text), bytes.count == count * 4 else { return nil }
+        let values = (0..<count).map { i in
+            Float(bitPattern: bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) })
+        }
+        let p = ParameterVector(values)
+        return p.isFinite ? (p, step, value) : nil
+    }
+
+    func store(_ kept: (parameters: ParameterVector, step: Int, validationReturn: Double)) throws {
+        var bytes = Data(capacity: kept.parameters.count * 4)
+        for v in kept.parameters.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+        let text = "{\"config_hash\": \(jsonString(configHash)), \"steps\": \(steps), \"fingerprint\": \(jsonString(fingerprint)), "
+            + "\"kept_step\": \(kept.step), \"validation_return\": \(jsonNumber(kept.validationReturn)), \"parameters\": \"\(bytes.base64EncodedString())\"}\n"
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 }

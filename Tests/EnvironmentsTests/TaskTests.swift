@@ -29,6 +29,70 @@ import Testing
         }
     }
 
+    @Test func sparseGoalNavigationPaysOneInsideTheRadiusStaysAndTerminates() throws {
+        let p = GoalNavigationParameters(goalX: 0.3, goalY: 0, directions: 4, stepSize: 0.1, horizon: 10, reward: .sparse,
+                                         successRadius: 0.15, stayAction: true)
+        var env = try GoalNavigation2D(p)
+        #expect(env.actionCount == 5)
+        var rng = SeededRNG(seed: 0)
+        env.reset(using: &rng)
+        #expect(env.step(0).reward == 0)        // at 0.1: 0.2 away
+        let inside = env.step(0)                 // at 0.2: 0.1 away, within 0.15
+        #expect(inside.reward == 1 && !inside.terminated)
+        let stay = env.step(4)                   // the stay action does not move
+        #expect(stay.reward == 1 && env.state == [0.2, 0])
+        var ending = p
+        ending.terminateAtGoal = true
+        var env2 = try GoalNavigation2D(ending)
+        env2.reset(using: &rng)
+        _ = env2.step(0)
+        let done = env2.step(0)
+        #expect(done.terminated && done.reward == 1)
+        // Dense reward with termination: minus the distance, and the episode ends within the radius.
+        ending.reward = .dense
+        var env3 = try GoalNavigation2D(ending)
+        env3.reset(using: &rng)
+        _ = env3.step(0)
+        let dense = env3.step(0)
+        #expect(dense.terminated && abs(dense.reward - -0.1) < 1e-12)
+        var bad = p
+        bad.successRadius = 0
+        #expect(throws: EnvironmentError.self) { try GoalNavigation2D(bad) }
+    }
+
+    @Test func goalLayoutsPutGoalsOnTheArcAndAtTheCorners() throws {
+        var arc = TaskFamily.GoalNavigationRanges()
+        arc.layout = .arc; arc.goalRadius = 1.5; arc.arcDegrees = ParameterRange(0, 180); arc.reward = .sparse
+        var corners = arc
+        corners.layout = .corners
+        var rng = SeededRNG(seed: 3)
+        var seen = Set<[Double]>()
+        for _ in 0..<200 {
+            guard case .goalNavigation(let a) = try TaskFamily.goalNavigation(arc).sample(using: &rng) else { Issue.record("kind"); return }
+            #expect(abs((a.goalX * a.goalX + a.goalY * a.goalY).squareRoot() - 1.5) < 1e-9 && a.goalY >= -1e-12)
+            #expect(a.reward == .sparse)
+            guard case .goalNavigation(let c) = try TaskFamily.goalNavigation(corners).sample(using: &rng) else { Issue.record("kind"); return }
+            #expect(abs(c.goalX) == 1.5 && abs(c.goalY) == 1.5)
+            seen.insert([c.goalX, c.goalY])
+        }
+        #expect(seen.count == 4)
+        arc.arcDegrees = ParameterRange(90, 10)
+        #expect(throws: EnvironmentError.self) { try TaskFamily.goalNavigation(arc).validate() }
+    }
+
+    @Test func denseGoalFamiliesEncodeAsBeforeTheSparseFields() throws {
+        // The configuration hash is SHA-256 of this encoding: a dense family written before the sparse fields
+        // existed must encode to the same bytes, or its runs' checkpoints would no longer match their configs.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let dense = String(decoding: try encoder.encode(TaskFamily.goalNavigation(TaskFamily.GoalNavigationRanges())), as: UTF8.self)
+        #expect(dense == #"{"goalNavigation":{"_0":{"directions":8,"goalRadius":0.5,"horizon":100,"stepSize":0.1}}}"#)
+        var sparse = TaskFamily.GoalNavigationRanges()
+        sparse.layout = .arc; sparse.reward = .sparse; sparse.stayAction = true
+        let family = TaskFamily.goalNavigation(sparse)
+        #expect(try JSONDecoder().decode(TaskFamily.self, from: try encoder.encode(family)) == family)
+    }
+
     @Test func tabularMDPTablesComeFromTheSeedAndRowsAreDistributions() throws {
         let a = try TabularMDP(TabularMDPParameters(states: 6, actions: 3, horizon: 5, seed: 9))
         let b = try TabularMDP(TabularMDPParameters(states: 6, actions: 3, horizon: 5, seed: 9))

@@ -179,10 +179,29 @@ struct  Metatrain__V1__GoalNavigationTask
   uint32_t directions;
   double step_size;
   uint32_t horizon;
+  /*
+   * Added in protocol version 4 (the sparse families). A version-3 peer would drop them and run the dense task.
+   */
+  /*
+   * +1 within success_radius, else 0 (false: minus the distance)
+   */
+  protobuf_c_boolean sparse_reward;
+  /*
+   * > 0
+   */
+  double success_radius;
+  /*
+   * one more action that does not move
+   */
+  protobuf_c_boolean stay_action;
+  /*
+   * the episode ends at the first step within success_radius
+   */
+  protobuf_c_boolean terminate_at_goal;
 };
 #define METATRAIN__V1__GOAL_NAVIGATION_TASK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__goal_navigation_task__descriptor) \
-    , 0, 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Metatrain__V1__TabularMDPTask

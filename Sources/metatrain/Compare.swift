@@ -1,0 +1,133 @@
+import ArgumentParser
+import Foundation
+import MetaLearning
+
+/// `metatrain compare`: pools the evaluations of several meta-training seeds into one verdict with bootstrap CIs.
+///
+/// Each file is one run's `metatrain eval --json` output; the report gives every init's median steps to
+/// target, the ratio of each baseline's median to meta's, their 95% CIs from a two-level bootstrap (runs,
+/// then tasks), the per-task win/tie/loss counts, and — when the pre-registered thresholds are passed as
+/// options — whether each criterion held.
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Pool several runs' `metatrain eval --json` outputs (one per meta-training seed): median steps to target and baseline ÷ meta ratios with bootstrap 95% CIs, and a verdict against pre-registered thresholds.")
+
+    @Argument(help: "eval JSON files (eval-iter*.json, or what `metatrain eval --json` printed), one per meta-training seed.")
+    var files: [String]
+    @Option(help: "The init under test.") var meta = "meta"
+    @Option(help: "Comma-separated baseline inits (default: every init but meta and nearest).") var baselines: String?
+    @Option(help: "Bootstrap resamples.") var resamples = 10_000
+    @Option(help: "Seed of the bootstrap's resampling (the report is deterministic).") var bootstrapSeed: UInt64 = 1
+    @Option(help: "Criterion: the better baseline's median ÷ meta's median must be at least this.") var requireRatio: Double?
+    @Option(help: "Criterion: the lower end of that ratio's 95% CI must be above this.") var requireCiLow: Double?
+    @Option(help: "Criterion: every baseline's median steps to target must be at least this.") var requireBaselineSteps: Double?
+    @Option(help: "Folder for compare.md/.csv/.json/.svg (default: write nothing).") var out: String?
+    @Option(help: "File name stem in --out.") var name = "compare"
+    @Flag(help: "Print only the JSON object.") var json = false
+
+    func run() throws {
+        try userFacing {
+            guard !files.isEmpty else { throw ValidationError("give at least one eval JSON file") }
+            let runs = try files.map { path -> EvaluationRun in
+                guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
+                return try EvaluationRun(json: data, source: path)
+            }
+            let chosen = baselines?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            let comparison = try SeedComparison(runs: runs, meta: meta, baselines: chosen, resamples: resamples,
+                                                bootstrapSeed: bootstrapSeed)
+            let (inits, ratios) = comparison.summarise()
+            let criteria = verdicts(inits: inits, ratios: ratios, comparison: comparison)
+            let object = jsonObject(comparison, inits: inits, ratios: ratios, criteria: criteria)
+            let table = markdown(comparison, inits: inits, ratios: ratios, criteria: criteria)
+            if let out {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                let stem = (out as NSString).appendingPathComponent(name)
+                try Data((object + "\n").utf8).write(to: URL(fileURLWithPath: stem + ".json"))
+                try Data((table + "\n").utf8).write(to: URL(fileURLWithPath: stem + ".md"))
+                try Data(csv(inits: inits, ratios: ratios).utf8).write(to: URL(fileURLWithPath: stem + ".csv"))
+                let first = runs[0]
+                let svg = curvesSVG(title: "\(first.family), \(runs.count) run(s) pooled, \(first.split) tasks",
+                                    names: comparison.names, summaries: comparison.pooledCurves(), budget: first.budget,
+                                    target: first.target, bandLabel: "mean ± 95% CI over \(inits[0].tasks) run-task pairs")
+                try Data(svg.utf8).write(to: URL(fileURLWithPath: stem + ".svg"))
+            }
+            print(json ? object : table)
+        }
+    }
+
+    /// Each criterion given on the command line, with what was measured and whether it held.
+    func verdicts(inits: [SeedComparison.InitSummary], ratios: [SeedComparison.Ratio], comparison: SeedComparison)
+        -> [(String, Double, Double, Bool)] {
+        let best = ratios.last!
+        var out: [(String, Double, Double, Bool)] = []
+        if let r = requireRatio { out.append(("ratio vs \(best.baseline) ≥", r, best.ratio.value, best.ratio.value >= r)) }
+        if let r = requireCiLow { out.append(("ratio vs \(best.baseline): CI low >", r, best.ratio.low, best.ratio.low > r)) }
+        if let r = requireBaselineSteps {
+            let lowest = inits.dropFirst().map(\.median.value).min() ?? .nan
+            out.append(("every baseline's median steps ≥", r, lowest, lowest >= r))
+        }
+        return out
+    }
+
+    func markdown(_ c: SeedComparison, inits: [SeedComparison.InitSummary], ratios: [SeedComparison.Ratio],
+                  criteria: [(String, Double, Double, Bool)]) -> String {
+        let r0 = c.runs[0]
+        let seeds = c.runs.map { $0.runSeed.map(String.init) ?? "?" }.joined(separator: ", ")
+        var lines = ["\(c.runs.count) run(s) (seeds \(seeds)), \(inits[0].tasks) \(r0.split) tasks in all; steps to \(number(r0.target)) "
+                     + "(budget \(r0.budget), scored every \(r0.every); never = \(Int(c.censoredAt)), censored); "
+                     + "95% CIs: two-level bootstrap, \(c.resamples) resamples, seed \(c.bootstrapSeed)", "",
+                     "| init | median steps to target [95% CI] | per run | tasks reaching it |", "|---|---|---|---|"]
+        for s in inits {
+            lines.append("| \(s.name) | \(interval(s.median)) | \(s.perRun.map(steps).joined(separator: ", ")) | \(s.reached)/\(s.tasks) |")
+        }
+        lines += ["", "| baseline ÷ \(c.meta) | ratio of medians [95% CI] | \(c.meta) sooner / tie / later (tasks) |", "|---|---|---|"]
+        for r in ratios {
+            lines.append("| \(r.baseline) | \(interval(r.ratio, digits: 2)) | \(r.wins) / \(r.ties) / \(r.losses) |")
+        }
+        if inits[0].median.value >= c.censoredAt {
+            lines.append("\n\(c.meta)'s own median is censored (it never reached the target on most tasks): the ratios are not lower bounds.")
+        }
+        if !criteria.isEmpty {
+            lines += ["", "| criterion | required | measured | verdict |", "|---|---|---|---|"]
+            for (what, required, measured, ok) in criteria {
+                lines.append("| \(what) | \(number(required)) | \(number(measured)) | \(ok ? "met" : "NOT met") |")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    func csv(inits: [SeedComparison.InitSummary], ratios: [SeedComparison.Ratio]) -> String {
+        var rows = ["kind,name,value,ci_low,ci_high"]
+        for s in inits { rows.append("median_steps,\(s.name),\(s.median.value),\(s.median.low),\(s.median.high)") }
+        for r in ratios { rows.append("ratio,\(r.baseline),\(r.ratio.value),\(r.ratio.low),\(r.ratio.high)") }
+        return rows.joined(separator: "\n") + "\n"
+    }
+
+    func jsonObject(_ c: SeedComparison, inits: [SeedComparison.InitSummary], ratios: [SeedComparison.Ratio],
+                    criteria: [(String, Double, Double, Bool)]) -> String {
+        func estimate(_ e: SeedComparison.Estimate) -> String {
+            "{\"value\": \(jsonNumber(e.value)), \"ci95\": [\(jsonNumber(e.low)), \(jsonNumber(e.high))]}"
+        }
+        let r0 = c.runs[0]
+        let runs = c.runs.map { "{\"file\": \(jsonString($0.source)), \"run_seed\": \($0.runSeed.map(String.init) ?? "null"), \"algorithm\": \($0.algorithm.map(jsonString) ?? "null"), \"tasks\": \($0.tasks)}" }
+        let initObjects = inits.map { s in
+            "\(jsonString(s.name)): {\"median_steps\": \(estimate(s.median)), \"per_run\": [\(s.perRun.map { jsonNumber($0) }.joined(separator: ", "))], \"reached\": \(s.reached), \"tasks\": \(s.tasks)}"
+        }
+        let ratioObjects = ratios.map { r in
+            "\(jsonString(r.baseline)): {\"ratio\": \(estimate(r.ratio)), \"meta_sooner\": \(r.wins), \"ties\": \(r.ties), \"meta_later\": \(r.losses)}"
+        }
+        let criteriaObjects = criteria.map { "{\"criterion\": \(jsonString($0.0)), \"required\": \(jsonNumber($0.1)), \"measured\": \(jsonNumber($0.2)), \"met\": \($0.3)}" }
+        return "{\"family\": \(jsonString(r0.family)), \"split\": \(jsonString(r0.split)), \"budget\": \(r0.budget), \"every\": \(r0.every), "
+            + "\"target_return\": \(jsonNumber(r0.target)), \"censored_at\": \(Int(c.censoredAt)), \"meta\": \(jsonString(c.meta)), "
+            + "\"resamples\": \(c.resamples), \"bootstrap_seed\": \(c.bootstrapSeed), \"runs\": [\(runs.joined(separator: ", "))], "
+            + "\"inits\": {\(initObjects.joined(separator: ", "))}, \"ratios\": {\(ratioObjects.joined(separator: ", "))}, "
+            + "\"meta_censored\": \(inits[0].median.value >= c.censoredAt), \"criteria\": [\(criteriaObjects.joined(separator: ", "))]}"
+    }
+
+    func number(_ x: Double) -> String { x.isFinite ? (x == x.rounded() ? String(Int(x)) : String(format: "%.2f", x)) : (x > 0 ? "∞" : "—") }
+    func steps(_ x: Double) -> String { number(x) }
+    func interval(_ e: SeedComparison.Estimate, digits: Int = 0) -> String {
+        func f(_ x: Double) -> String { !x.isFinite ? (x > 0 ? "∞" : "—") : digits == 0 ? String(format: "%.0f", x) : String(format: "%.\(digits)f", x) }
+        return "\(f(e.value)) [\(f(e.low)), \(f(e.high))]"
+    }
+}

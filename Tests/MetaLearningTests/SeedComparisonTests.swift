@@ -1,0 +1,59 @@
+import Foundation
+@testable import MetaLearning
+import Testing
+
+/// `SeedComparison`: pooled medians, ratios, paired counts and the bootstrap are checked on hand-made runs.
+@Suite struct SeedComparisonTests {
+    /// An eval JSON object whose init `name` reaches target 1 at step `steps[name][i]` on task i (nil: never).
+    static func run(seed: Int, budget: Int = 400, every: Int = 100, _ steps: [(String, [Int?])], split: String = "test") -> Data {
+        let points = budget / every + 1
+        func curve(_ s: Int?) -> String {
+            "[" + (0..<points).map { j in s.map { j * every >= $0 ? "1.0" : "0.0" } ?? "0.0" }.joined(separator: ", ") + "]"
+        }
+        let names = steps.map(\.0)
+        let inits = names.map { "\"\($0)\": [{\"step\": 0, \"mean_return\": 0, \"ci95\": null}]" }.joined(separator: ", ")
+        let curves = steps.map { "\"\($0.0)\": [" + $0.1.map(curve).joined(separator: ", ") + "]" }.joined(separator: ", ")
+        return Data(("{\"family\": \"goal_navigation\", \"budget\": \(budget), \"every\": \(every), \"target_return\": 1.0, "
+                     + "\"init_names\": [" + names.map { "\"\($0)\"" }.joined(separator: ", ") + "], \"inits\": {\(inits)}, "
+                     + "\"curves_per_task\": {\(curves)}, \"split\": \"\(split)\", \"run_seed\": \(seed), \"algorithm\": \"reptile\"}").utf8)
+    }
+
+    @Test func pooledMediansRatiosAndPairedCountsMatchHandComputedValues() throws {
+        let a = try EvaluationRun(json: Self.run(seed: 1, [("meta", [100, 100, 200]), ("random", [300, 400, nil]),
+                                                           ("multitask", [200, 300, 100])]), source: "a")
+        let b = try EvaluationRun(json: Self.run(seed: 2, [("meta", [100, nil, 100]), ("random", [400, 400, 300]),
+                                                           ("multitask", [300, 200, 200])]), source: "b")
+        #expect(a.names == ["meta", "random", "multitask"] && a.runSeed == 1)
+        let c = try SeedComparison(runs: [a, b], resamples: 2000, bootstrapSeed: 7)
+        #expect(c.baselines == ["random", "multitask"] && c.censoredAt == 500)
+        let (inits, ratios) = c.summarise()
+        // meta: 100, 100, 200, 100, 500 (never), 100 → median 100; random: 300 400 500 400 400 300 → 400; multitask: 200 300 100 300 200 200 → 200.
+        #expect(inits.map(\.median.value) == [100, 400, 200])
+        #expect(inits[0].reached == 5 && inits[0].tasks == 6 && inits[1].reached == 5)
+        #expect(inits[0].perRun == [100, 100])
+        #expect(ratios.map(\.baseline) == ["random", "multitask", "best baseline"])
+        #expect(ratios.map(\.ratio.value) == [4, 2, 2])
+        // Paired against multitask: meta sooner on tasks 1, 2, 4, 6; tied on none; later on 3 (200 vs 100) and 5 (never vs 200).
+        #expect(ratios[1].wins == 4 && ratios[1].ties == 0 && ratios[1].losses == 2)
+        for e in inits.map(\.median) + ratios.map(\.ratio) { #expect(e.low <= e.value && e.value <= e.high) }
+        // The bootstrap is seeded: the same seed, the same intervals.
+        let again = try SeedComparison(runs: [a, b], resamples: 2000, bootstrapSeed: 7).summarise()
+        #expect(again.ratios == ratios && again.inits == inits)
+    }
+
+    @Test func onlyLikeRunsPoolAndBadFilesAreClearErrors() throws {
+        let a = try EvaluationRun(json: Self.run(seed: 1, [("meta", [100]), ("random", [200])]), source: "a")
+        let other = try EvaluationRun(json: Self.run(seed: 2, budget: 800, [("meta", [100]), ("random", [200])]), source: "b")
+        #expect(throws: EvaluationError.self) { try SeedComparison(runs: [a, other]) }
+        let validation = try EvaluationRun(json: Self.run(seed: 2, [("meta", [100]), ("random", [200])], split: "validation"), source: "v")
+        #expect(throws: EvaluationError.self) { try SeedComparison(runs: [a, validation]) }
+        #expect(throws: EvaluationError.self) { try SeedComparison(runs: [a], baselines: ["multitask"]) }
+        #expect(throws: EvaluationError.self) { try SeedComparison(runs: []) }
+        for bad in ["", "[]", "{\"family\": \"x\"}", "{\"family\": \"x\", \"budget\": 100, \"every\": 30, \"target_return\": 1}"] {
+            #expect(throws: EvaluationError.self) { try EvaluationRun(json: Data(bad.utf8), source: "bad") }
+        }
+        // An older eval file without per-task curves says what to do.
+        let old = Data("{\"family\": \"x\", \"budget\": 100, \"every\": 50, \"target_return\": 1, \"inits\": {}}".utf8)
+        #expect(throws: EvaluationError.self) { try EvaluationRun(json: old, source: "old") }
+    }
+}
