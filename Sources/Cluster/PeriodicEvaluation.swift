@@ -5,8 +5,9 @@ import MetaLearning
 import NeuralNet
 
 /// The coordinator's meta-evaluation during training: every `evaluation.interval` meta-iterations, θ is
-/// adapted on the held-out tasks and the greedy return before and after is logged and appended to
-/// eval.jsonl, so users watch meta-test return rise while the run goes on.
+/// adapted on the run's validation tasks and the greedy return before and after is logged and appended to
+/// eval.jsonl, so users watch meta-test return rise while the run goes on. Validation, not the held-out
+/// test tasks: a user who picks a checkpoint or a setting by watching this has not looked at the test set.
 ///
 /// It runs on a thread of its own so the coordinator keeps answering heartbeats; θ is copied, so the
 /// meta-parameter trajectory is untouched. At most one evaluation runs and at most one waits: a due
@@ -70,7 +71,8 @@ final class PeriodicEvaluation: @unchecked Sendable {
         let budget = config.evaluation.budget
         // Four points along the way when the budget divides evenly, else before and after.
         let every = budget % 4 == 0 ? budget / 4 : budget
-        let plan = config.evaluationPlan(every: every)
+        var plan = config.evaluationPlan(every: every)
+        plan.split = .validation
         do {
             // The run's kernel class, so the numbers are the ones its workers would compute.
             let kernel: GEMMBackend = config.numerics == .portable ? .portable : .selected
@@ -87,7 +89,7 @@ final class PeriodicEvaluation: @unchecked Sendable {
             do { try appendLine(Data(report.json(extra: [("iteration", "\(iteration)")]).utf8), to: path) } catch {
                 logger.error("could not append to \(path): \(error)")
             }
-            logger.info("\(String(format: "meta-eval iteration %d: greedy return %.1f ± %.1f before, %.1f ± %.1f after %d steps (%d held-out tasks, %.1f s)", iteration, points.first!.meanReturn, points.first!.ci95, points.last!.meanReturn, points.last!.ci95, budget, plan.tasks, report.seconds))")
+            logger.info("\(String(format: "meta-eval iteration %d: greedy return %.1f ± %.1f before, %.1f ± %.1f after %d steps (%d validation tasks, %.1f s)", iteration, points.first!.meanReturn, points.first!.ci95, points.last!.meanReturn, points.last!.ci95, budget, plan.tasks, report.seconds))")
         } catch {
             logger.error("meta-eval for iteration \(iteration) failed: \(error)")
         }

@@ -49,6 +49,8 @@ import Testing
         }.compactMap { $0["iteration"] as? Int }
         #expect(iterations.first == 0 && iterations.last == 3 && iterations == iterations.sorted() && Set(iterations).count == iterations.count,
                 "eval.jsonl: \(periodic)")
+        // Watching training never scores the held-out test tasks.
+        #expect(!periodic.isEmpty && periodic.split(separator: "\n").allSatisfy { $0.contains("\"split\": \"validation\"") }, "eval.jsonl: \(periodic)")
 
         let (status, output) = try Self.run(
             ["eval", "--checkpoint", run, "--tasks", "2", "--budget", "200", "--every", "100", "--episodes", "1",
@@ -65,6 +67,37 @@ import Testing
         for suffix in [".csv", "-tasks.csv", ".svg", ".json", ".md"] {
             #expect(FileManager.default.fileExists(atPath: run + "/eval-iter000003" + suffix), "missing eval-iter000003\(suffix)")
         }
+
+        // Validation tasks, with per-init adaptation settings stated in the report; the multitask init comes from the cache.
+        let (vStatus, vOutput) = try Self.run(
+            ["eval", "--checkpoint", run, "--tasks", "2", "--budget", "200", "--every", "100", "--episodes", "1",
+             "--inits", "meta,random,multitask", "--multitask-steps", "300", "--split", "validation",
+             "--start-epsilon", "0.5,meta=0.1", "--learning-starts", "random=50", "--json"], folder: folder)
+        #expect(vStatus == 0 && vOutput.contains("reusing"), "\(vOutput.suffix(2000))")
+        let vLine = vOutput.split(separator: "\n").first { $0.hasPrefix("{") } ?? ""
+        let validation = (try? JSONSerialization.jsonObject(with: Data(vLine.utf8))) as? [String: Any] ?? [:]
+        #expect(validation["split"] as? String == "validation")
+        let adaptation = validation["adaptation"] as? [String: [String: Any]] ?? [:]
+        #expect(adaptation["meta"]?["start_epsilon"] as? Double == 0.1 && adaptation["random"]?["start_epsilon"] as? Double == 0.5)
+        #expect(adaptation["random"]?["learning_starts"] as? Int == 50 && adaptation["multitask"]?["start_epsilon"] as? Double == 0.5)
+        #expect(FileManager.default.fileExists(atPath: run + "/eval-iter000003-validation.json"))
+        let (badInit, badText) = try Self.run(["eval", "--checkpoint", run, "--start-epsilon", "metta=0.1"], folder: folder)
+        #expect(badInit != 0 && badText.contains("not an init"), "\(badText.suffix(500))")
+
+        // `compare` pools runs like these (here the one test run twice) and checks pre-registered thresholds.
+        let compared = (folder as NSString).appendingPathComponent("compared")
+        let file = run + "/eval-iter000003.json"
+        let (cStatus, cOutput) = try Self.run(["compare", file, file, "--baselines", "random", "--resamples", "200",
+                                               "--require-ratio", "1000", "--out", compared, "--json"], folder: folder)
+        #expect(cStatus == 0, "\(cOutput.suffix(2000))")
+        let comparison = (try? JSONSerialization.jsonObject(with: Data((cOutput.split(separator: "\n").last ?? "").utf8))) as? [String: Any] ?? [:]
+        #expect((comparison["runs"] as? [Any])?.count == 2 && (comparison["ratios"] as? [String: Any])?["random"] != nil)
+        #expect((comparison["criteria"] as? [[String: Any]])?.first?["met"] as? Bool == false)
+        for suffix in [".md", ".csv", ".json", ".svg"] {
+            #expect(FileManager.default.fileExists(atPath: compared + "/compare" + suffix), "missing compare\(suffix)")
+        }
+        let (mixed, mixedText) = try Self.run(["compare", file, run + "/eval-iter000003-validation.json"], folder: folder)
+        #expect(mixed != 0 && mixedText.contains("only like runs pool"), "\(mixedText.suffix(500))")
     }
 
     @Test func refusesAConfigurationTheCheckpointWasNotTrainedWith() throws {
