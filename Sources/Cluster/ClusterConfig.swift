@@ -304,6 +304,10 @@ public struct ClusterConfig: Sendable, Equatable {
             x.states = try f.int("states", x.states, 1...4096)
             x.actions = try f.int("actions", x.actions, 1...256)
             x.horizon = try f.int("horizon", x.horizon, 1...1_000_000)
+            // shared_dynamics: 0 (the default) gives every task its own transitions; N > 0, one of N tables.
+            let tables = try f.int("shared_dynamics", 0, 0...1_000_000)
+            let tableSeed = try f.uint64("dynamics_seed", 0)
+            if tables > 0 { x.sharedDynamics = TaskFamily.SharedDynamics(count: tables, seed: tableSeed) }
             family = .tabularMDP(x)
         default:
             throw f.bad("env", f.node("env")?.1 ?? f.line, "is '\(env)'; it must be one of \(TaskSpec.kindNames.joined(separator: ", "))")

@@ -8,9 +8,13 @@ public struct TabularMDPParameters: Codable, Sendable, Equatable {
     public var horizon = 10
     /// Seeds the transition and reward tables: the task's identity.
     public var seed: UInt64 = 0
+    /// When set, the transition table comes from this seed and only the rewards from `seed`: tasks that share
+    /// it share their dynamics and differ in what pays (a family whose tasks have structure in common).
+    public var dynamicsSeed: UInt64?
 
-    public init(states: Int = 10, actions: Int = 5, horizon: Int = 10, seed: UInt64 = 0) {
+    public init(states: Int = 10, actions: Int = 5, horizon: Int = 10, seed: UInt64 = 0, dynamicsSeed: UInt64? = nil) {
         self.states = states; self.actions = actions; self.horizon = horizon; self.seed = seed
+        self.dynamicsSeed = dynamicsSeed
     }
 
     public func validate() throws {
@@ -24,7 +28,8 @@ public struct TabularMDPParameters: Codable, Sendable, Equatable {
 /// A random MDP (the RL² / seed documents' family): S states, A actions, one-hot observations.
 ///
 /// From the task seed: each transition row P(·|s, a) ~ Dirichlet(1, …, 1) and each mean reward
-/// R(s, a) ~ N(1, 1). Rewards are the means (no reward noise, so the task is the table). Episodes
+/// R(s, a) ~ N(1, 1); with a `dynamicsSeed`, the rows come from it and the rewards alone from the task
+/// seed. Rewards are the means (no reward noise, so the task is the table). Episodes
 /// start in a uniformly drawn state and are truncated at `horizon`; transitions are sampled from an
 /// RNG seeded at each reset, so an episode is a pure function of the reset RNG.
 public struct TabularMDP: Environment, Sendable {
@@ -41,11 +46,15 @@ public struct TabularMDP: Environment, Sendable {
         self.parameters = parameters
         let s = parameters.states, a = parameters.actions
         var tableRNG = SeededRNG(seed: parameters.seed)
+        // Without a dynamics seed, one stream draws rows and rewards interleaved (the original family's tables).
+        var dynamicsRNG = parameters.dynamicsSeed.map { SeededRNG(seed: $0) }
         var cumulative = [Double](repeating: 0, count: s * a * s)
         var rewards = [Double](repeating: 0, count: s * a)
         for row in 0..<(s * a) {
             // Dirichlet(1) = normalised Exp(1) draws.
-            var draws = (0..<s).map { _ in -log(1 - tableRNG.nextDouble()) }
+            var draws = (0..<s).map { _ in
+                -log(1 - (dynamicsRNG != nil ? dynamicsRNG!.nextDouble() : tableRNG.nextDouble()))
+            }
             let total = draws.reduce(0, +)
             var running = 0.0
             for j in 0..<s {

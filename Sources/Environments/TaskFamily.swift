@@ -142,7 +142,20 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         public var states = 10
         public var actions = 5
         public var horizon = 10
+        /// nil: every task draws its own transitions (tasks share only a prior). Otherwise each task's
+        /// transitions are one of `count` tables fixed by `seed`, and its rewards are its own.
+        public var sharedDynamics: SharedDynamics?
         public init() {}
+    }
+
+    /// How many transition tables a tabular family's tasks share, and the seed that fixes them.
+    public struct SharedDynamics: Codable, Sendable, Equatable {
+        public var count: Int
+        public var seed: UInt64
+        public init(count: Int, seed: UInt64) { self.count = count; self.seed = seed }
+
+        /// The dynamics seed of table `index`.
+        public func tableSeed(_ index: Int) -> UInt64 { deriveSeed(seed, iteration: UInt64(index), slot: 0, purpose: .taskSample) }
     }
 
     /// The family's environment kind ("cartpole", …).
@@ -178,8 +191,10 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         case .goalNavigation(let r):
             try ParameterRange(-r.goalRadius, r.goalRadius).check(task, "goal_radius")
             try r.arcDegrees.check(task, "arc_degrees")
-        case .tabularMDP:
-            break
+        case .tabularMDP(let r):
+            if let d = r.sharedDynamics, !(1...1_000_000).contains(d.count) {
+                throw EnvironmentError.invalidParameter(task: task, name: "shared_dynamics", value: Double(d.count), requirement: "in 1...1000000")
+            }
         }
         try draw { $0.lower } seed: { 0 }.validate()
         try draw { $0.upper } seed: { 0 }.validate()
@@ -229,8 +244,9 @@ public enum TaskFamily: Codable, Sendable, Equatable {
             let (x, y) = r.goal(value)
             return .goalNavigation(r.task(goalX: x, goalY: y))
         case .tabularMDP(let r):
+            let dynamics = r.sharedDynamics.map { d in d.tableSeed(min(Int(value(ParameterRange(0, Double(d.count)))), d.count - 1)) }
             return .tabularMDP(TabularMDPParameters(states: r.states, actions: r.actions, horizon: r.horizon,
-                                                    seed: seed()))
+                                                    seed: seed(), dynamicsSeed: dynamics))
         }
     }
 }

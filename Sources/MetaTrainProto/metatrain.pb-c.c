@@ -1473,7 +1473,7 @@ const ProtobufCMessageDescriptor metatrain__v1__goal_navigation_task__descriptor
   (ProtobufCMessageInit) metatrain__v1__goal_navigation_task__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__tabular_mdptask__field_descriptors[4] =
+static const ProtobufCFieldDescriptor metatrain__v1__tabular_mdptask__field_descriptors[6] =
 {
   {
     "states",
@@ -1523,9 +1523,35 @@ static const ProtobufCFieldDescriptor metatrain__v1__tabular_mdptask__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "has_dynamics_seed",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__TabularMDPTask, has_dynamics_seed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dynamics_seed",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__TabularMDPTask, dynamics_seed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__tabular_mdptask__field_indices_by_name[] = {
   1,   /* field[1] = actions */
+  5,   /* field[5] = dynamics_seed */
+  4,   /* field[4] = has_dynamics_seed */
   2,   /* field[2] = horizon */
   3,   /* field[3] = seed */
   0,   /* field[0] = states */
@@ -1533,7 +1559,7 @@ static const unsigned metatrain__v1__tabular_mdptask__field_indices_by_name[] = 
 static const ProtobufCIntRange metatrain__v1__tabular_mdptask__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__tabular_mdptask__descriptor =
 {
@@ -1543,7 +1569,7 @@ const ProtobufCMessageDescriptor metatrain__v1__tabular_mdptask__descriptor =
   "Metatrain__V1__TabularMDPTask",
   "metatrain.v1",
   sizeof(Metatrain__V1__TabularMDPTask),
-  4,
+  6,
   metatrain__v1__tabular_mdptask__field_descriptors,
   metatrain__v1__tabular_mdptask__field_indices_by_name,
   1,  metatrain__v1__tabular_mdptask__number_ranges,

@@ -7,7 +7,8 @@ import NeuralNet
 /// Version 2 added the meta-evaluation messages (EvalRequest, EvalJob, EvalOutcome): a version-1
 /// worker could not run eval jobs, so it is refused at hello rather than failing them one by one.
 /// Version 3 added numerics to hello and welcome: a worker without a fingerprint cannot be held to a run's.
-/// Version 4 added the sparse GoalNavigation2D fields: a version-3 worker would silently run the dense task.
+/// Version 4 added the sparse GoalNavigation2D fields and tabular MDPs with shared dynamics: a version-3 worker
+/// would silently run another task.
 public let protocolVersion: UInt32 = 4
 
 /// Identifies one attempt at one slot of one meta-iteration.

@@ -234,7 +234,8 @@ extension WireCodec {
             case METATRAIN__V1__TASK_SPEC__KIND_TABULAR_MDP:
                 let m = t.tabular_mdp.pointee
                 spec = .tabularMDP(TabularMDPParameters(states: Int(m.states), actions: Int(m.actions),
-                                                        horizon: Int(m.horizon), seed: m.seed))
+                                                        horizon: Int(m.horizon), seed: m.seed,
+                                                        dynamicsSeed: m.has_dynamics_seed != 0 ? m.dynamics_seed : nil))
             default:
                 throw .missingField("assignment.task.kind")
             }

@@ -249,6 +249,7 @@ public enum WireCodec {
             let m: UnsafeMutablePointer<Metatrain__V1__TabularMDPTask> = arena.message { metatrain__v1__tabular_mdptask__init($0) }
             m.pointee.states = UInt32(clamping: p.states); m.pointee.actions = UInt32(clamping: p.actions)
             m.pointee.horizon = UInt32(clamping: p.horizon); m.pointee.seed = p.seed
+            m.pointee.has_dynamics_seed = p.dynamicsSeed == nil ? 0 : 1; m.pointee.dynamics_seed = p.dynamicsSeed ?? 0
             t.pointee.kind_case = METATRAIN__V1__TASK_SPEC__KIND_TABULAR_MDP
             t.pointee.tabular_mdp = m
         }

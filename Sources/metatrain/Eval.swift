@@ -32,6 +32,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Override inner_loop.start_epsilon at adaptation: one value for every init (0.2), or per init (meta=0.1,random=1); inits not named keep the config's.") var startEpsilon: String?
     @Option(help: "Override inner_loop.learning_starts at adaptation, for every init or per init (as --start-epsilon).") var learningStarts: String?
     @Option(help: "Override inner_loop.exploration_fraction at adaptation, for every init or per init (as --start-epsilon).") var explorationFraction: String?
+    @Option(help: "Override inner_loop.end_epsilon at adaptation, for every init or per init (as --start-epsilon).") var endEpsilon: String?
+    @Option(help: "Override inner_loop.learning_rate at adaptation, for every init or per init (as --start-epsilon).") var learningRate: String?
     @Option(help: "Which tasks: test (held-out; score each configuration once) or validation (a separate stream to tune adaptation settings on).") var split = "test"
     @Option(help: "Folder for eval-*.csv/.svg/.json (default: the run folder).") var out: String?
     @Option(help: "Run the adaptations on the workers of the coordinator at this endpoint (tcp://HOST:PORT; start it with `metatrain coordinator --serve` to keep it up after training). Default: on this machine's threads.") var coordinator: String?
@@ -195,7 +197,8 @@ struct Eval: ParsableCommand {
         plan.split = split
         let names = ["meta", "random", "multitask", "nearest"]
         for (option, text) in [("--start-epsilon", startEpsilon), ("--learning-starts", learningStarts),
-                               ("--exploration-fraction", explorationFraction)] {
+                               ("--exploration-fraction", explorationFraction), ("--end-epsilon", endEpsilon),
+                               ("--learning-rate", learningRate)] {
             guard let text else { continue }
             for (name, value) in try perInitValues(text, option: option, names: names) {
                 if option == "--learning-starts" && !(value >= 0 && value <= 1e8 && value == value.rounded()) {
@@ -217,7 +220,9 @@ struct Eval: ParsableCommand {
         var s = v
         switch option {
         case "--start-epsilon": s.startEpsilon = Float(value)
+        case "--end-epsilon": s.endEpsilon = Float(value)
         case "--learning-starts": s.learningStarts = Int(value)
+        case "--learning-rate": s.learningRate = Float(value)
         default: s.explorationFraction = Float(value)
         }
         return s
@@ -245,7 +250,9 @@ struct Eval: ParsableCommand {
     func adaptationJSON(_ plan: EvaluationPlan, names: [String]) -> String {
         "{" + names.map { name in
             let d = plan.dqn(for: name)
-            return "\(jsonString(name)): {\"start_epsilon\": \(jsonNumber(Double(d.startEpsilon))), \"learning_starts\": \(d.learningStarts), \"exploration_fraction\": \(jsonNumber(Double(d.explorationFraction)))}"
+            return "\(jsonString(name)): {\"start_epsilon\": \(jsonNumber(Double(d.startEpsilon))), \"end_epsilon\": \(jsonNumber(Double(d.endEpsilon))), "
+                + "\"exploration_fraction\": \(jsonNumber(Double(d.explorationFraction))), \"learning_starts\": \(d.learningStarts), "
+                + "\"learning_rate\": \(jsonNumber(Double(d.learningRate), digits: 6))}"
         }.joined(separator: ", ") + "}"
     }
 

@@ -1,4 +1,4 @@
-import Environments
+@testable import Environments
 import NeuralNet
 import Testing
 
@@ -78,6 +78,31 @@ import Testing
         #expect(seen.count == 4)
         arc.arcDegrees = ParameterRange(90, 10)
         #expect(throws: EnvironmentError.self) { try TaskFamily.goalNavigation(arc).validate() }
+    }
+
+    @Test func tabularTasksWithSharedDynamicsShareTransitionsAndNotRewards() throws {
+        var ranges = TaskFamily.TabularMDPRanges()
+        ranges.states = 5; ranges.actions = 2
+        ranges.sharedDynamics = TaskFamily.SharedDynamics(count: 2, seed: 42)
+        var rng = SeededRNG(seed: 1)
+        var tables: [UInt64: [Double]] = [:]
+        var rewardTables = Set<[Double]>()
+        for _ in 0..<20 {
+            guard case .tabularMDP(let p) = try TaskFamily.tabularMDP(ranges).sample(using: &rng), let d = p.dynamicsSeed else {
+                Issue.record("a task without shared dynamics"); return
+            }
+            let mdp = try TabularMDP(p)
+            if let seen = tables[d] { #expect(seen == mdp.cumulative) } else { tables[d] = mdp.cumulative }
+            rewardTables.insert(mdp.rewards)
+        }
+        #expect(tables.count == 2 && rewardTables.count == 20)
+        #expect(Set(tables.keys) == [ranges.sharedDynamics!.tableSeed(0), ranges.sharedDynamics!.tableSeed(1)])
+        // Without shared dynamics each task's transitions are its own, from its seed alone.
+        let own = try TabularMDP(TabularMDPParameters(states: 5, actions: 2, seed: 7))
+        let again = try TabularMDP(TabularMDPParameters(states: 5, actions: 2, seed: 7))
+        #expect(own.cumulative == again.cumulative && own.cumulative != tables.values.first!)
+        ranges.sharedDynamics?.count = 0
+        #expect(throws: EnvironmentError.self) { try TaskFamily.tabularMDP(ranges).validate() }
     }
 
     @Test func denseGoalFamiliesEncodeAsBeforeTheSparseFields() throws {

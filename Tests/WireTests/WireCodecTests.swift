@@ -38,7 +38,8 @@ import Wire
             .error(ErrorReply(code: .unknownWorker, message: "say hello")), .goodbye(reason: "done"),
         ] + (TaskSpec.kindNames.compactMap(TaskSpec.defaultTask(kind:))
              + [.goalNavigation(GoalNavigationParameters(goalX: -1.5, goalY: 0.25, directions: 4, stepSize: 0.05, horizon: 150,
-                                                         reward: .sparse, successRadius: 0.125, stayAction: true, terminateAtGoal: true))]).map { task in
+                                                         reward: .sparse, successRadius: 0.125, stayAction: true, terminateAtGoal: true)),
+                .tabularMDP(TabularMDPParameters(states: 4, actions: 2, horizon: 7, seed: 3, dynamicsSeed: 0))]).map { task in
             var a = Self.assignment
             a.task = task
             return .assignment(a)

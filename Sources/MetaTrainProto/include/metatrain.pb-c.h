@@ -211,10 +211,15 @@ struct  Metatrain__V1__TabularMDPTask
   uint32_t actions;
   uint32_t horizon;
   uint64_t seed;
+  /*
+   * Protocol version 4: when set, the transitions come from dynamics_seed and only the rewards from seed.
+   */
+  protobuf_c_boolean has_dynamics_seed;
+  uint64_t dynamics_seed;
 };
 #define METATRAIN__V1__TABULAR_MDPTASK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__tabular_mdptask__descriptor) \
-    , 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0 }
 
 
 typedef enum {
