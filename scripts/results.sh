@@ -13,7 +13,8 @@
 # EVAL_ONLY=1 re-runs only the evaluation on an existing run folder (its training times are kept);
 # EVAL_TASKS, EVAL_BUDGET, EVAL_EVERY override the evaluation's size; benchmarks/results/FAMILY.eval, when
 # present, holds further `metatrain eval` arguments (the family's pre-registered adaptation protocol) and
-# benchmarks/results/FAMILY.criteria the `metatrain compare` thresholds.
+# benchmarks/results/FAMILY.criteria the `metatrain compare` thresholds (PROTOCOL=FILE and CRITERIA=FILE name
+# others; TAG=NAME keeps such a variant's run folders apart).
 #
 # Writes runs/results/FAMILY-ALGO[-seedS]/ (checkpoints, metrics.jsonl, eval.json, eval-*.csv/.svg/.json) and
 # prints wall-clock and CPU seconds (user + sys of every process, i.e. core-seconds) per phase.
@@ -31,10 +32,13 @@ case "$family" in
 esac
 tasks=${EVAL_TASKS:-20}
 split=${SPLIT:-test}
+protocol=${PROTOCOL:-benchmarks/results/$family.eval}
+criteria_file=${CRITERIA:-benchmarks/results/$family.criteria}
 extra=()
-[ -f "benchmarks/results/$family.eval" ] && read -r -a extra < <(grep -v '^#' "benchmarks/results/$family.eval" | tr '\n' ' ')
+[ -f "$protocol" ] && read -r -a extra < <(grep -v '^#' "$protocol" | tr '\n' ' ')
 criteria=()
-[ -f "benchmarks/results/$family.criteria" ] && read -r -a criteria < <(grep -v '^#' "benchmarks/results/$family.criteria" | tr '\n' ' ')
+[ -f "$criteria_file" ] && read -r -a criteria < <(grep -v '^#' "$criteria_file" | tr '\n' ' ')
+tag=${TAG:-}   # names a variant's run folders (e.g. TAG=gentle with PROTOCOL=...): FAMILY-ALGO-TAG-seedS
 seeds=(${SEEDS:-""})
 [ ${#seeds[@]} -gt 0 ] || seeds=("")
 
@@ -47,7 +51,7 @@ for algo in "${algorithms[@]}"; do
  [ -f "$config" ] || { echo "no $config" >&2; exit 2; }
  jsons=()
  for seed in "${seeds[@]}"; do
-  name="$family-$algo${seed:+-seed$seed}"
+  name="$family-$algo${tag:+-$tag}${seed:+-seed$seed}"
   dir="runs/results/$name"
   out="$dir/eval${SPLIT:+-$split}.json"
   if [ "${EVAL_ONLY:-0}" = 1 ]; then
@@ -78,6 +82,6 @@ PY
  done
  if [ -n "${SEEDS:-}" ]; then
   echo "== $family-$algo: ${#jsons[@]} seeds pooled (metatrain compare)" >&2
-  "$bin" compare "${jsons[@]}" "${criteria[@]}" --out runs/results --name "$family-$algo-compare${SPLIT:+-$split}"
+  "$bin" compare "${jsons[@]}" "${criteria[@]}" --out runs/results --name "$family-$algo${tag:+-$tag}-compare${SPLIT:+-$split}"
  fi
 done

@@ -189,6 +189,30 @@ public struct SeedComparison: Sendable {
         return (inits, ratios)
     }
 
+    /// Per init, the fraction of tasks whose greedy return is ≥ `threshold` at every scored point (step 0
+    /// included), with its two-level bootstrap 95% CI: does fine-tuning keep a policy that already solves?
+    public func staysAbove(_ threshold: Double) -> [(name: String, count: Int, tasks: Int, fraction: Estimate)] {
+        names.map { name in
+            let held = runs.map { run in run.curves[run.names.firstIndex(of: name)!].map { $0.min()! >= threshold ? 1.0 : 0.0 } }
+            let all = held.flatMap { $0 }
+            var rng = SeededRNG(seed: bootstrapSeed)
+            var draws: [Double] = []
+            for _ in 0..<resamples {
+                var total = 0.0, n = 0
+                for _ in runs.indices {
+                    let r = Int(rng.next() % UInt64(runs.count))
+                    for _ in 0..<held[r].count { total += held[r][Int(rng.next() % UInt64(held[r].count))]; n += 1 }
+                }
+                draws.append(total / Double(max(n, 1)))
+            }
+            draws.sort()
+            let value = all.reduce(0, +) / Double(all.count)
+            let estimate = Estimate(value: value, low: draws[Int(0.025 * Double(draws.count))],
+                                    high: draws[min(draws.count - 1, Int(0.975 * Double(draws.count)))])
+            return (name, Int(all.reduce(0, +)), all.count, estimate)
+        }
+    }
+
     /// Mean ± 95% CI (Student t over every run's tasks) of each init's greedy return at every point.
     public func pooledCurves() -> [[EvaluationReport.Point]] {
         names.map { name in

@@ -21,6 +21,8 @@ struct Compare: ParsableCommand {
     @Option(help: "Criterion: the better baseline's median ÷ meta's median must be at least this.") var requireRatio: Double?
     @Option(help: "Criterion: the lower end of that ratio's 95% CI must be above this.") var requireCiLow: Double?
     @Option(help: "Criterion: every baseline's median steps to target must be at least this.") var requireBaselineSteps: Double?
+    @Option(help: "Also report, per init, the fraction of tasks whose return is ≥ this at every scored point (does fine-tuning keep a solving policy?).") var staysAbove: Double?
+    @Option(help: "Criterion (with --stays-above): meta's fraction of such tasks must be at least this.") var requireStaysFraction: Double?
     @Option(help: "Folder for compare.md/.csv/.json/.svg (default: write nothing).") var out: String?
     @Option(help: "File name stem in --out.") var name = "compare"
     @Flag(help: "Print only the JSON object.") var json = false
@@ -36,9 +38,20 @@ struct Compare: ParsableCommand {
             let comparison = try SeedComparison(runs: runs, meta: meta, baselines: chosen, resamples: resamples,
                                                 bootstrapSeed: bootstrapSeed)
             let (inits, ratios) = comparison.summarise()
-            let criteria = verdicts(inits: inits, ratios: ratios, comparison: comparison)
-            let object = jsonObject(comparison, inits: inits, ratios: ratios, criteria: criteria)
-            let table = markdown(comparison, inits: inits, ratios: ratios, criteria: criteria)
+            if requireStaysFraction != nil && staysAbove == nil { throw ValidationError("--require-stays-fraction needs --stays-above") }
+            let stays = staysAbove.map { comparison.staysAbove($0) } ?? []
+            var criteria = verdicts(inits: inits, ratios: ratios, comparison: comparison)
+            if let f = requireStaysFraction, let t = staysAbove, let m = stays.first {
+                criteria.append(("\(comparison.meta): tasks ≥ \(number(t)) at every point, fraction ≥", f, m.fraction.value, m.fraction.value >= f))
+            }
+            var object = jsonObject(comparison, inits: inits, ratios: ratios, criteria: criteria)
+            var table = markdown(comparison, inits: inits, ratios: ratios, criteria: criteria)
+            if let t = staysAbove {
+                let rows = stays.map { "| \($0.name) | \($0.count)/\($0.tasks) | \(interval($0.fraction, digits: 2)) |" }
+                table += "\n\n| init | tasks ≥ \(number(t)) at every scored point | fraction [95% CI] |\n|---|---|---|\n" + rows.joined(separator: "\n")
+                let items = stays.map { "\(jsonString($0.name)): {\"count\": \($0.count), \"tasks\": \($0.tasks), \"fraction\": {\"value\": \(jsonNumber($0.fraction.value)), \"ci95\": [\(jsonNumber($0.fraction.low)), \(jsonNumber($0.fraction.high))]}}" }
+                object = String(object.dropLast()) + ", \"stays_above\": {\"threshold\": \(jsonNumber(t)), \"inits\": {\(items.joined(separator: ", "))}}}"
+            }
             if let out {
                 try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
                 let stem = (out as NSString).appendingPathComponent(name)

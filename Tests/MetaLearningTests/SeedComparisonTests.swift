@@ -36,6 +36,8 @@ import Testing
         // Paired against multitask: meta sooner on tasks 1, 2, 4, 6; tied on none; later on 3 (200 vs 100) and 5 (never vs 200).
         #expect(ratios[1].wins == 4 && ratios[1].ties == 0 && ratios[1].losses == 2)
         for e in inits.map(\.median) + ratios.map(\.ratio) { #expect(e.low <= e.value && e.value <= e.high) }
+        // No curve starts at the target (1), so no task stays at or above it throughout; every task stays ≥ 0.
+        #expect(c.staysAbove(1).allSatisfy { $0.count == 0 } && c.staysAbove(0).allSatisfy { $0.count == 6 && $0.fraction.value == 1 })
         // The bootstrap is seeded: the same seed, the same intervals.
         let again = try SeedComparison(runs: [a, b], resamples: 2000, bootstrapSeed: 7).summarise()
         #expect(again.ratios == ratios && again.inits == inits)
