@@ -35,9 +35,9 @@ split=${SPLIT:-test}
 protocol=${PROTOCOL:-benchmarks/results/$family.eval}
 criteria_file=${CRITERIA:-benchmarks/results/$family.criteria}
 extra=()
-[ -f "$protocol" ] && read -r -a extra < <(grep -v '^#' "$protocol" | tr '\n' ' ')
+[ -f "$protocol" ] && read -r -a extra <<<"$(grep -v '^#' "$protocol" | tr '\n' ' ')"
 criteria=()
-[ -f "$criteria_file" ] && read -r -a criteria < <(grep -v '^#' "$criteria_file" | tr '\n' ' ')
+[ -f "$criteria_file" ] && read -r -a criteria <<<"$(grep -v '^#' "$criteria_file" | tr '\n' ' ')"
 tag=${TAG:-}   # names a variant's run folders (e.g. TAG=gentle with PROTOCOL=...): FAMILY-ALGO-TAG-seedS
 seeds=(${SEEDS:-""})
 [ ${#seeds[@]} -gt 0 ] || seeds=("")
