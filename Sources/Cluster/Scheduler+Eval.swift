@@ -1,0 +1,144 @@
+import Foundation
+import MetaLearning
+import Wire
+
+/// Eval jobs of eval clients: run on threads no slot waits for, requeued and backed up like slots.
+extension Scheduler {
+    // MARK: - Eval jobs
+
+    mutating func submit(_ peer: Peer, request: Int, jobs: [Int], now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        if workers[peer] != nil {
+            out.append(.forgetEvalRequest(request))
+            strike(peer, "a worker must not send eval requests", now: now, &out)
+            return
+        }
+        guard !jobs.isEmpty, Set(jobs).count == jobs.count, evalRequests[request] == nil else {
+            out.append(.forgetEvalRequest(request))
+            out.append(.send(peer, .error(ErrorReply(code: .malformed, message: "an eval request needs at least one job, each named once"))))
+            return
+        }
+        guard evalRequests.count < settings.maxEvalRequests,
+              (clients[peer]?.requests.count ?? 0) < settings.maxEvalRequestsPerClient else {
+            out.append(.forgetEvalRequest(request))
+            out.append(.send(peer, .error(ErrorReply(code: .rejected, message: "too many eval requests outstanding (at most \(settings.maxEvalRequests), \(settings.maxEvalRequestsPerClient) per client): try again later"))))
+            out.append(.log(.warning, "refused an eval request from \(peer): too many outstanding"))
+            return
+        }
+        var client = clients[peer] ?? Client(lastHeard: now, lastSent: now)
+        client.lastHeard = now
+        client.requests.insert(request)
+        clients[peer] = client
+        evalRequests[request] = EvalRequestState(client: peer, jobs: AttemptTracker(jobs))
+        out.append(.send(peer, .welcome(workerID: "eval-\(settings.incarnation)-\(request)")))
+        out.append(.log(.info, "eval request \(request) from \(peer): \(jobs.count) job(s); \(workers.count) worker(s) alive"))
+    }
+
+    mutating func acceptEval(_ peer: Peer, _ key: EvalKey, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        // As for slots: the time of this attempt, from its hand-out to its outcome.
+        let heldSince = workers[peer]?.evalRunning[key]
+        unholdEval(peer, key)
+        workers[peer]?.timeouts = 0
+        guard var request = evalRequests[key.request], request.jobs.complete(key.job, (), took: heldSince.map { now - $0 }) else {
+            counters.evalDuplicatesDropped += 1
+            out.append(.log(.debug, "dropped an outcome for \(key): already in, or its request is gone"))
+            return
+        }
+        counters.evalOutcomesForwarded += 1
+        out.append(.forwardEvalOutcome(client: request.client, key))
+        if request.jobs.remaining == 0 {
+            evalRequests[key.request] = nil
+            clients[request.client]?.requests.remove(key.request)
+            counters.evalRequestsCompleted += 1
+            out.append(.forgetEvalRequest(key.request))
+            out.append(.log(.info, "eval request \(key.request) complete"))
+            finishIfDone(&out)
+        } else {
+            evalRequests[key.request] = request
+        }
+    }
+
+    mutating func failEval(_ peer: Peer, _ key: EvalKey, _ reason: String, _ out: inout [SchedulerCommand<Payload>]) {
+        unholdEval(peer, key)
+        workers[peer]?.timeouts = 0
+        guard let request = evalRequests[key.request], request.jobs[key.job] != nil, !request.jobs.isDone(key.job) else { return }
+        out.append(.log(.error, "worker \(workers[peer]?.id ?? "\(peer)") failed \(key): \(reason)"))
+        let failures = evalRequests[key.request]!.jobs.fail(key.job)
+        if failures >= settings.failedAttemptsWarning {
+            // A job that fails everywhere fails deterministically: tell the client instead of retrying forever.
+            out.append(.send(request.client, .error(ErrorReply(
+                code: .taskFailed, message: "eval job \(key.job) failed \(failures) times; last: \(reason)"))))
+            abandon(key.request, &out)
+            return
+        }
+        requeueEval(key)
+    }
+
+    /// Makes an eval job pending again unless it is done or another worker still runs it.
+    mutating func requeueEval(_ key: EvalKey) {
+        guard evalRequests[key.request] != nil else { return }
+        if evalRequests[key.request]!.jobs.requeue(key.job, stillHeld: !evalHolders(key.request, key.job).isEmpty) {
+            counters.evalRequeued += 1
+        }
+    }
+
+    /// The workers running an attempt of job `job` of request `request`.
+    func evalHolders(_ request: Int, _ job: Int) -> Set<Peer> {
+        Set(workers.filter { $0.value.evalRunning.keys.contains { $0.request == request && $0.job == job } }.map(\.key))
+    }
+
+    /// Drops a request whose client is gone or whose job cannot succeed; running attempts finish and are dropped.
+    mutating func abandon(_ request: Int, _ out: inout [SchedulerCommand<Payload>]) {
+        guard let state = evalRequests.removeValue(forKey: request) else { return }
+        clients[state.client]?.requests.remove(request)
+        counters.evalRequestsAbandoned += 1
+        out.append(.forgetEvalRequest(request))
+        finishIfDone(&out)
+    }
+
+    mutating func dropClient(_ peer: Peer, reason: String, _ out: inout [SchedulerCommand<Payload>]) {
+        guard let client = clients.removeValue(forKey: peer) else { return }
+        for request in client.requests.sorted() {
+            out.append(.log(.info, "eval request \(request) abandoned: \(reason)"))
+            abandon(request, &out)
+        }
+    }
+
+    /// Gives pending eval jobs, oldest request first, to workers with free threads, in the order they
+    /// joined; then, on threads still free, a backup of each job running far longer than its request's
+    /// median (`evalBackupAfterMedianMultiple`), on a worker not already running it.
+    mutating func assignEval(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        guard !evalRequests.isEmpty else { return }
+        var free = workers.sorted(by: { $0.value.number < $1.value.number }).map(\.key).filter { workers[$0]!.canTakeWork }
+        guard !free.isEmpty else { return }
+        let numbers = evalRequests.keys.sorted()
+        for number in numbers {
+            for index in evalRequests[number]!.jobs.pending {
+                guard let peer = free.first else { return }
+                dispatchEval(number, index, to: peer, now: now, &out)
+                if workers[peer]!.load >= workers[peer]!.threads { free.removeFirst() }
+            }
+        }
+        guard let multiple = settings.evalBackupAfterMedianMultiple else { return }
+        for number in numbers {
+            let stragglers = evalRequests[number]!.jobs.stragglers(now: now, multiple: multiple, minimumSamples: settings.backupMinimumSamples)
+            for (index, ranFor, median) in stragglers {
+                let holders = evalHolders(number, index)
+                guard let at = free.firstIndex(where: { !holders.contains($0) }) else { continue }
+                let peer = free[at]
+                evalRequests[number]!.jobs.noteBackup(index)
+                out.append(.log(.info, "eval request \(number) job \(index) has run \(ranFor) ms (median \(median) ms): backup copy to \(workers[peer]!.id)"))
+                dispatchEval(number, index, to: peer, now: now, &out)
+                if workers[peer]!.load >= workers[peer]!.threads { free.remove(at: at) }
+                if free.isEmpty { return }
+            }
+        }
+    }
+
+    mutating func dispatchEval(_ number: Int, _ index: Int, to peer: Peer, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        let key = EvalKey(request: number, job: index, attempt: evalRequests[number]!.jobs.start(index, now: now))
+        workers[peer]!.evalRunning[key] = now
+        workers[peer]!.lastSent = now
+        counters.evalJobsSent += 1
+        out.append(.send(peer, .evalJob(key)))
+    }
+}

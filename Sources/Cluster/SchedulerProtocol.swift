@@ -1,0 +1,166 @@
+import Foundation
+import MetaLearning
+import Wire
+
+/// Milliseconds on the coordinator's monotonic clock; the scheduler never reads a clock itself.
+public typealias Tick = Int64
+
+/// A connected peer as the ROUTER socket names it (its routing id).
+public struct Peer: Hashable, Sendable, CustomStringConvertible {
+    public let id: [UInt8]
+    public init(_ id: [UInt8]) { self.id = id }
+    public var description: String { id.map { String(format: "%02x", $0) }.joined() }
+}
+
+/// The scheduler's settings, from cluster.yaml.
+public struct SchedulerSettings: Sendable, Equatable {
+    public var runID: String
+    /// Meta-iterations to run in total (the run ends when this many updates are applied).
+    public var iterations: Int
+    /// Slots per meta-iteration.
+    public var metaBatch: Int
+    public var heartbeatIntervalMs: Int
+    /// Heartbeat intervals of silence after which a worker is declared dead.
+    public var liveness: Int
+    /// Checkpoint after every this many meta-updates (and after the last).
+    public var checkpointInterval: Int
+    /// Bad messages a registered worker may send before it is disconnected.
+    public var maxStrikes = 5
+    /// Attempts of one slot after which each further failure is logged as an error: a slot that fails
+    /// everywhere is a deterministic failure (e.g. a diverged inner loop) the user must see. The run is
+    /// not aborted: a peer must not be able to stop the run by reporting failures.
+    public var failedAttemptsWarning = 5
+    /// Backup tasks (MapReduce's): a slot running longer than this multiple of the median slot time is
+    /// also given to an idle worker; the first result wins. nil turns backups off.
+    public var backupAfterMedianMultiple: Double? = 2
+    /// Completed slots needed before the median is trusted.
+    public var backupMinimumSamples = 3
+    /// Distinguishes this coordinator process from earlier ones of the same run, so worker ids handed
+    /// out after a restart never collide with ids workers remember from before it.
+    public var incarnation = "c0"
+    /// Keep serving eval requests after the last meta-iteration, until the shell stops (`--serve`).
+    /// Without it the run ends once training is done and no eval request is outstanding.
+    public var serve = false
+    /// Outstanding eval requests accepted in all, and per client connection: the coordinator keeps each
+    /// request's jobs in memory, so no peer may make it hold more than this many.
+    public var maxEvalRequests = 64
+    public var maxEvalRequestsPerClient = 4
+    /// An eval job running longer than this multiple of its request's median job time is also given to
+    /// an idle worker (once); the first outcome wins. It also rescues a job whose message was lost.
+    public var evalBackupAfterMedianMultiple: Double? = 4
+    /// Liveness of work, not only of heartbeats: an attempt held longer than its deadline is taken back (the
+    /// slot or eval job runs elsewhere), and its holder gets no new work until it delivers. The deadline is
+    /// `timeoutMedianMultiple` × the median completion time once one completion is known (never below
+    /// `minimumTimeoutMs`), and `slotTimeoutMs` before that and at most (cluster.yaml `slot_timeout_ms`). An eval
+    /// job (its request's jobs differ in length too much for a median to say much) comes back when its holder's
+    /// env-step count stalls (`minimumStallMs`), or past `evalTimeoutMs`.
+    public var slotTimeoutMs: Int64 = 600_000
+    public var evalTimeoutMs: Int64 = 3_600_000
+    public var timeoutMedianMultiple: Double = 4
+    public var minimumTimeoutMs: Int64 = 1_000
+    /// Deadlines a worker may miss in a row, without delivering anything in between, before it is disconnected.
+    public var maxTimeouts = 3
+    /// An eval job's holder whose env-step count has not moved for this long (or the slot deadline, if longer)
+    /// is not computing it: the job comes back.
+    public var minimumStallMs: Int64 = 5_000
+
+    public init(runID: String, iterations: Int, metaBatch: Int, heartbeatIntervalMs: Int, liveness: Int,
+                checkpointInterval: Int) {
+        self.runID = runID; self.iterations = iterations; self.metaBatch = metaBatch
+        self.heartbeatIntervalMs = heartbeatIntervalMs; self.liveness = liveness
+        self.checkpointInterval = checkpointInterval
+    }
+
+    /// Silence longer than this means death.
+    public var deadAfterMs: Int64 { Int64(heartbeatIntervalMs) * Int64(liveness) }
+}
+
+/// What happened, as the shell reports it to the scheduler.
+public enum SchedulerEvent<Payload> {
+    case hello(Peer, Hello)
+    /// Any message from `peer`; a worker's heartbeat carries its env-step total (nil: none reported).
+    case heartbeat(Peer, envSteps: UInt64? = nil)
+    /// A decoded, validated result whose payload the shell has checked against θ's size.
+    case result(Peer, runID: String, key: SlotKey, parameterVersion: Int, payload: Payload)
+    case goodbye(Peer)
+    /// The worker did not hold the parameter version an assignment named.
+    case parametersMissing(Peer, SlotKey)
+    /// The worker could not run the slot.
+    case taskFailed(Peer, SlotKey, String)
+    /// The worker's update for the slot is not finite or out of bounds (`ErrorCode.diverged`).
+    case slotDiverged(Peer, SlotKey, String)
+    /// The coordinator recomputed a slot a worker reported diverged: `diverged` says what it found
+    /// (nil: a usable update, so the reports were not the run's).
+    case divergenceChecked(SlotKey, diverged: String?)
+    /// A result that decoded but cannot be used (wrong size, values out of bounds): a strike for the
+    /// worker, and the slot runs again elsewhere.
+    case invalidResult(Peer, SlotKey, String)
+    /// A message that failed to decode or validate, or was of a kind a worker must not send.
+    case malformed(Peer, String, code: ErrorCode)
+    /// A client asks for eval jobs to run: `jobs` are their indices in its request; the shell numbered
+    /// the request and keeps the jobs' content.
+    case evalRequest(Peer, request: Int, jobs: [Int])
+    /// A worker's validated outcome of an eval job (the shell holds it until the commands say where it goes).
+    case evalOutcome(Peer, EvalKey)
+    /// A worker could not run an eval job, or sent an outcome that does not fit it.
+    case evalFailed(Peer, EvalKey, String)
+    /// Time passed: check liveness, send heartbeats, assign.
+    case tick
+}
+
+/// What the scheduler tells the shell to do, in order.
+public enum SchedulerCommand<Payload> {
+    case send(Peer, Outbound)
+    /// Drop everything about this peer (it is dead, left, or was disconnected).
+    case forget(Peer)
+    /// Apply the meta-update of `iteration` from the slots' payloads, given in slot order.
+    case applyMetaUpdate(iteration: Int, payloads: [Payload])
+    /// Write a checkpoint of θ after `iteration` meta-updates.
+    case writeCheckpoint(iteration: Int)
+    case log(LogLevel, String)
+    /// The last meta-update has been applied.
+    case finished
+    /// The run cannot go on: the shell stops after a final checkpoint of the last good θ.
+    case abort(String)
+    /// A worker reported `key` diverged: recompute it here (slots are deterministic, so a peer cannot
+    /// stop the run by lying) and report back with `.divergenceChecked`.
+    case confirmDivergence(SlotKey, reason: String)
+    /// Send the outcome the shell holds for `key` to `client`, the peer that asked for it.
+    case forwardEvalOutcome(client: Peer, EvalKey)
+    /// An eval request is complete or abandoned: the shell can drop its jobs.
+    case forgetEvalRequest(Int)
+}
+
+public enum LogLevel: Sendable { case debug, info, warning, error }
+
+/// A message the shell builds and sends; assignments are filled in with task, config and θ by the shell.
+public enum Outbound: Equatable, Sendable {
+    case welcome(workerID: String)
+    case heartbeat
+    case assign(SlotKey, includeParameters: Bool)
+    /// An eval job, filled in by the shell from the request it keeps.
+    case evalJob(EvalKey)
+    case error(ErrorReply)
+    case goodbye(String)
+}
+
+/// Counts the tests and the coordinator's metrics read.
+public struct SchedulerCounters: Sendable, Equatable {
+    public var slotsApplied = 0
+    public var duplicatesDropped = 0
+    public var staleDropped = 0
+    public var requeued = 0
+    public var workersDeclaredDead = 0
+    public var workersDisconnected = 0
+    /// Attempts (slots and eval jobs) taken back from a live holder past their deadline.
+    public var attemptsTimedOut = 0
+    public var assignmentsSent = 0
+    public var parameterTransfers = 0
+    public var backupsSent = 0
+    public var evalJobsSent = 0
+    public var evalOutcomesForwarded = 0
+    public var evalRequeued = 0
+    public var evalDuplicatesDropped = 0
+    public var evalRequestsCompleted = 0
+    public var evalRequestsAbandoned = 0
+}

@@ -1,0 +1,47 @@
+@testable import Cluster
+import Testing
+
+/// The one tracker both kinds of work (training slots, eval jobs) go through.
+@Suite struct AttemptTrackerTests {
+    @Test func attemptsResultsDuplicatesAndRequeues() {
+        var t = AttemptTracker<Int, String>([2, 0, 1])
+        #expect(t.pending == [2, 0, 1] && t.remaining == 3 && t.results == nil && t.median == nil)
+        let first = t.start(0, now: 10), backup = t.start(0, now: 15)
+        #expect(first == 0 && backup == 1)                               // a backup is attempt 1
+        #expect(t.isRunning(0) && t[0]?.startedAt == 10 && t.pending == [2, 1])
+        // A lost attempt while another still runs the item changes nothing; the last one lost makes it pending.
+        let held = t.requeue(0, stillHeld: true)
+        #expect(!held && t.isRunning(0))
+        let lost = t.requeue(0, stillHeld: false)
+        #expect(lost && t.isPending(0) && t[0]?.startedAt == nil && t.pending == [2, 0, 1])
+        let again = t.requeue(0, stillHeld: false)
+        #expect(!again)                                                  // only a running item goes back
+        let third = t.start(0, now: 40)
+        #expect(third == 2 && t[0]?.startedAt == 40)
+        let applied = t.complete(0, "zero", took: 7), duplicate = t.complete(0, "again", took: 1), unknown = t.complete(9, "x", took: 1)
+        #expect(applied && !duplicate && !unknown)
+        #expect(t.durations == [7] && t.median == 7 && t.remaining == 2)
+        for k in [2, 1] { _ = t.start(k, now: 50); let done = t.complete(k, "\(k)", took: nil); #expect(done) }
+        #expect(t.results == ["2", "zero", "1"])                         // in hand-out order
+        t.restart([0, 1])
+        #expect(t.pending == [0, 1] && t.durations == [7])              // attempt times outlive the batch
+    }
+
+    @Test func stragglersNeedSamplesAndGetOneBackup() {
+        var t = AttemptTracker<Int, Void>(Array(0..<4), durationCap: 3)
+        for k in 0..<4 { _ = t.start(k, now: 0) }
+        #expect(t.stragglers(now: 1_000, multiple: 2, minimumSamples: 1).isEmpty)   // no median yet
+        for (k, took) in [(0, 10), (1, 20)] { let done = t.complete(k, (), took: Tick(took)); #expect(done) }
+        // Median (upper) 20, so running longer than 40 straggles: both remaining items at now = 41.
+        #expect(t.stragglers(now: 40, multiple: 2, minimumSamples: 2).isEmpty)
+        let late = t.stragglers(now: 41, multiple: 2, minimumSamples: 2)
+        #expect(late.map(\.key) == [2, 3] && late.allSatisfy { $0.ranFor == 41 && $0.median == 20 })
+        #expect(t.stragglers(now: 41, multiple: 2, minimumSamples: 3).isEmpty)
+        t.noteBackup(2)
+        #expect(t.stragglers(now: 500, multiple: 2, minimumSamples: 2).map(\.key) == [3])
+        let failures = [t.fail(3), t.fail(3)], losses = [t.lose(3), t.lose(0)]
+        #expect(failures == [1, 2] && losses == [1, 0])                  // a done item loses nothing
+        for took in [30, 40, 50] { t.restart([0]); _ = t.start(0, now: 0); let done = t.complete(0, (), took: Tick(took)); #expect(done) }
+        #expect(t.durations == [30, 40, 50])                             // capped at the newest 3
+    }
+}
