@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
         .testTarget(
             name: "ClusterTests", dependencies: ["Cluster", "Wire", "Transport", "MetaLearning", "NeuralNet", "DQN"],
-            exclude: ["export_check.py", "tensorboard_check.py"]
+            exclude: ["export_check.py", "tensorboard_check.py", "Scenarios"]
         ),
     ]
 )

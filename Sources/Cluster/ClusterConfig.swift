@@ -348,3 +348,21 @@ public struct ClusterConfig: Sendable, Equatable {
         return s
     }
 }
+
+/// What a run computes, as pure functions of its configuration (the coordinator, `eval`, `export` and the
+/// divergence check all derive the same θ₀ and tasks from here).
+extension ClusterConfig {
+    /// θ₀: the network for the family's tasks, initialised from the run seed.
+    public func initialParameters() throws -> ParameterVector {
+        var rng = SeededRNG(seed: deriveSeed(run.seed, iteration: 0, slot: 0, purpose: .taskSample))
+        let task = try family.sample(using: &rng)
+        let mlp = try makeNetwork(for: task, config: innerLoop.dqn)
+        var initRNG = SeededRNG(seed: deriveSeed(run.seed, iteration: 0, slot: 0, purpose: .networkInit))
+        return mlp.initialParameters(using: &initRNG)
+    }
+
+    /// The task of slot `slot` in meta-iteration `iteration`: a pure function of the run seed.
+    public func task(iteration: Int, slot: Int) throws -> TaskSpec {
+        try trainingTask(family, runSeed: run.seed, iteration: iteration, slot: slot)
+    }
+}

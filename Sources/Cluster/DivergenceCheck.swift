@@ -23,7 +23,7 @@ final class DivergenceCheck: @unchecked Sendable {
         let thread = Thread { [self] in
             var found: String?
             do {
-                let task = try Coordinator.task(config, iteration: key.iteration, slot: key.slot)
+                let task = try config.task(iteration: key.iteration, slot: key.slot)
                 let seed = slotSeed(runSeed: config.run.seed, iteration: key.iteration, slot: key.slot)
                 let outcome = try GEMMBackend.$current.withValue(kernel) {
                     try runSlot(theta: theta, task: task, algorithm: config.meta.algorithm, settings: config.innerLoop, seed: seed)

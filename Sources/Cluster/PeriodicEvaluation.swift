@@ -26,7 +26,7 @@ final class PeriodicEvaluation: @unchecked Sendable {
     init(config: ClusterConfig, runDirectory: String, logger: Logger, tensorBoard: TensorBoardWriter? = nil) {
         self.tensorBoard = tensorBoard
         self.config = config
-        path = (runDirectory as NSString).appendingPathComponent("eval.jsonl")
+        path = RunFolder(runDirectory).periodicEvaluation
         self.logger = logger
     }
 

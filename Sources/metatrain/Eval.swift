@@ -80,7 +80,7 @@ struct Eval: ParsableCommand {
             let runner = try makeRunner()
             let where_ = coordinator.map { "the workers of \($0)" } ?? "\(threads) thread(s)"
             let theta = record.state.theta
-            let theta0 = try Coordinator.initialParameters(cfg)
+            let theta0 = try cfg.initialParameters()
             let iterations = record.state.iteration
             var chosen: [(String, ParameterVector)] = []
             var notes: [(String, String)] = [("checkpoint", jsonString(checkpointPath)), ("iteration", "\(iterations)"),
@@ -262,7 +262,7 @@ struct Eval: ParsableCommand {
         var iteration = max(iterations, 1) - 1
         while tasks.count < library && iteration >= 0 {
             for slot in 0..<cfg.meta.metaBatch where tasks.count < library {
-                tasks.append((try Coordinator.task(cfg, iteration: iteration, slot: slot),
+                tasks.append((try cfg.task(iteration: iteration, slot: slot),
                               slotSeed(runSeed: cfg.run.seed, iteration: iteration, slot: slot)))
             }
             iteration -= 1

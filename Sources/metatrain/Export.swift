@@ -31,7 +31,7 @@ struct ExportCommand: ParsableCommand {
             }
             let cfg = try loadConfig(configPath)
             // Every task of a family has the same observation and action sizes: any one gives the network's shape.
-            let mlp = try makeNetwork(for: try Coordinator.task(cfg, iteration: 0, slot: 0), config: cfg.innerLoop.dqn)
+            let mlp = try makeNetwork(for: try cfg.task(iteration: 0, slot: 0), config: cfg.innerLoop.dqn)
             guard mlp.parameterCount == record.state.theta.count else {
                 throw ValidationError("\(path) holds \(record.state.theta.count) parameters; \(configPath) describes a network of \(mlp.parameterCount) (\(mlp.sizes)): pass the run's own --config")
             }

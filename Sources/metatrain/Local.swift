@@ -75,7 +75,7 @@ struct Local: ParsableCommand {
     func printComparison(_ cfg: ClusterConfig, theta: ParameterVector, folder: String) throws {
         let plan = cfg.evaluationPlan(every: cfg.evaluation.budget)
         print("\nAdaptation on \(plan.tasks) held-out \(cfg.family.kindName) tasks, \(plan.budget) DQN steps each (same settings, seeds and tasks for both); greedy return, mean ± 95% CI:")
-        let report = try runMetaEvaluation(plan: plan, inits: [("meta θ", theta), ("random init", try Coordinator.initialParameters(cfg))],
+        let report = try runMetaEvaluation(plan: plan, inits: [("meta θ", theta), ("random init", try cfg.initialParameters())],
                                            threads: ProcessInfo.processInfo.activeProcessorCount)
         print(report.table())
         print("\nFull comparison (multi-task pretrained and nearest-task inits, curves, plot): metatrain eval --checkpoint \(folder)")

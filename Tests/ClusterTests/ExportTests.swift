@@ -27,7 +27,7 @@ import Wire
         // metatrain's own forward pass on 100 observations.
         let cfg = try ClusterConfig.parse(Harness.configText)
         let theta = try CheckpointStore(runDirectory: run, keepLast: 1).newestValid(settings: nil, configHash: nil).record.state.theta
-        let mlp = try makeNetwork(for: try Coordinator.task(cfg, iteration: 0, slot: 0), config: cfg.innerLoop.dqn)
+        let mlp = try makeNetwork(for: try cfg.task(iteration: 0, slot: 0), config: cfg.innerLoop.dqn)
         var rng = SeededRNG(seed: 42)
         let observations = (0..<(100 * mlp.inputSize)).map { _ in Float(rng.nextGaussian()) }
         let ours = mlp.predict(theta, inputs: observations, workspace: MLPWorkspace(mlp: mlp, capacity: 100))

@@ -59,10 +59,10 @@ enum Harness {
     static func reference(_ text: String) -> String {
         do {
             let config = try ClusterConfig.parse(text)
-            var state = MetaState(theta: try Coordinator.initialParameters(config), settings: config.meta)
+            var state = MetaState(theta: try config.initialParameters(), settings: config.meta)
             for t in 0..<config.meta.iterations {
                 let updates = try (0..<config.meta.metaBatch).map { slot in
-                    try runSlot(theta: state.theta, task: Coordinator.task(config, iteration: t, slot: slot),
+                    try runSlot(theta: state.theta, task: config.task(iteration: t, slot: slot),
                                 algorithm: config.meta.algorithm, settings: config.innerLoop,
                                 seed: slotSeed(runSeed: config.run.seed, iteration: t, slot: slot)).update
                 }

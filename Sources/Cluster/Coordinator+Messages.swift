@@ -1,0 +1,181 @@
+import DQN
+import Environments
+import Foundation
+import Logging
+import MetaLearning
+import NeuralNet
+import Transport
+import Wire
+
+/// The coordinator shell's translation: socket frames → scheduler events, scheduler commands → sends and effects.
+extension Coordinator {
+    // MARK: - Inbound
+
+    func receive(_ frames: [[UInt8]]) throws {
+        messagesIn += 1
+        guard frames.count == 2 else {
+            logger.warning("dropped a message of \(frames.count) frames (expected identity + payload)")
+            if let id = frames.first {
+                try execute(scheduler.handle(.malformed(Peer(id), "expected one payload frame, got \(frames.count - 1)", code: .malformed), now: now))
+            }
+            return
+        }
+        let peer = Peer(frames[0])
+        bytesReceived += frames[1].count
+        let event: SchedulerEvent<SlotPayload>
+        do {
+            event = try self.event(peer, WireCodec.decode(frames[1]))
+        } catch {
+            let code: ErrorCode
+            if case .protocolVersion = error { code = .protocolVersion } else { code = .malformed }
+            event = .malformed(peer, "\(error)", code: code)
+        }
+        defer { inboundOutcome = nil }
+        try execute(scheduler.handle(event, now: now))
+    }
+
+    func event(_ peer: Peer, _ message: Message) -> SchedulerEvent<SlotPayload> {
+        switch message {
+        case .hello(let h): return .hello(peer, h)
+        case .heartbeat(let envSteps): return .heartbeat(peer, envSteps: envSteps)
+        case .goodbye: return .goodbye(peer)
+        case .result(let r):
+            guard r.update.count == state.theta.count else {
+                return .invalidResult(peer, r.key, "update has \(r.update.count) values; θ has \(state.theta.count)")
+            }
+            // Finite is checked by the decoder; this bound keeps a finite-but-absurd update from overflowing θ.
+            // An honest worker checks the same bound and reports `.diverged` instead, so this is a strike.
+            if let problem = r.update.divergence { return .invalidResult(peer, r.key, problem) }
+            return .result(peer, runID: r.runID, key: r.key, parameterVersion: r.parameterVersion,
+                           payload: SlotPayload(update: r.update, statistics: r.statistics))
+        case .error(let e):
+            switch (e.code, e.key) {
+            case (.parametersMissing, let key?): return .parametersMissing(peer, key)
+            case (.taskFailed, let key?): return .taskFailed(peer, key, e.message)
+            case (.diverged, let key?): return .slotDiverged(peer, key, e.message)
+            default:
+                logger.info("worker error reply (\(e.code)): \(e.message)")
+                return .heartbeat(peer)
+            }
+        case .evalRequest(let r):
+            return evalRequest(peer, r)
+        case .evalOutcome(let o):
+            if let error = o.error { return .evalFailed(peer, o.key, error) }
+            guard let job = evalJobs[o.key.request]?[o.key.job] else {
+                // Its request completed or was abandoned: the scheduler counts it as dropped.
+                return .evalOutcome(peer, o.key)
+            }
+            if let problem = job.mismatch(o.outcome) { return .evalFailed(peer, o.key, "outcome does not fit the job: \(problem)") }
+            inboundOutcome = o
+            return .evalOutcome(peer, o.key)
+        case .welcome, .assignment, .evalJob:
+            return .malformed(peer, "a worker must not send \(message.kind)", code: .malformed)
+        }
+    }
+
+    /// Checks an eval request's jobs and numbers it.
+    ///
+    /// The decoder has checked each job (`AdaptationJob.validate`); here it must also fit this run's workers: this run's network shape, a
+    /// replay buffer no larger than the run's (or the job's budget) and a batch no larger than 4096, so
+    /// no client can hand out a job that exhausts a worker's memory.
+    func evalRequest(_ peer: Peer, _ r: EvalRequest) -> SchedulerEvent<SlotPayload> {
+        let run = config.innerLoop.dqn
+        for (index, job) in r.jobs {
+            do {
+                guard job.initial.count == state.theta.count, job.dqn.hiddenLayers == run.hiddenLayers else {
+                    throw EvaluationError.invalid("its network (\(job.dqn.hiddenLayers), \(job.initial.count) parameters) is not this run's (\(run.hiddenLayers), \(state.theta.count))")
+                }
+                guard job.dqn.bufferCapacity <= max(run.bufferCapacity, job.budget), job.dqn.batchSize <= 4096 else {
+                    throw EvaluationError.invalid("replay buffer \(job.dqn.bufferCapacity) or batch \(job.dqn.batchSize) is larger than this run allows")
+                }
+            } catch {
+                return .malformed(peer, "eval request \(r.requestID) job \(index): \(error)", code: .malformed)
+            }
+        }
+        let number = nextEvalRequest
+        nextEvalRequest += 1
+        evalJobs[number] = Dictionary(uniqueKeysWithValues: r.jobs.map { ($0.index, $0.job) })
+        logger.info("eval request \(r.requestID) numbered \(number): \(r.jobs.count) job(s)")
+        return .evalRequest(peer, request: number, jobs: r.jobs.map(\.index))
+    }
+
+    // MARK: - Commands
+
+    func execute(_ commands: [SchedulerCommand<SlotPayload>]) throws {
+        for command in commands {
+            switch command {
+            case let .send(peer, outbound):
+                try send(peer, outbound)
+            case .forget:
+                break
+            case let .applyMetaUpdate(iteration, payloads):
+                try apply(iteration: iteration, payloads: payloads)
+            case .writeCheckpoint:
+                try checkpoint()
+            case let .log(level, text):
+                switch level {
+                case .debug: logger.debug("\(text)")
+                case .info: logger.info("\(text)")
+                case .warning: logger.warning("\(text)")
+                case .error: logger.error("\(text)")
+                }
+            case .finished:
+                finished = true
+            case .abort(let reason):
+                // θ has not taken the failing iteration's update: it is the last good one, checkpointed here.
+                let advice = "θ after \(state.iteration) meta-updates is checkpointed; lower meta.outer_step (now \(config.meta.outerStep)) or inner_loop.learning_rate (now \(config.innerLoop.dqn.learningRate)), then continue with --resume --force-config"
+                logger.error("\(reason); \(advice)")
+                try shutdown(reason: "run stopped: \(reason)")
+                throw ClusterError.aborted("\(reason); \(advice)")
+            case let .confirmDivergence(key, reason):
+                divergence.confirm(key, reported: reason, theta: state.theta, config: config, numerics: scheduler.numerics.policy)
+            case let .forwardEvalOutcome(client, key):
+                if let outcome = inboundOutcome, outcome.key == key { send(client, .evalOutcome(outcome)) }
+            case .forgetEvalRequest(let number):
+                evalJobs[number] = nil
+            }
+        }
+    }
+
+    func send(_ peer: Peer, _ outbound: Outbound) throws {
+        let message: Message
+        switch outbound {
+        case .welcome(let id):
+            message = .welcome(Welcome(runID: runID, workerID: id, heartbeatIntervalMs: config.coordinator.heartbeatIntervalMs,
+                                       liveness: config.coordinator.liveness, numerics: scheduler.numerics.policy))
+        case .heartbeat: message = .heartbeat(envSteps: 0)
+        case .error(let e): message = .error(e)
+        case .goodbye(let reason): message = .goodbye(reason: reason)
+        case .evalJob(let key):
+            guard let job = evalJobs[key.request]?[key.job] else {
+                logger.error("internal: no job content for \(key)")
+                return
+            }
+            message = .evalJob(EvalJobMessage(key: key, job: job))
+        case let .assign(key, includeParameters):
+            if tasks.iteration != key.iteration {
+                tasks = (key.iteration, try (0..<config.meta.metaBatch).map { try config.task(iteration: key.iteration, slot: $0) })
+            }
+            message = .assignment(Assignment(
+                runID: runID, key: key, task: tasks.specs[key.slot], innerLoop: config.innerLoop,
+                algorithm: config.meta.algorithm,
+                seed: slotSeed(runSeed: config.run.seed, iteration: key.iteration, slot: key.slot),
+                parameterVersion: state.iteration, parameters: includeParameters ? state.theta : nil))
+        }
+        send(peer, message)
+    }
+
+    func send(_ peer: Peer, _ message: Message) {
+        let bytes = WireCodec.encode(message)
+        do {
+            try socket.send([peer.id, bytes])
+            bytesSent += bytes.count
+            messagesOut += 1
+        } catch let error as ZMQError {
+            // The peer is gone (EHOSTUNREACH) or its queue is full (EAGAIN): liveness will sort it out.
+            logger.debug("send \(message.kind) to \(peer) failed: \(error)")
+        } catch {
+            logger.debug("send \(message.kind) to \(peer) failed: \(error)")
+        }
+    }
+}

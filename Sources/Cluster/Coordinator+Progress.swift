@@ -1,0 +1,106 @@
+import DQN
+import Environments
+import Foundation
+import Logging
+import MetaLearning
+import NeuralNet
+import Transport
+import Wire
+
+/// Applying a meta-update and telling the world: metrics.jsonl, TensorBoard, the progress line, status.json, checkpoints.
+extension Coordinator {
+    func apply(iteration: Int, payloads: [SlotPayload]) throws {
+        guard iteration == state.iteration else {
+            throw ClusterError.aborted("internal: the scheduler applied iteration \(iteration) while θ is at \(state.iteration)")
+        }
+        state.apply(updates: payloads.map(\.update), settings: config.meta)
+        guard state.theta.isFinite else { throw ClusterError.aborted("θ became non-finite after iteration \(iteration)") }
+        if evaluation.isDue(state.iteration) { evaluation.start(iteration: state.iteration, theta: state.theta) }
+        let seconds = (clock.now - iterationStarted) / .seconds(1)
+        let meanReturn = payloads.map(\.statistics.meanReturn).reduce(0, +) / Double(payloads.count)
+        let busySeconds = busy / .seconds(1)
+        let line: [String: Any] = [
+            "iteration": iteration, "mean_inner_return": meanReturn, "workers": scheduler.workerCount,
+            "seconds": seconds, "slots_per_second": Double(payloads.count) / max(seconds, 1e-9),
+            "bytes_sent": bytesSent, "bytes_received": bytesReceived, "messages_received": messagesIn,
+            "messages_sent": messagesOut,
+            "coordinator_busy_seconds": busySeconds, "parameters": state.theta.count,
+            "slots_applied": scheduler.counters.slotsApplied, "duplicates_dropped": scheduler.counters.duplicatesDropped,
+            "stale_dropped": scheduler.counters.staleDropped, "requeued": scheduler.counters.requeued,
+            "workers_declared_dead": scheduler.counters.workersDeclaredDead,
+            "parameter_transfers": scheduler.counters.parameterTransfers, "backups_sent": scheduler.counters.backupsSent,
+            "params_sha256": parametersSHA256(state.theta),
+            "numerics_policy": scheduler.numerics.policy.rawValue,
+            "numerics_fingerprint": scheduler.numerics.fingerprint ?? "",
+            "numerics_kernel": scheduler.numerics.kernel,
+        ]
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        var withResources = line
+        withResources["coordinator_cpu_seconds"] = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) * 1e-6
+            + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6
+        withResources["coordinator_max_rss_kb"] = usage.ru_maxrss
+        appendMetrics(withResources)
+        let scalars = withResources.compactMap { key, value -> (String, Double)? in
+            guard key != "iteration", let number = value as? NSNumber, !(value is Bool) else { return nil }
+            return ("metrics/\(key)", number.doubleValue)
+        }.sorted { $0.0 < $1.0 }
+        do { try tensorBoard.add(step: iteration, scalars: scalars) } catch {
+            logger.error("could not write TensorBoard events to \(tensorBoard.path): \(error)")
+        }
+        recentIterationSeconds.append(seconds)
+        if recentIterationSeconds.count > 10 { recentIterationSeconds.removeFirst() }
+        let eta = recentIterationSeconds.reduce(0, +) / Double(recentIterationSeconds.count) * Double(max(config.meta.iterations - state.iteration, 0))
+        logger.info("\(String(format: "iteration %4d/%d  mean inner return %8.2f  workers %3d  %6.2f slots/s  sent %8d B  busy %.3f s  ETA %@", iteration + 1, config.meta.iterations, meanReturn, scheduler.workerCount, Double(payloads.count) / max(seconds, 1e-9), bytesSent, busySeconds, formatDuration(eta)))")
+        writeStatus(state: state.iteration >= config.meta.iterations ? "training finished" : "running")
+        bytesSent = 0; bytesReceived = 0; messagesIn = 0; messagesOut = 0; busy = .zero
+        iterationStarted = clock.now
+    }
+
+    func appendMetrics(_ line: [String: Any]) {
+        do { try folder.appendMetrics(line) } catch { logger.error("could not append to \(folder.metrics): \(error)") }
+    }
+
+    /// Writes RUN_DIR/status.json (atomically) for `metatrain status`: progress, ETA, throughput, workers,
+    /// the last checkpoint. A failure is logged, never fatal.
+    func writeStatus(state phase: String) {
+        let mean = recentIterationSeconds.isEmpty ? nil : recentIterationSeconds.reduce(0, +) / Double(recentIterationSeconds.count)
+        let left = max(config.meta.iterations - state.iteration, 0)
+        let nowMs = UInt64(Date().timeIntervalSince1970 * 1000)
+        let workers: [[String: Any]] = scheduler.workerStatus.map {
+            ["id": $0.id, "host": $0.host, "threads": $0.threads, "busy": $0.busy, "slots_done": $0.slotsDone,
+             "suspected": $0.suspected, "last_heard_ms_ago": max(now - $0.lastHeard, 0), "env_steps": $0.envSteps]
+        }
+        var status: [String: Any] = [
+            "run_id": runID, "state": phase, "iteration": state.iteration, "iterations": config.meta.iterations,
+            "meta_batch": config.meta.metaBatch, "workers": workers, "updated_unix_ms": nowMs, "endpoint": advertised,
+            "params_sha256": parametersSHA256(state.theta),
+        ]
+        if let mean {
+            status["seconds_per_iteration"] = mean
+            status["slots_per_second"] = Double(config.meta.metaBatch) / max(mean, 1e-9)
+            status["eta_seconds"] = mean * Double(left)
+        }
+        if let ms = lastCheckpointUnixMs { status["last_checkpoint"] = ["iteration": lastCheckpoint, "unix_ms": ms] }
+        do { try folder.writeStatus(status) } catch { logger.error("could not write \(folder.status): \(error)") }
+    }
+
+    func checkpoint() throws {
+        let record = CheckpointRecord(runID: runID, algorithm: config.meta.algorithm, runSeed: config.run.seed,
+                                      configHash: config.hash, state: state,
+                                      createdUnixMs: UInt64(Date().timeIntervalSince1970 * 1000),
+                                      numerics: scheduler.numerics)
+        let path = try store.write(record)
+        lastCheckpoint = state.iteration
+        lastCheckpointUnixMs = UInt64(Date().timeIntervalSince1970 * 1000)
+        logger.info("checkpoint \(path) (iteration \(state.iteration), θ \(parametersSHA256(state.theta).prefix(16))…)")
+    }
+}
+/// 3725 s → "1h02m", 185 s → "3m05s", 12.4 s → "12s".
+public func formatDuration(_ seconds: Double) -> String {
+    guard seconds.isFinite, seconds >= 0 else { return "?" }
+    let s = Int(seconds.rounded())
+    if s >= 3600 { return String(format: "%dh%02dm", s / 3600, s % 3600 / 60) }
+    if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
+    return "\(s)s"
+}

@@ -1,0 +1,53 @@
+import Foundation
+
+/// A run's folder: where each of its files lives, and the writes the coordinator makes there.
+///
+/// One place for the layout that `metatrain eval`, `status`, `export`, the launch scripts and the tests
+/// read back: checkpoints/, config.yaml, coordinator.endpoint, metrics.jsonl, eval.jsonl, status.json,
+/// tensorboard/. Writes that replace a file are atomic (a reader never sees half of one); appends are
+/// whole lines, fsynced (`appendLine`).
+public struct RunFolder: Sendable {
+    public let path: String
+
+    public init(_ path: String) { self.path = path }
+
+    func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+    public var checkpoints: String { file("checkpoints") }
+    /// The configuration the run was started (or last resumed) with.
+    public var config: String { file("config.yaml") }
+    /// The endpoint workers connect to, while a coordinator runs.
+    public var endpoint: String { file("coordinator.endpoint") }
+    public var metrics: String { file("metrics.jsonl") }
+    /// The coordinator's periodic meta-evaluation (on validation tasks).
+    public var periodicEvaluation: String { file("eval.jsonl") }
+    public var status: String { file("status.json") }
+    public var tensorBoard: String { file("tensorboard") }
+
+    func create() throws { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+
+    func writeConfig(_ text: String) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: config), options: .atomic)
+    }
+
+    /// Replaces the endpoint file (a resumed run's old one names a dead port).
+    func writeEndpoint(_ advertised: String) throws {
+        try Data((advertised + "\n").utf8).write(to: URL(fileURLWithPath: endpoint), options: .atomic)
+    }
+
+    func removeEndpoint() throws { try FileManager.default.removeItem(atPath: endpoint) }
+
+    /// Appends one metrics.jsonl line; a non-finite value (a diverging mean return) is written as null, so the
+    /// line stays valid JSON.
+    func appendMetrics(_ line: [String: Any]) throws {
+        let finite = line.mapValues { value -> Any in
+            if let d = value as? Double, !d.isFinite { return NSNull() }
+            return value
+        }
+        try appendLine(try JSONSerialization.data(withJSONObject: finite, options: [.sortedKeys]), to: metrics)
+    }
+
+    func writeStatus(_ object: [String: Any]) throws {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+        try data.write(to: URL(fileURLWithPath: status), options: .atomic)
+    }
+}
