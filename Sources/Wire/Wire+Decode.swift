@@ -126,7 +126,7 @@ extension WireCodec {
         }
 
         func key(iteration: UInt64, slot: UInt32, attempt: UInt32, _ field: String) throws(WireError) -> SlotKey {
-            guard iteration < UInt64(Int32.max), slot < 1_000_000, attempt < 1_000_000 else {
+            guard iteration < UInt64(Int32.max), slot < UInt32(clamping: limits.maxSlots), attempt < UInt32(clamping: limits.maxAttempts) else {
                 throw .invalidField("\(field).iteration/slot/attempt", reason: "out of range (\(iteration), \(slot), \(attempt))")
             }
             return SlotKey(iteration: Int(iteration), slot: Int(slot), attempt: Int(attempt))
@@ -282,7 +282,7 @@ extension WireCodec {
         }
 
         func evalKey(request: UInt64, index: UInt32, attempt: UInt32, _ field: String) throws(WireError) -> EvalKey {
-            guard request < UInt64(Int32.max), index < UInt32(limits.maxEvalJobs), attempt < 1_000_000 else {
+            guard request < UInt64(Int32.max), index < UInt32(clamping: limits.maxEvalJobs), attempt < UInt32(clamping: limits.maxAttempts) else {
                 throw .invalidField("\(field).request/index/attempt", reason: "out of range (\(request), \(index), \(attempt))")
             }
             return EvalKey(request: Int(request), job: Int(index), attempt: Int(attempt))
@@ -296,7 +296,7 @@ extension WireCodec {
             let key = try evalKey(request: m.request, index: m.index, attempt: m.attempt, field)
             let settings = try innerLoop(m.inner_loop, forEval: true)
             let episodes = Int(m.episodes)
-            guard episodes <= 10_000 else { throw .tooLarge("\(field).episodes", size: episodes, limit: 10_000) }
+            guard episodes <= limits.maxEpisodes else { throw .tooLarge("\(field).episodes", size: episodes, limit: limits.maxEpisodes) }
             let initial: ParameterVector
             if let parameters {
                 guard Int(m.initial_index) < parameters.count else {

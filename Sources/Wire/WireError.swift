@@ -25,7 +25,9 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// Bounds on what a peer can make us accept.
+/// Bounds on what a peer can make us accept: every bound the decoder holds a message to, in one place. A message
+/// beyond one is refused with the field and the limit named, before anything is allocated for it. (The bound on
+/// update values, `maxUpdateMagnitude`, is checked on the decoded update by both ends.)
 public struct WireLimits: Sendable, Equatable {
     /// Largest tensor, in float32 values (the default allows 64M parameters = 256 MiB).
     public var maxTensorValues = 64 * 1024 * 1024
@@ -38,6 +40,12 @@ public struct WireLimits: Sendable, Equatable {
     public var maxEvalJobs = 100_000
     /// Most scored points in one eval curve.
     public var maxEvalPoints = 100_000
+    /// Slot indices (meta-batch) and attempt numbers a key may carry (iterations and eval request numbers stay
+    /// below Int32.max).
+    public var maxSlots = 1_000_000
+    public var maxAttempts = 1_000_000
+    /// Greedy episodes per scored point of an eval job.
+    public var maxEpisodes = 10_000
 
     public init() {}
 }
