@@ -67,6 +67,7 @@ struct CoordinatorCommand: ParsableCommand {
 
     @Option(help: "The cluster configuration.") var config = "cluster.yaml"
     @Option(help: "Resume the run in this folder from its newest checkpoint that verifies.") var resume: String?
+    @Option(help: "Resume the run in this folder if it holds checkpoints, else start a new run there: the one command a preempted and requeued job (Slurm, Kubernetes) runs every time. Checkpoints that exist but none verifies are an error, never a silent fresh start.") var resumeOrStart: String?
     @Flag(help: "Resume even if the configuration's hash differs from the checkpoint's.") var forceConfig = false
     @Flag(help: "Resume without holding workers to the checkpoint's numerics fingerprint: the first worker sets it anew (θ may then differ from an uninterrupted run's).") var forceNumerics = false
     @Option(help: "Run folder of a new run (default: run.run_dir/run.name).") var runDir: String?
@@ -81,11 +82,14 @@ struct CoordinatorCommand: ParsableCommand {
         if let iterations, iterations <= 0 { throw ValidationError("--iterations must be positive") }
         cfg = try userFacing { try cfg.overriding(iterations: iterations) }
         if let bind { cfg.coordinator.bind = bind }
-        let folder = resume ?? runDir ?? (cfg.run.runDir as NSString).appendingPathComponent(cfg.run.name)
+        if resume != nil && resumeOrStart != nil { throw ValidationError("give --resume or --resume-or-start, not both") }
+        let folder = resume ?? resumeOrStart ?? runDir ?? (cfg.run.runDir as NSString).appendingPathComponent(cfg.run.name)
+        let resuming = resume != nil || (resumeOrStart != nil && !CheckpointStore(runDirectory: folder, keepLast: 1).files().isEmpty)
+        if resumeOrStart != nil { logger.info(resuming ? "\(folder) holds checkpoints: resuming" : "\(folder) holds no checkpoint: starting a new run there") }
         let stop = StopFlag()
         stop.installSignalHandlers()
         let summary = try userFacing {
-            let coordinator = try Coordinator(config: cfg, runDirectory: folder, resume: resume != nil,
+            let coordinator = try Coordinator(config: cfg, runDirectory: folder, resume: resuming,
                                               forceConfig: forceConfig, serve: serve, forceNumerics: forceNumerics, context: try ZMQContext(), stop: stop, logger: logger)
             return try coordinator.run()
         }

@@ -48,16 +48,18 @@ import Wire
         for w in workers { w.wait(seconds: 10) }
     }
 
-    /// 3. SIGKILL the coordinator after a checkpoint and resume it; the workers re-register by themselves.
+    /// 3. SIGKILL the coordinator after a checkpoint and resume it; the workers re-register by themselves. Both starts
+    /// are the same command (`--resume-or-start`), as a requeued Slurm or Kubernetes job runs it.
     @Test func coordinatorKilledAndResumed() throws {
         let folder = Harness.folder("resume")
         let config = Harness.writeConfig(folder)
-        let (first, endpoint) = try Harness.startCoordinator(folder, config: config)
+        let (first, endpoint) = try Harness.startCoordinator(folder, config: config, extra: ["--resume-or-start", folder])
+        #expect(Harness.waitFor(seconds: 20) { first.output.contains("holds no checkpoint: starting a new run") }, "\(first.output.suffix(1000))")
         let workers = try (0..<2).map { try Harness.worker(folder, endpoint: endpoint, index: $0) }
         #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 3 })
         first.signal(SIGKILL)
         first.wait(seconds: 10)
-        let second = try Harness.coordinator(folder, config: config, extra: ["--resume", folder, "--bind", endpoint])
+        let second = try Harness.coordinator(folder, config: config, extra: ["--resume-or-start", folder, "--bind", endpoint])
         #expect(second.wait(seconds: 120) == 0, "\(second.output.suffix(3000))")
         #expect(second.output.contains("resuming"))
         #expect(second.output.contains("joined"), "the running workers registered again")
