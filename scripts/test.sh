@@ -72,3 +72,8 @@ bash -n "$prefix/share/bash-completion/completions/metatrain"
 [ -s "$prefix/share/man/man1/metatrain.export.1" ] || { echo "test.sh: no man page for metatrain export" >&2; exit 1; }
 rm -rf "$prefix"
 echo "completions: 1 passed, 0 failed"
+
+# Deployment files validate offline: Kubernetes schemas (kubernetes-validate --strict), the ConfigMap's
+# cluster.yaml, and every option the containers pass (learning-check.sh built the release binary).
+scripts/validate-deploy.sh .build/release/metatrain >/dev/null
+echo "deploy: 1 passed, 0 failed"
