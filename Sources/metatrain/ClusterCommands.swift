@@ -74,6 +74,7 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Override coordinator.bind, e.g. tcp://127.0.0.1:* for any free port.") var bind: String?
     @Option(help: "Override meta.iterations.") var iterations: Int?
     @Flag(help: "Stay up after the last meta-iteration (or at once, resuming a finished run) to run `metatrain eval --coordinator` requests on the workers, until SIGINT/SIGTERM.") var serve = false
+    @Option(help: "Exit status when a signal stops the run before its last meta-iteration (after the final checkpoint). A batch system that should start it again needs non-zero: a Kubernetes Job counts a pod that exits 0 as done, so deploy/kubernetes passes 75 (EX_TEMPFAIL).") var stoppedExitCode: Int32 = 0
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
@@ -83,6 +84,7 @@ struct CoordinatorCommand: ParsableCommand {
         cfg = try userFacing { try cfg.overriding(iterations: iterations) }
         if let bind { cfg.coordinator.bind = bind }
         if resume != nil && resumeOrStart != nil { throw ValidationError("give --resume or --resume-or-start, not both") }
+        guard (0...255).contains(stoppedExitCode) else { throw ValidationError("--stopped-exit-code must be in 0...255") }
         let folder = resume ?? resumeOrStart ?? runDir ?? (cfg.run.runDir as NSString).appendingPathComponent(cfg.run.name)
         let resuming = resume != nil || (resumeOrStart != nil && !CheckpointStore(runDirectory: folder, keepLast: 1).files().isEmpty)
         if resumeOrStart != nil { logger.info(resuming ? "\(folder) holds checkpoints: resuming" : "\(folder) holds no checkpoint: starting a new run there") }
@@ -94,6 +96,9 @@ struct CoordinatorCommand: ParsableCommand {
             return try coordinator.run()
         }
         print("run \(summary.runID): \(summary.iterations) meta-iterations\(summary.interrupted ? " (stopped by signal)" : ""), params_sha256 \(summary.paramsSHA256)")
+        if summary.interrupted && summary.iterations < cfg.meta.iterations && stoppedExitCode != 0 {
+            throw ExitCode(stoppedExitCode)
+        }
     }
 }
 
