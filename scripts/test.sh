@@ -77,3 +77,6 @@ echo "completions: 1 passed, 0 failed"
 # cluster.yaml, and every option the containers pass (learning-check.sh built the release binary).
 scripts/validate-deploy.sh .build/release/metatrain >/dev/null
 echo "deploy: 1 passed, 0 failed"
+
+# A real single-node Slurm: the batch script preempted mid-run, requeued, resumed to the uninterrupted θ.
+scripts/slurm-test.sh
