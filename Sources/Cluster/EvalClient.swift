@@ -36,6 +36,8 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
     let context: ZMQContext
     let stop: StopFlag?
     let logger: Logger
+    /// Where progress lines of a batch go (jobs done of total, ETA; every 10 s); nil: nowhere.
+    public var progress: (@Sendable (String) -> Void)?
     let clock = ContinuousClock()
     var batches = 0
 
@@ -54,6 +56,7 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
         guard !jobs.isEmpty else { return [] }
         batches += 1
         var outcomes = [AdaptationOutcome?](repeating: nil, count: jobs.count)
+        let reporter = progress.map { JobProgress(total: jobs.count, label: "eval batch \(batches) on the cluster", sink: $0) }
         var missing = jobs.count
         var backoffMs = options.initialBackoffMs
         var submissions = 0
@@ -105,6 +108,7 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
                             }
                             outcomes[i] = o.outcome
                             missing -= 1
+                            reporter?.completed()
                             lastOutcome = clock.now
                             if missing == 0 {
                                 try? socket.send([WireCodec.encode(.goodbye(reason: "eval batch complete"))])

@@ -110,11 +110,27 @@ public protocol AdaptationRunner {
 /// Runs jobs on up to `threads` threads of this process, on the caller's kernel (`GEMMBackend.current`).
 public struct LocalAdaptationRunner: AdaptationRunner {
     public var threads: Int
-    public init(threads: Int) { self.threads = threads }
+    /// Where progress lines of a batch go ("eval batch 1: 12 of 80 jobs done …", every 10 s); nil: nowhere.
+    public var progress: (@Sendable (String) -> Void)?
+    var batches = Counter()
+
+    public init(threads: Int, progress: (@Sendable (String) -> Void)? = nil) { self.threads = threads; self.progress = progress }
 
     public func run(_ jobs: [AdaptationJob]) throws -> [AdaptationOutcome] {
         // Threads do not inherit the caller's task-local kernel: hand it over.
         let kernel = GEMMBackend.current
-        return try parallelMap(jobs.count, threads: threads) { i in try GEMMBackend.$current.withValue(kernel) { try jobs[i].run() } }
+        let reporter = progress.map { JobProgress(total: jobs.count, label: "eval batch \(batches.next())", sink: $0) }
+        return try parallelMap(jobs.count, threads: threads) { i in
+            let outcome = try GEMMBackend.$current.withValue(kernel) { try jobs[i].run() }
+            reporter?.completed()
+            return outcome
+        }
+    }
+
+    /// Numbers the batches a runner has run (a runner is a value shared by reference here, so this is a class).
+    final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var n = 0
+        func next() -> Int { lock.lock(); defer { lock.unlock() }; n += 1; return n }
     }
 }

@@ -165,7 +165,7 @@ struct Eval: ParsableCommand {
     func makeRunner() throws -> AdaptationRunner {
         guard let coordinator else {
             if curve.given { throw ValidationError("--server-key and --key need --coordinator") }
-            return LocalAdaptationRunner(threads: threads)
+            return LocalAdaptationRunner(threads: threads, progress: Self.progressLine)
         }
         try checkEndpoint(coordinator, option: "--coordinator")
         var options = ClusterAdaptationRunner.Options(endpoint: coordinator)
@@ -175,10 +175,15 @@ struct Eval: ParsableCommand {
         let stop = StopFlag()
         stop.installSignalHandlers()
         let logger = try logging.bootstrap(label: "metatrain.eval")
-        return ClusterAdaptationRunner(options: options, context: try ZMQContext(), stop: stop, logger: logger)
+        let runner = ClusterAdaptationRunner(options: options, context: try ZMQContext(), stop: stop, logger: logger)
+        runner.progress = Self.progressLine
+        return runner
     }
 
-    func progress(_ text: String) {
+    func progress(_ text: String) { Self.progressLine(text) }
+
+    /// A progress line on stderr (stdout keeps the table or the JSON object).
+    static let progressLine: @Sendable (String) -> Void = { text in
         FileHandle.standardError.write(Data("eval: \(text)\n".utf8))
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import MetaLearning
 import Foundation
 
 /// `metatrain status RUN_DIR`: where a run stands, from the status.json its coordinator rewrites every iteration.

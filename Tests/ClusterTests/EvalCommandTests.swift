@@ -74,6 +74,7 @@ import Testing
              "--inits", "meta,random,multitask", "--multitask-steps", "300", "--split", "validation",
              "--start-epsilon", "0.5,meta=0.1", "--learning-starts", "random=50", "--json"], folder: folder)
         #expect(vStatus == 0 && vOutput.contains("reusing"), "\(vOutput.suffix(2000))")
+        #expect(vOutput.contains("eval batch 1: 6 of 6 jobs done (100%)"), "a long evaluation reports its progress: \(vOutput.suffix(2000))")
         let vLine = vOutput.split(separator: "\n").first { $0.hasPrefix("{") } ?? ""
         let validation = (try? JSONSerialization.jsonObject(with: Data(vLine.utf8))) as? [String: Any] ?? [:]
         #expect(validation["split"] as? String == "validation")
