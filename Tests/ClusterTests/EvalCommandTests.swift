@@ -194,8 +194,9 @@ import Testing
 
     @Test func anEvalClientSurvivesACoordinatorKilledAndRestartedMidRequest() throws {
         let (folder, run, local, first, endpoint) = try Self.servedRun("evalrestart")
-        // Slow enough (50× per job) that the request is still running when the coordinator dies.
-        let worker = try Harness.worker(folder, endpoint: endpoint, index: 1, threads: 2, extra: ["--slowdown", "50"])
+        // Slow enough (100× per job) that the request is still running when the coordinator dies, even when the
+        // machine is loaded (at 50× a busy machine once saw the request finish between the check and the kill).
+        let worker = try Harness.worker(folder, endpoint: endpoint, index: 1, threads: 2, extra: ["--slowdown", "100"])
         #expect(Harness.waitFor(seconds: 30) { first.output.contains("1 alive") })
         let client = try Harness.Child(["eval", "--checkpoint", run, "--coordinator", endpoint, "--out", folder + "/cluster"] + Self.evalArguments,
                                        log: folder + "/client.log")
