@@ -24,7 +24,13 @@ extension Coordinator {
         bytesReceived += frames[1].count
         let event: SchedulerEvent<SlotPayload>
         do {
-            event = try self.event(peer, WireCodec.decode(frames[1]))
+            let message = try WireCodec.decode(frames[1])
+            if case .statusRequest = message {
+                // Answered here from the shell's view of the run; the asker is no worker and is not registered.
+                send(peer, .statusReply(json: statusJSON()))
+                return
+            }
+            event = try self.event(peer, message)
         } catch {
             let code: ErrorCode
             if case .protocolVersion = error { code = .protocolVersion } else { code = .malformed }
@@ -68,8 +74,11 @@ extension Coordinator {
             if let problem = job.mismatch(o.outcome) { return .evalFailed(peer, o.key, "outcome does not fit the job: \(problem)") }
             inboundOutcome = o
             return .evalOutcome(peer, o.key)
-        case .welcome, .assignment, .evalJob:
+        case .welcome, .assignment, .evalJob, .statusReply:
             return .malformed(peer, "a worker must not send \(message.kind)", code: .malformed)
+        case .statusRequest:
+            // `receive` answers it before it gets here; not the scheduler's business (nobody registers to ask).
+            return .heartbeat(peer)
         }
     }
 

@@ -64,6 +64,22 @@ extension Coordinator {
     /// Writes RUN_DIR/status.json (atomically) for `metatrain status`: progress, ETA, throughput, workers,
     /// the last checkpoint. A failure is logged, never fatal.
     func writeStatus(state phase: String) {
+        self.phase = phase
+        do { try folder.writeStatus(statusObject()) } catch { logger.error("could not write \(folder.status): \(error)") }
+    }
+
+    /// status.json's object as one line of JSON, for a status request over the socket.
+    func statusJSON() -> String {
+        do {
+            return String(decoding: try JSONSerialization.data(withJSONObject: statusObject(), options: [.sortedKeys]), as: UTF8.self)
+        } catch {
+            logger.error("could not encode the status: \(error)")
+            return "{}"
+        }
+    }
+
+    /// What `metatrain status` shows: progress, ETA, throughput, workers, the last checkpoint.
+    func statusObject() -> [String: Any] {
         let mean = recentIterationSeconds.isEmpty ? nil : recentIterationSeconds.reduce(0, +) / Double(recentIterationSeconds.count)
         let left = max(config.meta.iterations - state.iteration, 0)
         let nowMs = UInt64(Date().timeIntervalSince1970 * 1000)
@@ -82,7 +98,7 @@ extension Coordinator {
             status["eta_seconds"] = mean * Double(left)
         }
         if let ms = lastCheckpointUnixMs { status["last_checkpoint"] = ["iteration": lastCheckpoint, "unix_ms": ms] }
-        do { try folder.writeStatus(status) } catch { logger.error("could not write \(folder.status): \(error)") }
+        return status
     }
 
     func checkpoint() throws {

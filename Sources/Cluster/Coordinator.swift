@@ -70,6 +70,8 @@ public final class Coordinator {
     /// Seconds each of the last (up to 10) meta-iterations took, for the ETA.
     var recentIterationSeconds: [Double] = []
     var lastCheckpointUnixMs: UInt64?
+    /// What the run is doing, for status.json and status requests ("running", "training finished", …).
+    var phase = "starting"
 
     /// Sets up a fresh run in `runDirectory`, or resumes the newest valid checkpoint there.
     /// With `serve`, the coordinator stays up after the last meta-iteration to run eval requests

@@ -133,7 +133,7 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
                             }
                         case .goodbye(let reason):
                             throw ClusterError.aborted("the coordinator ended (\(reason)) with \(missing) of \(jobs.count) eval jobs missing")
-                        case .hello, .assignment, .result, .evalRequest, .evalJob:
+                        case .hello, .assignment, .result, .evalRequest, .evalJob, .statusRequest, .statusReply:
                             logger.warning("ignored a \(message.kind) from the coordinator")
                         }
                         if resubmit { break }

@@ -293,7 +293,7 @@ public final class Worker {
         case .goodbye(let reason):
             logger.info("coordinator said goodbye: \(reason)")
             return false
-        case .hello, .result, .evalRequest, .evalOutcome:
+        case .hello, .result, .evalRequest, .evalOutcome, .statusRequest, .statusReply:
             send(.error(ErrorReply(code: .malformed, message: "a coordinator must not send \(message.kind)")))
         }
         return true

@@ -772,6 +772,96 @@ void   metatrain__v1__goodbye__free_unpacked
   assert(message->base.descriptor == &metatrain__v1__goodbye__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   metatrain__v1__status_request__init
+                     (Metatrain__V1__StatusRequest         *message)
+{
+  static const Metatrain__V1__StatusRequest init_value = METATRAIN__V1__STATUS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t metatrain__v1__status_request__get_packed_size
+                     (const Metatrain__V1__StatusRequest *message)
+{
+  assert(message->base.descriptor == &metatrain__v1__status_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t metatrain__v1__status_request__pack
+                     (const Metatrain__V1__StatusRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &metatrain__v1__status_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t metatrain__v1__status_request__pack_to_buffer
+                     (const Metatrain__V1__StatusRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &metatrain__v1__status_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Metatrain__V1__StatusRequest *
+       metatrain__v1__status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Metatrain__V1__StatusRequest *)
+     protobuf_c_message_unpack (&metatrain__v1__status_request__descriptor,
+                                allocator, len, data);
+}
+void   metatrain__v1__status_request__free_unpacked
+                     (Metatrain__V1__StatusRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &metatrain__v1__status_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   metatrain__v1__status_reply__init
+                     (Metatrain__V1__StatusReply         *message)
+{
+  static const Metatrain__V1__StatusReply init_value = METATRAIN__V1__STATUS_REPLY__INIT;
+  *message = init_value;
+}
+size_t metatrain__v1__status_reply__get_packed_size
+                     (const Metatrain__V1__StatusReply *message)
+{
+  assert(message->base.descriptor == &metatrain__v1__status_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t metatrain__v1__status_reply__pack
+                     (const Metatrain__V1__StatusReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &metatrain__v1__status_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t metatrain__v1__status_reply__pack_to_buffer
+                     (const Metatrain__V1__StatusReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &metatrain__v1__status_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Metatrain__V1__StatusReply *
+       metatrain__v1__status_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Metatrain__V1__StatusReply *)
+     protobuf_c_message_unpack (&metatrain__v1__status_reply__descriptor,
+                                allocator, len, data);
+}
+void   metatrain__v1__status_reply__free_unpacked
+                     (Metatrain__V1__StatusReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &metatrain__v1__status_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   metatrain__v1__eval_job__init
                      (Metatrain__V1__EvalJob         *message)
 {
@@ -2774,6 +2864,62 @@ const ProtobufCMessageDescriptor metatrain__v1__goodbye__descriptor =
   (ProtobufCMessageInit) metatrain__v1__goodbye__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+#define metatrain__v1__status_request__field_descriptors NULL
+#define metatrain__v1__status_request__field_indices_by_name NULL
+#define metatrain__v1__status_request__number_ranges NULL
+const ProtobufCMessageDescriptor metatrain__v1__status_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "metatrain.v1.StatusRequest",
+  "StatusRequest",
+  "Metatrain__V1__StatusRequest",
+  "metatrain.v1",
+  sizeof(Metatrain__V1__StatusRequest),
+  0,
+  metatrain__v1__status_request__field_descriptors,
+  metatrain__v1__status_request__field_indices_by_name,
+  0,  metatrain__v1__status_request__number_ranges,
+  (ProtobufCMessageInit) metatrain__v1__status_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor metatrain__v1__status_reply__field_descriptors[1] =
+{
+  {
+    "json",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__StatusReply, json),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned metatrain__v1__status_reply__field_indices_by_name[] = {
+  0,   /* field[0] = json */
+};
+static const ProtobufCIntRange metatrain__v1__status_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor metatrain__v1__status_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "metatrain.v1.StatusReply",
+  "StatusReply",
+  "Metatrain__V1__StatusReply",
+  "metatrain.v1",
+  sizeof(Metatrain__V1__StatusReply),
+  1,
+  metatrain__v1__status_reply__field_descriptors,
+  metatrain__v1__status_reply__field_indices_by_name,
+  1,  metatrain__v1__status_reply__number_ranges,
+  (ProtobufCMessageInit) metatrain__v1__status_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor metatrain__v1__eval_job__field_descriptors[12] =
 {
   {
@@ -3122,7 +3268,7 @@ const ProtobufCMessageDescriptor metatrain__v1__eval_outcome__descriptor =
   (ProtobufCMessageInit) metatrain__v1__eval_outcome__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__envelope__field_descriptors[11] =
+static const ProtobufCFieldDescriptor metatrain__v1__envelope__field_descriptors[13] =
 {
   {
     "protocol_version",
@@ -3256,6 +3402,30 @@ static const ProtobufCFieldDescriptor metatrain__v1__envelope__field_descriptors
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "status_request",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Metatrain__V1__Envelope, body_case),
+    offsetof(Metatrain__V1__Envelope, status_request),
+    &metatrain__v1__status_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status_reply",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Metatrain__V1__Envelope, body_case),
+    offsetof(Metatrain__V1__Envelope, status_reply),
+    &metatrain__v1__status_reply__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__envelope__field_indices_by_name[] = {
   4,   /* field[4] = assignment */
@@ -3268,12 +3438,14 @@ static const unsigned metatrain__v1__envelope__field_indices_by_name[] = {
   1,   /* field[1] = hello */
   0,   /* field[0] = protocol_version */
   5,   /* field[5] = result */
+  12,   /* field[12] = status_reply */
+  11,   /* field[11] = status_request */
   2,   /* field[2] = welcome */
 };
 static const ProtobufCIntRange metatrain__v1__envelope__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__envelope__descriptor =
 {
@@ -3283,7 +3455,7 @@ const ProtobufCMessageDescriptor metatrain__v1__envelope__descriptor =
   "Metatrain__V1__Envelope",
   "metatrain.v1",
   sizeof(Metatrain__V1__Envelope),
-  11,
+  13,
   metatrain__v1__envelope__field_descriptors,
   metatrain__v1__envelope__field_indices_by_name,
   1,  metatrain__v1__envelope__number_ranges,

@@ -7,8 +7,8 @@ import NeuralNet
 /// Version 2 added the meta-evaluation messages (EvalRequest, EvalJob, EvalOutcome): a version-1
 /// worker could not run eval jobs, so it is refused at hello rather than failing them one by one.
 /// Version 3 added numerics to hello and welcome: a worker without a fingerprint cannot be held to a run's.
-/// Version 4 added the sparse GoalNavigation2D fields and tabular MDPs with shared dynamics: a version-3 worker
-/// would silently run another task.
+/// Version 4 added the sparse GoalNavigation2D fields and tabular MDPs with shared dynamics (a version-3 worker
+/// would silently run another task), and the status request and reply.
 public let protocolVersion: UInt32 = 4
 
 /// Identifies one attempt at one slot of one meta-iteration.
@@ -197,6 +197,10 @@ public enum Message: Equatable, Sendable {
     case evalRequest(EvalRequest)
     case evalJob(EvalJobMessage)
     case evalOutcome(EvalOutcome)
+    /// `metatrain status tcp://…`: where the run stands (answered by the coordinator's shell, not its scheduler).
+    case statusRequest
+    /// The status.json object, as JSON text.
+    case statusReply(json: String)
 
     /// A short name for logs.
     public var kind: String {
@@ -211,6 +215,8 @@ public enum Message: Equatable, Sendable {
         case .evalRequest: return "eval request"
         case .evalJob: return "eval job"
         case .evalOutcome: return "eval outcome"
+        case .statusRequest: return "status request"
+        case .statusReply: return "status reply"
         }
     }
 }

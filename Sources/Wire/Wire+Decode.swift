@@ -63,6 +63,10 @@ extension WireCodec {
             return .error(ErrorReply(code: code, message: try d.string(m.message, "error.message"), key: key))
         case METATRAIN__V1__ENVELOPE__BODY_GOODBYE:
             return .goodbye(reason: try d.string(e.goodbye.pointee.reason, "goodbye.reason"))
+        case METATRAIN__V1__ENVELOPE__BODY_STATUS_REQUEST:
+            return .statusRequest
+        case METATRAIN__V1__ENVELOPE__BODY_STATUS_REPLY:
+            return .statusReply(json: try d.string(e.status_reply.pointee.json, "status_reply.json", limit: limits.maxStatusBytes))
         case METATRAIN__V1__ENVELOPE__BODY_EVAL_REQUEST:
             let m = e.eval_request.pointee
             guard m.n_jobs >= 1 && m.n_jobs <= limits.maxEvalJobs else {
@@ -106,11 +110,12 @@ extension WireCodec {
     struct Decoder {
         let limits: WireLimits
 
-        func string(_ p: UnsafeMutablePointer<CChar>?, _ field: String) throws(WireError) -> String {
+        func string(_ p: UnsafeMutablePointer<CChar>?, _ field: String, limit: Int? = nil) throws(WireError) -> String {
             guard let p else { return "" }
-            let length = strnlen(p, limits.maxStringBytes + 1)
-            guard length <= limits.maxStringBytes else {
-                throw .tooLarge(field, size: length, limit: limits.maxStringBytes)
+            let limit = limit ?? limits.maxStringBytes
+            let length = strnlen(p, limit + 1)
+            guard length <= limit else {
+                throw .tooLarge(field, size: length, limit: limit)
             }
             guard let s = String(validatingCString: p) else { throw .invalidField(field, reason: "not valid UTF-8") }
             return s

@@ -97,6 +97,15 @@ public enum WireCodec {
             m.pointee.reason = arena.string(reason)
             envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_GOODBYE
             envelope.pointee.goodbye = m
+        case .statusRequest:
+            let m: UnsafeMutablePointer<Metatrain__V1__StatusRequest> = arena.message { metatrain__v1__status_request__init($0) }
+            envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_STATUS_REQUEST
+            envelope.pointee.status_request = m
+        case .statusReply(let json):
+            let m: UnsafeMutablePointer<Metatrain__V1__StatusReply> = arena.message { metatrain__v1__status_reply__init($0) }
+            m.pointee.json = arena.string(json)
+            envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_STATUS_REPLY
+            envelope.pointee.status_reply = m
         case .evalRequest(let r):
             let m: UnsafeMutablePointer<Metatrain__V1__EvalRequest> = arena.message { metatrain__v1__eval_request__init($0) }
             m.pointee.request_id = arena.string(r.requestID)

@@ -46,6 +46,8 @@ public struct WireLimits: Sendable, Equatable {
     public var maxAttempts = 1_000_000
     /// Greedy episodes per scored point of an eval job.
     public var maxEpisodes = 10_000
+    /// A status reply's JSON (one line per worker: room for thousands).
+    public var maxStatusBytes = 4 * 1024 * 1024
 
     public init() {}
 }

@@ -1,26 +1,38 @@
 import ArgumentParser
 import Cluster
-import MetaLearning
 import Foundation
+import MetaLearning
+import Transport
+import Wire
 
-/// `metatrain status RUN_DIR`: where a run stands, from the status.json its coordinator rewrites every iteration.
+/// `metatrain status RUN_DIR|tcp://HOST:PORT`: where a run stands, from the status.json its coordinator rewrites
+/// every iteration, or from the coordinator itself over its socket (the same object).
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Show a run's progress: iteration k of N, ETA, slots/s, workers, last checkpoint and meta-eval.")
 
-    @Argument(help: "The run folder.") var folder: String
-    @Flag(help: "Print status.json as it is.") var json = false
+    @Argument(help: "The run folder, or the coordinator's endpoint (tcp://HOST:PORT).") var folder: String
+    @Flag(help: "Print the status JSON as it is.") var json = false
+    @Option(help: "With tcp://: seconds to wait for the coordinator's answer.") var timeout = 5.0
+    @OptionGroup var curve: CurveClientOptions
 
     func run() throws {
         try userFacing {
-            guard !folder.hasPrefix("tcp://") else {
-                throw ValidationError("status reads a run folder (RUN_DIR/status.json); asking a coordinator over tcp:// is not built yet")
+            let remote = folder.hasPrefix("tcp://")
+            let data: Data
+            if remote {
+                data = try ask(folder)
+            } else {
+                if curve.given { throw ValidationError("--server-key and --key are for tcp:// endpoints") }
+                let path = (folder as NSString).appendingPathComponent("status.json")
+                guard let d = FileManager.default.contents(atPath: path) else {
+                    throw ValidationError("no readable \(path): is \(folder) a run folder whose coordinator has started?")
+                }
+                data = d
             }
-            let path = (folder as NSString).appendingPathComponent("status.json")
-            guard let data = FileManager.default.contents(atPath: path),
-                  let status = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                throw ValidationError("no readable \(path): is \(folder) a run folder whose coordinator has started?")
+            guard let status = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw ValidationError("\(remote ? "the coordinator's answer" : folder + "/status.json") is not a status object")
             }
             if json { print(String(decoding: data, as: UTF8.self)); return }
             let iteration = status["iteration"] as? Int ?? 0, iterations = status["iterations"] as? Int ?? 0
@@ -36,7 +48,7 @@ struct StatusCommand: ParsableCommand {
                 print("last checkpoint: iteration \(c["iteration"] as? Int ?? -1), \(formatDuration(Date().timeIntervalSince1970 - Double(ms) / 1000)) ago")
             }
             let evalPath = (folder as NSString).appendingPathComponent("eval.jsonl")
-            if let text = try? String(contentsOfFile: evalPath, encoding: .utf8),
+            if !remote, let text = try? String(contentsOfFile: evalPath, encoding: .utf8),
                let last = text.split(separator: "\n").last,
                let eval = try? JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any],
                let curve = (eval["inits"] as? [String: Any])?["meta"] as? [[String: Any]],
@@ -52,5 +64,27 @@ struct StatusCommand: ParsableCommand {
                              (w["suspected"] as? Bool ?? false) ? "  SUSPECTED (held work past its deadline)" : ""))
             }
         }
+    }
+
+    /// Sends a status request to the coordinator at `endpoint` and returns its JSON answer.
+    func ask(_ endpoint: String) throws -> Data {
+        try checkEndpoint(endpoint, option: "the endpoint")
+        guard timeout > 0 && timeout <= 3600 else { throw ValidationError("--timeout must be in (0, 3600] seconds") }
+        let context = try ZMQContext()
+        let socket = try context.socket(.dealer)
+        defer { socket.close() }
+        if let c = try curve.load() { try socket.makeCurveClient(serverPublicKey: c.serverPublicKey, keys: c.keys) }
+        try socket.connect(endpoint)
+        try socket.send([WireCodec.encode(.statusRequest)], dontWait: false)
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            guard try ZMQPoller.poll([socket], timeoutMs: 100)[0], let frames = try socket.receive(), frames.count == 1 else { continue }
+            switch try WireCodec.decode(frames[0]) {
+            case .statusReply(let json): return Data(json.utf8)
+            case .error(let e): throw ValidationError("the coordinator at \(endpoint) refused the status request (\(e.code)): \(e.message)")
+            default: continue
+            }
+        }
+        throw ValidationError("no answer from a coordinator at \(endpoint) within \(formatDuration(timeout)) (is it running, and is this its endpoint?)")
     }
 }

@@ -198,12 +198,18 @@ import Testing
         // machine is loaded (at 50× a busy machine once saw the request finish between the check and the kill).
         let worker = try Harness.worker(folder, endpoint: endpoint, index: 1, threads: 2, extra: ["--slowdown", "100"])
         #expect(Harness.waitFor(seconds: 30) { first.output.contains("1 alive") })
+        // `metatrain status` asks the running coordinator itself, over its socket.
+        let (asked, answer) = try Self.run(["status", endpoint, "--json"], folder: folder)
+        let remote = (try? JSONSerialization.jsonObject(with: Data((answer.split(separator: "\n").last ?? "").utf8))) as? [String: Any] ?? [:]
+        #expect(asked == 0 && (remote["workers"] as? [Any])?.count == 1 && remote["state"] as? String == "training finished",
+                "\(answer.suffix(1000))")
+        let (readable, text) = try Self.run(["status", endpoint], folder: folder)
+        #expect(readable == 0 && text.contains("workers: 1"), "\(text.suffix(1000))")
         let client = try Harness.Child(["eval", "--checkpoint", run, "--coordinator", endpoint, "--out", folder + "/cluster"] + Self.evalArguments,
                                        log: folder + "/client.log")
-        // Past the library batch (three lines: numbered, from, complete) and into the next request.
-        // The coordinator hands the second request's jobs out as it logs it: kill it now, mid-request, however fast
-        // or loaded the machine.
-        #expect(Harness.waitFor(seconds: 60) { first.output.components(separatedBy: "eval request").count > 4 })
+        // Past the library batch and into the next request: the coordinator hands the second batch's jobs out as it
+        // logs their request ("…-b2-s1 numbered"), so kill it then, mid-request, however fast or loaded the machine.
+        #expect(Harness.waitFor(seconds: 60) { first.output.contains("-b2-s1 numbered") }, "\(first.output.suffix(2000))")
         first.signal(SIGKILL)
         first.wait(seconds: 10)
         // The same endpoint, so the worker and the client find the new coordinator by themselves.
@@ -226,5 +232,7 @@ import Testing
         let (status, output) = try Self.run(["eval", "--checkpoint", run, "--coordinator", "tcp://127.0.0.1:9", "--coordinator-timeout", "2",
                                              "--inits", "meta", "--tasks", "1", "--budget", "100"], folder: folder)
         #expect(status != 0 && output.contains("no coordinator answered at tcp://127.0.0.1:9"), "\(output.suffix(1000))")
+        let (asked, answer) = try Self.run(["status", "tcp://127.0.0.1:9", "--timeout", "1"], folder: folder)
+        #expect(asked != 0 && answer.contains("no answer from a coordinator at tcp://127.0.0.1:9"), "\(answer.suffix(1000))")
     }
 }

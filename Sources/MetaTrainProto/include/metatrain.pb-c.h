@@ -32,6 +32,8 @@ typedef struct Metatrain__V1__Statistics Metatrain__V1__Statistics;
 typedef struct Metatrain__V1__Result Metatrain__V1__Result;
 typedef struct Metatrain__V1__ErrorReply Metatrain__V1__ErrorReply;
 typedef struct Metatrain__V1__Goodbye Metatrain__V1__Goodbye;
+typedef struct Metatrain__V1__StatusRequest Metatrain__V1__StatusRequest;
+typedef struct Metatrain__V1__StatusReply Metatrain__V1__StatusReply;
 typedef struct Metatrain__V1__EvalJob Metatrain__V1__EvalJob;
 typedef struct Metatrain__V1__EvalRequest Metatrain__V1__EvalRequest;
 typedef struct Metatrain__V1__EvalOutcome Metatrain__V1__EvalOutcome;
@@ -486,6 +488,29 @@ struct  Metatrain__V1__Goodbye
 
 
 /*
+ * Protocol version 4: `metatrain status tcp://HOST:PORT` asks a coordinator where its run stands. Any peer may ask
+ * (under CURVE only an allowed key can connect); the reply is the JSON object status.json holds.
+ */
+struct  Metatrain__V1__StatusRequest
+{
+  ProtobufCMessage base;
+};
+#define METATRAIN__V1__STATUS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__status_request__descriptor) \
+     }
+
+
+struct  Metatrain__V1__StatusReply
+{
+  ProtobufCMessage base;
+  char *json;
+};
+#define METATRAIN__V1__STATUS_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__status_reply__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+/*
  * One meta-evaluation job (MetaLearning.AdaptationJob): adapt `initial` on `task` for inner_loop.budget
  * env steps with inner_loop's DQN settings (query_steps unused), scoring the mean greedy return of
  * `episodes` episodes every `every` steps (nothing when episodes is 0).
@@ -587,7 +612,9 @@ typedef enum {
   METATRAIN__V1__ENVELOPE__BODY_GOODBYE = 8,
   METATRAIN__V1__ENVELOPE__BODY_EVAL_REQUEST = 9,
   METATRAIN__V1__ENVELOPE__BODY_EVAL_JOB = 10,
-  METATRAIN__V1__ENVELOPE__BODY_EVAL_OUTCOME = 11
+  METATRAIN__V1__ENVELOPE__BODY_EVAL_OUTCOME = 11,
+  METATRAIN__V1__ENVELOPE__BODY_STATUS_REQUEST = 12,
+  METATRAIN__V1__ENVELOPE__BODY_STATUS_REPLY = 13
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(METATRAIN__V1__ENVELOPE__BODY__CASE)
 } Metatrain__V1__Envelope__BodyCase;
 
@@ -607,6 +634,8 @@ struct  Metatrain__V1__Envelope
     Metatrain__V1__EvalRequest *eval_request;
     Metatrain__V1__EvalJob *eval_job;
     Metatrain__V1__EvalOutcome *eval_outcome;
+    Metatrain__V1__StatusRequest *status_request;
+    Metatrain__V1__StatusReply *status_reply;
   };
 };
 #define METATRAIN__V1__ENVELOPE__INIT \
@@ -974,6 +1003,44 @@ Metatrain__V1__Goodbye *
 void   metatrain__v1__goodbye__free_unpacked
                      (Metatrain__V1__Goodbye *message,
                       ProtobufCAllocator *allocator);
+/* Metatrain__V1__StatusRequest methods */
+void   metatrain__v1__status_request__init
+                     (Metatrain__V1__StatusRequest         *message);
+size_t metatrain__v1__status_request__get_packed_size
+                     (const Metatrain__V1__StatusRequest   *message);
+size_t metatrain__v1__status_request__pack
+                     (const Metatrain__V1__StatusRequest   *message,
+                      uint8_t             *out);
+size_t metatrain__v1__status_request__pack_to_buffer
+                     (const Metatrain__V1__StatusRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Metatrain__V1__StatusRequest *
+       metatrain__v1__status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   metatrain__v1__status_request__free_unpacked
+                     (Metatrain__V1__StatusRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Metatrain__V1__StatusReply methods */
+void   metatrain__v1__status_reply__init
+                     (Metatrain__V1__StatusReply         *message);
+size_t metatrain__v1__status_reply__get_packed_size
+                     (const Metatrain__V1__StatusReply   *message);
+size_t metatrain__v1__status_reply__pack
+                     (const Metatrain__V1__StatusReply   *message,
+                      uint8_t             *out);
+size_t metatrain__v1__status_reply__pack_to_buffer
+                     (const Metatrain__V1__StatusReply   *message,
+                      ProtobufCBuffer     *buffer);
+Metatrain__V1__StatusReply *
+       metatrain__v1__status_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   metatrain__v1__status_reply__free_unpacked
+                     (Metatrain__V1__StatusReply *message,
+                      ProtobufCAllocator *allocator);
 /* Metatrain__V1__EvalJob methods */
 void   metatrain__v1__eval_job__init
                      (Metatrain__V1__EvalJob         *message);
@@ -1122,6 +1189,12 @@ typedef void (*Metatrain__V1__ErrorReply_Closure)
 typedef void (*Metatrain__V1__Goodbye_Closure)
                  (const Metatrain__V1__Goodbye *message,
                   void *closure_data);
+typedef void (*Metatrain__V1__StatusRequest_Closure)
+                 (const Metatrain__V1__StatusRequest *message,
+                  void *closure_data);
+typedef void (*Metatrain__V1__StatusReply_Closure)
+                 (const Metatrain__V1__StatusReply *message,
+                  void *closure_data);
 typedef void (*Metatrain__V1__EvalJob_Closure)
                  (const Metatrain__V1__EvalJob *message,
                   void *closure_data);
@@ -1165,6 +1238,8 @@ extern const ProtobufCMessageDescriptor metatrain__v1__statistics__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__result__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__error_reply__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__goodbye__descriptor;
+extern const ProtobufCMessageDescriptor metatrain__v1__status_request__descriptor;
+extern const ProtobufCMessageDescriptor metatrain__v1__status_reply__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__eval_job__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__eval_request__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__eval_outcome__descriptor;
