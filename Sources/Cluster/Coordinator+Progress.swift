@@ -98,6 +98,9 @@ extension Coordinator {
             status["eta_seconds"] = mean * Double(left)
         }
         if let ms = lastCheckpointUnixMs { status["last_checkpoint"] = ["iteration": lastCheckpoint, "unix_ms": ms] }
+        if let e = evaluation.last, e.before.isFinite, e.after.isFinite {
+            status["last_meta_eval"] = ["iteration": e.iteration, "return_before": e.before, "return_after": e.after]
+        }
         return status
     }
 

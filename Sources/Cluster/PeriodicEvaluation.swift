@@ -22,6 +22,13 @@ final class PeriodicEvaluation: @unchecked Sendable {
     private var running = false
     private var waiting: (iteration: Int, theta: ParameterVector)?
     private let idle = NSCondition()
+    private var latest: (iteration: Int, before: Double, after: Double)?
+
+    /// The newest finished evaluation: the iteration, and the mean greedy return before and after adaptation.
+    var last: (iteration: Int, before: Double, after: Double)? {
+        idle.lock(); defer { idle.unlock() }
+        return latest
+    }
 
     init(config: ClusterConfig, runDirectory: String, logger: Logger, tensorBoard: TensorBoardWriter? = nil) {
         self.tensorBoard = tensorBoard
@@ -80,6 +87,9 @@ final class PeriodicEvaluation: @unchecked Sendable {
                 try runMetaEvaluation(plan: plan, inits: [("meta", theta)], threads: 1)
             }
             let points = report.summary(0)
+            idle.lock()
+            if (latest?.iteration ?? -1) <= iteration { latest = (iteration, points.first!.meanReturn, points.last!.meanReturn) }
+            idle.unlock()
             do {
                 try tensorBoard?.add(step: iteration, scalars: [("meta_eval/return_before_adaptation", points.first!.meanReturn),
                                                                ("meta_eval/return_after_adaptation", points.last!.meanReturn)])

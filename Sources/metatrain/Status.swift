@@ -48,7 +48,10 @@ struct StatusCommand: ParsableCommand {
                 print("last checkpoint: iteration \(c["iteration"] as? Int ?? -1), \(formatDuration(Date().timeIntervalSince1970 - Double(ms) / 1000)) ago")
             }
             let evalPath = (folder as NSString).appendingPathComponent("eval.jsonl")
-            if !remote, let text = try? String(contentsOfFile: evalPath, encoding: .utf8),
+            if let e = status["last_meta_eval"] as? [String: Any], let first = e["return_before"] as? Double,
+               let end = e["return_after"] as? Double {
+                print(String(format: "last meta-eval (iteration %@): greedy return %.1f before, %.1f after adaptation", "\(e["iteration"] ?? "?")", first, end))
+            } else if !remote, let text = try? String(contentsOfFile: evalPath, encoding: .utf8),
                let last = text.split(separator: "\n").last,
                let eval = try? JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any],
                let curve = (eval["inits"] as? [String: Any])?["meta"] as? [[String: Any]],

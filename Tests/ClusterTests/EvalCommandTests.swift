@@ -49,6 +49,9 @@ import Testing
         }.compactMap { $0["iteration"] as? Int }
         #expect(iterations.first == 0 && iterations.last == 3 && iterations == iterations.sorted() && Set(iterations).count == iterations.count,
                 "eval.jsonl: \(periodic)")
+        // status.json carries the newest meta-eval too (what `status tcp://` shows without the run folder).
+        let (shown, statusText) = try Self.run(["status", run], folder: folder)
+        #expect(shown == 0 && statusText.contains("last meta-eval (iteration 3)"), "\(statusText.suffix(1000))")
         // Watching training never scores the held-out test tasks.
         #expect(!periodic.isEmpty && periodic.split(separator: "\n").allSatisfy { $0.contains("\"split\": \"validation\"") }, "eval.jsonl: \(periodic)")
 
