@@ -14,6 +14,9 @@ public struct EvaluationRun: Sendable, Equatable {
     public var target: Double
     public var runSeed: UInt64?
     public var algorithm: String?
+    /// The kernel and CPU the evaluation ran on (nil in files written before they were recorded).
+    public var kernel: String?
+    public var cpu: String?
     /// Init names in file order.
     public var names: [String]
     /// curves[init][task][point]: greedy return at steps 0, every, …, budget.
@@ -58,6 +61,8 @@ public struct EvaluationRun: Sendable, Equatable {
         self.budget = budget; self.every = every; self.target = target
         self.runSeed = (o["run_seed"] as? NSNumber)?.uint64Value
         self.algorithm = o["algorithm"] as? String
+        self.kernel = o["kernel"] as? String
+        self.cpu = o["cpu"] as? String
         self.names = names; self.curves = all
     }
 

@@ -88,7 +88,8 @@ struct Compare: ParsableCommand {
         let seeds = c.runs.map { $0.runSeed.map(String.init) ?? "?" }.joined(separator: ", ")
         var lines = ["\(c.runs.count) run(s) (seeds \(seeds)), \(inits[0].tasks) \(r0.split) tasks in all; steps to \(number(r0.target)) "
                      + "(budget \(r0.budget), scored every \(r0.every); never = \(Int(c.censoredAt)), censored); "
-                     + "95% CIs: two-level bootstrap, \(c.resamples) resamples, seed \(c.bootstrapSeed)", "",
+                     + "95% CIs: two-level bootstrap, \(c.resamples) resamples, seed \(c.bootstrapSeed); "
+                     + "computed with \(Set(c.runs.map { "kernel \($0.kernel ?? "?") on \($0.cpu ?? "?")" }).sorted().joined(separator: " and "))", "",
                      "| init | median steps to target [95% CI] | per run | tasks reaching it |", "|---|---|---|---|"]
         for s in inits {
             lines.append("| \(s.name) | \(interval(s.median)) | \(s.perRun.map(steps).joined(separator: ", ")) | \(s.reached)/\(s.tasks) |")
@@ -122,7 +123,7 @@ struct Compare: ParsableCommand {
             "{\"value\": \(jsonNumber(e.value)), \"ci95\": [\(jsonNumber(e.low)), \(jsonNumber(e.high))]}"
         }
         let r0 = c.runs[0]
-        let runs = c.runs.map { "{\"file\": \(jsonString($0.source)), \"run_seed\": \($0.runSeed.map(String.init) ?? "null"), \"algorithm\": \($0.algorithm.map(jsonString) ?? "null"), \"tasks\": \($0.tasks)}" }
+        let runs = c.runs.map { "{\"file\": \(jsonString($0.source)), \"run_seed\": \($0.runSeed.map(String.init) ?? "null"), \"algorithm\": \($0.algorithm.map(jsonString) ?? "null"), \"kernel\": \($0.kernel.map(jsonString) ?? "null"), \"cpu\": \($0.cpu.map(jsonString) ?? "null"), \"tasks\": \($0.tasks)}" }
         let initObjects = inits.map { s in
             "\(jsonString(s.name)): {\"median_steps\": \(estimate(s.median)), \"per_run\": [\(s.perRun.map { jsonNumber($0) }.joined(separator: ", "))], \"reached\": \(s.reached), \"tasks\": \(s.tasks)}"
         }

@@ -86,6 +86,8 @@ struct Eval: ParsableCommand {
             var notes: [(String, String)] = [("checkpoint", jsonString(checkpointPath)), ("iteration", "\(iterations)"),
                                              ("algorithm", jsonString(record.algorithm.rawValue)),
                                              ("run_seed", "\(cfg.run.seed)"),
+                                             // What the numbers were computed with (tables must say; bits differ by kernel class).
+                                             ("kernel", jsonString(GEMMBackend.current.rawValue)), ("cpu", jsonString(Numerics.cpuModel)),
                                              ("start_epsilon", "\(plan.dqn.startEpsilon)"),
                                              ("adaptation", adaptationJSON(plan, names: names))]
             for name in names where name != "nearest" {

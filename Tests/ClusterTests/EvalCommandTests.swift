@@ -96,6 +96,7 @@ import Testing
         #expect(cStatus == 0, "\(cOutput.suffix(2000))")
         let comparison = (try? JSONSerialization.jsonObject(with: Data((cOutput.split(separator: "\n").last ?? "").utf8))) as? [String: Any] ?? [:]
         #expect((comparison["runs"] as? [Any])?.count == 2 && (comparison["ratios"] as? [String: Any])?["random"] != nil)
+        #expect(((comparison["runs"] as? [[String: Any]])?.first?["kernel"] as? String)?.isEmpty == false, "the kernel is recorded")
         #expect((comparison["criteria"] as? [[String: Any]])?.first?["met"] as? Bool == false)
         for suffix in [".md", ".csv", ".json", ".svg"] {
             #expect(FileManager.default.fileExists(atPath: compared + "/compare" + suffix), "missing compare\(suffix)")
