@@ -177,8 +177,5 @@ public struct CheckpointStore {
 
 /// SHA-256 of θ's little-endian float32 bytes: the figure determinism tests compare.
 public func parametersSHA256(_ theta: ParameterVector) -> String {
-    var bytes = [UInt8]()
-    bytes.reserveCapacity(theta.count * 4)
-    for v in theta.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
-    return SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    SHA256.hash(data: theta.values.littleEndianBytes).map { String(format: "%02x", $0) }.joined()
 }

@@ -131,17 +131,13 @@ extension Scheduler {
 
     // MARK: - Liveness of work
 
-    /// How long an attempt may be held: `timeoutMedianMultiple` × the median completion time once there is one
-    /// (the upper median, so one sample at iteration 0 is enough), never below `minimumTimeoutMs` and never above
-    /// `ceiling`; the ceiling alone before any completion.
-    func deadline(durations: [Tick], ceiling: Tick) -> Tick {
-        guard !durations.isEmpty else { return ceiling }
-        let median = durations.sorted()[durations.count / 2]
-        return min(ceiling, max(settings.minimumTimeoutMs, Tick(Double(median) * settings.timeoutMedianMultiple)))
+    /// How long a training slot attempt may be held: `timeoutMedianMultiple` × the median attempt time once there is
+    /// one (the upper median, so one sample at iteration 0 is enough), never below `minimumTimeoutMs` and never above
+    /// `slotTimeoutMs`; the ceiling alone before any attempt completed.
+    public var slotDeadline: Tick {
+        guard let median = slots.median else { return settings.slotTimeoutMs }
+        return min(settings.slotTimeoutMs, max(settings.minimumTimeoutMs, Tick(Double(median) * settings.timeoutMedianMultiple)))
     }
-
-    /// The current deadline of a training slot attempt.
-    public var slotDeadline: Tick { deadline(durations: slots.durations, ceiling: settings.slotTimeoutMs) }
 
     /// Takes back every attempt held past its deadline, however alive its holder's heartbeats are: the slot (or
     /// eval job) runs elsewhere, and the holder is suspected — no new work until it delivers something. A

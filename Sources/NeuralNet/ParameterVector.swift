@@ -20,6 +20,25 @@ public struct ParameterVector: Equatable, Sendable {
     public var isFinite: Bool { values.allSatisfy { $0.isFinite } }
 }
 
+extension Array where Element == Float {
+    /// The values as little-endian IEEE float32 bytes: the one byte layout of θ in hashes, files and exports.
+    public var littleEndianBytes: [UInt8] {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(count * 4)
+        for v in self { Swift.withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
+        return bytes
+    }
+
+    /// Values from little-endian float32 bytes; nil when the byte count is not a multiple of 4.
+    public static func fromLittleEndianBytes<Bytes: Collection>(_ bytes: Bytes) -> [Float]? where Bytes.Element == UInt8 {
+        guard bytes.count % 4 == 0 else { return nil }
+        let raw = [UInt8](bytes)
+        return (0..<raw.count / 4).map { i in
+            Float(bitPattern: UInt32(raw[4 * i]) | UInt32(raw[4 * i + 1]) << 8 | UInt32(raw[4 * i + 2]) << 16 | UInt32(raw[4 * i + 3]) << 24)
+        }
+    }
+}
+
 /// y ← a·x + y.
 public func axpy(_ a: Float, _ x: ParameterVector, _ y: inout ParameterVector) {
     precondition(x.count == y.count, "axpy: sizes differ (\(x.count) vs \(y.count))")

@@ -30,7 +30,7 @@ public enum ModelExport {
         var offset = 0
         var body: [UInt8] = []
         for t in tensors {
-            let bytes = t.values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
+            let bytes = t.values.littleEndianBytes
             header[t.name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + bytes.count]]
             body += bytes
             offset += bytes.count
@@ -87,7 +87,7 @@ public enum ModelExport {
         for d in dims { t.varint(1, UInt64(d)) }
         t.varint(2, 1)                                       // data_type FLOAT
         t.string(8, name)
-        t.bytes(9, values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) })
+        t.bytes(9, values.littleEndianBytes)
         return t
     }
 

@@ -296,17 +296,14 @@ struct MultitaskCache {
               let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
               o["config_hash"] as? String == configHash, o["steps"] as? Int == steps, o["fingerprint"] as? String == fingerprint,
               let step = o["kept_step"] as? Int, let value = o["validation_return"] as? Double,
-              let text = o["parameters"] as? String, let bytes = Data(base64Encoded: text), bytes.count == count * 4 else { return nil }
-        let values = (0..<count).map { i in
-            Float(bitPattern: bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) })
-        }
+              let text = o["parameters"] as? String, let bytes = Data(base64Encoded: text), bytes.count == count * 4,
+              let values = [Float].fromLittleEndianBytes(bytes) else { return nil }
         let p = ParameterVector(values)
         return p.isFinite ? (p, step, value) : nil
     }
 
     func store(_ kept: (parameters: ParameterVector, step: Int, validationReturn: Double)) throws {
-        var bytes = Data(capacity: kept.parameters.count * 4)
-        for v in kept.parameters.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+        let bytes = Data(kept.parameters.values.littleEndianBytes)
         let text = "{\"config_hash\": \(jsonString(configHash)), \"steps\": \(steps), \"fingerprint\": \(jsonString(fingerprint)), "
             + "\"kept_step\": \(kept.step), \"validation_return\": \(jsonNumber(kept.validationReturn)), \"parameters\": \"\(bytes.base64EncodedString())\"}\n"
         try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)

@@ -2,6 +2,14 @@ import NeuralNet
 import Testing
 
 @Suite struct VectorAndRNGTests {
+    @Test func floatsRoundTripThroughLittleEndianBytes() {
+        let values: [Float] = [0, -0, 1.5, -3.25e-8, .infinity, .leastNonzeroMagnitude, 123_456.7]
+        let bytes = values.littleEndianBytes
+        #expect(bytes.count == 28 && Array(bytes[8..<12]) == [0x00, 0x00, 0xC0, 0x3F])   // 1.5 = 0x3FC00000
+        #expect([Float].fromLittleEndianBytes(bytes)?.map(\.bitPattern) == values.map(\.bitPattern))
+        #expect([Float].fromLittleEndianBytes(bytes.dropLast()) == nil)
+    }
+
     @Test func reptileVectorOperations() {
         let a = ParameterVector([1, 2, 3]), b = ParameterVector([3, 2, 1])
         #expect(difference(a, b) == ParameterVector([-2, 0, 2]))
