@@ -203,36 +203,33 @@ struct Eval: ParsableCommand {
         guard let split = TaskSplit(rawValue: split) else { throw ValidationError("--split must be test or validation") }
         plan.split = split
         let names = ["meta", "random", "multitask", "nearest"]
-        for (option, text) in [("--start-epsilon", startEpsilon), ("--learning-starts", learningStarts),
-                               ("--exploration-fraction", explorationFraction), ("--end-epsilon", endEpsilon),
-                               ("--learning-rate", learningRate)] {
+        // Each adaptation option and what it sets; `plan.validate()` below checks the values' ranges.
+        let options: [(String, String?, (inout DQNConfig, Double) -> Void)] = [
+            ("--start-epsilon", startEpsilon, { $0.startEpsilon = Float($1) }),
+            ("--end-epsilon", endEpsilon, { $0.endEpsilon = Float($1) }),
+            ("--exploration-fraction", explorationFraction, { $0.explorationFraction = Float($1) }),
+            ("--learning-rate", learningRate, { $0.learningRate = Float($1) }),
+            ("--learning-starts", learningStarts, { $0.learningStarts = Int($1) }),
+        ]
+        for (option, text, set) in options {
             guard let text else { continue }
             for (name, value) in try perInitValues(text, option: option, names: names) {
                 if option == "--learning-starts" && !(value >= 0 && value <= 1e8 && value == value.rounded()) {
                     throw ValidationError("\(option) takes whole step counts in 0...100000000")
                 }
-                if let name { plan.initSettings[name] = applying(option, value, to: plan.dqn(for: name)) } else {
+                if let name {
+                    var settings = plan.dqn(for: name)
+                    set(&settings, value)
+                    plan.initSettings[name] = settings
+                } else {
                     // An all-inits value comes first, so it also reaches inits that a later INIT=VALUE overrides.
-                    plan.dqn = applying(option, value, to: plan.dqn)
-                    for (k, v) in plan.initSettings { plan.initSettings[k] = applying(option, value, to: v) }
+                    set(&plan.dqn, value)
+                    for k in Array(plan.initSettings.keys) { set(&plan.initSettings[k]!, value) }
                 }
             }
         }
         do { try plan.validate() } catch { throw ValidationError("\(error)") }
         return plan
-    }
-
-    /// `v` with one adaptation option's value set.
-    func applying(_ option: String, _ value: Double, to v: DQNConfig) -> DQNConfig {
-        var s = v
-        switch option {
-        case "--start-epsilon": s.startEpsilon = Float(value)
-        case "--end-epsilon": s.endEpsilon = Float(value)
-        case "--learning-starts": s.learningStarts = Int(value)
-        case "--learning-rate": s.learningRate = Float(value)
-        default: s.explorationFraction = Float(value)
-        }
-        return s
     }
 
     /// Parses "0.2" (every init: name nil) or "meta=0.1,random=1" into (init, value) pairs, all-inits values first.
