@@ -147,6 +147,24 @@ public struct SeedComparison: Sendable {
         return (medians, ratios)
     }
 
+    /// One two-level bootstrap sample: as many runs as there are, drawn with replacement, and for each drawn run as
+    /// many of its tasks as it has, drawn with replacement; (run, task) rows.
+    private func resampledRows(_ rng: inout SeededRNG) -> [(Int, Int)] {
+        var rows: [(Int, Int)] = []
+        for _ in runs.indices {
+            let r = Int(rng.next() % UInt64(runs.count))
+            for _ in 0..<runs[r].tasks { rows.append((r, Int(rng.next() % UInt64(runs[r].tasks)))) }
+        }
+        return rows
+    }
+
+    /// `value` with the 2.5th and 97.5th percentiles of its bootstrap `draws`.
+    private static func estimate(_ value: Double, _ draws: [Double]) -> Estimate {
+        let sorted = draws.sorted()
+        func q(_ p: Double) -> Double { sorted[min(sorted.count - 1, max(0, Int((p * Double(sorted.count)).rounded(.down))))] }
+        return Estimate(value: value, low: q(0.025), high: q(0.975))
+    }
+
     /// Medians and ratios with percentile-bootstrap 95% CIs, and the paired task counts.
     public func summarise() -> (inits: [InitSummary], ratios: [Ratio]) {
         let steps = self.steps
@@ -155,20 +173,11 @@ public struct SeedComparison: Sendable {
         var rng = SeededRNG(seed: bootstrapSeed)
         var medianDraws = names.map { _ in [Double]() }, ratioDraws = (0...baselines.count).map { _ in [Double]() }
         for _ in 0..<resamples {
-            var rows: [(Int, Int)] = []
-            for _ in runs.indices {
-                let r = Int(rng.next() % UInt64(runs.count))
-                for _ in 0..<runs[r].tasks { rows.append((r, Int(rng.next() % UInt64(runs[r].tasks)))) }
-            }
-            let s = statistics(steps, rows: rows)
+            let s = statistics(steps, rows: resampledRows(&rng))
             for k in s.medians.indices { medianDraws[k].append(s.medians[k]) }
             for k in s.ratios.indices { ratioDraws[k].append(s.ratios[k]) }
         }
-        func estimate(_ value: Double, _ draws: [Double]) -> Estimate {
-            let sorted = draws.sorted()
-            func q(_ p: Double) -> Double { sorted[min(sorted.count - 1, max(0, Int((p * Double(sorted.count)).rounded(.down))))] }
-            return Estimate(value: value, low: q(0.025), high: q(0.975))
-        }
+        let estimate = Self.estimate
         let inits = names.indices.map { k in
             InitSummary(name: names[k], median: estimate(point.medians[k], medianDraws[k]),
                         perRun: steps[k].map { median($0) },
@@ -201,20 +210,12 @@ public struct SeedComparison: Sendable {
             let held = runs.map { run in run.curves[run.names.firstIndex(of: name)!].map { $0.min()! >= threshold ? 1.0 : 0.0 } }
             let all = held.flatMap { $0 }
             var rng = SeededRNG(seed: bootstrapSeed)
-            var draws: [Double] = []
-            for _ in 0..<resamples {
-                var total = 0.0, n = 0
-                for _ in runs.indices {
-                    let r = Int(rng.next() % UInt64(runs.count))
-                    for _ in 0..<held[r].count { total += held[r][Int(rng.next() % UInt64(held[r].count))]; n += 1 }
-                }
-                draws.append(total / Double(max(n, 1)))
+            let draws = (0..<resamples).map { _ in
+                let rows = resampledRows(&rng)
+                return rows.reduce(0.0) { $0 + held[$1.0][$1.1] } / Double(max(rows.count, 1))
             }
-            draws.sort()
             let value = all.reduce(0, +) / Double(all.count)
-            let estimate = Estimate(value: value, low: draws[Int(0.025 * Double(draws.count))],
-                                    high: draws[min(draws.count - 1, Int(0.975 * Double(draws.count)))])
-            return (name, Int(all.reduce(0, +)), all.count, estimate)
+            return (name, Int(all.reduce(0, +)), all.count, Self.estimate(value, draws))
         }
     }
 

@@ -92,7 +92,7 @@ struct Compare: ParsableCommand {
                      + "computed with \(Set(c.runs.map { "kernel \($0.kernel ?? "?") on \($0.cpu ?? "?")" }).sorted().joined(separator: " and "))", "",
                      "| init | median steps to target [95% CI] | per run | tasks reaching it |", "|---|---|---|---|"]
         for s in inits {
-            lines.append("| \(s.name) | \(interval(s.median)) | \(s.perRun.map(steps).joined(separator: ", ")) | \(s.reached)/\(s.tasks) |")
+            lines.append("| \(s.name) | \(interval(s.median)) | \(s.perRun.map(number).joined(separator: ", ")) | \(s.reached)/\(s.tasks) |")
         }
         lines += ["", "| baseline ÷ \(c.meta) | ratio of medians [95% CI] | \(c.meta) sooner / tie / later (tasks) |", "|---|---|---|"]
         for r in ratios {
@@ -139,7 +139,6 @@ struct Compare: ParsableCommand {
     }
 
     func number(_ x: Double) -> String { x.isFinite ? (x == x.rounded() ? String(Int(x)) : String(format: "%.2f", x)) : (x > 0 ? "∞" : "—") }
-    func steps(_ x: Double) -> String { number(x) }
     func interval(_ e: SeedComparison.Estimate, digits: Int = 0) -> String {
         func f(_ x: Double) -> String { !x.isFinite ? (x > 0 ? "∞" : "—") : digits == 0 ? String(format: "%.0f", x) : String(format: "%.\(digits)f", x) }
         return "\(f(e.value)) [\(f(e.low)), \(f(e.high))]"
