@@ -27,6 +27,7 @@ extension Coordinator {
             "coordinator_busy_seconds": busySeconds, "parameters": state.theta.count,
             "slots_applied": scheduler.counters.slotsApplied, "duplicates_dropped": scheduler.counters.duplicatesDropped,
             "stale_dropped": scheduler.counters.staleDropped, "requeued": scheduler.counters.requeued,
+            "workers_registered": scheduler.counters.workersRegistered,
             "workers_declared_dead": scheduler.counters.workersDeclaredDead,
             "parameter_transfers": scheduler.counters.parameterTransfers, "backups_sent": scheduler.counters.backupsSent,
             "params_sha256": parametersSHA256(state.theta),

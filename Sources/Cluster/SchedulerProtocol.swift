@@ -150,6 +150,8 @@ public struct SchedulerCounters: Sendable, Equatable {
     public var duplicatesDropped = 0
     public var staleDropped = 0
     public var requeued = 0
+    /// Registrations (a worker declared dead that comes back registers again, and is sent θ again).
+    public var workersRegistered = 0
     public var workersDeclaredDead = 0
     public var workersDisconnected = 0
     /// Attempts (slots and eval jobs) taken back from a live holder past their deadline.
