@@ -103,6 +103,11 @@ extension Coordinator {
         }
         let number = nextEvalRequest
         nextEvalRequest += 1
+        do {
+            evalTensors[number] = try sharedInitials(r.jobs)
+        } catch {
+            return .malformed(peer, "eval request \(r.requestID): the coordinator could not hold its parameters: \(error)", code: .malformed)
+        }
         evalJobs[number] = Dictionary(uniqueKeysWithValues: r.jobs.map { ($0.index, $0.job) })
         logger.info("eval request \(r.requestID) numbered \(number): \(r.jobs.count) job(s)")
         return .evalRequest(peer, request: number, jobs: r.jobs.map(\.index))
@@ -142,6 +147,7 @@ extension Coordinator {
                 if let outcome = inboundOutcome, outcome.key == key { send(client, .evalOutcome(outcome)) }
             case .forgetEvalRequest(let number):
                 evalJobs[number] = nil
+                evalTensors[number] = nil
             }
         }
     }
@@ -160,7 +166,12 @@ extension Coordinator {
                 logger.error("internal: no job content for \(key)")
                 return
             }
-            message = .evalJob(EvalJobMessage(key: key, job: job))
+            guard let initial = evalTensors[key.request]?[key.job] else {
+                logger.error("internal: no parameters frame for \(key)")
+                return
+            }
+            send(peer, .evalJob(EvalJobMessage(key: key, job: job)), sharing: initial)
+            return
         case let .assign(key, includeParameters):
             if tasks.iteration != key.iteration {
                 tasks = (key.iteration, try (0..<config.meta.metaBatch).map { try config.task(iteration: key.iteration, slot: $0) })
@@ -169,9 +180,53 @@ extension Coordinator {
                 runID: runID, key: key, task: tasks.specs[key.slot], innerLoop: config.innerLoop,
                 algorithm: config.meta.algorithm,
                 seed: slotSeed(runSeed: config.run.seed, iteration: key.iteration, slot: key.slot),
-                parameterVersion: state.iteration, parameters: includeParameters ? state.theta : nil))
+                parameterVersion: state.iteration, parameters: nil))
+            if includeParameters {
+                send(peer, message, sharing: try thetaTensor())
+                return
+            }
         }
         send(peer, message)
+    }
+
+    /// θ of the current version as a shared frame, encoded at the first send of the version.
+    func thetaTensor() throws -> SharedTensor {
+        if let frame = thetaFrame, frame.version == state.iteration { return frame.tensor }
+        thetaFrame = nil  // the old version's bytes go before the new ones are made
+        let tensor = try SharedTensor(state.theta, for: .assignment)
+        tensorEncodings += 1
+        thetaFrame = (state.iteration, tensor)
+        return tensor
+    }
+
+    /// One shared frame per distinct initial vector of an eval request (bit patterns compared), by job index.
+    func sharedInitials(_ jobs: [(index: Int, job: AdaptationJob)]) throws -> [Int: SharedTensor] {
+        var distinct: [(values: [Float], tensor: SharedTensor)] = []
+        var byJob: [Int: SharedTensor] = [:]
+        for (index, job) in jobs {
+            if let known = distinct.first(where: { WireCodec.sameBits($0.values, job.initial.values) }) {
+                byJob[index] = known.tensor
+            } else {
+                let tensor = try SharedTensor(job.initial, for: .evalJob)
+                tensorEncodings += 1
+                distinct.append((job.initial.values, tensor))
+                byJob[index] = tensor
+            }
+        }
+        return byJob
+    }
+
+    /// Sends `message` as its head frame followed by `tensor`'s shared frame (never copied or encoded again).
+    func send(_ peer: Peer, _ message: Message, sharing tensor: SharedTensor) {
+        let head = WireCodec.encodeHead(message, carrier: tensor.carrier, fieldBytes: tensor.frame.count)
+        do {
+            try socket.send([peer.id, head], then: tensor.frame)
+            bytesSent += head.count + tensor.frame.count
+            tensorBytesSent += tensor.frame.count
+            messagesOut += 1
+        } catch {
+            logger.debug("send \(message.kind) to \(peer) failed: \(error)")
+        }
     }
 
     func send(_ peer: Peer, _ message: Message) {

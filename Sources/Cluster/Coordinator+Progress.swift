@@ -23,7 +23,7 @@ extension Coordinator {
             "iteration": iteration, "mean_inner_return": meanReturn, "workers": scheduler.workerCount,
             "seconds": seconds, "slots_per_second": Double(payloads.count) / max(seconds, 1e-9),
             "bytes_sent": bytesSent, "bytes_received": bytesReceived, "messages_received": messagesIn,
-            "messages_sent": messagesOut,
+            "messages_sent": messagesOut, "tensor_bytes_sent": tensorBytesSent, "tensor_encodings": tensorEncodings,
             "coordinator_busy_seconds": busySeconds, "parameters": state.theta.count,
             "slots_applied": scheduler.counters.slotsApplied, "duplicates_dropped": scheduler.counters.duplicatesDropped,
             "stale_dropped": scheduler.counters.staleDropped, "requeued": scheduler.counters.requeued,
@@ -54,7 +54,7 @@ extension Coordinator {
         let eta = recentIterationSeconds.reduce(0, +) / Double(recentIterationSeconds.count) * Double(max(config.meta.iterations - state.iteration, 0))
         logger.info("\(String(format: "iteration %4d/%d  mean inner return %8.2f  workers %3d  %6.2f slots/s  sent %8d B  busy %.3f s  ETA %@", iteration + 1, config.meta.iterations, meanReturn, scheduler.workerCount, Double(payloads.count) / max(seconds, 1e-9), bytesSent, busySeconds, formatDuration(eta)))")
         writeStatus(state: state.iteration >= config.meta.iterations ? "training finished" : "running")
-        bytesSent = 0; bytesReceived = 0; messagesIn = 0; messagesOut = 0; busy = .zero
+        bytesSent = 0; bytesReceived = 0; messagesIn = 0; messagesOut = 0; tensorBytesSent = 0; busy = .zero
         iterationStarted = clock.now
     }
 

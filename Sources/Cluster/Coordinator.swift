@@ -58,11 +58,19 @@ public final class Coordinator {
     let tensorBoard: TensorBoardWriter
     // Per-iteration metrics.
     var bytesSent = 0, bytesReceived = 0, messagesIn = 0, messagesOut = 0
+    /// Of `bytesSent`, the shared tensor frames (θ and eval parameters).
+    var tensorBytesSent = 0
+    /// Tensor fields encoded since the start: once per θ version sent and per distinct eval θ, never per worker.
+    var tensorEncodings = 0
+    /// θ of the current version as a frame every assignment that carries θ shares.
+    var thetaFrame: (version: Int, tensor: SharedTensor)?
     var iterationStarted: ContinuousClock.Instant
     var busy: Duration = .zero
     /// The jobs of outstanding eval requests, by request number and job index (the scheduler only
     /// tracks their status); and the outcome being handled, until the scheduler says where it goes.
     var evalJobs: [Int: [Int: AdaptationJob]] = [:]
+    /// Each job's initial parameters as a shared frame, one per distinct vector of its request.
+    var evalTensors: [Int: [Int: SharedTensor]] = [:]
     /// Request numbers start from the clock, so a restarted coordinator never reuses the number of a
     /// request whose late outcomes may still arrive from workers (they would be taken for another job's).
     var nextEvalRequest = Int(UInt64(Date().timeIntervalSince1970 * 1000) % (1 << 30)) + 1

@@ -83,6 +83,8 @@ public final class Worker {
         /// Testing knob: after this many jobs, compute threads hang for good (a stuck driver, a deadlock) while
         /// the socket thread keeps heartbeating, to test that liveness of work does not rest on heartbeats.
         public var hangAfterJobs: Int?
+        /// What slots compute: the inner loop, or an instant result for capacity measurements (`instantSlotOutcome`).
+        public var compute = SlotCompute.train
         /// What this worker computes with (`NumericsReport.measure()`), sent in every hello.
         public var numerics: NumericsReport
         /// A file holding the coordinator's endpoint (the run folder's `coordinator.endpoint`), read again on every
@@ -246,12 +248,13 @@ public final class Worker {
     /// Handles one inbound message; returns false when the worker should exit.
     func handle(_ frames: [[UInt8]]) throws -> Bool {
         lastHeard = now
-        guard frames.count == 1 else {
+        // One frame, or a head and the θ frame shared by every worker it goes to (protocol 5).
+        guard frames.count == 1 || frames.count == 2 else {
             logger.warning("dropped a \(frames.count)-frame message from the coordinator")
             return true
         }
         let message: Message
-        do { message = try WireCodec.decode(frames[0]) } catch {
+        do { message = try WireCodec.decode(frames: frames) } catch {
             logger.warning("dropped an invalid message from the coordinator: \(error)")
             send(.error(ErrorReply(code: error.isVersionMismatch ? .protocolVersion : .malformed, message: "\(error)")))
             return true
@@ -315,7 +318,7 @@ public final class Worker {
     /// Starts a compute thread; it owns its own PUSH socket (sockets never cross threads).
     func startComputeThread(_ index: Int) {
         let jobs = self.jobs, logger = self.logger, context = self.context, endpoint = resultsEndpoint
-        let slowdown = options.slowdownFactor, hangAfter = options.hangAfterJobs, counter = envSteps
+        let slowdown = options.slowdownFactor, hangAfter = options.hangAfterJobs, counter = envSteps, compute = options.compute
         let jobsStarted = self.jobsStarted
         let thread = Thread {
             let push: ZMQSocket
@@ -340,10 +343,11 @@ public final class Worker {
                 switch job {
                 case let .slot(a, theta, kernel):
                     do {
-                        let outcome = try GEMMBackend.$current.withValue(kernel) {
-                            try runSlot(theta: theta, task: a.task, algorithm: a.algorithm, settings: a.innerLoop, seed: a.seed,
-                                        progress: progress)
-                        }
+                        let outcome = compute == .instant ? instantSlotOutcome(parameterCount: theta.count, seed: a.seed)
+                            : try GEMMBackend.$current.withValue(kernel) {
+                                try runSlot(theta: theta, task: a.task, algorithm: a.algorithm, settings: a.innerLoop, seed: a.seed,
+                                            progress: progress)
+                            }
                         if let problem = outcome.update.divergence {
                             // Deterministic: any worker computes the same, so this is the run's, not ours to retry.
                             logger.error("slot \(a.key) diverged: \(problem)")

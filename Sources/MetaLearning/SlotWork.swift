@@ -64,6 +64,23 @@ public func runSlot(
     }
 }
 
+/// What a worker computes for a slot: the real inner loop, or nothing (`metatrain worker --compute none`).
+public enum SlotCompute: String, Sendable, CaseIterable {
+    case train
+    /// An instant outcome (`instantSlotOutcome`), to measure the coordinator alone: `scripts/capacity.sh`.
+    case instant = "none"
+}
+
+/// A slot's outcome made without training: valid, deterministic in (θ's size, seed), at no compute cost.
+///
+/// Why: the coordinator's capacity (slots per second, CPU per slot) is measured with workers that return at once,
+/// so every message and the meta-update run at full size while nothing else competes for the cores. Every value is
+/// the same small number (at most 1e-3 in magnitude), so θ changes with each version; the θ it gives means nothing.
+public func instantSlotOutcome(parameterCount: Int, seed: UInt64) -> SlotOutcome {
+    let value = Float(Int(seed % 2001) - 1000) * 1e-6
+    return SlotOutcome(update: ParameterVector([Float](repeating: value, count: parameterCount)), statistics: SlotStatistics())
+}
+
 public enum MetaLearningError: Error, CustomStringConvertible {
     case incompatible(String)
     public var description: String {

@@ -131,6 +131,23 @@ public final class ZMQSocket {
         guard rc >= 0 else { throw ZMQError.last("zmq_send") }
     }
 
+    /// Sends `frames` and then `shared` as the last frame of one multipart message; `shared`'s bytes are not copied.
+    public func send(_ frames: [[UInt8]], then shared: ZMQSharedFrame, dontWait: Bool = true) throws {
+        for frame in frames { try sendFrame(frame, more: true, dontWait: dontWait) }
+        var copy = zmq_msg_t()
+        zmq_msg_init(&copy)
+        guard zmq_msg_copy(&copy, shared.message) == 0 else {
+            let error = ZMQError.last("zmq_msg_copy")
+            zmq_msg_close(&copy)
+            throw error
+        }
+        guard zmq_msg_send(&copy, handle, dontWait ? ZMQ_DONTWAIT : 0) >= 0 else {
+            let error = ZMQError.last("zmq_msg_send")
+            zmq_msg_close(&copy)
+            throw error
+        }
+    }
+
     /// Receives one multipart message, or nil if none is waiting (non-blocking).
     public func receive() throws -> [[UInt8]]? {
         var frames: [[UInt8]] = []
@@ -149,6 +166,36 @@ public final class ZMQSocket {
             frames.append(size == 0 ? [] : Array(UnsafeRawBufferPointer(start: data, count: size)))
             if zmq_msg_more(&msg) == 0 { return frames }
         }
+    }
+}
+
+/// One frame built once and sent many times, its bytes never copied again: every send takes a copy that
+/// shares them by reference count (`zmq_msg_copy`), and libzmq frees them when the last copy has gone out.
+///
+/// Why: θ of one version goes to every worker; encoding and copying 4 MB per worker was the coordinator's
+/// largest cost (issue 15).
+public final class ZMQSharedFrame {
+    let message: UnsafeMutablePointer<zmq_msg_t>
+    /// Bytes in the frame.
+    public let count: Int
+
+    public init(_ bytes: [UInt8]) throws {
+        let message = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
+        guard zmq_msg_init_size(message, bytes.count) == 0 else {
+            let error = ZMQError.last("zmq_msg_init_size")
+            message.deallocate()
+            throw error
+        }
+        if !bytes.isEmpty {
+            bytes.withUnsafeBytes { zmq_msg_data(message).copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        }
+        self.message = message
+        count = bytes.count
+    }
+
+    deinit {
+        zmq_msg_close(message)
+        message.deallocate()
     }
 }
 

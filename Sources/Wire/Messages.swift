@@ -9,7 +9,9 @@ import NeuralNet
 /// Version 3 added numerics to hello and welcome: a worker without a fingerprint cannot be held to a run's.
 /// Version 4 added the sparse GoalNavigation2D fields and tabular MDPs with shared dynamics (a version-3 worker
 /// would silently run another task), and the status request and reply.
-public let protocolVersion: UInt32 = 4
+/// Version 5 sends an assignment's θ and an eval job's parameters as a second frame encoded once for every
+/// message that carries them (`SharedTensorField`); a version-4 worker would read the first frame alone.
+public let protocolVersion: UInt32 = 5
 
 /// Identifies one attempt at one slot of one meta-iteration.
 public struct SlotKey: Hashable, Comparable, Sendable, CustomStringConvertible {

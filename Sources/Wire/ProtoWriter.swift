@@ -20,6 +20,8 @@ public struct ProtoWriter: Sendable {
         raw(field << 3 | 5)
         bytes += withUnsafeBytes(of: value.bitPattern.littleEndian, Array.init)
     }
+    /// The tag and length of a length-delimited field whose `count` bytes the caller appends (or sends) itself.
+    public mutating func lengthDelimitedHeader(_ field: UInt64, count: Int) { raw(field << 3 | 2); raw(UInt64(count)) }
     public mutating func bytes(_ field: UInt64, _ value: [UInt8]) { raw(field << 3 | 2); raw(UInt64(value.count)); bytes += value }
     public mutating func string(_ field: UInt64, _ value: String) { bytes(field, Array(value.utf8)) }
     public mutating func message(_ field: UInt64, _ value: ProtoWriter) { bytes(field, value.bytes) }

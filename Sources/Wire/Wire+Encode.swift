@@ -16,6 +16,17 @@ public enum WireCodec {
     /// Like `encode(_:)` with an explicit version (tests use it to send a wrong one).
     public static func encode(_ message: Message, version: UInt32) -> [UInt8] {
         let arena = Arena()
+        let envelope = envelope(message, version: version, arena)
+        let size = metatrain__v1__envelope__get_packed_size(envelope)
+        var out = [UInt8](repeating: 0, count: size)
+        _ = out.withUnsafeMutableBufferPointer { metatrain__v1__envelope__pack(envelope, $0.baseAddress) }
+        return out
+    }
+
+    /// The protobuf-c envelope of `message`, its storage in `arena`. `omitTensor` leaves out the tensor a
+    /// `SharedTensorField` carries instead (an assignment's θ, an eval job's initial parameters).
+    static func envelope(_ message: Message, version: UInt32, _ arena: Arena,
+                         omitTensor: Bool = false) -> UnsafeMutablePointer<Metatrain__V1__Envelope> {
         let envelope: UnsafeMutablePointer<Metatrain__V1__Envelope> = arena.message { metatrain__v1__envelope__init($0) }
         envelope.pointee.protocol_version = version
         switch message {
@@ -59,7 +70,7 @@ public enum WireCodec {
             m.pointee.algorithm = encodeAlgorithm(a.algorithm)
             m.pointee.seed = a.seed
             m.pointee.parameter_version = UInt64(a.parameterVersion)
-            if let p = a.parameters { m.pointee.parameters = encodeTensor(p.values, arena) }
+            if let p = a.parameters, !omitTensor { m.pointee.parameters = encodeTensor(p.values, arena) }
             envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_ASSIGNMENT
             envelope.pointee.assignment = m
         case .result(let r):
@@ -128,7 +139,8 @@ public enum WireCodec {
             envelope.pointee.eval_request = m
         case .evalJob(let j):
             envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_EVAL_JOB
-            envelope.pointee.eval_job = encodeEvalJob(j.key, j.job, arena)
+            // initial_index 0 is proto3's default, so with omitTensor neither it nor the tensor is written.
+            envelope.pointee.eval_job = encodeEvalJob(j.key, j.job, arena, initialIndex: omitTensor ? 0 : nil)
         case .evalOutcome(let o):
             let m: UnsafeMutablePointer<Metatrain__V1__EvalOutcome> = arena.message { metatrain__v1__eval_outcome__init($0) }
             m.pointee.request = UInt64(o.key.request)
@@ -141,13 +153,11 @@ public enum WireCodec {
             envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_EVAL_OUTCOME
             envelope.pointee.eval_outcome = m
         }
-        let size = metatrain__v1__envelope__get_packed_size(envelope)
-        var out = [UInt8](repeating: 0, count: size)
-        _ = out.withUnsafeMutableBufferPointer { metatrain__v1__envelope__pack(envelope, $0.baseAddress) }
-        return out
+        return envelope
     }
 
-    static func sameBits(_ a: [Float], _ b: [Float]) -> Bool {
+    /// Whether two vectors hold the same bit patterns (−0 and +0 differ, a NaN equals its own bits).
+    public static func sameBits(_ a: [Float], _ b: [Float]) -> Bool {
         a.count == b.count && (a.isEmpty || a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in memcmp(pa.baseAddress!, pb.baseAddress!, pa.count) == 0 } })
     }
 

@@ -114,6 +114,8 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Testing: play a machine this many times slower (idle after each slot).") var slowdown = 1.0
     @Option(help: ArgumentHelp("Testing: compute threads hang for good after this many jobs while heartbeats go on.", visibility: .hidden))
     var testHangAfter: Int?
+    @Option(help: "What slots compute: train (the inner loop), or none (an instant, valid, meaningless result: measures the coordinator alone, as scripts/capacity.sh does).")
+    var compute = SlotCompute.train
     @OptionGroup var curve: CurveClientOptions
     @OptionGroup var logging: LoggingOptions
 
@@ -136,6 +138,8 @@ struct WorkerCommand: ParsableCommand {
         options.heartbeatIntervalMs = heartbeatIntervalMs
         options.slowdownFactor = max(slowdown, 1)
         options.hangAfterJobs = testHangAfter
+        options.compute = compute
+        if compute == .instant { logger.warning("--compute none: slots return an instant result without training; the run's θ means nothing") }
         options.curve = try curve.load()
         do {
             try userFacing {
@@ -152,6 +156,8 @@ struct WorkerCommand: ParsableCommand {
         _exit(0)
     }
 }
+
+extension SlotCompute: ExpressibleByArgument {}
 
 struct CheckpointCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

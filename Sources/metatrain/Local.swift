@@ -19,6 +19,8 @@ struct Local: ParsableCommand {
     @Option(help: "Override run.seed.") var seed: UInt64?
     @Option(help: "Run folder (default: run.run_dir/run.name-TIMESTAMP).") var runDir: String?
     @Flag(help: "Skip the end-of-run comparison on held-out tasks.") var noEval = false
+    @Option(help: "What the workers' slots compute: train, or none (instant results: the coordinator's capacity, scripts/capacity.sh).")
+    var compute = SlotCompute.train
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
@@ -55,7 +57,8 @@ struct Local: ParsableCommand {
     func spawnWorker(index: Int, endpoint: String, threads: Int, folder: String) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        p.arguments = ["worker", "--connect", endpoint, "--threads", "\(threads)", "--log-level", logging.logLevel]
+        p.arguments = ["worker", "--connect", endpoint, "--threads", "\(threads)", "--log-level", logging.logLevel,
+                       "--compute", compute.rawValue]
         let log = (folder as NSString).appendingPathComponent("worker-\(index).log")
         FileManager.default.createFile(atPath: log, contents: nil)
         p.standardOutput = FileHandle(forWritingAtPath: log)

@@ -109,7 +109,7 @@ import Wire
             let deadline = Date().addingTimeInterval(5)
             while Date() < deadline {
                 if try ZMQPoller.poll([rogue], timeoutMs: 100)[0], let frames = try rogue.receive() {
-                    let m = try WireCodec.decode(frames[0])
+                    let m = try WireCodec.decode(frames: frames)
                     switch m {
                     case .welcome, .error: return m
                     default: continue

@@ -53,7 +53,7 @@ final class HostilePeer: @unchecked Sendable {
             while !isStopped {
                 if try ZMQPoller.poll([socket], timeoutMs: 20)[0] {
                     while let frames = try socket.receive() {
-                        guard let message = try? WireCodec.decode(frames[0]) else { continue }
+                        guard let message = try? WireCodec.decode(frames: frames) else { continue }
                         switch message {
                         case .assignment(let a):
                             lock.lock(); assignmentsTaken += 1; lock.unlock()

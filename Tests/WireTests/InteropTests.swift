@@ -34,10 +34,15 @@ import Wire
             runID: "swift-run", key: SlotKey(iteration: 7, slot: 3, attempt: 2),
             task: .cartPole(CartPoleParameters(gravity: 11.25, length: 0.75)), innerLoop: InnerLoopSettings(budget: 4321),
             algorithm: .reptile, seed: 0xFEED_F00D_1234_5678, parameterVersion: 7, parameters: theta)
+        // As one frame, and as the coordinator sends it to a worker: a head and θ's field encoded once, joined.
+        let shared = SharedTensorField(theta, for: .assignment)
+        let encodings = [("one frame", WireCodec.encode(.assignment(assignment))),
+                         ("head + shared θ", WireCodec.encodeHead(.assignment(assignment), shared: shared) + shared.bytes)]
+        for (name, bytes) in encodings {
         let out = folder + "/assignment.bin"
-        try Data(WireCodec.encode(.assignment(assignment))).write(to: URL(fileURLWithPath: out))
+        try Data(bytes).write(to: URL(fileURLWithPath: out))
         let (status, text) = try Self.runPython(["read", out])
-        #expect(status == 0, "\(text)")
+        #expect(status == 0, "\(name): \(text)")
         let fields = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "\(text)")
         #expect(fields["body"] as? String == "assignment" && fields["version"] as? Int == Int(protocolVersion))
         #expect(fields["run_id"] as? String == "swift-run" && fields["iteration"] as? Int == 7)
@@ -46,7 +51,8 @@ import Wire
         #expect(fields["algorithm"] as? String == "ALGORITHM_REPTILE" && fields["optimizer"] as? String == "OPTIMIZER_ADAM")
         #expect(fields["gravity"] as? Double == 11.25 && fields["length"] as? Double == 0.75 && fields["budget"] as? Int == 4321)
         #expect(fields["hidden_layers"] as? [Int] == [64, 64] && fields["shape"] as? [Int] == [4])
-        #expect((fields["values"] as? [Double])?.map { Float($0) } == theta.values)
+        #expect((fields["values"] as? [Double])?.map { Float($0) } == theta.values, "\(name)")
+        }
 
         let back = folder + "/result.bin"
         let (writeStatus, writeText) = try Self.runPython(["write", back, "\(protocolVersion)"])

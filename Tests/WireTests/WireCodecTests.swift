@@ -88,6 +88,30 @@ import Wire
         #expect(try WireCodec.decode(bytes) == .evalRequest(request))
     }
 
+    /// θ encoded once for all workers (issue 15): a head frame plus the shared tensor field decode to exactly the
+    /// message encoded whole, for an assignment and an eval job; the head alone, or with another message's field,
+    /// does not pass as that message.
+    @Test func aHeadAndASharedTensorFieldAreTheWholeMessage() throws {
+        let theta = try #require(Self.assignment.parameters)
+        let field = SharedTensorField(theta, for: .assignment)
+        var withoutTheta = Self.assignment
+        withoutTheta.parameters = nil
+        let head = WireCodec.encodeHead(.assignment(withoutTheta), shared: field)
+        #expect(try WireCodec.decode(frames: [head, field.bytes]) == .assignment(Self.assignment))
+        #expect(WireCodec.encodeHead(.assignment(Self.assignment), shared: field) == head, "the message's own θ is never encoded")
+        #expect(head.count + field.bytes.count == WireCodec.encode(.assignment(Self.assignment)).count)
+        #expect(throws: WireError.self) { try WireCodec.decode(head) }
+
+        let job = EvalJobMessage(key: EvalKey(request: 9, job: 3, attempt: 1), job: Self.evalJob)
+        let initial = SharedTensorField(Self.evalJob.initial, for: .evalJob)
+        let jobHead = WireCodec.encodeHead(.evalJob(job), shared: initial)
+        #expect(try WireCodec.decode(frames: [jobHead, initial.bytes]) == .evalJob(job))
+        #expect(throws: WireError.self) { try WireCodec.decode(frames: [jobHead]) }
+        // Frames of different lengths than the head announces do not decode.
+        #expect(throws: WireError.self) { try WireCodec.decode(frames: [jobHead, field.bytes]) }
+        #expect(throws: WireError.self) { try WireCodec.decode(frames: [head, field.bytes, field.bytes]) }
+    }
+
     @Test func invalidEvalMessagesAreRejectedWithTheFieldName() {
         func rejects(_ message: Message, containing text: String) {
             Self.expectRejected(WireCodec.encode(message)) { "\($0)".contains(text) }

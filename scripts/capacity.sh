@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Coordinator capacity: one coordinator and N worker processes that return every slot at once
+# (`--compute none`), so the figures are the coordinator's (and the loopback's), not training's.
+#   scripts/capacity.sh [OUT_DIR]          (default docs/results/capacity)
+#   env: SIZES="5k 70k 1m"  WORKERS="1 8 64"  META_BATCH=64
+# For each θ size and worker count it reports, over the iterations after every worker has joined:
+# slots/s, coordinator CPU per slot, bytes sent and received per iteration, θ bytes sent per iteration
+# against θ's size × the workers holding an assignment, θ encodings per iteration, and peak RSS.
+# Writes OUT_DIR/capacity.json and OUT_DIR/capacity.md; `metatrain scaling` reads the JSON to validate its model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-docs/results/capacity}
+sizes=${SIZES:-5k 70k 1m}
+workers_list=${WORKERS:-1 8 64}
+meta_batch=${META_BATCH:-64}
+scripts/bootstrap.sh
+swift build -c release --product metatrain >/dev/null
+mkdir -p "$out"
+work=$(mktemp -d /tmp/metatrain-capacity.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+rows="$work/rows.jsonl"
+: >"$rows"
+for size in $sizes; do
+  # CartPole's 4 inputs and 2 actions: [64, 64] is 4,610 floats, [256, 256] 67,586, [1000, 1000] 1,008,002.
+  case $size in
+    5k) layers="[64, 64]"; iterations=60 ;;
+    70k) layers="[256, 256]"; iterations=30 ;;
+    1m) layers="[1000, 1000]"; iterations=6 ;;
+    *) echo "capacity: unknown size $size (5k, 70k or 1m)" >&2; exit 2 ;;
+  esac
+  for workers in $workers_list; do
+    run="$work/$size-$workers"
+    mkdir -p "$run"
+    cat >"$run/c.yaml" <<YAML
+run: {name: capacity, seed: 3, checkpoint_interval: 100000}
+coordinator: {bind: "tcp://127.0.0.1:*", heartbeat_interval_ms: 1000, liveness: 30}
+meta: {algorithm: reptile, iterations: $iterations, meta_batch: $meta_batch}
+task_family: {env: cartpole}
+inner_loop: {budget: 24, hidden_layers: $layers, batch_size: 8, learning_starts: 16, buffer_capacity: 64}
+evaluation: {tasks: 0}
+YAML
+    .build/release/metatrain local --config "$run/c.yaml" --workers "$workers" --compute none --run-dir "$run/run" \
+      --no-eval --log-level warning >"$run/local.log" 2>&1 || { cat "$run/local.log" >&2; exit 1; }
+    python3 - "$run/run/metrics.jsonl" "$size" "$workers" "$meta_batch" >>"$rows" <<'PY'
+import json, statistics, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+size, workers, meta_batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+# Steady state: from the iteration after the last worker joined.
+first = next((i for i, l in enumerate(lines) if l["workers"] >= workers), len(lines) - 1) + 1
+steady = lines[first:] or lines[-1:]
+before = lines[first - 1] if first >= 1 else None
+slots = len(steady) * meta_batch
+seconds = sum(l["seconds"] for l in steady)
+cpu = steady[-1]["coordinator_cpu_seconds"] - (before["coordinator_cpu_seconds"] if before else 0)
+theta = lines[-1]["parameters"]
+holders = min(workers, meta_batch)
+tensor = statistics.mean(l["tensor_bytes_sent"] for l in steady)
+encodings = (steady[-1]["tensor_encodings"] - (before["tensor_encodings"] if before else 0)) / len(steady)
+print(json.dumps({
+    "size": size, "theta_floats": theta, "workers": workers, "meta_batch": meta_batch, "iterations_measured": len(steady),
+    "slots_per_second": slots / seconds, "iteration_seconds": statistics.median(l["seconds"] for l in steady),
+    "coordinator_cpu_us_per_slot": cpu / slots * 1e6,
+    "bytes_sent_per_iteration": statistics.mean(l["bytes_sent"] for l in steady),
+    "bytes_received_per_iteration": statistics.mean(l["bytes_received"] for l in steady),
+    "tensor_bytes_per_iteration": tensor, "theta_bytes_times_holders": theta * 4 * holders,
+    "tensor_bytes_ratio": tensor / (theta * 4 * holders), "tensor_encodings_per_iteration": encodings,
+    "peak_rss_mib": lines[-1]["coordinator_max_rss_kb"] / 1024,
+    "slots_applied": lines[-1]["slots_applied"], "workers_declared_dead": lines[-1]["workers_declared_dead"],
+}))
+PY
+    tail -1 "$rows" | python3 -c 'import json, sys
+r = json.load(sys.stdin)
+print("capacity: θ {:,} floats, {} worker(s): {:,.0f} slots/s, {:.0f} µs coordinator CPU/slot, θ bytes {:.4f} × θ × holders".format(
+    r["theta_floats"], r["workers"], r["slots_per_second"], r["coordinator_cpu_us_per_slot"], r["tensor_bytes_ratio"]))'
+  done
+done
+python3 - "$rows" "$out" <<'PY'
+import json, platform, subprocess, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
+machine = {"cpu": cpu, "cores": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
+           "kernel": platform.release()}
+json.dump({"machine": machine, "rows": rows}, open(f"{sys.argv[2]}/capacity.json", "w"), indent=1)
+with open(f"{sys.argv[2]}/capacity.md", "w") as f:
+    f.write(f"Coordinator capacity (`scripts/capacity.sh`, workers `--compute none`, meta-batch {rows[0]['meta_batch']}) on "
+            f"{machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}; coordinator and workers share the cores.\n\n")
+    f.write("| θ floats | workers | slots/s | iteration s (median) | coordinator CPU µs/slot | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB |\n")
+    f.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+    for r in rows:
+        f.write(f"| {r['theta_floats']:,} | {r['workers']} | {r['slots_per_second']:,.0f} | {r['iteration_seconds']:.4f} | "
+                f"{r['coordinator_cpu_us_per_slot']:,.0f} | {r['bytes_sent_per_iteration'] / 1e6:.2f} | "
+                f"{r['bytes_received_per_iteration'] / 1e6:.2f} | {r['tensor_bytes_ratio']:.4f} | "
+                f"{r['tensor_encodings_per_iteration']:.2f} | {r['peak_rss_mib']:.0f} |\n")
+print(open(f"{sys.argv[2]}/capacity.md").read())
+ok = all(r["tensor_bytes_ratio"] < 1.001 and r["workers_declared_dead"] == 0 for r in rows)
+print(f"capacity: {'ok' if ok else 'FAILED'}: θ bytes per iteration are θ × workers holding an assignment, no worker declared dead")
+sys.exit(0 if ok else 1)
+PY
