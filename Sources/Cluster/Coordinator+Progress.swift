@@ -24,6 +24,7 @@ extension Coordinator {
             "seconds": seconds, "slots_per_second": Double(payloads.count) / max(seconds, 1e-9),
             "bytes_sent": bytesSent, "bytes_received": bytesReceived, "messages_received": messagesIn,
             "messages_sent": messagesOut, "tensor_bytes_sent": tensorBytesSent, "tensor_encodings": tensorEncodings,
+            "slot_seconds": payloads.map(\.statistics.seconds),
             "coordinator_busy_seconds": busySeconds, "parameters": state.theta.count,
             "slots_applied": scheduler.counters.slotsApplied, "duplicates_dropped": scheduler.counters.duplicatesDropped,
             "stale_dropped": scheduler.counters.staleDropped, "requeued": scheduler.counters.requeued,

@@ -108,7 +108,7 @@ extension Scheduler {
     /// median (`evalBackupAfterMedianMultiple`), on a worker not already running it.
     mutating func assignEval(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         guard !evalRequests.isEmpty else { return }
-        var free = workers.sorted(by: { $0.value.number < $1.value.number }).map(\.key).filter { workers[$0]!.canTakeWork }
+        var free = inJoinOrder.map(\.key).filter { workers[$0]!.canTakeWork }
         guard !free.isEmpty else { return }
         let numbers = evalRequests.keys.sorted()
         for number in numbers {

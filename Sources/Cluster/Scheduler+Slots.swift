@@ -66,7 +66,7 @@ extension Scheduler {
         guard isDone, !finishAnnounced else { return }
         finishAnnounced = true
         out.append(.finished)
-        for (peer, _) in workers.sorted(by: { $0.value.number < $1.value.number }) {
+        for (peer, _) in inJoinOrder {
             out.append(.send(peer, .goodbye("run finished")))
         }
     }
@@ -82,7 +82,7 @@ extension Scheduler {
         for (slot, ranFor, median) in slots.stragglers(now: now, multiple: multiple, minimumSamples: settings.backupMinimumSamples) {
             let busy = Set(workers.filter { $0.value.running.keys.contains { $0.iteration == iteration && $0.slot == slot } }.map(\.key))
             // No candidate for this straggler (its holders are the only free ones) does not mean none for the next.
-            guard let (peer, _) = workers.sorted(by: { $0.value.number < $1.value.number })
+            guard let (peer, _) = inJoinOrder
                 .first(where: { !busy.contains($0.key) && $0.value.canTakeWork }) else { continue }
             slots.noteBackup(slot)
             counters.backupsSent += 1
@@ -111,12 +111,21 @@ extension Scheduler {
     /// running, and once training is over it has every thread.
     mutating func assign(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         if !isFinished {
-            // Slots being recomputed by the shell (a divergence report) are not handed out meanwhile.
-            var pending = slots.pending.filter { !confirming.contains($0) }[...]
+            // Slots being recomputed by the shell (a divergence report) are not handed out meanwhile. Only as many
+            // pending slots are looked at as there are free threads, so an event's cost does not grow with the batch.
+            var pending: ArraySlice<Int> = []
+            if slots.hasPending {
+                let free = joinOrder.reduce(0) { sum, peer in
+                    let w = workers[peer]!
+                    return w.canTakeWork ? sum + w.threads - w.load : sum
+                }
+                pending = slots.pending(first: free, skipping: confirming)[...]
+                if free == 0 { return }
+            }
             if pending.isEmpty {
                 assignBackups(now: now, &out)
             } else {
-                for (peer, _) in workers.sorted(by: { $0.value.number < $1.value.number }) {
+                for peer in joinOrder {
                     while let slot = pending.first, let worker = workers[peer], worker.canTakeWork {
                         pending.removeFirst()
                         out.append(dispatch(slot, to: peer, now: now))
@@ -145,7 +154,7 @@ extension Scheduler {
     /// stuck, not slow, and is disconnected with the reason; a slow one that still computes is kept.
     mutating func reclaimOverdue(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         let slotLimit = slotDeadline
-        for (peer, worker) in workers.sorted(by: { $0.value.number < $1.value.number }) {
+        for (peer, worker) in inJoinOrder {
             var missed: [String] = []
             for (key, since) in worker.running.sorted(by: { $0.key < $1.key }) where now - since > slotLimit {
                 release(peer, key, requeue: true)

@@ -62,6 +62,9 @@ public struct Scheduler<Payload> {
     /// The current iteration's slots (their attempt times carry over from one iteration to the next).
     var slots: AttemptTracker<Int, Payload>
     var workers: [Peer: Worker] = [:]
+    /// The workers' connections in the order they joined (their numbers ascending), kept as they come and go so no
+    /// event sorts the workers.
+    var joinOrder: [Peer] = []
     var nextWorkerNumber = 1
     var clients: [Peer: Client] = [:]
     /// Outstanding eval requests by number; served in number order.
@@ -99,6 +102,9 @@ public struct Scheduler<Payload> {
     /// Connected eval clients.
     public var clientPeers: [Peer] { clients.keys.sorted { $0.id.lexicographicallyPrecedes($1.id) } }
 
+    /// (connection, worker) of every worker, in join order.
+    var inJoinOrder: [(key: Peer, value: Worker)] { joinOrder.map { ($0, workers[$0]!) } }
+
     /// Workers alive right now.
     public var workerCount: Int { workers.count }
 
@@ -109,13 +115,13 @@ public struct Scheduler<Payload> {
     }
 
     public var workerStatus: [WorkerStatus] {
-        workers.values.sorted { $0.number < $1.number }.map {
+        joinOrder.map { workers[$0]! }.map {
             WorkerStatus(id: $0.id, host: $0.host, threads: $0.threads, busy: $0.load, slotsDone: $0.slotsDone,
                          suspected: $0.suspected, lastHeard: $0.lastHeard, envSteps: $0.envSteps)
         }
     }
     /// Their connections, in the order they joined.
-    public var peers: [Peer] { workers.sorted { $0.value.number < $1.value.number }.map(\.key) }
+    public var peers: [Peer] { joinOrder }
 
     public mutating func handle(_ event: SchedulerEvent<Payload>, now: Tick) -> [SchedulerCommand<Payload>] {
         var out: [SchedulerCommand<Payload>] = []

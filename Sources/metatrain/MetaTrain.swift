@@ -8,7 +8,7 @@ struct MetaTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "metatrain",
         abstract: "Meta-trains DQN agents across a cluster: Reptile / first-order / second-order MAML over ZeroMQ workers, and measures whether it helped.",
-        subcommands: [Local.self, CoordinatorCommand.self, WorkerCommand.self, CheckpointCommand.self, ConfigCommand.self, KeygenCommand.self, Train.self, Eval.self, Compare.self, Bench.self, ExportCommand.self, StatusCommand.self]
+        subcommands: [Local.self, CoordinatorCommand.self, WorkerCommand.self, CheckpointCommand.self, ConfigCommand.self, KeygenCommand.self, Train.self, Eval.self, Compare.self, Bench.self, ExportCommand.self, StatusCommand.self, Scaling.self]
     )
 
     /// Checks METATRAIN_KERNEL before any command computes: a kernel that does not exist, or that this CPU

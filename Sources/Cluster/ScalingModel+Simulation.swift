@@ -1,0 +1,342 @@
+import Foundation
+import MetaLearning
+import NeuralNet
+import Wire
+
+extension ScalingModel {
+    /// The discrete-event simulation behind `predict`: events in time order, CPU jobs under processor sharing per
+    /// machine, the coordinator's thread as a FIFO of work items, its link as one FIFO per direction.
+    struct Simulation {
+        enum Event {
+            case coordinatorReceives(SchedulerEvent<Void>, bytes: Int, result: Bool)
+            case workerReceives(Int, Outbound, bytes: Int)
+            case workerHeartbeat(Int)
+            case workerDies(Int)
+            case slotLeaves(Int, SlotKey)
+            case cpuCheck(machine: Int, stamp: Int)
+            case tick
+        }
+
+        /// What happens when a CPU job ends.
+        enum Completion {
+            /// The coordinator's current work item.
+            case coordinator
+            /// A worker's slot (decoding θ, computing, encoding the update): its result goes out.
+            case slot(worker: Int, SlotKey)
+        }
+
+        struct Machine {
+            let cores: Double
+            var jobs: [Int: (remaining: Double, completion: Completion)] = [:]
+            var last = 0.0
+            var stamp = 0
+        }
+
+        /// Work on the coordinator's thread: CPU seconds, then what it does.
+        enum CoordinatorWork {
+            case handle(SchedulerEvent<Void>)
+            /// The sends (and effects) of commands, already handled.
+            case sends([(peer: Peer, Outbound, bytes: Int)], applied: Bool)
+        }
+
+        let workload: Workload
+        let cluster: Cluster
+        let costs: Costs
+        var rng: SeededRNG
+        var scheduler: Scheduler<Void>
+        var now = 0.0
+        var events: [(time: Double, seq: Int, event: Event)] = []
+        var seq = 0
+        var machines: [Machine]
+        var coordinatorQueue: [(cost: Double, work: CoordinatorWork)] = []
+        var coordinatorCurrent: CoordinatorWork?
+        var coordinatorBusy = 0.0
+        var coordinatorStarted = 0.0
+        var linkOutFree = 0.0, linkInFree = 0.0, linkOutBusy = 0.0, linkInBusy = 0.0
+        var alive: [Bool]
+        var nextJob = 0
+        var encodedVersion = -1
+        var applied: [Double] = []
+        /// Busy totals when the first and the latest iteration were applied (the window the prediction measures).
+        var atFirst: (coordinator: Double, out: Double, in: Double) = (0, 0, 0)
+        var atLast: (coordinator: Double, out: Double, in: Double) = (0, 0, 0)
+        var finished = false
+
+        static let headBytes = 300, smallBytes = 60, resultOverhead = 120
+
+        init(workload: Workload, cluster: Cluster, costs: Costs, seed: UInt64) throws {
+            guard workload.thetaFloats > 0, workload.metaBatch > 0, workload.iterations >= 2, workload.slotSeconds >= 0,
+                  cluster.workers > 0, cluster.threadsPerWorker > 0, (cluster.sharedCores ?? 1) > 0, costs.workerTurnaround >= 0 else {
+                throw ConfigError.invalidValue(path: "scaling model", line: 0, reason: "needs θ, meta-batch, ≥ 2 iterations, workers and cores > 0")
+            }
+            self.workload = workload
+            self.cluster = cluster
+            self.costs = costs
+            rng = SeededRNG(seed: seed)
+            var settings = SchedulerSettings(runID: "model", iterations: workload.iterations, metaBatch: workload.metaBatch,
+                                             heartbeatIntervalMs: cluster.heartbeatIntervalMs, liveness: cluster.liveness,
+                                             checkpointInterval: 1_000_000)
+            settings.incarnation = "m0"
+            scheduler = try Scheduler(settings: settings, numerics: RunNumerics(policy: .any))
+            if let shared = cluster.sharedCores {
+                machines = [Machine(cores: shared)]
+            } else {
+                machines = [Machine(cores: 1)] + (0..<cluster.workers).map { _ in Machine(cores: Double(cluster.threadsPerWorker)) }
+            }
+            alive = [Bool](repeating: true, count: cluster.workers)
+        }
+
+        func machine(ofWorker w: Int) -> Int { cluster.sharedCores == nil ? 1 + w : 0 }
+        static func peer(_ w: Int) -> Peer { Peer(withUnsafeBytes(of: UInt32(w).bigEndian, Array.init)) }
+        static func worker(_ p: Peer) -> Int { p.id.reduce(0) { $0 << 8 | Int($1) } }
+        var thetaBytes: Int { workload.thetaFloats * 4 }
+
+        mutating func push(_ time: Double, _ event: Event) {
+            seq += 1
+            events.append((time, seq, event))
+            var i = events.count - 1
+            while i > 0 {
+                let parent = (i - 1) / 2
+                guard (events[i].time, events[i].seq) < (events[parent].time, events[parent].seq) else { break }
+                events.swapAt(i, parent)
+                i = parent
+            }
+        }
+
+        mutating func pop() -> (time: Double, seq: Int, event: Event)? {
+            guard !events.isEmpty else { return nil }
+            events.swapAt(0, events.count - 1)
+            let top = events.removeLast()
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < events.count, (events[l].time, events[l].seq) < (events[m].time, events[m].seq) { m = l }
+                if r < events.count, (events[r].time, events[r].seq) < (events[m].time, events[m].seq) { m = r }
+                if m == i { break }
+                events.swapAt(i, m)
+                i = m
+            }
+            return top
+        }
+
+        // MARK: - CPU under processor sharing
+
+        mutating func advance(_ m: Int) {
+            let n = machines[m].jobs.count
+            if n > 0 {
+                let rate = min(1, machines[m].cores / Double(n))
+                let done = (now - machines[m].last) * rate
+                for key in machines[m].jobs.keys { machines[m].jobs[key]!.remaining -= done }
+            }
+            machines[m].last = now
+        }
+
+        mutating func reschedule(_ m: Int) {
+            machines[m].stamp += 1
+            let n = machines[m].jobs.count
+            guard n > 0, let least = machines[m].jobs.values.map(\.remaining).min() else { return }
+            let rate = min(1, machines[m].cores / Double(n))
+            push(now + max(least, 0) / rate, .cpuCheck(machine: m, stamp: machines[m].stamp))
+        }
+
+        mutating func addJob(_ m: Int, work: Double, _ completion: Completion) {
+            advance(m)
+            nextJob += 1
+            machines[m].jobs[nextJob] = (work, completion)
+            reschedule(m)
+        }
+
+        mutating func check(_ m: Int, stamp: Int) {
+            guard machines[m].stamp == stamp else { return }
+            advance(m)
+            let done = machines[m].jobs.filter { $0.value.remaining <= 1e-12 }.sorted { $0.key < $1.key }
+            for (key, _) in done { machines[m].jobs[key] = nil }
+            reschedule(m)
+            for (_, job) in done { complete(job.completion) }
+        }
+
+        mutating func complete(_ completion: Completion) {
+            switch completion {
+            case .coordinator:
+                coordinatorBusy += now - coordinatorStarted
+                let work = coordinatorCurrent!
+                coordinatorCurrent = nil
+                finish(work)
+                startCoordinatorWork()
+            case let .slot(w, key):
+                guard alive[w] else { return }
+                if costs.workerTurnaround > 0 {
+                    push(now + costs.workerTurnaround, .slotLeaves(w, key))
+                    return
+                }
+                slotLeaves(w, key)
+            }
+        }
+
+        /// A worker's result goes out on the coordinator's inbound link.
+        mutating func slotLeaves(_ w: Int, _ key: SlotKey) {
+            guard alive[w] else { return }
+            arriveAtCoordinator(.result(Self.peer(w), runID: "model", key: key, parameterVersion: key.iteration, payload: ()),
+                                bytes: thetaBytes + Self.resultOverhead, result: true)
+        }
+
+        // MARK: - The coordinator
+
+        /// A message from a worker crosses the coordinator's inbound link.
+        mutating func arriveAtCoordinator(_ event: SchedulerEvent<Void>, bytes: Int, result: Bool = false) {
+            let start = max(now, linkInFree)
+            let transfer = Double(bytes) / costs.linkBytesPerSecond
+            linkInFree = start + transfer
+            linkInBusy += transfer
+            push(linkInFree + costs.latency, .coordinatorReceives(event, bytes: bytes, result: result))
+        }
+
+        mutating func enqueueCoordinator(_ cost: Double, _ work: CoordinatorWork) {
+            coordinatorQueue.append((cost, work))
+            if coordinatorCurrent == nil { startCoordinatorWork() }
+        }
+
+        mutating func startCoordinatorWork() {
+            guard coordinatorCurrent == nil, !coordinatorQueue.isEmpty else { return }
+            let (cost, work) = coordinatorQueue.removeFirst()
+            coordinatorCurrent = work
+            coordinatorStarted = now
+            addJob(0, work: cost, .coordinator)
+        }
+
+        /// A work item's CPU time is over: the scheduler handles the event, and the commands' sends are charged.
+        mutating func finish(_ work: CoordinatorWork) {
+            switch work {
+            case .handle(let event):
+                let commands = scheduler.handle(event, now: Tick(now * 1000))
+                var sends: [(peer: Peer, Outbound, bytes: Int)] = []
+                var cost = 0.0
+                var appliedHere = false
+                for command in commands {
+                    switch command {
+                    case let .send(peer, outbound):
+                        var bytes = Self.smallBytes
+                        if case let .assign(key, includeParameters) = outbound {
+                            bytes = Self.headBytes
+                            if includeParameters {
+                                bytes += thetaBytes
+                                if encodedVersion != key.iteration {
+                                    encodedVersion = key.iteration
+                                    cost += Double(thetaBytes) * costs.coordinatorPerEncodedByte
+                                }
+                            }
+                        }
+                        cost += costs.coordinatorPerMessage
+                        sends.append((peer, outbound, bytes))
+                    case .applyMetaUpdate(_, let payloads):
+                        cost += Double(payloads.count * workload.thetaFloats) * costs.coordinatorApplyPerFloat
+                        appliedHere = true
+                    case .abort:
+                        finished = true
+                    default:
+                        break
+                    }
+                }
+                if !sends.isEmpty || appliedHere { enqueueCoordinatorFront(cost, .sends(sends, applied: appliedHere)) }
+            case let .sends(sends, appliedHere):
+                if appliedHere {
+                    applied.append(now)
+                    // Link time is charged when a message is queued; what is queued at this instant is the next iteration's.
+                    atLast = (coordinatorBusy, linkOutBusy, linkInBusy)
+                    if applied.count == 1 { atFirst = atLast }
+                }
+                for (peer, outbound, bytes) in sends {
+                    let start = max(now, linkOutFree)
+                    let transfer = Double(bytes) / costs.linkBytesPerSecond
+                    linkOutFree = start + transfer
+                    linkOutBusy += transfer
+                    push(linkOutFree + costs.latency, .workerReceives(Self.worker(peer), outbound, bytes: bytes))
+                }
+            }
+        }
+
+        /// The commands of the event just handled run before anything else that arrived meanwhile (as in the shell).
+        mutating func enqueueCoordinatorFront(_ cost: Double, _ work: CoordinatorWork) {
+            coordinatorQueue.insert((cost, work), at: 0)
+        }
+
+        // MARK: - Workers
+
+        mutating func workerReceives(_ w: Int, _ outbound: Outbound, bytes: Int) {
+            guard alive[w], case let .assign(key, _) = outbound else {
+                if case .goodbye = outbound { alive[w] = false }
+                return
+            }
+            var slot = workload.slotSeconds * exp(workload.slotSpread * rng.nextGaussian())
+            if workload.stragglerProbability > 0, rng.nextDouble() < workload.stragglerProbability { slot *= workload.stragglerFactor }
+            let io = 2 * costs.workerPerMessage + Double(bytes + thetaBytes + Self.resultOverhead) * costs.workerPerByte
+            addJob(machine(ofWorker: w), work: slot + io, .slot(worker: w, key))
+        }
+
+        mutating func run() throws -> Prediction {
+            for w in 0..<cluster.workers {
+                let hello = Hello(host: "w\(w)", cores: cluster.threadsPerWorker, threads: cluster.threadsPerWorker,
+                                  numerics: NumericsReport(kernel: "model", fingerprint: "model", portableKernel: "model",
+                                                           portableFingerprint: "model", cpu: "model"))
+                now = Double(w) * 1e-5
+                arriveAtCoordinator(.hello(Self.peer(w), hello), bytes: Self.headBytes)
+                push(now + Double(cluster.heartbeatIntervalMs) / 1000, .workerHeartbeat(w))
+                if workload.deathsPerWorkerHour > 0 {
+                    push(-log(max(rng.nextDouble(), 1e-300)) / workload.deathsPerWorkerHour * 3600, .workerDies(w))
+                }
+            }
+            now = 0
+            let tickEvery = Double(max(5, min(50, cluster.heartbeatIntervalMs / 4))) / 1000
+            push(tickEvery, .tick)
+            var steps = 0
+            while !finished, applied.count < workload.iterations, let (time, _, event) = pop() {
+                steps += 1
+                guard steps < 50_000_000, time < 1e7 else {
+                    throw ConfigError.invalidValue(path: "scaling model", line: 0, reason: "the simulation did not finish (\(applied.count) iterations at \(time) s)")
+                }
+                now = time
+                switch event {
+                case let .coordinatorReceives(e, bytes, result):
+                    let cost = costs.coordinatorPerMessage + (result ? Double(bytes) * costs.coordinatorPerResultByte : 0)
+                    enqueueCoordinator(cost, .handle(e))
+                case let .workerReceives(w, outbound, bytes):
+                    workerReceives(w, outbound, bytes: bytes)
+                case .workerHeartbeat(let w):
+                    guard alive[w] else { break }
+                    arriveAtCoordinator(.heartbeat(Self.peer(w), envSteps: nil), bytes: Self.smallBytes)
+                    push(now + Double(cluster.heartbeatIntervalMs) / 1000, .workerHeartbeat(w))
+                case .workerDies(let w):
+                    alive[w] = false
+                case let .slotLeaves(w, key):
+                    slotLeaves(w, key)
+                case let .cpuCheck(m, stamp):
+                    check(m, stamp: stamp)
+                case .tick:
+                    enqueueCoordinator(0, .handle(.tick))
+                    push(now + tickEvery, .tick)
+                }
+            }
+            guard applied.count >= 2 else {
+                throw ConfigError.invalidValue(path: "scaling model", line: 0, reason: "fewer than 2 iterations were applied")
+            }
+            let window = applied.last! - applied.first!
+            let iterations = Double(applied.count - 1)
+            let iterationSeconds = window / iterations
+            let meanSlot = workload.slotSeconds * exp(workload.slotSpread * workload.slotSpread / 2)
+                * (1 + workload.stragglerProbability * (workload.stragglerFactor - 1))
+            let threads = Double(cluster.workers * cluster.threadsPerWorker)
+            let capacity = cluster.sharedCores.map { min(threads, $0) } ?? threads
+            let efficiency = Double(workload.metaBatch) * meanSlot / (capacity * iterationSeconds)
+            let shares = [("coordinator CPU", (atLast.coordinator - atFirst.coordinator) / window),
+                          ("coordinator link (out)", (atLast.out - atFirst.out) / window),
+                          ("coordinator link (in)", (atLast.in - atFirst.in) / window),
+                          ("workers", efficiency)]
+            let bottleneck = shares.max { $0.1 < $1.1 }!.0
+            return Prediction(iterationSeconds: iterationSeconds, efficiency: efficiency, coordinatorBusy: shares[0].1,
+                              linkOutBusy: shares[1].1, linkInBusy: shares[2].1,
+                              slotsPerSecond: Double(workload.metaBatch) / iterationSeconds, bottleneck: bottleneck,
+                              backupsSent: scheduler.counters.backupsSent, workersDeclaredDead: scheduler.counters.workersDeclaredDead)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import MetaLearning
+import NeuralNet
+import Wire
+
+/// Predicts a run's iteration time on clusters this machine cannot hold: the real `Scheduler`, driven in simulated
+/// time by modelled workers, a modelled network and a coordinator charged measured CPU costs.
+///
+/// Why the real Scheduler: what limits a cluster is as much the scheduling (the sync barrier, backups of stragglers,
+/// θ once per worker per version, heartbeats) as the hardware, and a model that re-implemented it would drift from
+/// the code. Everything else is a resource with a queue: the coordinator's one thread (its messages are handled one
+/// at a time), its link (each direction sends one message at a time at `Costs.linkBytesPerSecond`), and the CPU
+/// cores, shared by processor sharing among the jobs on one machine (`Cluster.sharedCores`: everything on one
+/// machine, as on this one; nil: each worker on cores of its own and the coordinator alone on its machine).
+/// `scripts/scaling.sh` calibrates the costs here and checks the predictions against real runs (docs/SCALING.md).
+public enum ScalingModel {
+    /// Per-message and per-byte costs, in seconds, measured by `metatrain scaling --calibrate`.
+    public struct Costs: Codable, Sendable, Equatable {
+        /// Coordinator CPU for any message in or out (envelope, the scheduler's step, the socket call).
+        public var coordinatorPerMessage: Double
+        /// Coordinator CPU per byte of an inbound result (decode, validation, the divergence bound).
+        public var coordinatorPerResultByte: Double
+        /// Coordinator CPU per byte of θ encoded, once per version.
+        public var coordinatorPerEncodedByte: Double
+        /// Coordinator CPU per float of the meta-update, per slot (the sum of updates and the step).
+        public var coordinatorApplyPerFloat: Double
+        /// Worker CPU per message received or sent (the socket thread, the hand-off to a compute thread), and per
+        /// byte (decoding θ, encoding its update). Calibrated as the coordinator's: the same code paths.
+        public var workerPerMessage: Double
+        public var workerPerByte: Double
+        /// Time a slot spends in a worker's hand-offs (socket thread → compute thread → socket thread) that is not
+        /// CPU the model charges: a delay per slot. `metatrain scaling report` fits it to one run (the smallest θ, one
+        /// instant worker), where it is most of the time; calibrate leaves it 0.
+        public var workerTurnaround: Double = 0
+        /// How many slots computing at once on this machine go as fast as that many on their own cores: a machine's
+        /// vCPUs may share their vector units (two hyperthreads of one core give about 1 for GEMM-bound slots).
+        /// Measured by running slots on one thread and on all at once; the model uses it as the shared cores.
+        public var parallelCompute: Double = 1
+        /// The coordinator's link, each direction; one message at a time.
+        public var linkBytesPerSecond: Double
+        /// One-way latency of a message.
+        public var latency: Double
+
+        public init(coordinatorPerMessage: Double, coordinatorPerResultByte: Double, coordinatorPerEncodedByte: Double,
+                    coordinatorApplyPerFloat: Double, workerPerMessage: Double, workerPerByte: Double,
+                    linkBytesPerSecond: Double, latency: Double) {
+            self.coordinatorPerMessage = coordinatorPerMessage; self.coordinatorPerResultByte = coordinatorPerResultByte
+            self.coordinatorPerEncodedByte = coordinatorPerEncodedByte; self.coordinatorApplyPerFloat = coordinatorApplyPerFloat
+            self.workerPerMessage = workerPerMessage; self.workerPerByte = workerPerByte; self.linkBytesPerSecond = linkBytesPerSecond; self.latency = latency
+        }
+    }
+
+    /// What the run computes.
+    public struct Workload: Sendable, Equatable {
+        public var thetaFloats: Int
+        public var metaBatch: Int
+        /// Iterations simulated; the first (start-up, registration) is not counted in the prediction.
+        public var iterations = 4
+        /// A slot's compute time: lognormal with this median and log-standard deviation.
+        public var slotSeconds: Double
+        public var slotSpread: Double = 0.05
+        /// A slot straggles (its machine is slow this once) with this probability, taking `stragglerFactor` × longer.
+        public var stragglerProbability: Double = 0
+        public var stragglerFactor: Double = 5
+        /// Worker deaths per worker-hour (exponential; a dead worker falls silent, liveness finds it).
+        public var deathsPerWorkerHour: Double = 0
+
+        public init(thetaFloats: Int, metaBatch: Int, slotSeconds: Double) {
+            self.thetaFloats = thetaFloats; self.metaBatch = metaBatch; self.slotSeconds = slotSeconds
+        }
+    }
+
+    /// Where it runs.
+    public struct Cluster: Sendable, Equatable {
+        public var workers: Int
+        public var threadsPerWorker = 1
+        /// nil: every worker has `threadsPerWorker` cores of its own and the coordinator a core of its own. A number:
+        /// coordinator and workers share this many cores of one machine.
+        public var sharedCores: Double?
+        public var heartbeatIntervalMs = 1000
+        public var liveness = 10
+
+        public init(workers: Int, sharedCores: Double? = nil) { self.workers = workers; self.sharedCores = sharedCores }
+    }
+
+    /// What the model predicts for one (workload, cluster).
+    public struct Prediction: Codable, Sendable, Equatable {
+        /// Mean seconds per meta-iteration after the first.
+        public var iterationSeconds: Double
+        /// Share of the worker threads' time spent computing slots: 1 is perfect scaling.
+        public var efficiency: Double
+        /// Busy shares of the coordinator's thread and of its link, out and in.
+        public var coordinatorBusy: Double
+        public var linkOutBusy: Double
+        public var linkInBusy: Double
+        /// Slots per second.
+        public var slotsPerSecond: Double
+        /// The resource closest to saturation: "workers", "coordinator CPU", "coordinator link (out)" or "(in)".
+        public var bottleneck: String
+        public var backupsSent: Int
+        public var workersDeclaredDead: Int
+    }
+
+    /// Simulates the run; deterministic in `seed`.
+    public static func predict(_ workload: Workload, on cluster: Cluster, costs: Costs, seed: UInt64 = 1) throws -> Prediction {
+        var simulation = try Simulation(workload: workload, cluster: cluster, costs: costs, seed: seed)
+        return try simulation.run()
+    }
+}

@@ -1,0 +1,190 @@
+import ArgumentParser
+import Cluster
+import Foundation
+
+extension Scaling {
+    /// Model vs measured on this machine, then predictions for 1 … 1,024 workers: scaling.md, scaling.json, scaling.svg.
+    struct Report: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the model against measured runs (capacity.json, runs.json) and predict 1…1,024 workers (markdown, JSON, SVG).")
+        @Option(help: "Costs from `metatrain scaling calibrate`.") var costs: String
+        @Option(help: "scripts/capacity.sh's capacity.json (instant workers).") var capacity: String
+        @Option(help: "Real-compute runs (scripts/scaling.sh's runs.json).") var runs: String
+        @Option(help: "Cores' worth of parallel compute of the machine the runs shared (default: the calibrated parallelCompute).") var cores: Double?
+        @Option(help: "Predictions: the coordinator's link, Gbit/s each way.") var linkGbit = 10.0
+        @Option(help: "Predictions: one-way latency, µs.") var latencyUs = 100.0
+        @Option(help: "Predictions: median seconds of a reference slot (2,000 steps) with the small θ.") var slotSecondsSmall: Double
+        @Option(help: "Predictions: the same with the 1M-float θ.") var slotSecondsLarge: Double
+        @Option(help: "Predictions: log-standard deviation of slot times (default: the runs' fitted spread).") var slotSpread: Double?
+        @Option(help: "Folder for scaling.md, scaling.json, scaling.svg.") var out: String
+
+        /// One measured run: what it ran and its median iteration time.
+        struct Measured {
+            let kind: String, theta: Int, workers: Int, batch: Int, seconds: Double, workload: ScalingModel.Workload
+            /// The coordinator's CPU per slot (getrusage), where the run measured it.
+            let coordinatorCPUPerSlot: Double?
+        }
+
+        func load(_ path: String, kind: String) throws -> [Measured] {
+            guard let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any],
+                  let list = object["rows"] as? [[String: Any]] else { throw ValidationError("\(path): no \"rows\" list") }
+            return try list.map { row in
+                guard let theta = row["theta_floats"] as? Int, let workers = row["workers"] as? Int,
+                      let batch = row["meta_batch"] as? Int, let seconds = row["iteration_seconds"] as? Double else {
+                    throw ValidationError("\(path): a row lacks theta_floats, workers, meta_batch or iteration_seconds")
+                }
+                var workload = ScalingModel.Workload(thetaFloats: theta, metaBatch: batch, slotSeconds: row["model_slot_seconds"] as? Double ?? 0)
+                workload.slotSpread = row["model_slot_spread"] as? Double ?? 0
+                workload.iterations = kind == "instant" ? 8 : 4
+                return Measured(kind: kind, theta: theta, workers: workers, batch: batch, seconds: seconds, workload: workload,
+                                coordinatorCPUPerSlot: (row["coordinator_cpu_us_per_slot"] as? Double).map { $0 * 1e-6 })
+            }
+        }
+
+        func run() throws {
+            var measuredCosts = try Scaling.loadCosts(costs)
+            let shared = cores ?? measuredCosts.parallelCompute
+            let measuredRuns = try load(capacity, kind: "instant") + load(runs, kind: "train")
+            // Two runs the model is fitted to, both of the smallest θ with instant workers, where fixed costs are nearly
+            // all of the time: the busiest (the highest slots/s) gives the per-message CPU from its coordinator CPU per
+            // slot (two messages and a result's bytes) — a microbenchmark understates it, as it cannot see a loop woken
+            // for every message, and an idler run's CPU includes its idle polling; the one-worker run, where slots go one
+            // after another, gives the workers' turnaround from its iteration time. Every other run checks the model.
+            let smallest = measuredRuns.filter { $0.kind == "instant" }.map(\.theta).min()
+            let small = measuredRuns.filter { $0.kind == "instant" && $0.theta == smallest }
+            var fitted: [(workers: Int, what: String)] = []
+            if let busiest = small.min(by: { $0.seconds < $1.seconds }), let cpu = busiest.coordinatorCPUPerSlot {
+                let perMessage = (cpu - Double(busiest.theta * 4) * measuredCosts.coordinatorPerResultByte) / 2
+                measuredCosts.coordinatorPerMessage = max(measuredCosts.coordinatorPerMessage, perMessage)
+                measuredCosts.workerPerMessage = measuredCosts.coordinatorPerMessage
+                fitted.append((busiest.workers, "fits the per-message CPU"))
+            }
+            if let single = small.first(where: { $0.workers == 1 }) {
+                measuredCosts.workerTurnaround = 0
+                let without = try ScalingModel.predict(single.workload, on: ScalingModel.Cluster(workers: 1, sharedCores: shared), costs: measuredCosts)
+                measuredCosts.workerTurnaround = max(0, (single.seconds - without.iterationSeconds) / Double(single.batch))
+                fitted.append((1, "fits the turnaround"))
+            }
+            var rows: [[String: Any]] = []
+            for m in measuredRuns {
+                let p = try ScalingModel.predict(m.workload, on: ScalingModel.Cluster(workers: m.workers, sharedCores: shared), costs: measuredCosts)
+                let fit = m.kind == "instant" && m.theta == smallest ? fitted.first { $0.workers == m.workers }?.what : nil
+                rows.append(["kind": fit.map { "instant (\($0))" } ?? m.kind, "theta_floats": m.theta, "workers": m.workers,
+                             "meta_batch": m.batch, "measured_seconds": m.seconds, "predicted_seconds": p.iterationSeconds,
+                             "error": p.iterationSeconds / m.seconds - 1, "bottleneck": p.bottleneck, "fitted": fit != nil])
+            }
+
+            let spread = slotSpread ?? measuredRuns.first { $0.kind == "train" }?.workload.slotSpread ?? 0.05
+            var cluster = measuredCosts
+            cluster.linkBytesPerSecond = linkGbit * 1e9 / 8
+            cluster.latency = latencyUs * 1e-6
+            let workerCounts = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+            var grid: [[String: Any]] = []
+            for (theta, slot) in [(4_610, slotSecondsSmall), (1_008_002, slotSecondsLarge)] {
+                for perWorker in [1, 4] {
+                    for workers in workerCounts {
+                        let batch = max(8, perWorker * workers)
+                        var workload = ScalingModel.Workload(thetaFloats: theta, metaBatch: batch, slotSeconds: slot)
+                        workload.slotSpread = spread
+                        let p = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: workers), costs: cluster)
+                        grid.append(["theta_floats": theta, "workers": workers, "meta_batch": batch, "slots_per_worker": perWorker,
+                                     "iteration_seconds": p.iterationSeconds, "efficiency": p.efficiency, "coordinator_busy": p.coordinatorBusy,
+                                     "link_out_busy": p.linkOutBusy, "link_in_busy": p.linkInBusy,
+                                     "bottleneck": p.efficiency < 0.9 ? try limit(workload, workers: workers, costs: cluster, efficiency: p.efficiency) : "none"])
+                    }
+                }
+            }
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            let json: [String: Any] = ["costs_as_used": try JSONSerialization.jsonObject(with: Scaling.encoder.encode(measuredCosts)),
+                                       "validation": rows, "predictions": grid, "link_gbit": linkGbit, "latency_us": latencyUs,
+                                       "slot_seconds_small": slotSecondsSmall, "slot_seconds_large": slotSecondsLarge, "slot_spread": spread, "shared_cores": shared]
+            try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+                .write(to: URL(fileURLWithPath: out + "/scaling.json"))
+            try Data(svg(grid).utf8).write(to: URL(fileURLWithPath: out + "/scaling.svg"))
+            let text = markdown(rows, grid, shared: shared)
+            try Data(text.utf8).write(to: URL(fileURLWithPath: out + "/scaling.md"))
+            print(text)
+            let worst = rows.filter { !($0["fitted"] as! Bool) }.map { abs($0["error"] as! Double) }.max() ?? 0
+            print("scaling: worst model error \(String(format: "%.1f", worst * 100))% over the measured runs not fitted to (bar: 20%)")
+        }
+
+        /// What holds efficiency down: the resource whose removal (a free coordinator CPU, an unlimited link, slots that all
+        /// take the median time) gains the most, with the efficiency it would reach.
+        func limit(_ workload: ScalingModel.Workload, workers: Int, costs: ScalingModel.Costs, efficiency: Double) throws -> String {
+            var freeCPU = costs
+            freeCPU.coordinatorPerMessage = 0; freeCPU.coordinatorPerResultByte = 0
+            freeCPU.coordinatorPerEncodedByte = 0; freeCPU.coordinatorApplyPerFloat = 0
+            var freeLink = costs
+            freeLink.linkBytesPerSecond = 1e15
+            var even = workload
+            even.slotSpread = 0
+            let cluster = ScalingModel.Cluster(workers: workers)
+            let gains = [("coordinator CPU", try ScalingModel.predict(workload, on: cluster, costs: freeCPU).efficiency),
+                         ("coordinator link", try ScalingModel.predict(workload, on: cluster, costs: freeLink).efficiency),
+                         ("barrier (slot-time spread)", try ScalingModel.predict(even, on: cluster, costs: costs).efficiency)]
+            let best = gains.max { $0.1 < $1.1 }!
+            return String(format: "%@ (%.0f%% without it)", best.0, best.1 * 100)
+        }
+
+        func markdown(_ rows: [[String: Any]], _ grid: [[String: Any]], shared: Double) -> String {
+            var s = "### Model vs measured (this machine: coordinator and workers share \(String(format: "%.2f", shared)) cores' worth of parallel compute)\n\n"
+            s += "| compute | θ floats | workers | meta-batch | measured s/iteration | model s/iteration | error | model's bottleneck |\n|---|---:|---:|---:|---:|---:|---:|---|\n"
+            for r in rows {
+                s += "| \(r["kind"]!) | \(r["theta_floats"]!) | \(r["workers"]!) | \(r["meta_batch"]!) | "
+                s += String(format: "%.4f | %.4f | %+.1f%% | ", r["measured_seconds"] as! Double, r["predicted_seconds"] as! Double,
+                            (r["error"] as! Double) * 100) + "\(r["bottleneck"]!) |\n"
+            }
+            s += "\n### Predictions (\(linkGbit) Gbit/s coordinator link each way, \(latencyUs) µs latency, one core per worker, slot times lognormal around the measured median)\n\n"
+            s += "| θ floats | slots per worker | workers | meta-batch | s/iteration | efficiency | coordinator CPU busy | link out busy | link in busy | below 90%: what limits it |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+            for g in grid {
+                s += "| \(g["theta_floats"]!) | \(g["slots_per_worker"]!) | \(g["workers"]!) | \(g["meta_batch"]!) | "
+                s += String(format: "%.3f | %.1f%% | %.1f%% | %.1f%% | %.1f%% | ", g["iteration_seconds"] as! Double, (g["efficiency"] as! Double) * 100,
+                            (g["coordinator_busy"] as! Double) * 100, (g["link_out_busy"] as! Double) * 100, (g["link_in_busy"] as! Double) * 100)
+                s += "\(g["bottleneck"]!) |\n"
+            }
+            s += "\n### Where efficiency first falls below 90%\n\n"
+            for theta in [4_610, 1_008_002] {
+                for perWorker in [1, 4] {
+                    let line = grid.filter { $0["theta_floats"] as! Int == theta && $0["slots_per_worker"] as! Int == perWorker }
+                    if let first = line.first(where: { ($0["efficiency"] as! Double) < 0.9 }) {
+                        s += "- θ \(theta) floats, meta-batch = \(perWorker) × workers: at \(first["workers"]!) workers "
+                        s += String(format: "(%.1f%%), ", (first["efficiency"] as! Double) * 100) + "bottleneck: \(first["bottleneck"]!)\n"
+                    } else {
+                        s += "- θ \(theta) floats, meta-batch = \(perWorker) × workers: ≥ 90% up to 1,024 workers\n"
+                    }
+                }
+            }
+            return s
+        }
+
+        /// Efficiency against workers (log scale), one line per θ size and slots per worker.
+        func svg(_ grid: [[String: Any]]) -> String {
+            let width = 640.0, height = 400.0, left = 60.0, right = 180.0, top = 20.0, bottom = 50.0
+            func x(_ workers: Int) -> Double { left + log2(Double(workers)) / 10 * (width - left - right) }
+            func y(_ e: Double) -> Double { top + (1 - min(max(e, 0), 1.05) / 1.05) * (height - top - bottom) }
+            var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+            s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+            for e in stride(from: 0.0, through: 1.0, by: 0.2) {
+                s += "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(y(e))\" y2=\"\(y(e))\" stroke=\"#ddd\"/><text x=\"\(left - 8)\" y=\"\(y(e) + 4)\" text-anchor=\"end\">\(Int(e * 100))%</text>\n"
+            }
+            s += "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(y(0.9))\" y2=\"\(y(0.9))\" stroke=\"#999\" stroke-dasharray=\"4 3\"/>\n"
+            for w in [1, 4, 16, 64, 256, 1024] {
+                s += "<text x=\"\(x(w))\" y=\"\(height - bottom + 18)\" text-anchor=\"middle\">\(w)</text>\n"
+            }
+            s += "<text x=\"\((left + width - right) / 2)\" y=\"\(height - 8)\" text-anchor=\"middle\">workers</text>\n"
+            let colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
+            var index = 0
+            for theta in [4_610, 1_008_002] {
+                for perWorker in [1, 4] {
+                    let line = grid.filter { $0["theta_floats"] as! Int == theta && $0["slots_per_worker"] as! Int == perWorker }
+                    let points = line.map { "\(x($0["workers"] as! Int)),\(y($0["efficiency"] as! Double))" }.joined(separator: " ")
+                    s += "<polyline fill=\"none\" stroke=\"\(colours[index])\" stroke-width=\"2\" points=\"\(points)\"/>\n"
+                    let label = "θ \(theta == 4_610 ? "5k" : "1M"), batch \(perWorker)×W"
+                    s += "<text x=\"\(width - right + 10)\" y=\"\(top + 20 + Double(index) * 18)\" fill=\"\(colours[index])\">\(label)</text>\n"
+                    index += 1
+                }
+            }
+            return s + "</svg>\n"
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Cluster
+import Testing
+
+/// The scaling model (issue 15) against cases whose answer is known by hand: it drives the real Scheduler, so
+/// these also pin that the scheduling adds nothing when nothing costs anything.
+@Suite struct ScalingModelTests {
+    static let free = ScalingModel.Costs(coordinatorPerMessage: 0, coordinatorPerResultByte: 0, coordinatorPerEncodedByte: 0,
+                                         coordinatorApplyPerFloat: 0, workerPerMessage: 0, workerPerByte: 0, linkBytesPerSecond: 1e15, latency: 0)
+
+    @Test func withNothingCostingAnythingAnIterationTakesItsSlotsDividedOverTheWorkers() throws {
+        for (workers, batch) in [(1, 4), (4, 4), (4, 16), (64, 256)] {
+            var workload = ScalingModel.Workload(thetaFloats: 1000, metaBatch: batch, slotSeconds: 1)
+            workload.slotSpread = 0
+            let p = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: workers), costs: Self.free)
+            let ideal = Double(batch / workers)
+            #expect(abs(p.iterationSeconds - ideal) < 0.01 * ideal, "\(workers) workers, batch \(batch): \(p.iterationSeconds) s")
+            #expect(abs(p.efficiency - 1) < 0.01)
+        }
+    }
+
+    @Test func aSlowLinkIsTheBottleneckAndTheIterationTakesThetaTimesWorkersOverItsBandwidth() throws {
+        var costs = Self.free
+        costs.linkBytesPerSecond = 1e8
+        let workload = ScalingModel.Workload(thetaFloats: 1_000_000, metaBatch: 16, slotSeconds: 0.001)
+        let p = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: 16), costs: costs)
+        // θ out to 16 workers and 16 updates back, each 4 MB at 100 MB/s: the two directions overlap but for one θ and one update.
+        let out = 16 * 4e6 / 1e8
+        #expect(p.iterationSeconds > out && p.iterationSeconds < out + 2 * 4e6 / 1e8 + 0.01, "\(p.iterationSeconds) s")
+        #expect(p.bottleneck.hasPrefix("coordinator link"), "\(p.bottleneck)")
+        #expect(p.efficiency < 0.01)
+    }
+
+    @Test func workersSharingCoresRunAtTheCoresPace() throws {
+        var workload = ScalingModel.Workload(thetaFloats: 100, metaBatch: 4, slotSeconds: 1)
+        workload.slotSpread = 0
+        let p = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: 4, sharedCores: 2), costs: Self.free)
+        #expect(abs(p.iterationSeconds - 2) < 0.02, "\(p.iterationSeconds) s")
+        #expect(abs(p.efficiency - 1) < 0.01)
+    }
+
+    @Test func aCoordinatorThatCostsTimePerResultIsTheBottleneckAndPredictionsRepeat() throws {
+        var costs = Self.free
+        costs.coordinatorPerMessage = 0.01
+        var workload = ScalingModel.Workload(thetaFloats: 100, metaBatch: 64, slotSeconds: 0.05)
+        workload.stragglerProbability = 0.05
+        let p = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: 64), costs: costs, seed: 3)
+        // 64 results in and 64 assignments out at 10 ms each, one at a time.
+        #expect(p.iterationSeconds >= 128 * 0.01, "\(p.iterationSeconds) s")
+        #expect(p.bottleneck == "coordinator CPU")
+        #expect(try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: 64), costs: costs, seed: 3) == p)
+    }
+}
