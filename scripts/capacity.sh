@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Coordinator capacity: one coordinator and N worker processes that return every slot at once
 # (`--compute none`), so the figures are the coordinator's (and the loopback's), not training's.
-#   scripts/capacity.sh [OUT_DIR]          (default docs/results/capacity)
-#   env: SIZES="5k 70k 1m"  WORKERS="1 8 64"  META_BATCH=64
+#   scripts/capacity.sh [OUT_DIR]          (default docs/results/scaling, beside the scaling model it checks)
+#   env: SIZES="5k 70k 1m"  WORKERS="1 8 64"  META_BATCH=64  LARGE_BATCH=1024 (one more run: 5k θ, 64 workers, this batch)
 # For each θ size and worker count it reports, over the iterations after every worker has joined:
 # slots/s, coordinator CPU per slot, bytes sent and received per iteration, θ bytes sent per iteration
 # against θ's size × the workers holding an assignment, θ encodings per iteration, and peak RSS.
 # Writes OUT_DIR/capacity.json and OUT_DIR/capacity.md; `metatrain scaling` reads the JSON to validate its model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-docs/results/capacity}
+out=${1:-docs/results/scaling}
 sizes=${SIZES:-5k 70k 1m}
 workers_list=${WORKERS:-1 8 64}
-meta_batch=${META_BATCH:-64}
+default_batch=${META_BATCH:-64}
+large_batch=${LARGE_BATCH:-1024}
 scripts/bootstrap.sh
 swift build -c release --product metatrain >/dev/null
 mkdir -p "$out"
@@ -20,16 +21,20 @@ work=$(mktemp -d /tmp/metatrain-capacity.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 rows="$work/rows.jsonl"
 : >"$rows"
-for size in $sizes; do
+runs=""
+for size in $sizes; do for workers in $workers_list; do runs="$runs $size:$workers:$default_batch"; done; done
+[ "$large_batch" -gt 0 ] && runs="$runs 5k:64:$large_batch"
+for spec in $runs; do
+  IFS=: read -r size workers meta_batch <<<"$spec"
   # CartPole's 4 inputs and 2 actions: [64, 64] is 4,610 floats, [256, 256] 67,586, [1000, 1000] 1,008,002.
   case $size in
-    5k) layers="[64, 64]"; iterations=60 ;;
+    5k) layers="[64, 64]"; iterations=$(( 60 * 64 / meta_batch + 4 )) ;;
     70k) layers="[256, 256]"; iterations=30 ;;
     1m) layers="[1000, 1000]"; iterations=6 ;;
     *) echo "capacity: unknown size $size (5k, 70k or 1m)" >&2; exit 2 ;;
   esac
-  for workers in $workers_list; do
-    run="$work/$size-$workers"
+  {
+    run="$work/$size-$workers-$meta_batch"
     mkdir -p "$run"
     cat >"$run/c.yaml" <<YAML
 run: {name: capacity, seed: 3, checkpoint_interval: 100000}
@@ -72,7 +77,7 @@ PY
 r = json.load(sys.stdin)
 print("capacity: θ {:,} floats, {} worker(s): {:,.0f} slots/s, {:.0f} µs coordinator CPU/slot, θ bytes {:.4f} × θ × holders".format(
     r["theta_floats"], r["workers"], r["slots_per_second"], r["coordinator_cpu_us_per_slot"], r["tensor_bytes_ratio"]))'
-  done
+  }
 done
 python3 - "$rows" "$out" <<'PY'
 import json, platform, subprocess, sys
@@ -82,12 +87,12 @@ machine = {"cpu": cpu, "cores": subprocess.run(["nproc"], capture_output=True, t
            "kernel": platform.release()}
 json.dump({"machine": machine, "rows": rows}, open(f"{sys.argv[2]}/capacity.json", "w"), indent=1)
 with open(f"{sys.argv[2]}/capacity.md", "w") as f:
-    f.write(f"Coordinator capacity (`scripts/capacity.sh`, workers `--compute none`, meta-batch {rows[0]['meta_batch']}) on "
+    f.write(f"Coordinator capacity (`scripts/capacity.sh`, workers `--compute none`) on "
             f"{machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}; coordinator and workers share the cores.\n\n")
-    f.write("| θ floats | workers | slots/s | iteration s (median) | coordinator CPU µs/slot | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB |\n")
-    f.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+    f.write("| θ floats | workers | meta-batch | slots/s | iteration s (median) | coordinator CPU µs/slot | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB |\n")
+    f.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     for r in rows:
-        f.write(f"| {r['theta_floats']:,} | {r['workers']} | {r['slots_per_second']:,.0f} | {r['iteration_seconds']:.4f} | "
+        f.write(f"| {r['theta_floats']:,} | {r['workers']} | {r['meta_batch']} | {r['slots_per_second']:,.0f} | {r['iteration_seconds']:.4f} | "
                 f"{r['coordinator_cpu_us_per_slot']:,.0f} | {r['bytes_sent_per_iteration'] / 1e6:.2f} | "
                 f"{r['bytes_received_per_iteration'] / 1e6:.2f} | {r['tensor_bytes_ratio']:.4f} | "
                 f"{r['tensor_encodings_per_iteration']:.2f} | {r['peak_rss_mib']:.0f} |\n")

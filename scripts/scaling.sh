@@ -22,7 +22,7 @@ trap 'rm -rf "$work"' EXIT
 
 echo "scaling: calibrating" >&2
 $bin scaling calibrate >"$out/costs.json"
-if [ -n "${CAPACITY:-}" ]; then cp "$CAPACITY" "$out/capacity.json"; else scripts/capacity.sh "$work/capacity" >&2; cp "$work/capacity/capacity.json" "$out/capacity.json"; fi
+if [ -n "${CAPACITY:-}" ]; then cp "$CAPACITY" "$out/capacity.json"; else scripts/capacity.sh "$work/capacity" >&2; cp "$work/capacity/capacity.json" "$work/capacity/capacity.md" "$out/"; fi
 
 reference() {  # $1 hidden layers, $2 budget, $3 meta-batch, $4 iterations
   sed -e "s/^  hidden_layers: .*/  hidden_layers: $1/" -e "s/^  budget: .*/  budget: $2/" \

@@ -17,10 +17,34 @@ public struct ParameterVector: Equatable, Sendable {
     }
 
     /// True when every value is finite (no NaN, no ±Inf).
-    public var isFinite: Bool { values.allSatisfy { $0.isFinite } }
+    public var isFinite: Bool { values.firstIndex(beyond: .greatestFiniteMagnitude) == nil }
 }
 
 extension Array where Element == Float {
+    /// The first index holding NaN or a value beyond ±`bound` (±∞ included; with `.greatestFiniteMagnitude`, the
+    /// first value that is not finite), or nil.
+    ///
+    /// Why not `firstIndex(where:)`: the coordinator checks every incoming update (4 MB for a 1M-float θ) and every
+    /// tensor it decodes; 16 lanes at a time this costs a fraction of the closure's per-element loop.
+    public func firstIndex(beyond bound: Float) -> Int? {
+        withUnsafeBufferPointer { buffer -> Int? in
+            guard let base = buffer.baseAddress else { return nil }
+            let high = SIMD16<Float>(repeating: bound), low = -high
+            var i = 0
+            while i + 16 <= buffer.count {
+                let v = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<Float>.self)
+                // NaN compares false both ways, so it fails the test as an out-of-bound value does.
+                if !all((v .<= high) .& (v .>= low)) { break }
+                i += 16
+            }
+            while i < buffer.count {
+                if !(buffer[i] <= bound && buffer[i] >= -bound) { return i }
+                i += 1
+            }
+            return nil
+        }
+    }
+
     /// The values as little-endian IEEE float32 bytes: the one byte layout of θ in hashes, files and exports.
     public var littleEndianBytes: [UInt8] {
         var bytes = [UInt8]()

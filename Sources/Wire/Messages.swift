@@ -119,11 +119,9 @@ public let maxUpdateMagnitude: Float = 1e6
 extension ParameterVector {
     /// Why this update cannot be applied (a non-finite value, or one beyond `maxUpdateMagnitude`), or nil.
     public var divergence: String? {
-        if let i = values.firstIndex(where: { !$0.isFinite }) { return "update value \(values[i]) at index \(i) is not finite" }
-        if let i = values.firstIndex(where: { abs($0) > maxUpdateMagnitude }) {
-            return "update value \(values[i]) at index \(i) exceeds ±\(Int(maxUpdateMagnitude))"
-        }
-        return nil
+        guard let i = values.firstIndex(beyond: maxUpdateMagnitude) else { return nil }
+        if let j = values.firstIndex(beyond: .greatestFiniteMagnitude) { return "update value \(values[j]) at index \(j) is not finite" }
+        return "update value \(values[i]) at index \(i) exceeds ±\(Int(maxUpdateMagnitude))"
     }
 }
 

@@ -160,12 +160,14 @@ extension WireCodec {
             guard t.data.len == count * 4, let data = t.data.data else {
                 throw .tensorSize(field, shape: shape, bytes: t.data.len)
             }
-            var values = [Float](repeating: 0, count: count)
-            values.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: data, byteCount: count * 4) }
+            var values = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(start: data, count: count * 4))
+                initialized = count
+            }
             #if !_endian(little)
             for i in 0..<count { values[i] = Float(bitPattern: UInt32(littleEndian: values[i].bitPattern)) }
             #endif
-            if let bad = values.firstIndex(where: { !$0.isFinite }) { throw .nonFinite(field, index: bad) }
+            if let bad = values.firstIndex(beyond: .greatestFiniteMagnitude) { throw .nonFinite(field, index: bad) }
             return ParameterVector(values)
         }
 

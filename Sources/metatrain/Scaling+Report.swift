@@ -51,15 +51,17 @@ extension Scaling {
             // for every message, and an idler run's CPU includes its idle polling; the one-worker run, where slots go one
             // after another, gives the workers' turnaround from its iteration time. Every other run checks the model.
             let smallest = measuredRuns.filter { $0.kind == "instant" }.map(\.theta).min()
-            let small = measuredRuns.filter { $0.kind == "instant" && $0.theta == smallest }
+            let single = measuredRuns.first { $0.kind == "instant" && $0.theta == smallest && $0.workers == 1 }
+            let small = measuredRuns.filter { $0.kind == "instant" && $0.theta == smallest && $0.batch == single?.batch }
             var fitted: [(workers: Int, what: String)] = []
-            if let busiest = small.min(by: { $0.seconds < $1.seconds }), let cpu = busiest.coordinatorCPUPerSlot {
+            if let busiest = small.max(by: { Double($0.batch) / $0.seconds < Double($1.batch) / $1.seconds }),
+               let cpu = busiest.coordinatorCPUPerSlot {
                 let perMessage = (cpu - Double(busiest.theta * 4) * measuredCosts.coordinatorPerResultByte) / 2
                 measuredCosts.coordinatorPerMessage = max(measuredCosts.coordinatorPerMessage, perMessage)
                 measuredCosts.workerPerMessage = measuredCosts.coordinatorPerMessage
                 fitted.append((busiest.workers, "fits the per-message CPU"))
             }
-            if let single = small.first(where: { $0.workers == 1 }) {
+            if let single {
                 measuredCosts.workerTurnaround = 0
                 let without = try ScalingModel.predict(single.workload, on: ScalingModel.Cluster(workers: 1, sharedCores: shared), costs: measuredCosts)
                 measuredCosts.workerTurnaround = max(0, (single.seconds - without.iterationSeconds) / Double(single.batch))
@@ -68,7 +70,7 @@ extension Scaling {
             var rows: [[String: Any]] = []
             for m in measuredRuns {
                 let p = try ScalingModel.predict(m.workload, on: ScalingModel.Cluster(workers: m.workers, sharedCores: shared), costs: measuredCosts)
-                let fit = m.kind == "instant" && m.theta == smallest ? fitted.first { $0.workers == m.workers }?.what : nil
+                let fit = m.kind == "instant" && m.theta == smallest && m.batch == single?.batch ? fitted.first { $0.workers == m.workers }?.what : nil
                 rows.append(["kind": fit.map { "instant (\($0))" } ?? m.kind, "theta_floats": m.theta, "workers": m.workers,
                              "meta_batch": m.batch, "measured_seconds": m.seconds, "predicted_seconds": p.iterationSeconds,
                              "error": p.iterationSeconds / m.seconds - 1, "bottleneck": p.bottleneck, "fitted": fit != nil])
@@ -81,9 +83,11 @@ extension Scaling {
             let workerCounts = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
             var grid: [[String: Any]] = []
             for (theta, slot) in [(4_610, slotSecondsSmall), (1_008_002, slotSecondsLarge)] {
-                for perWorker in [1, 4] {
+                for perWorker in [1, 4, 16] {
                     for workers in workerCounts {
                         let batch = max(8, perWorker * workers)
+                        // The coordinator holds an iteration's updates until it applies them in slot order: past 8 GiB, no.
+                        if batch > 4096 || batch * theta * 4 > 8 << 30 { continue }
                         var workload = ScalingModel.Workload(thetaFloats: theta, metaBatch: batch, slotSeconds: slot)
                         workload.slotSpread = spread
                         let p = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: workers), costs: cluster)
@@ -144,13 +148,13 @@ extension Scaling {
             }
             s += "\n### Where efficiency first falls below 90%\n\n"
             for theta in [4_610, 1_008_002] {
-                for perWorker in [1, 4] {
+                for perWorker in [1, 4, 16] {
                     let line = grid.filter { $0["theta_floats"] as! Int == theta && $0["slots_per_worker"] as! Int == perWorker }
                     if let first = line.first(where: { ($0["efficiency"] as! Double) < 0.9 }) {
                         s += "- θ \(theta) floats, meta-batch = \(perWorker) × workers: at \(first["workers"]!) workers "
                         s += String(format: "(%.1f%%), ", (first["efficiency"] as! Double) * 100) + "bottleneck: \(first["bottleneck"]!)\n"
                     } else {
-                        s += "- θ \(theta) floats, meta-batch = \(perWorker) × workers: ≥ 90% up to 1,024 workers\n"
+                        s += "- θ \(theta) floats, meta-batch = \(perWorker) × workers: ≥ 90% at every size simulated (up to \(line.last?["workers"] ?? 0) workers; larger batches are not simulated)\n"
                     }
                 }
             }
@@ -172,10 +176,10 @@ extension Scaling {
                 s += "<text x=\"\(x(w))\" y=\"\(height - bottom + 18)\" text-anchor=\"middle\">\(w)</text>\n"
             }
             s += "<text x=\"\((left + width - right) / 2)\" y=\"\(height - 8)\" text-anchor=\"middle\">workers</text>\n"
-            let colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
+            let colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
             var index = 0
             for theta in [4_610, 1_008_002] {
-                for perWorker in [1, 4] {
+                for perWorker in [1, 4, 16] {
                     let line = grid.filter { $0["theta_floats"] as! Int == theta && $0["slots_per_worker"] as! Int == perWorker }
                     let points = line.map { "\(x($0["workers"] as! Int)),\(y($0["efficiency"] as! Double))" }.joined(separator: " ")
                     s += "<polyline fill=\"none\" stroke=\"\(colours[index])\" stroke-width=\"2\" points=\"\(points)\"/>\n"

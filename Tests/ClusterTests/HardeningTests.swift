@@ -42,9 +42,12 @@ import Wire
         let folder = Harness.folder("chaos")
         let config = Harness.writeConfig(folder, Self.chaosConfig)
         let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
-        var victim = try Harness.worker(folder, endpoint: endpoint, index: 0)
-        let sleeper = try Harness.worker(folder, endpoint: endpoint, index: 1)
-        let steady = try (2..<4).map { try Harness.worker(folder, endpoint: endpoint, index: $0) }
+        // Every worker idles 3× its compute time after each slot, so the run outlasts several rounds of faults
+        // however fast this machine computes (at full speed it can end before the second kill).
+        let pace = ["--slowdown", "4"]
+        var victim = try Harness.worker(folder, endpoint: endpoint, index: 0, extra: pace)
+        let sleeper = try Harness.worker(folder, endpoint: endpoint, index: 1, extra: pace)
+        let steady = try (2..<4).map { try Harness.worker(folder, endpoint: endpoint, index: $0, extra: pace) }
         var kills = 0, stops = 0, round = 0
         while coordinator.process.isRunning && round < 200 {
             round += 1
@@ -53,7 +56,7 @@ import Wire
                 victim.signal(SIGKILL)
                 victim.wait(seconds: 5)
                 kills += 1
-                victim = try Harness.worker(folder, endpoint: endpoint, index: 10 + round)
+                victim = try Harness.worker(folder, endpoint: endpoint, index: 10 + round, extra: pace)
             } else if round % 4 == 1 {
                 sleeper.signal(SIGSTOP)
                 usleep(1_000_000)  // > heartbeat 200 ms × liveness 3
