@@ -6,7 +6,7 @@
 #    workers run (decode and check a result, encode θ, the meta-update, a scheduler step, a send, the loopback).
 # 2. scripts/capacity.sh: real runs with instant workers (1, 8, 64 workers × θ 5k, 70k, 1M).
 # 3. Real training runs of the reference workload (benchmarks/reptile-reference.yaml: CartPole, 64-64 MLP,
-#    2,000-step slots) with meta-batch 8 and 1, 2, 4, 8 workers; the 1-worker run's slot times give the model its
+#    2,000-step slots) with meta-batch 8 and 1, 2, 4, 8 workers; the 1-worker run's 56 slot times give the model its
 #    slot-time distribution (the only thing taken from a run), the others check it.
 # 4. One slot of the same workload with a 1,000-1,000 MLP (θ of 1M floats), 200 steps, scaled to 2,000 steps.
 # 5. `metatrain scaling report`: model vs measured, and predictions for 1 … 1,024 workers.
@@ -32,7 +32,8 @@ reference() {  # $1 hidden layers, $2 budget, $3 meta-batch, $4 iterations
 : >"$work/runs.jsonl"
 for workers in 1 2 4 8; do
   echo "scaling: reference workload, $workers worker(s)" >&2
-  reference "[64, 64]" 2000 8 4 >"$work/ref-$workers.yaml"
+  # One worker runs 8 iterations: its 56 steady slots give the model the slot-time spread.
+  reference "[64, 64]" 2000 8 $(( workers == 1 ? 8 : 4 )) >"$work/ref-$workers.yaml"
   $bin local --config "$work/ref-$workers.yaml" --workers "$workers" --run-dir "$work/ref-$workers" --no-eval --log-level warning >&2
   python3 - "$work/ref-$workers/metrics.jsonl" "$workers" >>"$work/runs.jsonl" <<'PY'
 import json, statistics, sys
