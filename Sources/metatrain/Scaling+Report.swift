@@ -45,32 +45,41 @@ extension Scaling {
             var measuredCosts = try Scaling.loadCosts(costs)
             let shared = cores ?? measuredCosts.parallelCompute
             let measuredRuns = try load(capacity, kind: "instant") + load(runs, kind: "train")
-            // Two runs the model is fitted to, both of the smallest θ with instant workers, where fixed costs are nearly
-            // all of the time: the busiest (the highest slots/s) gives the per-message CPU from its coordinator CPU per
-            // slot (two messages and a result's bytes) — a microbenchmark understates it, as it cannot see a loop woken
-            // for every message, and an idler run's CPU includes its idle polling; the one-worker run, where slots go one
-            // after another, gives the workers' turnaround from its iteration time. Every other run checks the model.
-            let smallest = measuredRuns.filter { $0.kind == "instant" }.map(\.theta).min()
-            let single = measuredRuns.first { $0.kind == "instant" && $0.theta == smallest && $0.workers == 1 }
-            let small = measuredRuns.filter { $0.kind == "instant" && $0.theta == smallest && $0.batch == single?.batch }
-            var fitted: [(workers: Int, what: String)] = []
-            if let busiest = small.max(by: { Double($0.batch) / $0.seconds < Double($1.batch) / $1.seconds }),
-               let cpu = busiest.coordinatorCPUPerSlot {
-                let perMessage = (cpu - Double(busiest.theta * 4) * measuredCosts.coordinatorPerResultByte) / 2
-                measuredCosts.coordinatorPerMessage = max(measuredCosts.coordinatorPerMessage, perMessage)
+            // The runs the model is fitted to, all with instant workers, where the coordinator's costs are nearly all of the
+            // time. (1) The busiest worker count (the highest slots/s at the smallest θ), at the smallest and the largest θ:
+            // the line through their coordinator CPU per slot (getrusage) against a result's bytes gives the per-message CPU
+            // (half the intercept: a slot is a message in and one out) and the per-byte CPU of a result. Microbenchmarks
+            // understate the first (they cannot see a loop woken for every message) and vary by a factor of 1.7 on the
+            // second from run to run; an idler run's CPU includes its idle polling. (2) One worker at the smallest θ, where
+            // slots go one after another: the workers' turnaround, from its iteration time. Every other run checks the model.
+            let instant = measuredRuns.filter { $0.kind == "instant" }
+            let smallest = instant.map(\.theta).min()
+            let single = instant.first { $0.theta == smallest && $0.workers == 1 }
+            let batch = single?.batch
+            let busiestWorkers = instant.filter { $0.theta == smallest && $0.batch == batch }
+                .max { Double($0.batch) / $0.seconds < Double($1.batch) / $1.seconds }?.workers
+            var fitted: [(theta: Int, workers: Int, what: String)] = []
+            let line = instant.filter { $0.workers == busiestWorkers && $0.batch == batch && $0.coordinatorCPUPerSlot != nil }
+                .sorted { $0.theta < $1.theta }
+            if let low = line.first, let high = line.last, high.theta > low.theta {
+                // Through the smallest and the largest θ, so both ends are right and the sizes between check the line.
+                let slope = (high.coordinatorCPUPerSlot! - low.coordinatorCPUPerSlot!) / Double(4 * (high.theta - low.theta))
+                measuredCosts.coordinatorPerResultByte = max(slope, 0)
+                measuredCosts.workerPerByte = measuredCosts.coordinatorPerResultByte
+                measuredCosts.coordinatorPerMessage = max((low.coordinatorCPUPerSlot! - slope * Double(4 * low.theta)) / 2, 0)
                 measuredCosts.workerPerMessage = measuredCosts.coordinatorPerMessage
-                fitted.append((busiest.workers, "fits the per-message CPU"))
+                for m in [low, high] { fitted.append((m.theta, m.workers, "fits the per-message and per-byte CPU")) }
             }
             if let single {
                 measuredCosts.workerTurnaround = 0
                 let without = try ScalingModel.predict(single.workload, on: ScalingModel.Cluster(workers: 1, sharedCores: shared), costs: measuredCosts)
                 measuredCosts.workerTurnaround = max(0, (single.seconds - without.iterationSeconds) / Double(single.batch))
-                fitted.append((1, "fits the turnaround"))
+                fitted.append((single.theta, 1, "fits the turnaround"))
             }
             var rows: [[String: Any]] = []
             for m in measuredRuns {
                 let p = try ScalingModel.predict(m.workload, on: ScalingModel.Cluster(workers: m.workers, sharedCores: shared), costs: measuredCosts)
-                let fit = m.kind == "instant" && m.theta == smallest && m.batch == single?.batch ? fitted.first { $0.workers == m.workers }?.what : nil
+                let fit = m.kind == "instant" && m.batch == batch ? fitted.first { $0.workers == m.workers && $0.theta == m.theta }?.what : nil
                 rows.append(["kind": fit.map { "instant (\($0))" } ?? m.kind, "theta_floats": m.theta, "workers": m.workers,
                              "meta_batch": m.batch, "measured_seconds": m.seconds, "predicted_seconds": p.iterationSeconds,
                              "error": p.iterationSeconds / m.seconds - 1, "bottleneck": p.bottleneck, "fitted": fit != nil])
@@ -105,6 +114,8 @@ extension Scaling {
             try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
                 .write(to: URL(fileURLWithPath: out + "/scaling.json"))
             try Data(svg(grid).utf8).write(to: URL(fileURLWithPath: out + "/scaling.svg"))
+            // The costs after fitting, for `metatrain scaling predict --costs`.
+            try Scaling.encoder.encode(measuredCosts).write(to: URL(fileURLWithPath: out + "/costs-fitted.json"))
             let text = markdown(rows, grid, shared: shared)
             try Data(text.utf8).write(to: URL(fileURLWithPath: out + "/scaling.md"))
             print(text)

@@ -29,6 +29,25 @@ import Wire
         }
     }
 
+    /// θ is encoded once per version and every θ byte sent goes to a worker that lacked that version (issue 15):
+    /// with instant workers (`--compute none`, what scripts/capacity.sh runs) the coordinator alone is exercised.
+    @Test func thetaIsEncodedOncePerVersionAndSentOncePerHolder() throws {
+        let folder = Harness.folder("instant")
+        let config = Harness.writeConfig(folder)
+        let run = try Harness.Child(["local", "--config", config, "--workers", "3", "--compute", "none", "--run-dir", folder + "/run",
+                                     "--no-eval"], log: folder + "/local.log")
+        #expect(run.wait(seconds: 120) == 0, "\(run.output.suffix(2000))")
+        let lines = Harness.metrics(folder + "/run")
+        let last = try #require(lines.last)
+        #expect(last["slots_applied"] as? Int == 10 * 4)
+        #expect(last["tensor_encodings"] as? Int == 10, "one encoding per θ version")
+        let theta = try #require(last["parameters"] as? Int)
+        let field = SharedTensorField(ParameterVector(zeros: theta), for: .assignment).bytes.count
+        let sent = lines.map { $0["tensor_bytes_sent"] as? Int ?? -1 }.reduce(0, +)
+        #expect(sent == field * (last["parameter_transfers"] as? Int ?? -1), "θ bytes: \(sent), field \(field)")
+        #expect(try Harness.finalSHA(folder + "/run") != Harness.referenceSHA, "instant results are not training")
+    }
+
     /// 2. SIGKILL one of 3 workers mid-iteration: detected (the latency is printed; the bound, interval ×
     /// liveness plus a tick, is checked in simulated time by the scheduler simulation), same θ.
     @Test func workerKilledMidIteration() throws {
