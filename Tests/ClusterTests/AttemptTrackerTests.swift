@@ -1,8 +1,39 @@
 @testable import Cluster
+import NeuralNet
 import Testing
 
 /// The one tracker both kinds of work (training slots, eval jobs) go through.
 @Suite struct AttemptTrackerTests {
+    /// The indexes that keep an event's cost independent of the batch (issue 15) always say what a scan of every
+    /// item would: random starts, completions, requeues and restarts, checked after each step.
+    @Test func theIndexesAgreeWithAScanOfEveryItem() {
+        var rng = SeededRNG(seed: 17)
+        var t = AttemptTracker<Int, Int>(Array((0..<40).reversed()))
+        var now: Tick = 0
+        for step in 0..<4_000 {
+            now += Tick(rng.nextInt(below: 30))
+            let key = t.order[rng.nextInt(below: t.order.count)]
+            switch rng.nextInt(below: 10) {
+            case 0...3: if !t.isDone(key) { _ = t.start(key, now: now) }
+            case 4...5: _ = t.complete(key, step, took: Tick(rng.nextInt(below: 100)))
+            case 6...7: _ = t.requeue(key, stillHeld: rng.nextInt(below: 3) == 0)
+            case 8: if t.isRunning(key) { t.noteBackup(key) }
+            default: if rng.nextInt(below: 50) == 0 { t.restart((0..<(1 + rng.nextInt(below: 60))).map { ($0 * 7) % 61 }) }
+            }
+            #expect(t.pending == t.order.filter(t.isPending), "step \(step)")
+            #expect(t.remaining == t.order.filter { !t.isDone($0) }.count)
+            #expect(t.hasPending == !t.pending.isEmpty)
+            #expect(t.pending(first: 3, skipping: [key]) == Array(t.order.filter { t.isPending($0) && $0 != key }.prefix(3)))
+            #expect((t.results != nil) == t.order.allSatisfy(t.isDone))
+            let scanned = t.order.filter { k in
+                guard let item = t[k], t.isRunning(k), item.backups == 0, let started = item.startedAt,
+                      let median = t.median, t.durations.count >= 2 else { return false }
+                return now - started > Tick(Double(max(median, 1)) * 2)
+            }
+            #expect(t.stragglers(now: now, multiple: 2, minimumSamples: 2).map(\.key) == scanned, "step \(step)")
+        }
+    }
+
     @Test func attemptsResultsDuplicatesAndRequeues() {
         var t = AttemptTracker<Int, String>([2, 0, 1])
         #expect(t.pending == [2, 0, 1] && t.remaining == 3 && t.results == nil && t.median == nil)
