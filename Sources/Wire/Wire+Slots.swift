@@ -1,0 +1,222 @@
+import CProtobufC
+import DQN
+import Environments
+import MetaLearning
+import MetaTrainProto
+import NeuralNet
+
+// Training slots: the assignment (task, inner loop, θ) and the result (update, statistics). Each message's
+// encoder and decoder stand side by side, so a change to its .proto fields touches this file only.
+
+extension WireCodec {
+    static func encodeAssignment(_ a: Assignment, _ arena: Arena, omitTensor: Bool = false) -> UnsafeMutablePointer<Metatrain__V1__Assignment> {
+        let m: UnsafeMutablePointer<Metatrain__V1__Assignment> = arena.message { metatrain__v1__assignment__init($0) }
+        m.pointee.run_id = arena.string(a.runID)
+        m.pointee.iteration = UInt64(a.key.iteration)
+        m.pointee.slot = UInt32(a.key.slot)
+        m.pointee.attempt = UInt32(a.key.attempt)
+        m.pointee.task = encodeTask(a.task, arena)
+        m.pointee.inner_loop = encodeInnerLoop(a.innerLoop, arena)
+        m.pointee.algorithm = encodeAlgorithm(a.algorithm)
+        m.pointee.seed = a.seed
+        m.pointee.parameter_version = UInt64(a.parameterVersion)
+        if let p = a.parameters, !omitTensor { m.pointee.parameters = encodeTensor(p.values, arena) }
+        return m
+    }
+
+    static func encodeResult(_ r: SlotResult, _ arena: Arena) -> UnsafeMutablePointer<Metatrain__V1__Result> {
+        let m: UnsafeMutablePointer<Metatrain__V1__Result> = arena.message { metatrain__v1__result__init($0) }
+        m.pointee.run_id = arena.string(r.runID)
+        m.pointee.iteration = UInt64(r.key.iteration)
+        m.pointee.slot = UInt32(r.key.slot)
+        m.pointee.attempt = UInt32(r.key.attempt)
+        m.pointee.parameter_version = UInt64(r.parameterVersion)
+        m.pointee.update = encodeTensor(r.update.values, arena)
+        let s: UnsafeMutablePointer<Metatrain__V1__Statistics> = arena.message { metatrain__v1__statistics__init($0) }
+        let st = r.statistics
+        s.pointee.mean_return = st.meanReturn
+        s.pointee.episodes = UInt32(clamping: st.episodes)
+        s.pointee.mean_loss = st.meanLoss
+        s.pointee.env_steps = UInt64(max(st.environmentSteps, 0))
+        s.pointee.gradient_updates = UInt64(max(st.gradientUpdates, 0))
+        s.pointee.seconds = st.seconds
+        s.pointee.query_loss = st.queryLoss
+        m.pointee.statistics = s
+        return m
+    }
+
+    static func encodeInnerLoop(_ s: InnerLoopSettings, _ arena: Arena) -> UnsafeMutablePointer<Metatrain__V1__InnerLoopConfig> {
+        let m: UnsafeMutablePointer<Metatrain__V1__InnerLoopConfig> = arena.message { metatrain__v1__inner_loop_config__init($0) }
+        let c = s.dqn
+        m.pointee.n_hidden_layers = c.hiddenLayers.count
+        m.pointee.hidden_layers = arena.array(c.hiddenLayers.map { UInt32(clamping: $0) })
+        m.pointee.optimizer = encodeOptimizer(c.optimizer)
+        m.pointee.learning_rate = c.learningRate
+        m.pointee.adam_epsilon = c.adamEpsilon
+        m.pointee.buffer_capacity = UInt32(clamping: c.bufferCapacity)
+        m.pointee.batch_size = UInt32(clamping: c.batchSize)
+        m.pointee.gamma = c.gamma
+        m.pointee.learning_starts = UInt32(clamping: c.learningStarts)
+        m.pointee.train_frequency = UInt32(clamping: c.trainFrequency)
+        m.pointee.target_update_interval = UInt32(clamping: c.targetUpdateInterval)
+        m.pointee.target_update_tau = c.targetUpdateTau
+        m.pointee.start_epsilon = c.startEpsilon
+        m.pointee.end_epsilon = c.endEpsilon
+        m.pointee.exploration_fraction = c.explorationFraction
+        m.pointee.double_dqn = c.doubleDQN ? 1 : 0
+        m.pointee.loss = c.loss == .huber ? METATRAIN__V1__LOSS__LOSS_HUBER : METATRAIN__V1__LOSS__LOSS_MSE
+        m.pointee.max_gradient_norm = c.maxGradientNorm ?? 0
+        m.pointee.budget = UInt32(clamping: s.budget)
+        m.pointee.query_steps = UInt32(clamping: s.querySteps)
+        return m
+    }
+
+    static func encodeTask(_ task: TaskSpec, _ arena: Arena) -> UnsafeMutablePointer<Metatrain__V1__TaskSpec> {
+        let t: UnsafeMutablePointer<Metatrain__V1__TaskSpec> = arena.message { metatrain__v1__task_spec__init($0) }
+        switch task {
+        case .cartPole(let p):
+            let m: UnsafeMutablePointer<Metatrain__V1__CartPoleTask> = arena.message { metatrain__v1__cart_pole_task__init($0) }
+            m.pointee.gravity = p.gravity; m.pointee.masscart = p.massCart; m.pointee.masspole = p.massPole
+            m.pointee.length = p.length; m.pointee.force_mag = p.forceMagnitude
+            m.pointee.max_episode_steps = UInt32(clamping: p.maxEpisodeSteps)
+            t.pointee.kind_case = METATRAIN__V1__TASK_SPEC__KIND_CARTPOLE
+            t.pointee.cartpole = m
+        case .acrobot(let p):
+            let m: UnsafeMutablePointer<Metatrain__V1__AcrobotTask> = arena.message { metatrain__v1__acrobot_task__init($0) }
+            m.pointee.link_length_1 = p.linkLength1; m.pointee.link_mass_1 = p.linkMass1; m.pointee.link_mass_2 = p.linkMass2
+            m.pointee.link_com_pos_1 = p.linkCenterOfMass1; m.pointee.link_com_pos_2 = p.linkCenterOfMass2
+            m.pointee.link_moi = p.linkMomentOfInertia
+            m.pointee.max_episode_steps = UInt32(clamping: p.maxEpisodeSteps)
+            t.pointee.kind_case = METATRAIN__V1__TASK_SPEC__KIND_ACROBOT
+            t.pointee.acrobot = m
+        case .mountainCar(let p):
+            let m: UnsafeMutablePointer<Metatrain__V1__MountainCarTask> = arena.message { metatrain__v1__mountain_car_task__init($0) }
+            m.pointee.force = p.force; m.pointee.gravity = p.gravity
+            m.pointee.max_episode_steps = UInt32(clamping: p.maxEpisodeSteps)
+            t.pointee.kind_case = METATRAIN__V1__TASK_SPEC__KIND_MOUNTAIN_CAR
+            t.pointee.mountain_car = m
+        case .goalNavigation(let p):
+            let m: UnsafeMutablePointer<Metatrain__V1__GoalNavigationTask> = arena.message { metatrain__v1__goal_navigation_task__init($0) }
+            m.pointee.goal_x = p.goalX; m.pointee.goal_y = p.goalY; m.pointee.directions = UInt32(clamping: p.directions)
+            m.pointee.step_size = p.stepSize; m.pointee.horizon = UInt32(clamping: p.horizon)
+            m.pointee.sparse_reward = p.reward == .sparse ? 1 : 0; m.pointee.success_radius = p.successRadius
+            m.pointee.stay_action = p.stayAction ? 1 : 0; m.pointee.terminate_at_goal = p.terminateAtGoal ? 1 : 0
+            t.pointee.kind_case = METATRAIN__V1__TASK_SPEC__KIND_GOAL_NAVIGATION
+            t.pointee.goal_navigation = m
+        case .tabularMDP(let p):
+            let m: UnsafeMutablePointer<Metatrain__V1__TabularMDPTask> = arena.message { metatrain__v1__tabular_mdptask__init($0) }
+            m.pointee.states = UInt32(clamping: p.states); m.pointee.actions = UInt32(clamping: p.actions)
+            m.pointee.horizon = UInt32(clamping: p.horizon); m.pointee.seed = p.seed
+            m.pointee.has_dynamics_seed = p.dynamicsSeed == nil ? 0 : 1; m.pointee.dynamics_seed = p.dynamicsSeed ?? 0
+            t.pointee.kind_case = METATRAIN__V1__TASK_SPEC__KIND_TABULAR_MDP
+            t.pointee.tabular_mdp = m
+        }
+        return t
+    }
+}
+
+extension WireCodec.Decoder {
+    func assignment(_ m: Metatrain__V1__Assignment) throws(WireError) -> Assignment {
+        let parameters = m.parameters == nil ? nil : try tensor(m.parameters, "assignment.parameters")
+        return Assignment(
+            runID: try identifier(m.run_id, "assignment.run_id"),
+            key: try key(iteration: m.iteration, slot: m.slot, attempt: m.attempt, "assignment"),
+            task: try task(m.task), innerLoop: try innerLoop(m.inner_loop),
+            algorithm: try algorithm(m.algorithm, "assignment.algorithm"), seed: m.seed,
+            parameterVersion: try version(m.parameter_version, "assignment.parameter_version"),
+            parameters: parameters)
+    }
+
+
+    func result(_ m: Metatrain__V1__Result) throws(WireError) -> SlotResult {
+        guard let s = m.statistics?.pointee else { throw .missingField("result.statistics") }
+        let statistics = SlotStatistics(
+            meanReturn: try finite(s.mean_return, "result.statistics.mean_return"), episodes: Int(s.episodes),
+            meanLoss: try finite(s.mean_loss, "result.statistics.mean_loss"),
+            environmentSteps: Int(clamping: s.env_steps), gradientUpdates: Int(clamping: s.gradient_updates),
+            seconds: try finite(s.seconds, "result.statistics.seconds"),
+            queryLoss: try finite(s.query_loss, "result.statistics.query_loss"))
+        return SlotResult(
+            runID: try identifier(m.run_id, "result.run_id"),
+            key: try key(iteration: m.iteration, slot: m.slot, attempt: m.attempt, "result"),
+            parameterVersion: try version(m.parameter_version, "result.parameter_version"),
+            update: try tensor(m.update, "result.update"), statistics: statistics)
+    }
+
+    func task(_ p: UnsafeMutablePointer<Metatrain__V1__TaskSpec>?) throws(WireError) -> TaskSpec {
+        guard let t = p?.pointee else { throw .missingField("assignment.task") }
+        let spec: TaskSpec
+        switch t.kind_case {
+        case METATRAIN__V1__TASK_SPEC__KIND_CARTPOLE:
+            let m = t.cartpole.pointee
+            spec = .cartPole(CartPoleParameters(gravity: m.gravity, massCart: m.masscart, massPole: m.masspole,
+                                                length: m.length, forceMagnitude: m.force_mag,
+                                                maxEpisodeSteps: Int(m.max_episode_steps)))
+        case METATRAIN__V1__TASK_SPEC__KIND_ACROBOT:
+            let m = t.acrobot.pointee
+            spec = .acrobot(AcrobotParameters(linkLength1: m.link_length_1, linkMass1: m.link_mass_1,
+                                              linkMass2: m.link_mass_2, linkCenterOfMass1: m.link_com_pos_1,
+                                              linkCenterOfMass2: m.link_com_pos_2, linkMomentOfInertia: m.link_moi,
+                                              maxEpisodeSteps: Int(m.max_episode_steps)))
+        case METATRAIN__V1__TASK_SPEC__KIND_MOUNTAIN_CAR:
+            let m = t.mountain_car.pointee
+            spec = .mountainCar(MountainCarParameters(force: m.force, gravity: m.gravity,
+                                                      maxEpisodeSteps: Int(m.max_episode_steps)))
+        case METATRAIN__V1__TASK_SPEC__KIND_GOAL_NAVIGATION:
+            let m = t.goal_navigation.pointee
+            spec = .goalNavigation(GoalNavigationParameters(goalX: m.goal_x, goalY: m.goal_y,
+                                                            directions: Int(m.directions), stepSize: m.step_size,
+                                                            horizon: Int(m.horizon), reward: m.sparse_reward != 0 ? .sparse : .dense,
+                                                            successRadius: m.success_radius, stayAction: m.stay_action != 0,
+                                                            terminateAtGoal: m.terminate_at_goal != 0))
+        case METATRAIN__V1__TASK_SPEC__KIND_TABULAR_MDP:
+            let m = t.tabular_mdp.pointee
+            spec = .tabularMDP(TabularMDPParameters(states: Int(m.states), actions: Int(m.actions),
+                                                    horizon: Int(m.horizon), seed: m.seed,
+                                                    dynamicsSeed: m.has_dynamics_seed != 0 ? m.dynamics_seed : nil))
+        default:
+            throw .missingField("assignment.task.kind")
+        }
+        do { try spec.validate() } catch { throw .invalidField("assignment.task", reason: "\(error)") }
+        return spec
+    }
+
+
+    /// An assignment's inner loop; an eval job (`forEval`) has no query phase, so its query_steps may be 0.
+    func innerLoop(_ p: UnsafeMutablePointer<Metatrain__V1__InnerLoopConfig>?, forEval: Bool = false) throws(WireError) -> InnerLoopSettings {
+        guard let m = p?.pointee else { throw .missingField("assignment.inner_loop") }
+        guard m.n_hidden_layers >= 1 && m.n_hidden_layers <= limits.maxHiddenLayers else {
+            throw .invalidField("inner_loop.hidden_layers", reason: "needs 1...\(limits.maxHiddenLayers) layers, got \(m.n_hidden_layers)")
+        }
+        var c = DQNConfig()
+        c.hiddenLayers = (0..<m.n_hidden_layers).map { Int(m.hidden_layers[$0]) }
+        switch m.optimizer {
+        case METATRAIN__V1__OPTIMIZER__OPTIMIZER_SGD: c.optimizer = .sgd
+        case METATRAIN__V1__OPTIMIZER__OPTIMIZER_ADAM: c.optimizer = .adam
+        default: throw .unknownEnum("inner_loop.optimizer", value: Int64(m.optimizer.rawValue))
+        }
+        switch m.loss {
+        case METATRAIN__V1__LOSS__LOSS_HUBER: c.loss = .huber
+        case METATRAIN__V1__LOSS__LOSS_MSE: c.loss = .mse
+        default: throw .unknownEnum("inner_loop.loss", value: Int64(m.loss.rawValue))
+        }
+        c.learningRate = m.learning_rate; c.adamEpsilon = m.adam_epsilon
+        c.bufferCapacity = Int(m.buffer_capacity); c.batchSize = Int(m.batch_size); c.gamma = m.gamma
+        c.learningStarts = Int(m.learning_starts); c.trainFrequency = Int(m.train_frequency)
+        c.targetUpdateInterval = Int(m.target_update_interval); c.targetUpdateTau = m.target_update_tau
+        c.startEpsilon = m.start_epsilon; c.endEpsilon = m.end_epsilon; c.explorationFraction = m.exploration_fraction
+        c.doubleDQN = m.double_dqn != 0
+        c.maxGradientNorm = m.max_gradient_norm == 0 ? nil : m.max_gradient_norm
+        let settings = InnerLoopSettings(dqn: c, budget: Int(m.budget), querySteps: Int(m.query_steps))
+        guard settings.budget <= limits.maxBudget, settings.querySteps <= limits.maxBudget else {
+            throw .tooLarge("inner_loop.budget", size: max(settings.budget, settings.querySteps), limit: limits.maxBudget)
+        }
+        guard c.bufferCapacity <= limits.maxBudget else {
+            throw .tooLarge("inner_loop.buffer_capacity", size: c.bufferCapacity, limit: limits.maxBudget)
+        }
+        do {
+            if forEval { try settings.dqn.validate() } else { try settings.validate() }
+        } catch { throw .invalidField("inner_loop", reason: "\(error)") }
+        return settings
+    }
+}
