@@ -163,9 +163,15 @@ extension WireCodec {
 
         /// A run or worker id: 1-128 printable ASCII characters.
         func identifier(_ p: UnsafeMutablePointer<CChar>?, _ field: String) throws(WireError) -> String {
+            try token(p, field, maxBytes: 128) { _ in "must be 1-128 printable ASCII characters without spaces" }
+        }
+
+        /// 1...`maxBytes` printable ASCII characters without spaces; `reason` says why the string is refused.
+        func token(_ p: UnsafeMutablePointer<CChar>?, _ field: String, maxBytes: Int,
+                   reason: (String) -> String) throws(WireError) -> String {
             let s = try string(p, field)
-            guard !s.isEmpty, s.utf8.count <= 128, s.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) else {
-                throw .invalidField(field, reason: "must be 1-128 printable ASCII characters without spaces")
+            guard !s.isEmpty, s.utf8.count <= maxBytes, s.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) else {
+                throw .invalidField(field, reason: reason(s))
             }
             return s
         }
@@ -231,11 +237,7 @@ extension WireCodec {
 
         /// A kernel name this build knows (a worker of another build may know others: shown, not used).
         func kernelName(_ p: UnsafeMutablePointer<CChar>?, _ field: String) throws(WireError) -> String {
-            let s = try string(p, field)
-            guard !s.isEmpty, s.utf8.count <= 32, s.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) else {
-                throw .invalidField(field, reason: "'\(s.prefix(32))' is not a kernel name")
-            }
-            return s
+            try token(p, field, maxBytes: 32) { "'\($0.prefix(32))' is not a kernel name" }
         }
 
         func algorithm(_ a: Metatrain__V1__Algorithm, _ field: String) throws(WireError) -> MetaAlgorithm {

@@ -18,6 +18,31 @@ extension Scaling {
         @Option(help: "Predictions: log-standard deviation of slot times (default: the runs' fitted spread).") var slotSpread: Double?
         @Option(help: "Folder for scaling.md, scaling.json, scaling.svg.") var out: String
 
+        /// A measured run beside the model's prediction for it (scaling.json's "validation").
+        struct Checked: Codable {
+            let kind: String
+            let thetaFloats: Int, workers: Int, metaBatch: Int
+            let measuredSeconds: Double, predictedSeconds: Double, error: Double
+            let bottleneck: String
+            let fitted: Bool
+        }
+
+        /// One predicted cluster (scaling.json's "predictions").
+        struct Predicted: Codable {
+            let thetaFloats: Int, workers: Int, metaBatch: Int, slotsPerWorker: Int
+            let iterationSeconds: Double, efficiency: Double
+            let coordinatorBusy: Double, linkOutBusy: Double, linkInBusy: Double
+            let bottleneck: String
+        }
+
+        /// scaling.json.
+        struct Output: Codable {
+            let costsAsUsed: ScalingModel.Costs
+            let validation: [Checked], predictions: [Predicted]
+            let linkGbit: Double, latencyUs: Double, slotSecondsSmall: Double, slotSecondsLarge: Double
+            let slotSpread: Double, sharedCores: Double
+        }
+
         /// One measured run: what it ran and its median iteration time.
         struct Measured {
             let kind: String, theta: Int, workers: Int, batch: Int, seconds: Double, workload: ScalingModel.Workload
@@ -61,12 +86,13 @@ extension Scaling {
             var fitted: [(theta: Int, workers: Int, what: String)] = []
             let line = instant.filter { $0.workers == busiestWorkers && $0.batch == batch && $0.coordinatorCPUPerSlot != nil }
                 .sorted { $0.theta < $1.theta }
-            if let low = line.first, let high = line.last, high.theta > low.theta {
+            if let low = line.first, let high = line.last, high.theta > low.theta,
+               let lowCPU = low.coordinatorCPUPerSlot, let highCPU = high.coordinatorCPUPerSlot {
                 // Through the smallest and the largest θ, so both ends are right and the sizes between check the line.
-                let slope = (high.coordinatorCPUPerSlot! - low.coordinatorCPUPerSlot!) / Double(4 * (high.theta - low.theta))
+                let slope = (highCPU - lowCPU) / Double(4 * (high.theta - low.theta))
                 measuredCosts.coordinatorPerResultByte = max(slope, 0)
                 measuredCosts.workerPerByte = measuredCosts.coordinatorPerResultByte
-                measuredCosts.coordinatorPerMessage = max((low.coordinatorCPUPerSlot! - slope * Double(4 * low.theta)) / 2, 0)
+                measuredCosts.coordinatorPerMessage = max((lowCPU - slope * Double(4 * low.theta)) / 2, 0)
                 measuredCosts.workerPerMessage = measuredCosts.coordinatorPerMessage
                 for m in [low, high] { fitted.append((m.theta, m.workers, "fits the per-message and per-byte CPU")) }
             }
@@ -76,13 +102,13 @@ extension Scaling {
                 measuredCosts.workerTurnaround = max(0, (single.seconds - without.iterationSeconds) / Double(single.batch))
                 fitted.append((single.theta, 1, "fits the turnaround"))
             }
-            var rows: [[String: Any]] = []
+            var rows: [Checked] = []
             for m in measuredRuns {
                 let p = try ScalingModel.predict(m.workload, on: ScalingModel.Cluster(workers: m.workers, sharedCores: shared), costs: measuredCosts)
                 let fit = m.kind == "instant" && m.batch == batch ? fitted.first { $0.workers == m.workers && $0.theta == m.theta }?.what : nil
-                rows.append(["kind": fit.map { "instant (\($0))" } ?? m.kind, "theta_floats": m.theta, "workers": m.workers,
-                             "meta_batch": m.batch, "measured_seconds": m.seconds, "predicted_seconds": p.iterationSeconds,
-                             "error": p.iterationSeconds / m.seconds - 1, "bottleneck": p.bottleneck, "fitted": fit != nil])
+                rows.append(Checked(kind: fit.map { "instant (\($0))" } ?? m.kind, thetaFloats: m.theta, workers: m.workers,
+                                    metaBatch: m.batch, measuredSeconds: m.seconds, predictedSeconds: p.iterationSeconds,
+                                    error: p.iterationSeconds / m.seconds - 1, bottleneck: p.bottleneck, fitted: fit != nil))
             }
 
             let spread = slotSpread ?? measuredRuns.first { $0.kind == "train" }?.workload.slotSpread ?? 0.05
@@ -90,9 +116,9 @@ extension Scaling {
             cluster.linkBytesPerSecond = linkGbit * 1e9 / 8
             cluster.latency = latencyUs * 1e-6
             let workerCounts = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
-            var grid: [[String: Any]] = []
-            for (theta, slot) in [(4_610, slotSecondsSmall), (1_008_002, slotSecondsLarge)] {
-                for perWorker in [1, 4, 16] {
+            var grid: [Predicted] = []
+            for (theta, slot) in zip(Self.thetaSizes, [slotSecondsSmall, slotSecondsLarge]) {
+                for perWorker in Self.slotsPerWorker {
                     for workers in workerCounts {
                         let batch = max(8, perWorker * workers)
                         // The coordinator holds an iteration's updates until it applies them in slot order: past 8 GiB, no.
@@ -100,32 +126,35 @@ extension Scaling {
                         var workload = ScalingModel.Workload(thetaFloats: theta, metaBatch: batch, slotSeconds: slot)
                         workload.slotSpread = spread
                         let p = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: workers), costs: cluster)
-                        grid.append(["theta_floats": theta, "workers": workers, "meta_batch": batch, "slots_per_worker": perWorker,
-                                     "iteration_seconds": p.iterationSeconds, "efficiency": p.efficiency, "coordinator_busy": p.coordinatorBusy,
-                                     "link_out_busy": p.linkOutBusy, "link_in_busy": p.linkInBusy,
-                                     "bottleneck": p.efficiency < 0.9 ? try limit(workload, workers: workers, costs: cluster, efficiency: p.efficiency) : "none"])
+                        let limitedBy = p.efficiency < 0.9 ? try limit(workload, workers: workers, costs: cluster) : "none"
+                        grid.append(Predicted(thetaFloats: theta, workers: workers, metaBatch: batch, slotsPerWorker: perWorker,
+                                              iterationSeconds: p.iterationSeconds, efficiency: p.efficiency,
+                                              coordinatorBusy: p.coordinatorBusy, linkOutBusy: p.linkOutBusy, linkInBusy: p.linkInBusy,
+                                              bottleneck: limitedBy))
                     }
                 }
             }
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            let json: [String: Any] = ["costs_as_used": try JSONSerialization.jsonObject(with: Scaling.encoder.encode(measuredCosts)),
-                                       "validation": rows, "predictions": grid, "link_gbit": linkGbit, "latency_us": latencyUs,
-                                       "slot_seconds_small": slotSecondsSmall, "slot_seconds_large": slotSecondsLarge, "slot_spread": spread, "shared_cores": shared]
-            try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
-                .write(to: URL(fileURLWithPath: out + "/scaling.json"))
+            let output = Output(costsAsUsed: measuredCosts, validation: rows, predictions: grid, linkGbit: linkGbit,
+                                latencyUs: latencyUs, slotSecondsSmall: slotSecondsSmall, slotSecondsLarge: slotSecondsLarge,
+                                slotSpread: spread, sharedCores: shared)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            try encoder.encode(output).write(to: URL(fileURLWithPath: out + "/scaling.json"))
             try Data(svg(grid).utf8).write(to: URL(fileURLWithPath: out + "/scaling.svg"))
             // The costs after fitting, for `metatrain scaling predict --costs`.
             try Scaling.encoder.encode(measuredCosts).write(to: URL(fileURLWithPath: out + "/costs-fitted.json"))
             let text = markdown(rows, grid, shared: shared)
             try Data(text.utf8).write(to: URL(fileURLWithPath: out + "/scaling.md"))
             print(text)
-            let worst = rows.filter { !($0["fitted"] as! Bool) }.map { abs($0["error"] as! Double) }.max() ?? 0
+            let worst = rows.filter { !$0.fitted }.map { abs($0.error) }.max() ?? 0
             print("scaling: worst model error \(String(format: "%.1f", worst * 100))% over the measured runs not fitted to (bar: 20%)")
         }
 
         /// What holds efficiency down: the resource whose removal (a free coordinator CPU, an unlimited link, slots that all
         /// take the median time) gains the most, with the efficiency it would reach.
-        func limit(_ workload: ScalingModel.Workload, workers: Int, costs: ScalingModel.Costs, efficiency: Double) throws -> String {
+        func limit(_ workload: ScalingModel.Workload, workers: Int, costs: ScalingModel.Costs) throws -> String {
             var freeCPU = costs
             freeCPU.coordinatorPerMessage = 0; freeCPU.coordinatorPerResultByte = 0
             freeCPU.coordinatorPerEncodedByte = 0; freeCPU.coordinatorApplyPerFloat = 0
@@ -141,39 +170,35 @@ extension Scaling {
             return String(format: "%@ (%.0f%% without it)", best.0, best.1 * 100)
         }
 
-        func markdown(_ rows: [[String: Any]], _ grid: [[String: Any]], shared: Double) -> String {
+        func markdown(_ rows: [Checked], _ grid: [Predicted], shared: Double) -> String {
             var s = "### Model vs measured (this machine: coordinator and workers share \(String(format: "%.2f", shared)) cores' worth of parallel compute)\n\n"
             s += "| compute | θ floats | workers | meta-batch | measured s/iteration | model s/iteration | error | model's bottleneck |\n|---|---:|---:|---:|---:|---:|---:|---|\n"
             for r in rows {
-                s += "| \(r["kind"]!) | \(r["theta_floats"]!) | \(r["workers"]!) | \(r["meta_batch"]!) | "
-                s += String(format: "%.4f | %.4f | %+.1f%% | ", r["measured_seconds"] as! Double, r["predicted_seconds"] as! Double,
-                            (r["error"] as! Double) * 100) + "\(r["bottleneck"]!) |\n"
+                s += "| \(r.kind) | \(r.thetaFloats) | \(r.workers) | \(r.metaBatch) | "
+                s += String(format: "%.4f | %.4f | %+.1f%% | ", r.measuredSeconds, r.predictedSeconds, r.error * 100) + "\(r.bottleneck) |\n"
             }
             s += "\n### Predictions (\(linkGbit) Gbit/s coordinator link each way, \(latencyUs) µs latency, one core per worker, slot times lognormal around the measured median)\n\n"
             s += "| θ floats | slots per worker | workers | meta-batch | s/iteration | efficiency | coordinator CPU busy | link out busy | link in busy | below 90%: what limits it |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
             for g in grid {
-                s += "| \(g["theta_floats"]!) | \(g["slots_per_worker"]!) | \(g["workers"]!) | \(g["meta_batch"]!) | "
-                s += String(format: "%.3f | %.1f%% | %.1f%% | %.1f%% | %.1f%% | ", g["iteration_seconds"] as! Double, (g["efficiency"] as! Double) * 100,
-                            (g["coordinator_busy"] as! Double) * 100, (g["link_out_busy"] as! Double) * 100, (g["link_in_busy"] as! Double) * 100)
-                s += "\(g["bottleneck"]!) |\n"
+                s += "| \(g.thetaFloats) | \(g.slotsPerWorker) | \(g.workers) | \(g.metaBatch) | "
+                s += String(format: "%.3f | %.1f%% | %.1f%% | %.1f%% | %.1f%% | ", g.iterationSeconds, g.efficiency * 100,
+                            g.coordinatorBusy * 100, g.linkOutBusy * 100, g.linkInBusy * 100)
+                s += "\(g.bottleneck) |\n"
             }
             s += "\n### Where efficiency first falls below 90%\n\n"
-            for theta in [4_610, 1_008_002] {
-                for perWorker in [1, 4, 16] {
-                    let line = grid.filter { $0["theta_floats"] as! Int == theta && $0["slots_per_worker"] as! Int == perWorker }
-                    if let first = line.first(where: { ($0["efficiency"] as! Double) < 0.9 }) {
-                        s += "- θ \(theta) floats, meta-batch = \(perWorker) × workers: at \(first["workers"]!) workers "
-                        s += String(format: "(%.1f%%), ", (first["efficiency"] as! Double) * 100) + "bottleneck: \(first["bottleneck"]!)\n"
-                    } else {
-                        s += "- θ \(theta) floats, meta-batch = \(perWorker) × workers: ≥ 90% at every size simulated (up to \(line.last?["workers"] ?? 0) workers; larger batches are not simulated)\n"
-                    }
+            for (theta, perWorker, line) in lines(grid) {
+                if let first = line.first(where: { $0.efficiency < 0.9 }) {
+                    s += "- θ \(theta) floats, meta-batch = \(perWorker) × workers: at \(first.workers) workers "
+                    s += String(format: "(%.1f%%), ", first.efficiency * 100) + "bottleneck: \(first.bottleneck)\n"
+                } else {
+                    s += "- θ \(theta) floats, meta-batch = \(perWorker) × workers: ≥ 90% at every size simulated (up to \(line.last?.workers ?? 0) workers; larger batches are not simulated)\n"
                 }
             }
             return s
         }
 
         /// Efficiency against workers (log scale), one line per θ size and slots per worker.
-        func svg(_ grid: [[String: Any]]) -> String {
+        func svg(_ grid: [Predicted]) -> String {
             let width = 640.0, height = 400.0, left = 60.0, right = 180.0, top = 20.0, bottom = 50.0
             func x(_ workers: Int) -> Double { left + log2(Double(workers)) / 10 * (width - left - right) }
             func y(_ e: Double) -> Double { top + (1 - min(max(e, 0), 1.05) / 1.05) * (height - top - bottom) }
@@ -188,18 +213,27 @@ extension Scaling {
             }
             s += "<text x=\"\((left + width - right) / 2)\" y=\"\(height - 8)\" text-anchor=\"middle\">workers</text>\n"
             let colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
-            var index = 0
-            for theta in [4_610, 1_008_002] {
-                for perWorker in [1, 4, 16] {
-                    let line = grid.filter { $0["theta_floats"] as! Int == theta && $0["slots_per_worker"] as! Int == perWorker }
-                    let points = line.map { "\(x($0["workers"] as! Int)),\(y($0["efficiency"] as! Double))" }.joined(separator: " ")
-                    s += "<polyline fill=\"none\" stroke=\"\(colours[index])\" stroke-width=\"2\" points=\"\(points)\"/>\n"
-                    let label = "θ \(theta == 4_610 ? "5k" : "1M"), batch \(perWorker)×W"
-                    s += "<text x=\"\(width - right + 10)\" y=\"\(top + 20 + Double(index) * 18)\" fill=\"\(colours[index])\">\(label)</text>\n"
-                    index += 1
-                }
+            for (index, (theta, perWorker, line)) in lines(grid).enumerated() {
+                let colour = colours[index % colours.count]
+                let points = line.map { "\(x($0.workers)),\(y($0.efficiency))" }.joined(separator: " ")
+                s += "<polyline fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\" points=\"\(points)\"/>\n"
+                let label = "θ \(theta == Self.thetaSizes[0] ? "5k" : "1M"), batch \(perWorker)×W"
+                s += "<text x=\"\(width - right + 10)\" y=\"\(top + 20 + Double(index) * 18)\" fill=\"\(colour)\">\(label)</text>\n"
             }
             return s + "</svg>\n"
+        }
+
+        /// The θ sizes predicted (CartPole's 64-64 and 1000-1000 MLPs) and the slots per worker of each line.
+        static let thetaSizes = [4_610, 1_008_002]
+        static let slotsPerWorker = [1, 4, 16]
+
+        /// The grid as lines of one θ size and slots per worker, in that order, each by worker count.
+        func lines(_ grid: [Predicted]) -> [(theta: Int, perWorker: Int, line: [Predicted])] {
+            Self.thetaSizes.flatMap { theta in
+                Self.slotsPerWorker.map { perWorker in
+                    (theta, perWorker, grid.filter { $0.thetaFloats == theta && $0.slotsPerWorker == perWorker })
+                }
+            }
         }
     }
 }
