@@ -63,7 +63,7 @@ let package = Package(
         ),
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
         .testTarget(
-            name: "ClusterTests", dependencies: ["Cluster", "Wire", "Transport", "MetaLearning", "NeuralNet", "DQN"],
+            name: "ClusterTests", dependencies: ["Cluster", "Wire", "Transport", "MetaLearning", "NeuralNet", "DQN", "Environments"],
             exclude: ["export_check.py", "tensorboard_check.py", "Scenarios"]
         ),
     ]

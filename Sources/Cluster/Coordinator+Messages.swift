@@ -30,7 +30,7 @@ extension Coordinator {
                 send(peer, .statusReply(json: statusJSON()))
                 return
             }
-            event = try self.event(peer, message)
+            event = self.event(peer, message)
         } catch {
             let code: ErrorCode
             if case .protocolVersion = error { code = .protocolVersion } else { code = .malformed }
@@ -41,11 +41,7 @@ extension Coordinator {
     }
 
     func event(_ peer: Peer, _ message: Message) -> SchedulerEvent<SlotPayload> {
-        switch message {
-        case .hello(let h): return .hello(peer, h)
-        case .heartbeat(let envSteps): return .heartbeat(peer, envSteps: envSteps)
-        case .goodbye: return .goodbye(peer)
-        case .result(let r):
+        .inbound(peer, message, result: { r in
             guard r.update.count == state.theta.count else {
                 return .invalidResult(peer, r.key, "update has \(r.update.count) values; θ has \(state.theta.count)")
             }
@@ -54,19 +50,9 @@ extension Coordinator {
             if let problem = r.update.divergence { return .invalidResult(peer, r.key, problem) }
             return .result(peer, runID: r.runID, key: r.key, parameterVersion: r.parameterVersion,
                            payload: SlotPayload(update: r.update, statistics: r.statistics))
-        case .error(let e):
-            switch (e.code, e.key) {
-            case (.parametersMissing, let key?): return .parametersMissing(peer, key)
-            case (.taskFailed, let key?): return .taskFailed(peer, key, e.message)
-            case (.diverged, let key?): return .slotDiverged(peer, key, e.message)
-            default:
-                logger.info("worker error reply (\(e.code)): \(e.message)")
-                return .heartbeat(peer)
-            }
-        case .evalRequest(let r):
-            return evalRequest(peer, r)
-        case .evalOutcome(let o):
-            if let error = o.error { return .evalFailed(peer, o.key, error) }
+        }, evalRequest: { r in
+            evalRequest(peer, r)
+        }, evalOutcome: { o in
             guard let job = evalJobs[o.key.request]?[o.key.job] else {
                 // Its request completed or was abandoned: the scheduler counts it as dropped.
                 return .evalOutcome(peer, o.key)
@@ -74,12 +60,9 @@ extension Coordinator {
             if let problem = job.mismatch(o.outcome) { return .evalFailed(peer, o.key, "outcome does not fit the job: \(problem)") }
             inboundOutcome = o
             return .evalOutcome(peer, o.key)
-        case .welcome, .assignment, .evalJob, .statusReply:
-            return .malformed(peer, "a worker must not send \(message.kind)", code: .malformed)
-        case .statusRequest:
-            // `receive` answers it before it gets here; not the scheduler's business (nobody registers to ask).
-            return .heartbeat(peer)
-        }
+        }, note: { e in
+            logger.info("worker error reply (\(e.code)): \(e.message)")
+        })
     }
 
     /// Checks an eval request's jobs and numbers it.

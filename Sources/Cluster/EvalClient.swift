@@ -45,118 +45,70 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
         self.options = options; self.context = context; self.stop = stop; self.logger = logger
     }
 
-    /// Waits `backoffMs` (cut short by a stop signal) and doubles it, up to the maximum.
-    func backOff(_ backoffMs: inout Int) {
-        let deadline = clock.now + .milliseconds(backoffMs)
-        while clock.now < deadline && stop?.isSet != true { usleep(20_000) }
-        backoffMs = min(backoffMs * 2, options.maxBackoffMs)
-    }
-
     public func run(_ jobs: [AdaptationJob]) throws -> [AdaptationOutcome] {
         guard !jobs.isEmpty else { return [] }
         batches += 1
-        var outcomes = [AdaptationOutcome?](repeating: nil, count: jobs.count)
+        var settings = EvalClientSession.Settings()
+        settings.heartbeatIntervalMs = options.heartbeatIntervalMs
+        settings.liveness = options.liveness
+        settings.initialBackoffMs = options.initialBackoffMs
+        settings.maxBackoffMs = options.maxBackoffMs
+        settings.unreachableTimeoutMs = options.unreachableTimeoutMs
+        settings.endpoint = options.endpoint
+        settings.requestPrefix = "eval-\(getpid())-b\(batches)"
+        var session = EvalClientSession(jobs: jobs, settings: settings)
         let reporter = progress.map { JobProgress(total: jobs.count, label: "eval batch \(batches) on the cluster", sink: $0) }
-        var missing = jobs.count
-        var backoffMs = options.initialBackoffMs
-        var submissions = 0
-        var lastAnswer = clock.now
         let start = clock.now
-        func ms(_ d: Duration) -> Int64 { Int64(d / .milliseconds(1)) }
-        while true {
-            submissions += 1
-            let socket = try context.socket(.dealer)
-            defer { socket.close() }
-            try socket.setMaxMessageSize(Int64(options.maxMessageBytes))
-            if let curve = options.curve { try socket.makeCurveClient(serverPublicKey: curve.serverPublicKey, keys: curve.keys) }
-            try socket.connect(options.endpoint)
-            let requestID = "eval-\(getpid())-b\(batches)-s\(submissions)"
-            let pending = outcomes.indices.filter { outcomes[$0] == nil }.map { (index: $0, job: jobs[$0]) }
-            try socket.send([WireCodec.encode(.evalRequest(EvalRequest(requestID: requestID, jobs: pending)))], dontWait: false)
-            logger.info("submitted \(requestID): \(pending.count) job(s) to \(options.endpoint)")
-            var heartbeatMs = Int64(options.heartbeatIntervalMs), liveness = Int64(options.liveness)
-            var lastHeard = clock.now, lastSent = clock.now, lastReport = clock.now, lastOutcome = clock.now
-            var resubmit = false
-            while !resubmit {
-                if stop?.isSet == true {
-                    try? socket.send([WireCodec.encode(.goodbye(reason: "eval client stopping"))])
-                    throw ClusterError.aborted("stopped by a signal with \(missing) of \(jobs.count) eval jobs missing")
-                }
-                let ready = try ZMQPoller.poll([socket], timeoutMs: 50)
-                if ready[0] {
-                    while let frames = try socket.receive() {
-                        lastHeard = clock.now
-                        lastAnswer = lastHeard
-                        guard frames.count == 1 else { continue }
-                        let message: Message
-                        do { message = try WireCodec.decode(frames[0]) } catch {
-                            logger.warning("dropped an invalid message from the coordinator: \(error)")
-                            continue
-                        }
-                        switch message {
-                        case .welcome(let w):
-                            heartbeatMs = Int64(w.heartbeatIntervalMs); liveness = Int64(w.liveness)
-                            backoffMs = options.initialBackoffMs
-                            logger.info("coordinator of run \(w.runID) accepted \(requestID) as \(w.workerID)")
-                        case .heartbeat:
-                            break
-                        case .evalOutcome(let o):
-                            let i = o.key.job
-                            guard i >= 0 && i < jobs.count, outcomes[i] == nil, o.error == nil else { continue }
-                            if let problem = jobs[i].mismatch(o.outcome) {
-                                throw ClusterError.aborted("the coordinator forwarded an outcome for job \(i) that does not fit it: \(problem)")
-                            }
-                            outcomes[i] = o.outcome
-                            missing -= 1
-                            reporter?.completed()
-                            lastOutcome = clock.now
-                            if missing == 0 {
-                                try? socket.send([WireCodec.encode(.goodbye(reason: "eval batch complete"))])
-                                logger.info("eval batch \(batches): \(jobs.count) job(s) done in \(String(format: "%.1f", Double(ms(clock.now - start)) / 1000)) s")
-                                return outcomes.map { $0! }
-                            }
-                        case .error(let e):
-                            switch e.code {
-                            case .unknownWorker:
-                                // The coordinator restarted and does not know the request any more.
-                                logger.warning("the coordinator no longer knows \(requestID): submitting the \(missing) missing job(s) again")
-                                resubmit = true
-                            case .taskFailed:
-                                throw ClusterError.aborted("an eval job failed on the workers: \(e.message)")
-                            case .rejected:
-                                // The coordinator holds as many requests as it takes: wait, then try again.
-                                logger.warning("the coordinator refused \(requestID) (\(e.message)): submitting again in \(backoffMs) ms")
-                                backOff(&backoffMs)
-                                resubmit = true
-                            default:
-                                throw ClusterError.aborted("the coordinator refused the eval request (\(e.code)): \(e.message)")
-                            }
-                        case .goodbye(let reason):
-                            throw ClusterError.aborted("the coordinator ended (\(reason)) with \(missing) of \(jobs.count) eval jobs missing")
-                        case .hello, .assignment, .result, .evalRequest, .evalJob, .statusRequest, .statusReply:
-                            logger.warning("ignored a \(message.kind) from the coordinator")
-                        }
-                        if resubmit { break }
+        func now() -> Tick { Tick((clock.now - start) / .milliseconds(1)) }
+        var socket: ZMQSocket?
+        defer { socket?.close() }
+        /// Carries out the session's actions; returns the outcomes once the batch is done.
+        func perform(_ event: EvalClientSession.Event) throws -> [AdaptationOutcome]? {
+            for action in session.handle(event, now: now()) {
+                switch action {
+                case .connect:
+                    let s = try context.socket(.dealer)
+                    try s.setMaxMessageSize(Int64(options.maxMessageBytes))
+                    if let curve = options.curve { try s.makeCurveClient(serverPublicKey: curve.serverPublicKey, keys: curve.keys) }
+                    try s.connect(options.endpoint)
+                    socket = s
+                case .disconnect:
+                    socket?.close()
+                    socket = nil
+                case .send(let message):
+                    try socket?.send([WireCodec.encode(message)], dontWait: false)
+                case .completed:
+                    reporter?.completed()
+                case .finished(let outcomes):
+                    logger.info("eval batch \(batches): \(jobs.count) job(s) done in \(String(format: "%.1f", Double(now()) / 1000)) s")
+                    return outcomes
+                case .failed(let reason):
+                    throw ClusterError.aborted(reason)
+                case .log(let level, let text):
+                    switch level {
+                    case .debug: logger.debug("eval batch \(batches): \(text)")
+                    case .info: logger.info("eval batch \(batches): \(text)")
+                    case .warning: logger.warning("eval batch \(batches): \(text)")
+                    case .error: logger.error("eval batch \(batches): \(text)")
                     }
                 }
-                let now = clock.now
-                if ms(now - lastAnswer) > Int64(options.unreachableTimeoutMs) {
-                    throw ClusterError.aborted("no coordinator answered at \(options.endpoint) for \(options.unreachableTimeoutMs / 1000) s, with \(missing) of \(jobs.count) eval jobs missing")
-                }
-                if ms(now - lastSent) >= heartbeatMs {
-                    try? socket.send([WireCodec.encode(.heartbeat(envSteps: 0))])
-                    lastSent = now
-                }
-                if ms(now - lastReport) >= 30_000 {
-                    logger.info("eval batch \(batches): \(jobs.count - missing) of \(jobs.count) job(s) done\(ms(now - lastOutcome) > 30_000 ? "; no outcome for \(ms(now - lastOutcome) / 1000) s (does the coordinator have workers?)" : "")")
-                    lastReport = now
-                }
-                if ms(now - lastHeard) > heartbeatMs * liveness {
-                    logger.warning("coordinator silent for \(ms(now - lastHeard)) ms: reconnecting in \(backoffMs) ms and submitting the \(missing) missing job(s) again")
-                    backOff(&backoffMs)
-                    resubmit = true
-                }
             }
+            return nil
+        }
+        if let done = try perform(.start) { return done }
+        while true {
+            if stop?.isSet == true, let done = try perform(.stop) { return done }
+            if let current = socket {
+                if try ZMQPoller.poll([current], timeoutMs: 50)[0] {
+                    // Read until drained, or the session closed this connection (a resubmission) or ended the batch.
+                    while socket === current, let frames = try current.receive() {
+                        if let done = try perform(.received(frames)) { return done }
+                    }
+                }
+            } else {
+                usleep(20_000)
+            }
+            if let done = try perform(.tick) { return done }
         }
     }
 }

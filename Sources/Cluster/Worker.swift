@@ -5,13 +5,6 @@ import NeuralNet
 import Transport
 import Wire
 
-/// Work for a compute thread: a training slot with the θ it starts from, or a meta-evaluation job.
-/// Each carries the kernel its run computes on (the portable one under `numerics: portable`).
-enum Job: @unchecked Sendable {
-    case slot(Assignment, theta: ParameterVector, kernel: GEMMBackend)
-    case eval(EvalJobMessage, kernel: GEMMBackend)
-}
-
 /// A total several threads add to: env steps the compute threads have taken (for heartbeats: the coordinator
 /// tells a slow worker, whose count moves, from a stuck one), jobs started.
 final class SharedCounter: @unchecked Sendable {
@@ -39,15 +32,15 @@ public struct WorkerRefused: Error, CustomStringConvertible {
 /// A blocking queue of jobs between the socket thread and the compute threads.
 final class JobQueue: @unchecked Sendable {
     private let condition = NSCondition()
-    private var jobs: [Job] = []
+    private var jobs: [WorkerJob] = []
     private var closed = false
 
-    func put(_ job: Job) {
+    func put(_ job: WorkerJob) {
         condition.lock(); jobs.append(job); condition.signal(); condition.unlock()
     }
 
     /// The next job, or nil once the queue is closed.
-    func take() -> Job? {
+    func take() -> WorkerJob? {
         condition.lock()
         defer { condition.unlock() }
         while jobs.isEmpty && !closed { condition.wait() }
@@ -59,12 +52,11 @@ final class JobQueue: @unchecked Sendable {
     }
 }
 
-/// The worker process: registers with the coordinator, runs assigned slots on compute threads,
-/// returns results, and keeps the connection alive (Paranoid Pirate: heartbeats both ways, any
-/// message counts, reconnect with backoff 1 s doubling to 32 s when the coordinator goes silent).
+/// The worker process: the shell of a `WorkerSession`. It owns the DEALER socket to the coordinator, the compute
+/// threads and the clock; the session decides what to send, when to reconnect and what to compute.
 ///
-/// The socket thread never computes, so heartbeats keep flowing during long inner loops. Compute
-/// threads hand encoded results back over an inproc PUSH/PULL pair: no socket is shared.
+/// The socket thread never computes, so heartbeats keep flowing during long inner loops. Compute threads hand
+/// encoded results back over an inproc PUSH/PULL pair: no socket is shared.
 public final class Worker {
     public struct Options: Sendable {
         public var endpoint: String
@@ -98,6 +90,19 @@ public final class Worker {
             self.threads = threads
             self.numerics = numerics
         }
+
+        /// The session's settings from these options.
+        var session: WorkerSession.Settings {
+            var s = WorkerSession.Settings(
+                hello: Hello(host: host, cores: ProcessInfo.processInfo.activeProcessorCount, threads: threads, numerics: numerics),
+                kernel: .selected)
+            s.heartbeatIntervalMs = heartbeatIntervalMs
+            s.liveness = liveness
+            s.initialBackoffMs = initialBackoffMs
+            s.maxBackoffMs = maxBackoffMs
+            s.giveUpAfterMs = giveUpAfterMs
+            return s
+        }
     }
 
     let options: Options
@@ -108,40 +113,30 @@ public final class Worker {
     let envSteps = SharedCounter()
     let jobsStarted = SharedCounter()
     let resultsEndpoint: String
-    let clock = ContinuousClock()
-    let started: ContinuousClock.Instant
+    /// The shell's clock: milliseconds since the worker started, the only time the session ever sees.
+    let now: () -> Tick
+    var session: WorkerSession
     var dealer: ZMQSocket?
-    var runID: String?
-    var workerID = ""
-    var cached: (version: Int, theta: ParameterVector)?
-    /// The kernel this run's slots and eval jobs run on: the process's, or the portable one when the
-    /// welcome says `numerics: portable`.
-    var kernel = GEMMBackend.selected
-    var heartbeatIntervalMs: Int
-    var liveness: Int
-    var lastHeard: Tick = 0
-    var lastSent: Tick = 0
-    var backoffMs: Int
-    /// Whether any coordinator has welcomed this worker (a worker that never got through gives up eventually).
-    var everWelcomed = false
     /// The endpoint of the current connection.
     var connectedTo = ""
-    /// Slot outcomes (results or failures) handed back to the coordinator.
-    public private(set) var slotsCompleted = 0
+    var finished = false
 
-    public init(options: Options, context: ZMQContext, stop: StopFlag, logger: Logger) {
+    /// - Parameter clock: milliseconds on a monotonic clock (default: since this call, on `ContinuousClock`).
+    public init(options: Options, context: ZMQContext, stop: StopFlag, logger: Logger, clock: (() -> Tick)? = nil) {
         self.options = options
         self.context = context
         self.stop = stop
         self.logger = logger
-        heartbeatIntervalMs = options.heartbeatIntervalMs
-        liveness = options.liveness
-        backoffMs = options.initialBackoffMs
+        session = WorkerSession(settings: options.session)
         resultsEndpoint = "inproc://metatrain-results-\(getpid())-\(UInt(bitPattern: ObjectIdentifier(jobs).hashValue))"
-        started = clock.now
+        if let clock { now = clock } else {
+            let continuous = ContinuousClock(), started = continuous.now
+            now = { Tick((continuous.now - started) / .milliseconds(1)) }
+        }
     }
 
-    var now: Tick { Tick((clock.now - started) / .milliseconds(1)) }
+    /// Slot and eval replies handed back to the coordinator.
+    public var slotsCompleted: Int { session.jobsCompleted }
 
     /// Runs until the coordinator says the run is over, or a stop signal arrives.
     ///
@@ -157,30 +152,45 @@ public final class Worker {
             dealer?.close()
             usleep(250_000)
         }
-        try connect()
-        while true {
-            if stop.isSet {
-                logger.info("stopping: saying goodbye (the coordinator requeues this worker's slots)")
-                send(.goodbye(reason: "worker stopping"))
-                return
-            }
-            guard let socket = dealer else { return }
-            let ready = try ZMQPoller.poll([socket, results], timeoutMs: max(5, min(100, heartbeatIntervalMs / 4)))
-            if ready[1] {
-                while let frames = try results.receive() {
-                    if let bytes = frames.first { forward(bytes); slotsCompleted += 1 }
-                }
-            }
+        try perform(.start)
+        while !finished {
+            if stop.isSet { try perform(.stop); break }
+            let sockets = [results] + (dealer.map { [$0] } ?? [])
+            let ready = try ZMQPoller.poll(sockets, timeoutMs: dealer == nil ? 20 : session.pollTimeoutMs)
             if ready[0] {
-                while let frames = try socket.receive() {
-                    if try !handle(frames) { return }
+                while let frames = try results.receive() {
+                    if let bytes = frames.first { try perform(.computed(bytes)) }
                 }
             }
-            if now - lastSent >= Tick(heartbeatIntervalMs) { send(.heartbeat(envSteps: envSteps.value)) }
-            if now - lastHeard > Tick(heartbeatIntervalMs * liveness) {
-                try giveUpIfNeverWelcomed()
-                logger.warning("coordinator at \(connectedTo) silent for \(now - lastHeard) ms: reconnecting in \(backoffMs) ms")
-                try reconnect()
+            if ready.count > 1, ready[1], let socket = dealer {
+                // Read until the socket is drained, or the session closed it (a reconnect) or the run ended.
+                while !finished, dealer === socket, let frames = try socket.receive() { try perform(.received(frames)) }
+            }
+            if !finished { try perform(.tick(envSteps: envSteps.value)) }
+        }
+    }
+
+    /// Hands one event to the session and carries out what it says, in order.
+    func perform(_ event: WorkerSession.Event) throws {
+        for action in session.handle(event, now: now()) {
+            switch action {
+            case .connect: try connect()
+            case .disconnect:
+                dealer?.close()
+                dealer = nil
+            case .send(let message): transmit(WireCodec.encode(message))
+            case .transmit(let bytes): transmit(bytes)
+            case .compute(let job): jobs.put(job)
+            case .log(let level, let text):
+                switch level {
+                case .debug: logger.debug("\(text)")
+                case .info: logger.info("\(text)")
+                case .warning: logger.warning("\(text)")
+                case .error: logger.error("\(text)")
+                }
+            case .finish: finished = true
+            case .giveUp(let afterMs): throw WorkerGaveUp(endpoint: connectedTo, seconds: Double(afterMs) / 1000)
+            case .refused(let reason): throw WorkerRefused(reason: reason)
             }
         }
     }
@@ -195,13 +205,6 @@ public final class Worker {
         return options.endpoint
     }
 
-    /// Throws when no coordinator has ever welcomed this worker within `giveUpAfterMs`: a stale endpoint, a wrong
-    /// address or a coordinator that never came must end in a clear error, not a worker retrying forever.
-    func giveUpIfNeverWelcomed() throws {
-        guard !everWelcomed, let limit = options.giveUpAfterMs, now > Tick(limit) else { return }
-        throw WorkerGaveUp(endpoint: connectedTo, seconds: Double(now) / 1000)
-    }
-
     func connect() throws {
         let socket = try context.socket(.dealer)
         try socket.setMaxMessageSize(Int64(options.maxMessageBytes))
@@ -211,108 +214,13 @@ public final class Worker {
         try socket.connect(endpoint)
         connectedTo = endpoint
         dealer = socket
-        lastHeard = now
-        send(.hello(hello))
     }
 
-    var hello: Hello {
-        Hello(host: options.host, cores: ProcessInfo.processInfo.activeProcessorCount, threads: options.threads,
-              previousWorkerID: workerID, numerics: options.numerics)
-    }
-
-    /// Closes the connection, waits the backoff (doubling up to the maximum), and registers again.
-    func reconnect() throws {
-        dealer?.close()
-        dealer = nil
-        let deadline = now + Tick(backoffMs)
-        while now < deadline && !stop.isSet { usleep(20_000) }
-        try giveUpIfNeverWelcomed()
-        backoffMs = min(backoffMs * 2, options.maxBackoffMs)
-        try connect()
-    }
-
-    func send(_ message: Message) {
-        forward(WireCodec.encode(message))
-    }
-
-    func forward(_ bytes: [UInt8]) {
+    func transmit(_ bytes: [UInt8]) {
         guard let dealer else { return }
-        do {
-            try dealer.send([bytes])
-            lastSent = now
-        } catch {
+        do { try dealer.send([bytes]) } catch {
             logger.debug("send failed: \(error)")
         }
-    }
-
-    /// Handles one inbound message; returns false when the worker should exit.
-    func handle(_ frames: [[UInt8]]) throws -> Bool {
-        lastHeard = now
-        // One frame, or a head and the θ frame shared by every worker it goes to (protocol 5).
-        guard frames.count == 1 || frames.count == 2 else {
-            logger.warning("dropped a \(frames.count)-frame message from the coordinator")
-            return true
-        }
-        let message: Message
-        do { message = try WireCodec.decode(frames: frames) } catch {
-            logger.warning("dropped an invalid message from the coordinator: \(error)")
-            send(.error(ErrorReply(code: error.isVersionMismatch ? .protocolVersion : .malformed, message: "\(error)")))
-            return true
-        }
-        switch message {
-        case .welcome(let w):
-            if runID != w.runID {
-                if runID != nil { logger.info("joined run \(w.runID) (was \(runID!)): dropping cached θ") }
-                cached = nil
-            }
-            runID = w.runID
-            workerID = w.workerID
-            heartbeatIntervalMs = w.heartbeatIntervalMs
-            liveness = w.liveness
-            backoffMs = options.initialBackoffMs
-            everWelcomed = true
-            kernel = w.numerics == .portable ? .portable : .selected
-            logger.info("registered as \(w.workerID) in run \(w.runID); numerics \(w.numerics.rawValue), computing on kernel \(kernel.rawValue)")
-        case .heartbeat:
-            break
-        case .assignment(let a):
-            accept(a)
-        case .evalJob(let j):
-            jobs.put(.eval(j, kernel: kernel))
-        case .error(let e):
-            switch e.code {
-            case .unknownWorker:
-                logger.info("coordinator does not know this worker (restarted?): registering again")
-                send(.hello(hello))
-            case .numericsMismatch:
-                logger.error("coordinator refused this worker: \(e.message)")
-                throw WorkerRefused(reason: e.message)
-            case .rejected:
-                logger.error("coordinator disconnected this worker: \(e.message)")
-                try reconnect()
-            default:
-                logger.warning("coordinator error (\(e.code)): \(e.message)")
-            }
-        case .goodbye(let reason):
-            logger.info("coordinator said goodbye: \(reason)")
-            return false
-        case .hello, .result, .evalRequest, .evalOutcome, .statusRequest, .statusReply:
-            send(.error(ErrorReply(code: .malformed, message: "a coordinator must not send \(message.kind)")))
-        }
-        return true
-    }
-
-    func accept(_ a: Assignment) {
-        guard a.runID == runID else {
-            send(.error(ErrorReply(code: .wrongRun, message: "this worker is registered in \(runID ?? "no run"), not \(a.runID)", key: a.key)))
-            return
-        }
-        if let theta = a.parameters { cached = (a.parameterVersion, theta) }
-        guard let cached, cached.version == a.parameterVersion else {
-            send(.error(ErrorReply(code: .parametersMissing, message: "θ version \(a.parameterVersion) is not cached here", key: a.key)))
-            return
-        }
-        jobs.put(.slot(a, theta: cached.theta, kernel: kernel))
     }
 
     /// Starts a compute thread; it owns its own PUSH socket (sockets never cross threads).
@@ -392,8 +300,4 @@ extension Worker {
         let text = "\(error)"
         return text.utf8.count <= 1000 ? text : String(text.prefix(900)) + "… (cut)"
     }
-}
-
-extension WireError {
-    var isVersionMismatch: Bool { if case .protocolVersion = self { return true } else { return false } }
 }

@@ -1,0 +1,232 @@
+import Foundation
+import MetaLearning
+import Wire
+
+/// The eval client's side of the protocol as a pure state machine: submit one batch of adaptation jobs as an eval
+/// request, keep it alive with heartbeats, collect each job's outcome once, and when the coordinator goes silent or
+/// forgets the request (a restart), submit again only the jobs still missing. It reads no clock and touches no
+/// socket; `ClusterAdaptationRunner` (the shell) feeds it events with the time and carries out its actions.
+///
+/// Why a pure core: the fault simulation drives this session through the wire codec against the real Scheduler,
+/// coordinator restarts included, and its timeouts are tested in simulated time.
+public struct EvalClientSession {
+    public struct Settings: Sendable {
+        /// Until the coordinator's welcome says otherwise.
+        public var heartbeatIntervalMs = 1000
+        public var liveness = 5
+        public var initialBackoffMs = 1000
+        public var maxBackoffMs = 16_000
+        /// Give up when the coordinator has said nothing for this long (a wrong endpoint, a coordinator that is
+        /// not up, or one that crashed and did not come back); shorter silences are ridden out.
+        public var unreachableTimeoutMs = 60_000
+        /// The coordinator's address, for messages.
+        public var endpoint = ""
+        /// Names the requests: `PREFIX-sN` for the N-th submission of this batch.
+        public var requestPrefix = "eval"
+        /// How often a progress line is logged while outcomes are missing.
+        public var reportEveryMs = 30_000
+
+        public init() {}
+    }
+
+    public enum Event {
+        /// Connect and submit every job.
+        case start
+        /// The frames of one message from the coordinator.
+        case received([[UInt8]])
+        case tick
+        /// A stop signal: say goodbye and end with an error naming what is missing.
+        case stop
+    }
+
+    /// What the shell must do, in the order given.
+    public enum Action: Equatable {
+        /// Open a new connection to the coordinator.
+        case connect
+        /// Close the connection; read nothing more from it.
+        case disconnect
+        case send(Message)
+        /// Job `index`'s outcome arrived (for progress reports).
+        case completed(index: Int)
+        /// Every job's outcome, in job order: the batch is done.
+        case finished([AdaptationOutcome])
+        /// The batch cannot be completed: the shell throws with this text.
+        case failed(String)
+        case log(LogLevel, String)
+    }
+
+    public enum Connection: Equatable {
+        case idle
+        case connected
+        /// Submits again at this time.
+        case backingOff(until: Tick)
+        case ended
+    }
+
+    public let settings: Settings
+    public let jobs: [AdaptationJob]
+    public private(set) var outcomes: [AdaptationOutcome?]
+    public private(set) var connection = Connection.idle
+    /// Submissions made so far (the first included).
+    public private(set) var submissions = 0
+    public private(set) var requestID = ""
+    var heartbeatIntervalMs: Int
+    var liveness: Int
+    var backoffMs: Int
+    var lastHeard: Tick = 0
+    var lastSent: Tick = 0
+    /// Anything from any coordinator: the unreachable timeout runs from here.
+    var lastAnswer: Tick = 0
+    var lastOutcome: Tick = 0
+    var lastReport: Tick = 0
+
+    public init(jobs: [AdaptationJob], settings: Settings) {
+        self.jobs = jobs
+        self.settings = settings
+        outcomes = Array(repeating: nil, count: jobs.count)
+        heartbeatIntervalMs = settings.heartbeatIntervalMs
+        liveness = settings.liveness
+        backoffMs = settings.initialBackoffMs
+    }
+
+    public var missing: Int { outcomes.lazy.filter { $0 == nil }.count }
+
+    public mutating func handle(_ event: Event, now: Tick) -> [Action] {
+        var out: [Action] = []
+        switch event {
+        case .start:
+            guard connection == .idle else { break }
+            lastAnswer = now; lastOutcome = now; lastReport = now
+            if jobs.isEmpty {
+                connection = .ended
+                out.append(.finished([]))
+            } else {
+                submit(now, &out)
+            }
+        case .received(let frames):
+            guard connection == .connected else { break }
+            lastHeard = now
+            lastAnswer = now
+            receive(frames, now, &out)
+        case .tick:
+            tick(now, &out)
+        case .stop:
+            guard connection != .ended else { break }
+            if connection == .connected { out.append(.send(.goodbye(reason: "eval client stopping"))) }
+            fail("stopped by a signal with \(missing) of \(jobs.count) eval jobs missing", &out)
+        }
+        return out
+    }
+
+    /// Connects anew and submits the jobs still missing, under a new request id.
+    mutating func submit(_ now: Tick, _ out: inout [Action]) {
+        if connection == .connected { out.append(.disconnect) }
+        submissions += 1
+        requestID = "\(settings.requestPrefix)-s\(submissions)"
+        let pending = outcomes.indices.filter { outcomes[$0] == nil }.map { (index: $0, job: jobs[$0]) }
+        out.append(.connect)
+        out.append(.send(.evalRequest(EvalRequest(requestID: requestID, jobs: pending))))
+        out.append(.log(.info, "submitted \(requestID): \(pending.count) job(s) to \(settings.endpoint)"))
+        connection = .connected
+        lastHeard = now
+        lastSent = now
+    }
+
+    mutating func backOff(_ now: Tick, _ out: inout [Action]) {
+        out.append(.disconnect)
+        connection = .backingOff(until: now + Tick(backoffMs))
+        backoffMs = min(backoffMs * 2, settings.maxBackoffMs)
+    }
+
+    mutating func fail(_ reason: String, _ out: inout [Action]) {
+        if connection == .connected { out.append(.disconnect) }
+        connection = .ended
+        out.append(.failed(reason))
+    }
+
+    mutating func tick(_ now: Tick, _ out: inout [Action]) {
+        switch connection {
+        case .idle, .ended:
+            return
+        case .backingOff, .connected:
+            if now - lastAnswer > Tick(settings.unreachableTimeoutMs) {
+                fail("no coordinator answered at \(settings.endpoint) for \(settings.unreachableTimeoutMs / 1000) s, with \(missing) of \(jobs.count) eval jobs missing", &out)
+                return
+            }
+        }
+        if case .backingOff(let until) = connection {
+            if now >= until { submit(now, &out) }
+            return
+        }
+        if now - lastSent >= Tick(heartbeatIntervalMs) {
+            out.append(.send(.heartbeat(envSteps: 0)))
+            lastSent = now
+        }
+        if now - lastReport >= Tick(settings.reportEveryMs) {
+            let stalled = now - lastOutcome > Tick(settings.reportEveryMs)
+            out.append(.log(.info, "\(jobs.count - missing) of \(jobs.count) job(s) done" + (stalled
+                ? "; no outcome for \((now - lastOutcome) / 1000) s (does the coordinator have workers?)" : "")))
+            lastReport = now
+        }
+        if now - lastHeard > Tick(heartbeatIntervalMs) * Tick(liveness) {
+            out.append(.log(.warning, "coordinator silent for \(now - lastHeard) ms: reconnecting in \(backoffMs) ms and submitting the \(missing) missing job(s) again"))
+            backOff(now, &out)
+        }
+    }
+
+    mutating func receive(_ frames: [[UInt8]], _ now: Tick, _ out: inout [Action]) {
+        guard frames.count == 1 else {
+            out.append(.log(.warning, "dropped a \(frames.count)-frame message from the coordinator"))
+            return
+        }
+        let message: Message
+        do { message = try WireCodec.decode(frames[0]) } catch {
+            out.append(.log(.warning, "dropped an invalid message from the coordinator: \(error)"))
+            return
+        }
+        switch message {
+        case .welcome(let w):
+            heartbeatIntervalMs = w.heartbeatIntervalMs
+            liveness = w.liveness
+            backoffMs = settings.initialBackoffMs
+            out.append(.log(.info, "coordinator of run \(w.runID) accepted \(requestID) as \(w.workerID)"))
+        case .heartbeat:
+            break
+        case .evalOutcome(let o):
+            let i = o.key.job
+            // A late copy (a backup's, or one sent before a resubmission) of a job already in: ignored.
+            guard i >= 0 && i < jobs.count, outcomes[i] == nil, o.error == nil else { return }
+            if let problem = jobs[i].mismatch(o.outcome) {
+                fail("the coordinator forwarded an outcome for job \(i) that does not fit it: \(problem)", &out)
+                return
+            }
+            outcomes[i] = o.outcome
+            lastOutcome = now
+            out.append(.completed(index: i))
+            if missing == 0 {
+                out.append(.send(.goodbye(reason: "eval batch complete")))
+                out.append(.disconnect)
+                connection = .ended
+                out.append(.finished(outcomes.compactMap { $0 }))
+            }
+        case .error(let e):
+            switch e.code {
+            case .unknownWorker:
+                out.append(.log(.warning, "the coordinator no longer knows \(requestID): submitting the \(missing) missing job(s) again"))
+                submit(now, &out)
+            case .taskFailed:
+                fail("an eval job failed on the workers: \(e.message)", &out)
+            case .rejected:
+                // The coordinator holds as many requests as it takes: wait, then try again.
+                out.append(.log(.warning, "the coordinator refused \(requestID) (\(e.message)): submitting again in \(backoffMs) ms"))
+                backOff(now, &out)
+            default:
+                fail("the coordinator refused the eval request (\(e.code)): \(e.message)", &out)
+            }
+        case .goodbye(let reason):
+            fail("the coordinator ended (\(reason)) with \(missing) of \(jobs.count) eval jobs missing", &out)
+        case .hello, .assignment, .result, .evalRequest, .evalJob, .statusRequest, .statusReply:
+            out.append(.log(.warning, "ignored a \(message.kind) from the coordinator"))
+        }
+    }
+}

@@ -1,0 +1,271 @@
+import Foundation
+import MetaLearning
+import NeuralNet
+import Wire
+
+/// Work for a compute thread: a training slot with the θ it starts from, or a meta-evaluation job.
+/// Each carries the kernel its run computes on (the portable one under `numerics: portable`).
+public enum WorkerJob: @unchecked Sendable, Equatable {
+    case slot(Assignment, theta: ParameterVector, kernel: GEMMBackend)
+    case eval(EvalJobMessage, kernel: GEMMBackend)
+}
+
+/// The worker's side of the protocol as a pure state machine: registration, heartbeats both ways, reconnecting
+/// with backoff when the coordinator goes silent, giving up on one that never answers, the θ cache by version and
+/// switching runs. It reads no clock and touches no socket; `Worker` (the shell) feeds it events with the time and
+/// carries out its actions in order.
+///
+/// Why a pure core: the fault simulation (`SchedulerSimulationTests`) drives this very session through the wire
+/// codec against the real Scheduler, and its liveness and backoff are tested in simulated time, not with sleeps.
+/// Paranoid Pirate (ZeroMQ guide, ch. 4): any message counts as a sign of life; silence for liveness × heartbeat
+/// means the coordinator is gone, and the worker reconnects after a backoff that doubles up to a maximum.
+public struct WorkerSession {
+    public struct Settings: Sendable {
+        /// The hello this worker sends (the session fills in `previousWorkerID` when it registers again).
+        public var hello: Hello
+        /// Used until a welcome says otherwise.
+        public var heartbeatIntervalMs = 1000
+        public var liveness = 5
+        public var initialBackoffMs = 1000
+        public var maxBackoffMs = 32_000
+        /// A worker that has never been welcomed gives up this long after it started (nil: never).
+        public var giveUpAfterMs: Int? = 300_000
+        /// The kernel this process computes on (`GEMMBackend.selected`); a run under `numerics: portable` uses
+        /// the portable one instead.
+        public var kernel: GEMMBackend
+
+        public init(hello: Hello, kernel: GEMMBackend) { self.hello = hello; self.kernel = kernel }
+    }
+
+    public enum Event {
+        /// The shell is up: connect for the first time.
+        case start
+        /// The frames of one message from the coordinator.
+        case received([[UInt8]])
+        /// A compute thread finished a job; its reply, encoded.
+        case computed([UInt8])
+        /// Time passed; `envSteps` is the total the compute threads have taken (heartbeats carry it).
+        case tick(envSteps: UInt64)
+        /// A stop signal: say goodbye (the coordinator requeues this worker's work at once) and end.
+        case stop
+    }
+
+    /// What the shell must do, in the order given.
+    public enum Action: Equatable {
+        /// Open a new connection to the coordinator (the shell reads the endpoint file again).
+        case connect
+        /// Close the connection; read nothing more from it.
+        case disconnect
+        case send(Message)
+        /// Send a reply a compute thread encoded.
+        case transmit([UInt8])
+        case compute(WorkerJob)
+        case log(LogLevel, String)
+        /// The run is over (the coordinator said goodbye, or a stop signal): the shell returns.
+        case finish
+        /// No coordinator ever welcomed this worker within `giveUpAfterMs`: the shell throws `WorkerGaveUp`.
+        case giveUp(afterMs: Int64)
+        /// The coordinator refused this worker for good: the shell throws `WorkerRefused`.
+        case refused(String)
+    }
+
+    public enum Connection: Equatable {
+        case idle
+        case connected
+        /// Disconnected; connects again at this time.
+        case backingOff(until: Tick)
+        case ended
+    }
+
+    public let settings: Settings
+    public private(set) var connection = Connection.idle
+    public private(set) var runID: String?
+    public private(set) var workerID = ""
+    public private(set) var cached: (version: Int, theta: ParameterVector)?
+    public private(set) var kernel: GEMMBackend
+    public private(set) var heartbeatIntervalMs: Int
+    public private(set) var liveness: Int
+    public private(set) var backoffMs: Int
+    public private(set) var everWelcomed = false
+    /// Job replies handed back (results and failures alike), whether or not a connection was up to take them.
+    public private(set) var jobsCompleted = 0
+    var startedAt: Tick = 0
+    var lastHeard: Tick = 0
+    var lastSent: Tick = 0
+
+    public init(settings: Settings) {
+        self.settings = settings
+        kernel = settings.kernel
+        heartbeatIntervalMs = settings.heartbeatIntervalMs
+        liveness = settings.liveness
+        backoffMs = settings.initialBackoffMs
+    }
+
+    /// How long the shell may wait for a socket before the next tick is due.
+    public var pollTimeoutMs: Int { max(5, min(100, heartbeatIntervalMs / 4)) }
+
+    public mutating func handle(_ event: Event, now: Tick) -> [Action] {
+        var out: [Action] = []
+        switch event {
+        case .start:
+            guard connection == .idle else { break }
+            startedAt = now
+            connect(now, &out)
+        case .received(let frames):
+            guard connection == .connected else { break }
+            lastHeard = now
+            receive(frames, now, &out)
+        case .computed(let bytes):
+            jobsCompleted += 1
+            if connection == .connected {
+                out.append(.transmit(bytes))
+                lastSent = now
+            } else {
+                out.append(.log(.debug, "a reply computed while disconnected is dropped (the coordinator runs that work again)"))
+            }
+        case .tick(let envSteps):
+            tick(envSteps: envSteps, now, &out)
+        case .stop:
+            guard connection != .ended else { break }
+            out.append(.log(.info, "stopping: saying goodbye (the coordinator requeues this worker's slots)"))
+            send(.goodbye(reason: "worker stopping"), now, &out)
+            end(&out)
+        }
+        return out
+    }
+
+    mutating func tick(envSteps: UInt64, _ now: Tick, _ out: inout [Action]) {
+        switch connection {
+        case .idle, .ended:
+            return
+        case .backingOff(let until):
+            guard now >= until else { return }
+            if giveUpIfNeverWelcomed(now, &out) { return }
+            backoffMs = min(backoffMs * 2, settings.maxBackoffMs)
+            connect(now, &out)
+        case .connected:
+            if now - lastSent >= Tick(heartbeatIntervalMs) { send(.heartbeat(envSteps: envSteps), now, &out) }
+            if now - lastHeard > Tick(heartbeatIntervalMs) * Tick(liveness) {
+                if giveUpIfNeverWelcomed(now, &out) { return }
+                out.append(.log(.warning, "coordinator silent for \(now - lastHeard) ms: reconnecting in \(backoffMs) ms"))
+                backOff(now, &out)
+            }
+        }
+    }
+
+    /// A worker no coordinator ever welcomed within `giveUpAfterMs` stops: a stale endpoint, a wrong address or a
+    /// coordinator that never came must end in a clear error, not a worker retrying forever.
+    mutating func giveUpIfNeverWelcomed(_ now: Tick, _ out: inout [Action]) -> Bool {
+        guard !everWelcomed, let limit = settings.giveUpAfterMs, now - startedAt > Tick(limit) else { return false }
+        if connection == .connected { out.append(.disconnect) }
+        connection = .ended
+        out.append(.giveUp(afterMs: now - startedAt))
+        return true
+    }
+
+    mutating func connect(_ now: Tick, _ out: inout [Action]) {
+        out.append(.connect)
+        connection = .connected
+        lastHeard = now
+        send(.hello(hello), now, &out)
+    }
+
+    /// Closes the connection and connects again after the backoff (doubled at each reconnect, reset by a welcome).
+    mutating func backOff(_ now: Tick, _ out: inout [Action]) {
+        out.append(.disconnect)
+        connection = .backingOff(until: now + Tick(backoffMs))
+    }
+
+    mutating func end(_ out: inout [Action]) {
+        if connection == .connected { out.append(.disconnect) }
+        connection = .ended
+        out.append(.finish)
+    }
+
+    var hello: Hello {
+        var h = settings.hello
+        h.previousWorkerID = workerID
+        return h
+    }
+
+    mutating func send(_ message: Message, _ now: Tick, _ out: inout [Action]) {
+        guard connection == .connected else { return }
+        out.append(.send(message))
+        lastSent = now
+    }
+
+    mutating func receive(_ frames: [[UInt8]], _ now: Tick, _ out: inout [Action]) {
+        // One frame, or a head and the θ frame shared by every worker it goes to (protocol 5).
+        guard frames.count == 1 || frames.count == 2 else {
+            out.append(.log(.warning, "dropped a \(frames.count)-frame message from the coordinator"))
+            return
+        }
+        let message: Message
+        do { message = try WireCodec.decode(frames: frames) } catch {
+            out.append(.log(.warning, "dropped an invalid message from the coordinator: \(error)"))
+            let code: ErrorCode = error.isVersionMismatch ? .protocolVersion : .malformed
+            send(.error(ErrorReply(code: code, message: "\(error)")), now, &out)
+            return
+        }
+        switch message {
+        case .welcome(let w):
+            if runID != w.runID {
+                if let old = runID { out.append(.log(.info, "joined run \(w.runID) (was \(old)): dropping cached θ")) }
+                cached = nil
+            }
+            runID = w.runID
+            workerID = w.workerID
+            heartbeatIntervalMs = w.heartbeatIntervalMs
+            liveness = w.liveness
+            backoffMs = settings.initialBackoffMs
+            everWelcomed = true
+            kernel = w.numerics == .portable ? .portable : settings.kernel
+            out.append(.log(.info, "registered as \(w.workerID) in run \(w.runID); numerics \(w.numerics.rawValue), computing on kernel \(kernel.rawValue)"))
+        case .heartbeat:
+            break
+        case .assignment(let a):
+            accept(a, now, &out)
+        case .evalJob(let j):
+            out.append(.compute(.eval(j, kernel: kernel)))
+        case .error(let e):
+            switch e.code {
+            case .unknownWorker:
+                out.append(.log(.info, "coordinator does not know this worker (restarted?): registering again"))
+                send(.hello(hello), now, &out)
+            case .numericsMismatch:
+                out.append(.log(.error, "coordinator refused this worker: \(e.message)"))
+                out.append(.disconnect)
+                connection = .ended
+                out.append(.refused(e.message))
+            case .rejected:
+                out.append(.log(.error, "coordinator disconnected this worker: \(e.message)"))
+                backOff(now, &out)
+            default:
+                out.append(.log(.warning, "coordinator error (\(e.code)): \(e.message)"))
+            }
+        case .goodbye(let reason):
+            out.append(.log(.info, "coordinator said goodbye: \(reason)"))
+            end(&out)
+        case .hello, .result, .evalRequest, .evalOutcome, .statusRequest, .statusReply:
+            send(.error(ErrorReply(code: .malformed, message: "a coordinator must not send \(message.kind)")), now, &out)
+        }
+    }
+
+    /// Runs an assignment of this worker's run on the θ it names: sent with it, or cached from an earlier one.
+    mutating func accept(_ a: Assignment, _ now: Tick, _ out: inout [Action]) {
+        guard a.runID == runID else {
+            send(.error(ErrorReply(code: .wrongRun, message: "this worker is registered in \(runID ?? "no run"), not \(a.runID)", key: a.key)), now, &out)
+            return
+        }
+        if let theta = a.parameters { cached = (a.parameterVersion, theta) }
+        guard let cached, cached.version == a.parameterVersion else {
+            send(.error(ErrorReply(code: .parametersMissing, message: "θ version \(a.parameterVersion) is not cached here", key: a.key)), now, &out)
+            return
+        }
+        out.append(.compute(.slot(a, theta: cached.theta, kernel: kernel)))
+    }
+}
+
+extension WireError {
+    var isVersionMismatch: Bool { if case .protocolVersion = self { return true } else { return false } }
+}
