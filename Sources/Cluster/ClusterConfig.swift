@@ -29,7 +29,7 @@ public struct ClusterConfig: Sendable, Equatable {
         public var liveness = 5
         /// ZMQ_MAXMSGSIZE: the largest frame a peer can send the coordinator (libzmq checks frames, not the
         /// sum of a multipart message's frames).
-        public var maxMessageBytes = 256 * 1024 * 1024
+        public var maxMessageBytes = ClusterLimits.maxMessageBytes
         /// ZMQ_RCVHWM of the coordinator's socket: complete messages queued per connection before libzmq stops
         /// reading from it. With max_message_bytes it bounds what complete messages can hold in memory.
         public var receiveHighWaterMark = 64

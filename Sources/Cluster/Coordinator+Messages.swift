@@ -68,7 +68,7 @@ extension Coordinator {
     /// Checks an eval request's jobs and numbers it.
     ///
     /// The decoder has checked each job (`AdaptationJob.validate`); here it must also fit this run's workers: this run's network shape, a
-    /// replay buffer no larger than the run's (or the job's budget) and a batch no larger than 4096, so
+    /// replay buffer no larger than the run's (or the job's budget) and a batch no larger than `ClusterLimits.maxEvalBatchSize`, so
     /// no client can hand out a job that exhausts a worker's memory.
     func evalRequest(_ peer: Peer, _ r: EvalRequest) -> SchedulerEvent<SlotPayload> {
         let run = config.innerLoop.dqn
@@ -77,7 +77,7 @@ extension Coordinator {
                 guard job.initial.count == state.theta.count, job.dqn.hiddenLayers == run.hiddenLayers else {
                     throw EvaluationError.invalid("its network (\(job.dqn.hiddenLayers), \(job.initial.count) parameters) is not this run's (\(run.hiddenLayers), \(state.theta.count))")
                 }
-                guard job.dqn.bufferCapacity <= max(run.bufferCapacity, job.budget), job.dqn.batchSize <= 4096 else {
+                guard job.dqn.bufferCapacity <= max(run.bufferCapacity, job.budget), job.dqn.batchSize <= ClusterLimits.maxEvalBatchSize else {
                     throw EvaluationError.invalid("replay buffer \(job.dqn.bufferCapacity) or batch \(job.dqn.batchSize) is larger than this run allows")
                 }
             } catch {

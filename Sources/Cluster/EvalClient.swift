@@ -19,7 +19,7 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
         /// Until the coordinator's answer says otherwise.
         public var heartbeatIntervalMs = 1000
         public var liveness = 5
-        public var maxMessageBytes = 256 * 1024 * 1024
+        public var maxMessageBytes = ClusterLimits.maxMessageBytes
         public var initialBackoffMs = 1000
         public var maxBackoffMs = 16_000
         /// Give up when the coordinator has said nothing for this long: a wrong endpoint, a coordinator

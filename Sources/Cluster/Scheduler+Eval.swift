@@ -17,10 +17,10 @@ extension Scheduler {
             out.append(.send(peer, .error(ErrorReply(code: .malformed, message: "an eval request needs at least one job, each named once"))))
             return
         }
-        guard evalRequests.count < settings.maxEvalRequests,
-              (clients[peer]?.requests.count ?? 0) < settings.maxEvalRequestsPerClient else {
+        guard evalRequests.count < settings.limits.maxEvalRequests,
+              (clients[peer]?.requests.count ?? 0) < settings.limits.maxEvalRequestsPerClient else {
             out.append(.forgetEvalRequest(request))
-            out.append(.send(peer, .error(ErrorReply(code: .rejected, message: "too many eval requests outstanding (at most \(settings.maxEvalRequests), \(settings.maxEvalRequestsPerClient) per client): try again later"))))
+            out.append(.send(peer, .error(ErrorReply(code: .rejected, message: "too many eval requests outstanding (at most \(settings.limits.maxEvalRequests), \(settings.limits.maxEvalRequestsPerClient) per client): try again later"))))
             out.append(.log(.warning, "refused an eval request from \(peer): too many outstanding"))
             return
         }

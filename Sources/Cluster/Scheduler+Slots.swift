@@ -150,7 +150,7 @@ extension Scheduler {
 
     /// Takes back every attempt held past its deadline, however alive its holder's heartbeats are: the slot (or
     /// eval job) runs elsewhere, and the holder is suspected — no new work until it delivers something. A
-    /// suspected worker whose env-step count (from its heartbeats) has not moved for `maxTimeouts` deadlines is
+    /// suspected worker whose env-step count (from its heartbeats) has not moved for `limits.maxTimeouts` deadlines is
     /// stuck, not slow, and is disconnected with the reason; a slow one that still computes is kept.
     mutating func reclaimOverdue(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         let slotLimit = slotDeadline
@@ -182,7 +182,7 @@ extension Scheduler {
                 out.append(.log(.warning, "worker \(worker.id) held \(missed.joined(separator: ", ")) past the deadline and \(state): taken back; it gets no new work until it delivers"))
             }
             let stuckFor = now - workers[peer]!.envStepsMovedAt
-            if workers[peer]!.suspected, stuckFor > Tick(settings.maxTimeouts) * slotLimit {
+            if workers[peer]!.suspected, stuckFor > Tick(settings.limits.maxTimeouts) * slotLimit {
                 let reason = "no result for work past its deadline and no progress (env steps) for \(stuckFor) ms: disconnected"
                 out.append(.send(peer, .error(ErrorReply(code: .rejected, message: reason))))
                 out.append(.log(.warning, "worker \(worker.id) \(reason)"))

@@ -110,8 +110,8 @@ extension Scheduler {
         worker.strikes += 1
         worker.lastHeard = now
         workers[peer] = worker
-        out.append(.log(.warning, "bad message from worker \(worker.id) (\(worker.strikes)/\(settings.maxStrikes)): \(reason)"))
-        if worker.strikes >= settings.maxStrikes {
+        out.append(.log(.warning, "bad message from worker \(worker.id) (\(worker.strikes)/\(settings.limits.maxStrikes)): \(reason)"))
+        if worker.strikes >= settings.limits.maxStrikes {
             out.append(.send(peer, .error(ErrorReply(code: .rejected, message: "too many bad messages: disconnected"))))
             out.append(.log(.warning, "worker \(worker.id) disconnected after \(worker.strikes) bad messages"))
             counters.workersDisconnected += 1

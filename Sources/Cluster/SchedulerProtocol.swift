@@ -24,8 +24,8 @@ public struct SchedulerSettings: Sendable, Equatable {
     public var liveness: Int
     /// Checkpoint after every this many meta-updates (and after the last).
     public var checkpointInterval: Int
-    /// Bad messages a registered worker may send before it is disconnected.
-    public var maxStrikes = 5
+    /// What one peer may cost the run: strikes, missed deadlines, eval requests held.
+    public var limits = SchedulerLimits()
     /// Attempts of one slot after which each further failure is logged as an error: a slot that fails
     /// everywhere is a deterministic failure (e.g. a diverged inner loop) the user must see. The run is
     /// not aborted: a peer must not be able to stop the run by reporting failures.
@@ -41,10 +41,6 @@ public struct SchedulerSettings: Sendable, Equatable {
     /// Keep serving eval requests after the last meta-iteration, until the shell stops (`--serve`).
     /// Without it the run ends once training is done and no eval request is outstanding.
     public var serve = false
-    /// Outstanding eval requests accepted in all, and per client connection: the coordinator keeps each
-    /// request's jobs in memory, so no peer may make it hold more than this many.
-    public var maxEvalRequests = 64
-    public var maxEvalRequestsPerClient = 4
     /// An eval job running longer than this multiple of its request's median job time is also given to
     /// an idle worker (once); the first outcome wins. It also rescues a job whose message was lost.
     public var evalBackupAfterMedianMultiple: Double? = 4
@@ -58,8 +54,6 @@ public struct SchedulerSettings: Sendable, Equatable {
     public var evalTimeoutMs: Int64 = 3_600_000
     public var timeoutMedianMultiple: Double = 4
     public var minimumTimeoutMs: Int64 = 1_000
-    /// Deadlines a worker may miss in a row, without delivering anything in between, before it is disconnected.
-    public var maxTimeouts = 3
     /// An eval job's holder whose env-step count has not moved for this long (or the slot deadline, if longer)
     /// is not computing it: the job comes back.
     public var minimumStallMs: Int64 = 5_000

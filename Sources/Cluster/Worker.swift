@@ -65,7 +65,7 @@ public final class Worker {
         /// Used until the coordinator's welcome says otherwise.
         public var heartbeatIntervalMs = 1000
         public var liveness = 5
-        public var maxMessageBytes = 256 * 1024 * 1024
+        public var maxMessageBytes = ClusterLimits.maxMessageBytes
         public var initialBackoffMs = 1000
         public var maxBackoffMs = 32_000
         /// CURVE: the coordinator's public key and this worker's key pair (both or neither).
@@ -295,9 +295,6 @@ extension Worker {
         }
     }
 
-    /// An error's text, cut to fit the wire's string limit (a longer one would be refused as malformed).
-    static func errorText(_ error: Error) -> String {
-        let text = "\(error)"
-        return text.utf8.count <= 1000 ? text : String(text.prefix(900)) + "… (cut)"
-    }
+    /// An error's text, cut to `ClusterLimits.maxErrorTextBytes` (a longer one would be refused as malformed).
+    static func errorText(_ error: Error) -> String { ClusterLimits.errorText("\(error)") }
 }

@@ -104,8 +104,8 @@ import Wire
 
     @Test func outstandingRequestsAreBoundedPerClientAndInAll() throws {
         var limited = settings
-        limited.maxEvalRequests = 3
-        limited.maxEvalRequestsPerClient = 2
+        limited.limits.maxEvalRequests = 3
+        limited.limits.maxEvalRequestsPerClient = 2
         var s = try Scheduler<Int>(settings: limited)
         let other = Peer([8]), third = Peer([7])
         func refused(_ out: [SchedulerCommand<Int>]) -> Bool {

@@ -95,7 +95,7 @@ import Wire
     @Test func anUnusableResultRequeuesTheSlotAndRepeatedFailuresAreReportedNotFatal() throws {
         var settings = self.settings
         settings.failedAttemptsWarning = 3
-        settings.maxStrikes = 100
+        settings.limits.maxStrikes = 100
         var s = try Scheduler<Int>(settings: settings)
         _ = s.handle(.hello(a, Hello(host: "h", cores: 1, threads: 1)), now: 0)
         var reported = false

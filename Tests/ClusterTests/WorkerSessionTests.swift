@@ -169,4 +169,13 @@ import Wire
         if case .error(let e) = wrongKind.first { #expect(e.code == .malformed) } else { Issue.record("\(wrongKind)") }
         #expect(!s.handle(.received([[1], [2], [3]]), now: 4).contains { if case .compute = $0 { return true } else { return false } })
     }
+
+    @Test func errorTextIsCutToFitTheWire() throws {
+        let long = String(repeating: "é", count: 2000)   // 4,000 UTF-8 bytes
+        let cut = ClusterLimits.errorText(long)
+        #expect(cut.utf8.count <= ClusterLimits.maxErrorTextBytes && cut.hasSuffix("… (cut)"))
+        let reply = ErrorReply(code: .taskFailed, message: cut, key: SlotKey(iteration: 0, slot: 0, attempt: 0))
+        #expect(try WireCodec.decode(WireCodec.encode(.error(reply))) == .error(reply))
+        #expect(ClusterLimits.errorText("short") == "short")
+    }
 }
