@@ -38,11 +38,17 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
     let logger: Logger
     /// Where progress lines of a batch go (jobs done of total, ETA; every 10 s); nil: nowhere.
     public var progress: (@Sendable (String) -> Void)?
-    let clock = ContinuousClock()
+    /// The shell's clock in milliseconds (monotonic), the only time the session sees.
+    let clock: () -> Tick
     var batches = 0
 
-    public init(options: Options, context: ZMQContext, stop: StopFlag? = nil, logger: Logger) {
+    /// - Parameter clock: milliseconds on a monotonic clock (default: since this call, on `ContinuousClock`).
+    public init(options: Options, context: ZMQContext, stop: StopFlag? = nil, logger: Logger, clock: (() -> Tick)? = nil) {
         self.options = options; self.context = context; self.stop = stop; self.logger = logger
+        if let clock { self.clock = clock } else {
+            let continuous = ContinuousClock(), started = continuous.now
+            self.clock = { Tick((continuous.now - started) / .milliseconds(1)) }
+        }
     }
 
     public func run(_ jobs: [AdaptationJob]) throws -> [AdaptationOutcome] {
@@ -58,8 +64,8 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
         settings.requestPrefix = "eval-\(getpid())-b\(batches)"
         var session = EvalClientSession(jobs: jobs, settings: settings)
         let reporter = progress.map { JobProgress(total: jobs.count, label: "eval batch \(batches) on the cluster", sink: $0) }
-        let start = clock.now
-        func now() -> Tick { Tick((clock.now - start) / .milliseconds(1)) }
+        let start = clock()
+        func now() -> Tick { clock() }
         var socket: ZMQSocket?
         defer { socket?.close() }
         /// Carries out the session's actions; returns the outcomes once the batch is done.
@@ -80,7 +86,7 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
                 case .completed:
                     reporter?.completed()
                 case .finished(let outcomes):
-                    logger.info("eval batch \(batches): \(jobs.count) job(s) done in \(String(format: "%.1f", Double(now()) / 1000)) s")
+                    logger.info("eval batch \(batches): \(jobs.count) job(s) done in \(String(format: "%.1f", Double(now() - start) / 1000)) s")
                     return outcomes
                 case .failed(let reason):
                     throw ClusterError.aborted(reason)
