@@ -60,9 +60,11 @@ struct Local: ParsableCommand {
         p.arguments = ["worker", "--connect", endpoint, "--threads", "\(threads)", "--log-level", logging.logLevel,
                        "--compute", compute.rawValue]
         let log = (folder as NSString).appendingPathComponent("worker-\(index).log")
-        FileManager.default.createFile(atPath: log, contents: nil)
-        p.standardOutput = FileHandle(forWritingAtPath: log)
-        p.standardError = p.standardOutput
+        guard FileManager.default.createFile(atPath: log, contents: nil), let handle = FileHandle(forWritingAtPath: log) else {
+            throw ClusterError.aborted("cannot create the worker log \(log): is the run folder writable?")
+        }
+        p.standardOutput = handle
+        p.standardError = handle
         try p.run()
         return p
     }
