@@ -169,6 +169,16 @@ public struct ClusterConfig: Sendable, Equatable {
         c.meta.outerStep = try meta.float("outer_step", c.meta.outerStep, { $0 > 0 }, "> 0")
         c.meta.schedule = try meta.choice("schedule", c.meta.schedule)
         c.meta.optimizer = try meta.choice("optimizer", c.meta.optimizer)
+        if c.meta.algorithm != .distill, let (_, line) = meta.node("distill") {
+            throw meta.bad("distill", line, "applies only to algorithm: distill")
+        }
+        let distill = try meta.mapping("distill")
+        c.meta.distillation.states = try distill.int("states", c.meta.distillation.states, 1...1_000_000)
+        c.meta.distillation.epsilon = try distill.float("epsilon", c.meta.distillation.epsilon, { (0...1).contains($0) }, "in [0, 1]")
+        c.meta.distillation.steps = try distill.int("steps", c.meta.distillation.steps, 1...10_000_000)
+        c.meta.distillation.batchSize = try distill.int("batch_size", c.meta.distillation.batchSize, 1...65_536)
+        c.meta.distillation.learningRate = try distill.float("learning_rate", c.meta.distillation.learningRate, { $0 > 0 && $0 < 10 }, "in (0, 10)")
+        try distill.finish()
         try meta.finish()
 
         c.family = try parseFamily(try top.mapping("task_family"))
@@ -258,7 +268,7 @@ public struct ClusterConfig: Sendable, Equatable {
     static func parseAlgorithm(_ meta: MappingReader) throws -> MetaAlgorithm {
         let name = try meta.string("algorithm", MetaAlgorithm.reptile.rawValue)
         guard let a = MetaAlgorithm(rawValue: name) else {
-            throw meta.bad("algorithm", meta.node("algorithm")?.1 ?? meta.line, "is '\(name)'; it must be reptile, fomaml or maml")
+            throw meta.bad("algorithm", meta.node("algorithm")?.1 ?? meta.line, "is '\(name)'; it must be reptile, fomaml, maml or distill")
         }
         return a
     }

@@ -13,7 +13,9 @@ extension Coordinator {
         guard iteration == state.iteration else {
             throw ClusterError.aborted("internal: the scheduler applied iteration \(iteration) while θ is at \(state.iteration)")
         }
-        state.apply(updates: payloads.map(\.update), settings: config.meta)
+        let kernel: GEMMBackend = scheduler.numerics.policy == .portable ? .portable : .selected
+        let updates = try config.metaUpdates(iteration: iteration, theta: state.theta, slotUpdates: payloads.map(\.update), kernel: kernel)
+        state.apply(updates: updates, settings: config.meta)
         guard state.theta.isFinite else { throw ClusterError.aborted("θ became non-finite after iteration \(iteration)") }
         if evaluation.isDue(state.iteration) { evaluation.start(iteration: state.iteration, theta: state.theta) }
         let seconds = (clock.now - iterationStarted) / .seconds(1)

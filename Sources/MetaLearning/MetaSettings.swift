@@ -10,6 +10,10 @@ public enum MetaAlgorithm: String, Codable, Sendable, CaseIterable {
     case fomaml
     /// Second-order MAML: g = mean Π_j (I − αH_j) ∇L_query(φᵢ) through the SGD inner steps.
     case maml
+    /// Policy distillation: each slot trains a task expert φᵢ from θ (as Reptile's); the coordinator then fits a
+    /// student, starting from θ, to every expert's Q-values on states of its own task (`distill(student:experts:…)`),
+    /// and g = θ − student.
+    case distill
 }
 
 /// How the outer step size changes over the run.
@@ -49,6 +53,8 @@ public struct MetaSettings: Codable, Sendable, Equatable {
     public var schedule: StepSchedule = .linear
     /// The meta-optimiser applying g; Reptile with SGD and β = 1 moves θ to mean φ.
     public var optimizer: OptimizerKind = .sgd
+    /// How the coordinator distils (`algorithm: distill` only).
+    public var distillation = DistillationSettings()
 
     public init() {}
 

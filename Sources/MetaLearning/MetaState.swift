@@ -20,13 +20,14 @@ public struct MetaState: Sendable, Equatable {
     /// Applies one meta-update from the slots' updates, which must be given in slot order.
     ///
     /// Reptile: g = −mean(φᵢ − θ) = θ − mean φᵢ. FOMAML and MAML: g = mean of the slots' meta-gradients.
+    /// Distillation: one update, student − θ (the coordinator distils first), so g = θ − student.
     /// Then θ ← opt(θ, g) with
     /// the scheduled step. Summing in slot order makes θ independent of which worker finished first.
     public mutating func apply(updates: [ParameterVector], settings: MetaSettings) {
         precondition(!updates.isEmpty && updates.allSatisfy { $0.count == theta.count },
                      "meta-update needs \(theta.count)-value updates, got \(updates.map(\.count))")
         var g = mean(updates)
-        if settings.algorithm == .reptile { scale(&g, by: -1) }
+        if settings.algorithm == .reptile || settings.algorithm == .distill { scale(&g, by: -1) }
         optimizer.learningRate = settings.outerStep(at: iteration)
         optimizer.apply(gradient: g, to: &theta)
         iteration += 1

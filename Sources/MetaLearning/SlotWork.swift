@@ -49,7 +49,8 @@ public func runSlot(
         meanLoss: adaptation.meanLoss, environmentSteps: adaptation.environmentSteps,
         gradientUpdates: adaptation.gradientUpdates, seconds: adaptation.seconds)
     switch algorithm {
-    case .reptile:
+    case .reptile, .distill:
+        // A distillation slot trains the expert; the coordinator distils from φ = θ + (φ − θ).
         return SlotOutcome(update: difference(adaptation.parameters, theta), statistics: statistics)
     case .fomaml, .maml:
         let query = try queryGradient(parameters: adaptation.parameters, task: task, steps: settings.querySteps,

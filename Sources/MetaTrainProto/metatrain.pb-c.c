@@ -3695,18 +3695,20 @@ const ProtobufCMessageDescriptor metatrain__v1__checkpoint__descriptor =
   (ProtobufCMessageInit) metatrain__v1__checkpoint__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue metatrain__v1__algorithm__enum_values_by_number[4] =
+static const ProtobufCEnumValue metatrain__v1__algorithm__enum_values_by_number[5] =
 {
   { "ALGORITHM_UNSPECIFIED", "METATRAIN__V1__ALGORITHM__ALGORITHM_UNSPECIFIED", 0 },
   { "ALGORITHM_REPTILE", "METATRAIN__V1__ALGORITHM__ALGORITHM_REPTILE", 1 },
   { "ALGORITHM_FOMAML", "METATRAIN__V1__ALGORITHM__ALGORITHM_FOMAML", 2 },
   { "ALGORITHM_MAML", "METATRAIN__V1__ALGORITHM__ALGORITHM_MAML", 3 },
+  { "ALGORITHM_DISTILL", "METATRAIN__V1__ALGORITHM__ALGORITHM_DISTILL", 4 },
 };
 static const ProtobufCIntRange metatrain__v1__algorithm__value_ranges[] = {
-{0, 0},{0, 4}
+{0, 0},{0, 5}
 };
-static const ProtobufCEnumValueIndex metatrain__v1__algorithm__enum_values_by_name[4] =
+static const ProtobufCEnumValueIndex metatrain__v1__algorithm__enum_values_by_name[5] =
 {
+  { "ALGORITHM_DISTILL", 4 },
   { "ALGORITHM_FOMAML", 2 },
   { "ALGORITHM_MAML", 3 },
   { "ALGORITHM_REPTILE", 1 },
@@ -3719,9 +3721,9 @@ const ProtobufCEnumDescriptor metatrain__v1__algorithm__descriptor =
   "Algorithm",
   "Metatrain__V1__Algorithm",
   "metatrain.v1",
-  4,
+  5,
   metatrain__v1__algorithm__enum_values_by_number,
-  4,
+  5,
   metatrain__v1__algorithm__enum_values_by_name,
   1,
   metatrain__v1__algorithm__value_ranges,

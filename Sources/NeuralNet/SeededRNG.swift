@@ -100,6 +100,8 @@ public enum SeedPurpose: UInt64, Sendable, CaseIterable {
     case environment = 4
     case evaluation = 5
     case querySet = 6
+    /// The coordinator's teacher rollouts and student minibatches of `meta.algorithm: distill`.
+    case distillation = 7
 }
 
 /// Derives an independent sub-seed from (run seed, iteration, slot, purpose) by chained hashing.

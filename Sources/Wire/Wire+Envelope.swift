@@ -89,6 +89,7 @@ public enum WireCodec {
         case .reptile: return METATRAIN__V1__ALGORITHM__ALGORITHM_REPTILE
         case .fomaml: return METATRAIN__V1__ALGORITHM__ALGORITHM_FOMAML
         case .maml: return METATRAIN__V1__ALGORITHM__ALGORITHM_MAML
+        case .distill: return METATRAIN__V1__ALGORITHM__ALGORITHM_DISTILL
         }
     }
 
@@ -245,6 +246,7 @@ extension WireCodec {
             case METATRAIN__V1__ALGORITHM__ALGORITHM_REPTILE: return .reptile
             case METATRAIN__V1__ALGORITHM__ALGORITHM_FOMAML: return .fomaml
             case METATRAIN__V1__ALGORITHM__ALGORITHM_MAML: return .maml
+            case METATRAIN__V1__ALGORITHM__ALGORITHM_DISTILL: return .distill
             default: throw .unknownEnum(field, value: Int64(a.rawValue))
             }
         }

@@ -66,7 +66,8 @@ enum Harness {
                                 algorithm: config.meta.algorithm, settings: config.innerLoop,
                                 seed: slotSeed(runSeed: config.run.seed, iteration: t, slot: slot)).update
                 }
-                state.apply(updates: updates, settings: config.meta)
+                state.apply(updates: try config.metaUpdates(iteration: t, theta: state.theta, slotUpdates: updates, kernel: .selected),
+                            settings: config.meta)
             }
             return parametersSHA256(state.theta)
         } catch {

@@ -50,6 +50,14 @@ import Wire
         }
     }
 
+    @Test func everyAlgorithmRoundTrips() throws {
+        for algorithm in MetaAlgorithm.allCases {
+            var a = Self.assignment
+            a.algorithm = algorithm
+            #expect(try WireCodec.decode(WireCodec.encode(.assignment(a))) == .assignment(a), "\(algorithm)")
+        }
+    }
+
     static var evalJob: AdaptationJob {
         var dqn = DQNConfig()
         dqn.hiddenLayers = [4]

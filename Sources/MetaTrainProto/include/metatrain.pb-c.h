@@ -47,7 +47,12 @@ typedef enum _Metatrain__V1__Algorithm {
   METATRAIN__V1__ALGORITHM__ALGORITHM_UNSPECIFIED = 0,
   METATRAIN__V1__ALGORITHM__ALGORITHM_REPTILE = 1,
   METATRAIN__V1__ALGORITHM__ALGORITHM_FOMAML = 2,
-  METATRAIN__V1__ALGORITHM__ALGORITHM_MAML = 3
+  METATRAIN__V1__ALGORITHM__ALGORITHM_MAML = 3,
+  /*
+   * Policy distillation: the slot trains a task expert and returns φ − θ like Reptile; the coordinator fits θ to
+   * the experts' Q-values (protocol 6).
+   */
+  METATRAIN__V1__ALGORITHM__ALGORITHM_DISTILL = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(METATRAIN__V1__ALGORITHM)
 } Metatrain__V1__Algorithm;
 typedef enum _Metatrain__V1__Optimizer {
