@@ -21,7 +21,7 @@ extension ClusterConfig {
         }
         let seed = deriveSeed(run.seed, iteration: UInt64(iteration), slot: 0, purpose: .distillation)
         let student = try GEMMBackend.$current.withValue(kernel) {
-            try distill(student: theta, experts: experts, config: innerLoop.dqn, settings: meta.distillation, seed: seed)
+            try distill(student: theta, experts: experts, config: innerLoop.dqn, settings: meta.distillation ?? DistillationSettings(), seed: seed)
         }
         return [difference(student, theta)]
     }

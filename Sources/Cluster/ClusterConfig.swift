@@ -172,13 +172,17 @@ public struct ClusterConfig: Sendable, Equatable {
         if c.meta.algorithm != .distill, let (_, line) = meta.node("distill") {
             throw meta.bad("distill", line, "applies only to algorithm: distill")
         }
-        let distill = try meta.mapping("distill")
-        c.meta.distillation.states = try distill.int("states", c.meta.distillation.states, 1...1_000_000)
-        c.meta.distillation.epsilon = try distill.float("epsilon", c.meta.distillation.epsilon, { (0...1).contains($0) }, "in [0, 1]")
-        c.meta.distillation.steps = try distill.int("steps", c.meta.distillation.steps, 1...10_000_000)
-        c.meta.distillation.batchSize = try distill.int("batch_size", c.meta.distillation.batchSize, 1...65_536)
-        c.meta.distillation.learningRate = try distill.float("learning_rate", c.meta.distillation.learningRate, { $0 > 0 && $0 < 10 }, "in (0, 10)")
-        try distill.finish()
+        if c.meta.algorithm == .distill {
+            let distill = try meta.mapping("distill")
+            var d = DistillationSettings()
+            d.states = try distill.int("states", d.states, 1...1_000_000)
+            d.epsilon = try distill.float("epsilon", d.epsilon, { (0...1).contains($0) }, "in [0, 1]")
+            d.steps = try distill.int("steps", d.steps, 1...10_000_000)
+            d.batchSize = try distill.int("batch_size", d.batchSize, 1...65_536)
+            d.learningRate = try distill.float("learning_rate", d.learningRate, { $0 > 0 && $0 < 10 }, "in (0, 10)")
+            try distill.finish()
+            c.meta.distillation = d
+        }
         try meta.finish()
 
         c.family = try parseFamily(try top.mapping("task_family"))

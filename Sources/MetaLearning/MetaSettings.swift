@@ -53,8 +53,9 @@ public struct MetaSettings: Codable, Sendable, Equatable {
     public var schedule: StepSchedule = .linear
     /// The meta-optimiser applying g; Reptile with SGD and β = 1 moves θ to mean φ.
     public var optimizer: OptimizerKind = .sgd
-    /// How the coordinator distils (`algorithm: distill` only).
-    public var distillation = DistillationSettings()
+    /// How the coordinator distils (`algorithm: distill`; nil otherwise, so other configurations keep the hash
+    /// they had before distillation existed and their checkpoints still resume).
+    public var distillation: DistillationSettings?
 
     public init() {}
 

@@ -19,6 +19,13 @@ import Testing
         #expect(a.hash == b.hash && a.hash != c.hash && a.hash != d.hash && a.hash.count == 64)
     }
 
+    /// The hash of a configuration that uses no newer option stays what it was when that configuration was first
+    /// hashed: a new optional setting (e.g. `meta.distill`) must not make every existing checkpoint refuse to resume
+    /// or to be evaluated. The value is the hash of this text as metatrain computed it before distillation existed.
+    @Test func hashOfAnOlderConfigurationIsStable() throws {
+        #expect(try ClusterConfig.parse("run: {seed: 3}\n").hash == "4170bd24c045c9c928b58227fc9c2cd2a762309891fa3f6ef3e83fa9ebc80d8e")
+    }
+
     /// Command-line overrides rewrite the text a run keeps, so it parses back to the same configuration.
     @Test func overridesRewriteTheSourceTextTheRunKeeps() throws {
         let text = "# a comment\nrun:\n  seed: 3\nmeta:\n  algorithm: fomaml\n  meta_batch: 2\ntask_family: {env: goal_navigation, goal_radius: 0.25}\n"
