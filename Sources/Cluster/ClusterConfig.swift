@@ -353,6 +353,8 @@ public struct ClusterConfig: Sendable, Equatable {
         d.loss = try i.choice("loss", d.loss)
         let clip = try i.double("max_gradient_norm", 0, { $0 >= 0 }, "≥ 0 (0: no clipping)")
         d.maxGradientNorm = clip == 0 ? nil : Float(clip)
+        let window = try i.int("context_window", 0, 0...64)
+        d.contextWindow = window == 0 ? nil : window
         s.dqn = d
         s.budget = try i.int("budget", s.budget, 1...100_000_000)
         s.querySteps = try i.int("query_steps", s.querySteps, 1...100_000_000)

@@ -16,8 +16,18 @@ public struct Adaptation: Sendable, Equatable {
 
 /// Builds the Q-network for a task: observation size → hidden layers → one output per action.
 public func makeNetwork(for task: TaskSpec, config: DQNConfig, backend: GEMMBackend = .default) throws -> MLP {
-    let env = try task.makeEnvironment()
+    let env = try makeEnvironment(for: task, config: config)
     return try MLP(sizes: [env.observationSize] + config.hiddenLayers + [env.actionCount], backend: backend)
+}
+
+/// The environment a DQN with `config` acts in on `task`: the task's own, wrapped in a `ContextEnvironment` when
+/// `config.contextWindow` is set. Every inner loop, greedy evaluation, query set and distillation rollout builds its
+/// environment here, so the network's input always matches.
+public func makeEnvironment(for task: TaskSpec, config: DQNConfig) throws -> any Environment {
+    let env = try task.makeEnvironment()
+    guard let window = config.contextWindow else { return env }
+    func wrap<E: Environment>(_ base: E) -> any Environment { ContextEnvironment(base, window: window) }
+    return wrap(env)
 }
 
 /// Runs DQN on `task` for `budget` env steps starting from `initial`; the inner loop of every meta-algorithm.
@@ -33,16 +43,32 @@ public func adapt(
     backend: GEMMBackend = .default, progress: ((Int, Double) -> Void)? = nil,
     recorder: ((UpdateRecord) -> Void)? = nil, snapshots: Snapshots? = nil
 ) throws -> Adaptation {
-    var env = try task.makeEnvironment()
-    return try adapt(initial: initial, environment: &env, budget: budget, seed: seed, config: config, backend: backend,
+    var env = try makeEnvironment(for: task, config: config)
+    return try adaptIn(initial: initial, environment: &env, budget: budget, seed: seed, config: config, backend: backend,
                      progress: progress, recorder: recorder, snapshots: snapshots)
 }
 
-/// Runs DQN like `adapt`, but in an environment given directly (e.g. one that changes task every episode).
+/// Runs DQN like `adapt`, but in an environment given directly (e.g. one that changes task every episode); with
+/// `config.contextWindow` set, in that environment wrapped in a `ContextEnvironment`.
 public func adapt<E: Environment>(
     initial: ParameterVector, environment: inout E, budget: Int, seed: UInt64, config: DQNConfig = DQNConfig(),
     backend: GEMMBackend = .default, progress: ((Int, Double) -> Void)? = nil,
     recorder: ((UpdateRecord) -> Void)? = nil, snapshots: Snapshots? = nil
+) throws -> Adaptation {
+    guard let window = config.contextWindow else {
+        return try adaptIn(initial: initial, environment: &environment, budget: budget, seed: seed, config: config,
+                           backend: backend, progress: progress, recorder: recorder, snapshots: snapshots)
+    }
+    var wrapped = ContextEnvironment(environment, window: window)
+    defer { environment = wrapped.base }
+    return try adaptIn(initial: initial, environment: &wrapped, budget: budget, seed: seed, config: config,
+                       backend: backend, progress: progress, recorder: recorder, snapshots: snapshots)
+}
+
+/// `adapt` in exactly the environment given (its observation is the network's input).
+func adaptIn<E: Environment>(
+    initial: ParameterVector, environment: inout E, budget: Int, seed: UInt64, config: DQNConfig,
+    backend: GEMMBackend, progress: ((Int, Double) -> Void)?, recorder: ((UpdateRecord) -> Void)?, snapshots: Snapshots?
 ) throws -> Adaptation {
     try config.validate()
     guard budget >= 0 else { throw DQNError.invalidBudget(budget) }
@@ -124,7 +150,7 @@ public func evaluateGreedy(
     guard parameters.count == mlp.parameterCount else {
         throw DQNError.parameterCount(expected: mlp.parameterCount, got: parameters.count)
     }
-    var env = try task.makeEnvironment()
+    var env = try makeEnvironment(for: task, config: config)
     let learner = DQNLearner(mlp: mlp, initial: parameters, config: config)
     var rng = SeededRNG(seed: deriveSeed(seed, iteration: 0, slot: 0, purpose: .evaluation))
     var observation = [Float](repeating: 0, count: mlp.inputSize)

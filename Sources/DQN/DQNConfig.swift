@@ -35,6 +35,9 @@ public struct DQNConfig: Codable, Sendable, Equatable {
     public var loss: RegressionLoss = .huber
     /// Clip the gradient's Euclidean norm to this before the optimiser step; nil: no clipping.
     public var maxGradientNorm: Float? = nil
+    /// Transitions of context the Q-network also sees (`ContextEnvironment`); nil: none. Optional so that
+    /// configurations without it keep the hash they had before it existed.
+    public var contextWindow: Int? = nil
 
     public init() {}
 
@@ -76,6 +79,7 @@ public struct DQNConfig: Codable, Sendable, Equatable {
         try check(explorationFraction > 0 && explorationFraction <= 1, "exploration_fraction",
                   explorationFraction, "in (0, 1]")
         if let m = maxGradientNorm { try check(m > 0 && m.isFinite, "max_gradient_norm", m, "finite and > 0") }
+        if let k = contextWindow { try check(k >= 1 && k <= 64, "context_window", k, "in 1...64 (or absent)") }
     }
 
     /// ε at env step `step` of a run of `budget` steps (CleanRL's `linear_schedule`).

@@ -22,7 +22,7 @@ public func queryGradient(
     guard phi.count == mlp.parameterCount else {
         throw DQNError.parameterCount(expected: mlp.parameterCount, got: phi.count)
     }
-    var env = try task.makeEnvironment()
+    var env = try makeEnvironment(for: task, config: config)
     var envRNG = SeededRNG(seed: deriveSeed(seed, iteration: 0, slot: 0, purpose: .querySet))
     var agentRNG = SeededRNG(seed: deriveSeed(seed, iteration: 1, slot: 0, purpose: .querySet))
     let n = mlp.inputSize

@@ -86,7 +86,7 @@ public func distill(
 /// The observations an ε-greedy rollout of `parameters` visits on `task`, `steps` of them (episodes restart).
 func rollout(_ parameters: ParameterVector, task: TaskSpec, mlp: MLP, config: DQNConfig, steps: Int, epsilon: Float,
              seed: UInt64) throws -> [Float] {
-    var env = try task.makeEnvironment()
+    var env = try makeEnvironment(for: task, config: config)
     var actorConfig = config
     actorConfig.batchSize = 1
     actorConfig.bufferCapacity = max(actorConfig.bufferCapacity, 1)

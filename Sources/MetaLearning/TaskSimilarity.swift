@@ -55,10 +55,22 @@ public struct ProbeStates: Sendable {
     public var observations: [Float]
     public var count: Int
 
-    /// Visits tasks of the family with a uniformly random policy and keeps every `stride`-th observation.
-    public init(family: TaskFamily, runSeed: UInt64, count: Int = 64, stride: Int = 7) throws {
+    /// Visits tasks of the family with a uniformly random policy and keeps every `stride`-th observation (with its
+    /// context of `contextWindow` transitions when the network sees one: `DQNConfig.contextWindow`).
+    public init(family: TaskFamily, runSeed: UInt64, count: Int = 64, stride: Int = 7, contextWindow: Int? = nil) throws {
         var rng = SeededRNG(seed: deriveSeed(runSeed, iteration: UInt64.max - 4, slot: 0, purpose: .evaluation))
-        var env = try MultiTaskEnvironment(family: family, using: &rng)
+        let tasks = try MultiTaskEnvironment(family: family, using: &rng)
+        if let contextWindow {
+            var env = ContextEnvironment(tasks, window: contextWindow)
+            observations = Self.visit(&env, count: count, stride: stride, rng: &rng)
+        } else {
+            var env = tasks
+            observations = Self.visit(&env, count: count, stride: stride, rng: &rng)
+        }
+        self.count = count
+    }
+
+    static func visit<E: Environment>(_ env: inout E, count: Int, stride: Int, rng: inout SeededRNG) -> [Float] {
         env.reset(using: &rng)
         var kept: [Float] = []
         var t = 0
@@ -68,8 +80,7 @@ public struct ProbeStates: Sendable {
             let out = env.step(rng.nextInt(below: env.actionCount))
             if out.terminated || out.truncated { env.reset(using: &rng) }
         }
-        observations = kept
-        self.count = count
+        return kept
     }
 
     /// The embedding of a network: its Q-values on every probe state, flattened.

@@ -1756,7 +1756,7 @@ const ProtobufCMessageDescriptor metatrain__v1__task_spec__descriptor =
   (ProtobufCMessageInit) metatrain__v1__task_spec__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__inner_loop_config__field_descriptors[19] =
+static const ProtobufCFieldDescriptor metatrain__v1__inner_loop_config__field_descriptors[20] =
 {
   {
     "hidden_layers",
@@ -1986,12 +1986,25 @@ static const ProtobufCFieldDescriptor metatrain__v1__inner_loop_config__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "context_window",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__InnerLoopConfig, context_window),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__inner_loop_config__field_indices_by_name[] = {
   3,   /* field[3] = adam_epsilon */
   5,   /* field[5] = batch_size */
   17,   /* field[17] = budget */
   4,   /* field[4] = buffer_capacity */
+  19,   /* field[19] = context_window */
   14,   /* field[14] = double_dqn */
   12,   /* field[12] = end_epsilon */
   13,   /* field[13] = exploration_fraction */
@@ -2011,7 +2024,7 @@ static const unsigned metatrain__v1__inner_loop_config__field_indices_by_name[] 
 static const ProtobufCIntRange metatrain__v1__inner_loop_config__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 19 }
+  { 0, 20 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__inner_loop_config__descriptor =
 {
@@ -2021,7 +2034,7 @@ const ProtobufCMessageDescriptor metatrain__v1__inner_loop_config__descriptor =
   "Metatrain__V1__InnerLoopConfig",
   "metatrain.v1",
   sizeof(Metatrain__V1__InnerLoopConfig),
-  19,
+  20,
   metatrain__v1__inner_loop_config__field_descriptors,
   metatrain__v1__inner_loop_config__field_indices_by_name,
   1,  metatrain__v1__inner_loop_config__number_ranges,

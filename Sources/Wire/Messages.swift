@@ -11,7 +11,8 @@ import NeuralNet
 /// would silently run another task), and the status request and reply.
 /// Version 5 sends an assignment's θ and an eval job's parameters as a second frame encoded once for every
 /// message that carries them (`SharedTensorField`); a version-4 worker would read the first frame alone.
-/// Version 6 added `ALGORITHM_DISTILL`: a version-5 worker would refuse every distillation slot as malformed.
+/// Version 6 added `ALGORITHM_DISTILL` (a version-5 worker would refuse every distillation slot as malformed) and the
+/// inner loop's `context_window` (a version-5 worker would silently train a network without context).
 public let protocolVersion: UInt32 = 6
 
 /// Identifies one attempt at one slot of one meta-iteration.

@@ -68,6 +68,7 @@ extension WireCodec {
         m.pointee.max_gradient_norm = c.maxGradientNorm ?? 0
         m.pointee.budget = UInt32(clamping: s.budget)
         m.pointee.query_steps = UInt32(clamping: s.querySteps)
+        m.pointee.context_window = UInt32(clamping: c.contextWindow ?? 0)
         return m
     }
 
@@ -207,6 +208,7 @@ extension WireCodec.Decoder {
         c.startEpsilon = m.start_epsilon; c.endEpsilon = m.end_epsilon; c.explorationFraction = m.exploration_fraction
         c.doubleDQN = m.double_dqn != 0
         c.maxGradientNorm = m.max_gradient_norm == 0 ? nil : m.max_gradient_norm
+        c.contextWindow = m.context_window == 0 ? nil : Int(m.context_window)
         let settings = InnerLoopSettings(dqn: c, budget: Int(m.budget), querySteps: Int(m.query_steps))
         guard settings.budget <= limits.maxBudget, settings.querySteps <= limits.maxBudget else {
             throw .tooLarge("inner_loop.budget", size: max(settings.budget, settings.querySteps), limit: limits.maxBudget)

@@ -126,7 +126,8 @@ struct Eval: ParsableCommand {
                 let tasks = try libraryTasks(cfg, iterations: iterations)
                 progress("nearest-task library: adapting θ to \(tasks.count) training tasks (\(cfg.innerLoop.budget) steps each) on \(where_)")
                 var lib = try TaskLibrary(theta: theta, tasks: tasks, settings: cfg.innerLoop,
-                                          probes: try ProbeStates(family: cfg.family, runSeed: cfg.run.seed), runner: runner)
+                                          probes: try ProbeStates(family: cfg.family, runSeed: cfg.run.seed,
+                                                                         contextWindow: cfg.innerLoop.dqn.contextWindow), runner: runner)
                 lib.learnMetric(family: cfg.family, seed: deriveSeed(cfg.run.seed, iteration: UInt64.max - 5, slot: 0, purpose: .evaluation))
                 if let m = lib.learned {
                     progress(String(format: "  contrastive metric learnt on the library's pairs: loss %.3f → %.3f", m.initialLoss, m.finalLoss))

@@ -47,6 +47,7 @@ import Testing
         ("meta:\n  algorithm: reptil\n", "must be reptile, fomaml, maml or distill", 2),
         ("meta:\n  algorithm: reptile\n  distill: {steps: 10}\n", "applies only to algorithm: distill", 3),
         ("meta:\n  algorithm: distill\n  distill: {epsilon: 2}\n", "in [0, 1]", 3),
+        ("inner_loop:\n  context_window: 65\n", "context_window", 2),
         ("meta:\n  algorithm: maml\ninner_loop:\n  optimizer: adam\n", "optimizer: sgd", 4),
         ("meta:\n  schedule: cosine\n", "linear", 2),
         ("inner_loop:\n  gamma: 1.5\n", "'inner_loop.gamma' is 1.5", 2),

@@ -115,3 +115,34 @@ import Testing
         #expect(learnedMean > randomMean / 4, "learned \(learnedMean) vs random \(randomMean)")
     }
 }
+
+/// A context-conditioned DQN (`DQNConfig.contextWindow`): its network sees the wrapped observation everywhere.
+@Suite struct ContextDQNTests {
+    @Test func everyEntryPointUsesTheContextNetwork() throws {
+        var config = DQNConfig()
+        config.hiddenLayers = [16]
+        config.learningStarts = 20
+        config.batchSize = 8
+        config.bufferCapacity = 200
+        config.contextWindow = 3
+        let task = TaskSpec.goalNavigation(GoalNavigationParameters(goalX: 0.3, goalY: 0.2))
+        let mlp = try makeNetwork(for: task, config: config)
+        #expect(mlp.inputSize == 2 + 3 * (2 + 8 + 1))
+        var rng = SeededRNG(seed: 4)
+        let theta = mlp.initialParameters(using: &rng)
+        let a = try adapt(initial: theta, task: task, budget: 300, seed: 1, config: config)
+        let b = try adapt(initial: theta, task: task, budget: 300, seed: 1, config: config)
+        #expect(a.parameters == b.parameters && a.gradientUpdates > 0)
+        #expect(try evaluateGreedy(a.parameters, task: task, episodes: 2, seed: 3, config: config).count == 2)
+        #expect(try queryGradient(parameters: a.parameters, task: task, steps: 32, seed: 2, config: config).gradient.count == theta.count)
+        // Multi-task pretraining goes through `adapt(environment:)`, which wraps the environment it is given.
+        var tasks = try MultiTaskEnvironment(family: .goalNavigation(TaskFamily.GoalNavigationRanges()), using: &rng)
+        #expect(try adapt(initial: theta, environment: &tasks, budget: 100, seed: 1, config: config).environmentSteps == 100)
+        // Without context the same θ does not fit.
+        var plain = config
+        plain.contextWindow = nil
+        #expect(throws: DQNError.self) { try adapt(initial: theta, task: task, budget: 10, seed: 1, config: plain) }
+        plain.contextWindow = 65
+        #expect(throws: DQNError.self) { try plain.validate() }
+    }
+}

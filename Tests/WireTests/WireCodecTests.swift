@@ -50,6 +50,14 @@ import Wire
         }
     }
 
+    @Test func contextWindowRoundTripsAndIsBounded() throws {
+        var a = Self.assignment
+        a.innerLoop.dqn.contextWindow = 4
+        #expect(try WireCodec.decode(WireCodec.encode(.assignment(a))) == .assignment(a))
+        a.innerLoop.dqn.contextWindow = 65
+        #expect(throws: WireError.self) { try WireCodec.decode(WireCodec.encode(.assignment(a))) }
+    }
+
     @Test func everyAlgorithmRoundTrips() throws {
         for algorithm in MetaAlgorithm.allCases {
             var a = Self.assignment

@@ -294,10 +294,14 @@ struct  Metatrain__V1__InnerLoopConfig
    * env steps collected with phi for the query loss (FOMAML, MAML)
    */
   uint32_t query_steps;
+  /*
+   * transitions of context the Q-network also sees (0: none; protocol 6)
+   */
+  uint32_t context_window;
 };
 #define METATRAIN__V1__INNER_LOOP_CONFIG__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__inner_loop_config__descriptor) \
-    , 0,NULL, METATRAIN__V1__OPTIMIZER__OPTIMIZER_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, METATRAIN__V1__LOSS__LOSS_UNSPECIFIED, 0, 0, 0 }
+    , 0,NULL, METATRAIN__V1__OPTIMIZER__OPTIMIZER_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, METATRAIN__V1__LOSS__LOSS_UNSPECIFIED, 0, 0, 0, 0 }
 
 
 /*
