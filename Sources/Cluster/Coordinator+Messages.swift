@@ -110,12 +110,7 @@ extension Coordinator {
             case .writeCheckpoint:
                 try checkpoint()
             case let .log(level, text):
-                switch level {
-                case .debug: logger.debug("\(text)")
-                case .info: logger.info("\(text)")
-                case .warning: logger.warning("\(text)")
-                case .error: logger.error("\(text)")
-                }
+                logger.log(level: level.loggerLevel, "\(text)")
             case .finished:
                 finished = true
             case .abort(let reason):

@@ -91,12 +91,7 @@ public final class ClusterAdaptationRunner: AdaptationRunner {
                 case .failed(let reason):
                     throw ClusterError.aborted(reason)
                 case .log(let level, let text):
-                    switch level {
-                    case .debug: logger.debug("eval batch \(batches): \(text)")
-                    case .info: logger.info("eval batch \(batches): \(text)")
-                    case .warning: logger.warning("eval batch \(batches): \(text)")
-                    case .error: logger.error("eval batch \(batches): \(text)")
-                    }
+                    logger.log(level: level.loggerLevel, "eval batch \(batches): \(text)")
                 }
             }
             return nil

@@ -55,18 +55,10 @@ public struct EvalClientSession {
         case log(LogLevel, String)
     }
 
-    public enum Connection: Equatable {
-        case idle
-        case connected
-        /// Submits again at this time.
-        case backingOff(until: Tick)
-        case ended
-    }
-
     public let settings: Settings
     public let jobs: [AdaptationJob]
     public private(set) var outcomes: [AdaptationOutcome?]
-    public private(set) var connection = Connection.idle
+    public private(set) var connection = SessionConnection.idle
     /// Submissions made so far (the first included).
     public private(set) var submissions = 0
     public private(set) var requestID = ""

@@ -181,13 +181,7 @@ public final class Worker {
             case .send(let message): transmit(WireCodec.encode(message))
             case .transmit(let bytes): transmit(bytes)
             case .compute(let job): jobs.put(job)
-            case .log(let level, let text):
-                switch level {
-                case .debug: logger.debug("\(text)")
-                case .info: logger.info("\(text)")
-                case .warning: logger.warning("\(text)")
-                case .error: logger.error("\(text)")
-                }
+            case .log(let level, let text): logger.log(level: level.loggerLevel, "\(text)")
             case .finish: finished = true
             case .giveUp(let afterMs): throw WorkerGaveUp(endpoint: connectedTo, seconds: Double(afterMs) / 1000)
             case .refused(let reason): throw WorkerRefused(reason: reason)

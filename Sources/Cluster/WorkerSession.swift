@@ -10,6 +10,17 @@ public enum WorkerJob: @unchecked Sendable, Equatable {
     case eval(EvalJobMessage, kernel: GEMMBackend)
 }
 
+/// Where a client session's connection to the coordinator stands (the worker's and the eval client's alike).
+public enum SessionConnection: Equatable, Sendable {
+    /// Not started.
+    case idle
+    case connected
+    /// Disconnected; connects (and registers or submits) again at this time.
+    case backingOff(until: Tick)
+    /// Finished, failed or refused: no more actions.
+    case ended
+}
+
 /// The worker's side of the protocol as a pure state machine: registration, heartbeats both ways, reconnecting
 /// with backoff when the coordinator goes silent, giving up on one that never answers, the θ cache by version and
 /// switching runs. It reads no clock and touches no socket; `Worker` (the shell) feeds it events with the time and
@@ -69,16 +80,8 @@ public struct WorkerSession {
         case refused(String)
     }
 
-    public enum Connection: Equatable {
-        case idle
-        case connected
-        /// Disconnected; connects again at this time.
-        case backingOff(until: Tick)
-        case ended
-    }
-
     public let settings: Settings
-    public private(set) var connection = Connection.idle
+    public private(set) var connection = SessionConnection.idle
     public private(set) var runID: String?
     public private(set) var workerID = ""
     public private(set) var cached: (version: Int, theta: ParameterVector)?

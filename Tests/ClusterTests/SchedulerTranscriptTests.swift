@@ -17,18 +17,22 @@ import Wire
 @Suite struct SchedulerTranscriptTests {
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scenarios")
 
-    static var scenarios: [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".txt") }.sorted()
-    }
+    static var scenarios: [String] { transcripts(in: folder) }
 
     @Test func scenarioFilesExist() {
         #expect(Self.scenarios.count >= 4, "no transcripts in \(Self.folder.path)")
     }
 
     @Test(arguments: scenarios) func transcript(_ name: String) throws {
-        let url = Self.folder.appendingPathComponent(name)
+        try Self.check(Self.folder.appendingPathComponent(name), replay: Self.replay)
+    }
+
+    /// Replays the transcript at `url` and compares line by line, or rewrites it (`METATRAIN_REWRITE_TRANSCRIPTS=1`);
+    /// shared by the Scheduler's and the sessions' transcripts.
+    static func check(_ url: URL, replay: (String, String) throws -> String) throws {
+        let name = url.lastPathComponent
         let text = try String(contentsOf: url, encoding: .utf8)
-        let replayed = try Self.replay(text, name: name)
+        let replayed = try replay(text, name)
         if ProcessInfo.processInfo.environment["METATRAIN_REWRITE_TRANSCRIPTS"] == "1" {
             try Data(replayed.utf8).write(to: url)
             return
@@ -40,6 +44,11 @@ import Wire
             return
         }
         #expect(expected.count == got.count, "\(name): \(expected.count) lines expected, \(got.count) produced")
+    }
+
+    /// The transcripts (`.txt`) in `folder`, sorted.
+    static func transcripts(in folder: URL) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".txt") }.sorted()
     }
 
     /// Runs the events of `text` and returns the transcript with the commands as the Scheduler produced them

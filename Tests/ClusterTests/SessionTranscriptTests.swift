@@ -21,29 +21,14 @@ import Wire
 @Suite struct SessionTranscriptTests {
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scenarios/sessions")
 
-    static var scenarios: [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".txt") }.sorted()
-    }
+    static var scenarios: [String] { SchedulerTranscriptTests.transcripts(in: folder) }
 
     @Test func scenarioFilesExist() {
         #expect(Self.scenarios.count >= 3, "no session transcripts in \(Self.folder.path)")
     }
 
     @Test(arguments: scenarios) func transcript(_ name: String) throws {
-        let url = Self.folder.appendingPathComponent(name)
-        let text = try String(contentsOf: url, encoding: .utf8)
-        let replayed = try Self.replay(text, name: name)
-        if ProcessInfo.processInfo.environment["METATRAIN_REWRITE_TRANSCRIPTS"] == "1" {
-            try Data(replayed.utf8).write(to: url)
-            return
-        }
-        let expected = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        let got = replayed.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        for (i, (e, g)) in zip(expected, got).enumerated() where e != g {
-            Issue.record("\(name):\(i + 1): expected\n  \(e)\ngot\n  \(g)")
-            return
-        }
-        #expect(expected.count == got.count, "\(name): \(expected.count) lines expected, \(got.count) produced")
+        try SchedulerTranscriptTests.check(Self.folder.appendingPathComponent(name), replay: Self.replay)
     }
 
     enum Session {
