@@ -219,6 +219,21 @@ public struct SeedComparison: Sendable {
         }
     }
 
+    /// Per init, the mean greedy return at scored point `point` (0: before any gradient step, what an init or a
+    /// context-conditioned network does zero-shot) over every run's tasks, with its two-level bootstrap 95% CI.
+    public func meanReturn(atPoint point: Int = 0) -> [(name: String, mean: Estimate)] {
+        names.map { name in
+            let values = runs.map { run in run.curves[run.names.firstIndex(of: name)!].map { $0[min(point, $0.count - 1)] } }
+            let all = values.flatMap { $0 }
+            var rng = SeededRNG(seed: bootstrapSeed)
+            let draws = (0..<resamples).map { _ in
+                let rows = resampledRows(&rng)
+                return rows.reduce(0.0) { $0 + values[$1.0][$1.1] } / Double(max(rows.count, 1))
+            }
+            return (name, Self.estimate(all.reduce(0, +) / Double(max(all.count, 1)), draws))
+        }
+    }
+
     /// Mean ± 95% CI (Student t over every run's tasks) of each init's greedy return at every point.
     public func pooledCurves() -> [[EvaluationReport.Point]] {
         names.map { name in

@@ -46,6 +46,12 @@ struct Compare: ParsableCommand {
             }
             var object = jsonObject(comparison, inits: inits, ratios: ratios, criteria: criteria)
             var table = markdown(comparison, inits: inits, ratios: ratios, criteria: criteria)
+            // Zero-shot: the return before any gradient step (a context-conditioned network adapts here or not at all).
+            let zeroShot = comparison.meanReturn(atPoint: 0)
+            table += "\n\n| init | mean greedy return at step 0 [95% CI] |\n|---|---|\n"
+                + zeroShot.map { "| \($0.name) | \(interval($0.mean, digits: 1)) |" }.joined(separator: "\n")
+            let zeroItems = zeroShot.map { "\(jsonString($0.name)): {\"value\": \(jsonNumber($0.mean.value)), \"ci95\": [\(jsonNumber($0.mean.low)), \(jsonNumber($0.mean.high))]}" }
+            object = String(object.dropLast()) + ", \"return_at_step0\": {\(zeroItems.joined(separator: ", "))}}"
             if let t = staysAbove {
                 let rows = stays.map { "| \($0.name) | \($0.count)/\($0.tasks) | \(interval($0.fraction, digits: 2)) |" }
                 table += "\n\n| init | tasks ≥ \(number(t)) at every scored point | fraction [95% CI] |\n|---|---|---|\n" + rows.joined(separator: "\n")

@@ -43,6 +43,17 @@ import Testing
         #expect(again.ratios == ratios && again.inits == inits)
     }
 
+    @Test func zeroShotReturnIsTheMeanAtStepZeroWithItsInterval() throws {
+        // meta solves tasks 1 and 3 before any step (return 1 at step 0), random none; at step 100 meta all, random 2 of 3.
+        let r = try EvaluationRun(json: Self.run(seed: 1, [("meta", [0, 100, 0]), ("random", [100, 100, nil])]), source: "r")
+        let c = try SeedComparison(runs: [r], resamples: 1000, bootstrapSeed: 3)
+        let zero = c.meanReturn(atPoint: 0), later = c.meanReturn(atPoint: 1)
+        #expect(zero.map(\.name) == ["meta", "random"])
+        #expect(abs(zero[0].mean.value - 2.0 / 3) < 1e-12 && zero[1].mean.value == 0)
+        #expect(zero[0].mean.low <= zero[0].mean.value && zero[0].mean.value <= zero[0].mean.high && zero[0].mean.high <= 1)
+        #expect(later[0].mean.value == 1 && abs(later[1].mean.value - 2.0 / 3) < 1e-12)
+    }
+
     @Test func onlyLikeRunsPoolAndBadFilesAreClearErrors() throws {
         let a = try EvaluationRun(json: Self.run(seed: 1, [("meta", [100]), ("random", [200])]), source: "a")
         let other = try EvaluationRun(json: Self.run(seed: 2, budget: 800, [("meta", [100]), ("random", [200])]), source: "b")
