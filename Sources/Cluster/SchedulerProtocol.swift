@@ -103,7 +103,10 @@ public enum SchedulerEvent<Payload> {
     case tick
 }
 
-/// What the scheduler tells the shell to do, in order.
+/// What the scheduler tells the shell to do. The shell carries the commands of one `handle` out in the order given,
+/// and that order is part of the contract: an iteration's `applyMetaUpdate` comes before its `writeCheckpoint`, and
+/// both before the `send(.assign)`s of the next iteration, so θ version t + 1 is applied (and, when due, on disk)
+/// before any worker is asked to start from it; a `forget` follows the sends that tell that peer why.
 public enum SchedulerCommand<Payload> {
     case send(Peer, Outbound)
     /// Drop everything about this peer (it is dead, left, or was disconnected).
