@@ -76,12 +76,15 @@ public struct EvalClientSession {
         self.jobs = jobs
         self.settings = settings
         outcomes = Array(repeating: nil, count: jobs.count)
+        missing = jobs.count
         heartbeatIntervalMs = settings.heartbeatIntervalMs
         liveness = settings.liveness
         backoffMs = settings.initialBackoffMs
     }
 
-    public var missing: Int { outcomes.lazy.filter { $0 == nil }.count }
+    /// Jobs whose outcome has not arrived: a count kept with `outcomes`, so each outcome costs O(1), not a scan of
+    /// the whole batch (up to `WireLimits.maxEvalJobs` jobs).
+    public private(set) var missing: Int
 
     public mutating func handle(_ event: Event, now: Tick) -> [Action] {
         var out: [Action] = []
@@ -193,6 +196,7 @@ public struct EvalClientSession {
                 return
             }
             outcomes[i] = o.outcome
+            missing -= 1
             lastOutcome = now
             out.append(.completed(index: i))
             if missing == 0 {
