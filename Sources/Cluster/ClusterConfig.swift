@@ -46,7 +46,7 @@ public struct ClusterConfig: Sendable, Equatable {
 
     /// 10 ms per env step of a slot (50–200× what a release build needs) plus a minute: a slot this late is
     /// not slow, it is stuck.
-    public var defaultSlotTimeoutMs: Int { (innerLoop.budget + innerLoop.querySteps) * 10 + 60_000 }
+    public var defaultSlotTimeoutMs: Int { (innerLoop.budget + innerLoop.queryPhaseSteps) * 10 + 60_000 }
     public var slotTimeoutMs: Int { coordinator.slotTimeoutMs ?? defaultSlotTimeoutMs }
 
     public struct WorkerHost: Sendable, Equatable {
@@ -192,6 +192,10 @@ public struct ClusterConfig: Sendable, Equatable {
         try inner.finish()
         if c.meta.algorithm == .maml, let problem = mamlIncompatibility(c.innerLoop.dqn) {
             throw ConfigError.invalidValue(path: "inner_loop", line: inner.line, reason: "does not suit meta.algorithm maml: \(problem)")
+        }
+        if c.innerLoop.teacher != nil && c.meta.algorithm != .fomaml && c.meta.algorithm != .maml {
+            throw ConfigError.invalidValue(path: "inner_loop.query", line: inner.line,
+                                           reason: "is teacher, but only fomaml and maml have a query loss (meta.algorithm is \(c.meta.algorithm.rawValue))")
         }
 
         let security = try top.mapping("security")
@@ -358,6 +362,20 @@ public struct ClusterConfig: Sendable, Equatable {
         s.dqn = d
         s.budget = try i.int("budget", s.budget, 1...100_000_000)
         s.querySteps = try i.int("query_steps", s.querySteps, 1...100_000_000)
+        let query = try i.choice("query", QueryTarget.td)
+        let teacherSteps = try i.int("teacher_steps", 0, 0...100_000_000)
+        let match = try i.choice("teacher_match", TeacherMatch.values)
+        switch query {
+        case .td:
+            if let (_, line) = i.node("teacher_steps") ?? i.node("teacher_match") {
+                throw ConfigError.invalidValue(path: "inner_loop.teacher_steps", line: line, reason: "and teacher_match apply only to query: teacher")
+            }
+        case .teacher:
+            guard teacherSteps > 0 else {
+                throw ConfigError.invalidValue(path: "inner_loop.query", line: i.line, reason: "is teacher: set teacher_steps (> 0), how long the teacher trains on")
+            }
+            s.teacher = TeacherQuery(steps: teacherSteps, match: match)
+        }
         do { try s.validate() } catch {
             throw ConfigError.invalidValue(path: "inner_loop", line: i.line, reason: "is invalid: \(error)")
         }

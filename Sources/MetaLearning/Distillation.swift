@@ -63,7 +63,6 @@ public func distill(
     let ws = MLPWorkspace(mlp: mlp, capacity: batch)
     var x = [Float](repeating: 0, count: batch * inputs), y = [Float](repeating: 0, count: batch * outputs)
     var gradient = [Float](repeating: 0, count: theta.count)
-    let scale = 2 / Float(batch * outputs)
     for _ in 0..<settings.steps {
         for r in 0..<batch {
             let j = rng.nextInt(below: total)
@@ -72,10 +71,8 @@ public func distill(
         }
         student.values.withUnsafeMutableBufferPointer { p in
             gradient.withUnsafeMutableBufferPointer { g in
-                let q = mlp.forward(p.baseAddress!, input: x, batch: batch, workspace: ws)
-                // Mean squared error over every action's Q: dL/dQ = 2(Q − y) / (batch · actions).
-                for k in 0..<(batch * outputs) { ws.outputGradient[k] = scale * (q[k] - y[k]) }
-                mlp.backward(p.baseAddress!, batch: batch, workspace: ws, gradient: g.baseAddress!)
+                // Mean squared error over every action's Q.
+                mlp.meanSquaredError(p.baseAddress!, input: x, targets: y, batch: batch, workspace: ws, gradient: g.baseAddress!)
                 optimizer.apply(gradient: g.baseAddress!, to: p.baseAddress!, count: p.count)
             }
         }

@@ -22,7 +22,7 @@ public struct SlotStatistics: Codable, Sendable, Equatable {
 
 /// A slot's outcome: the update the coordinator aggregates, and statistics.
 public struct SlotOutcome: Sendable, Equatable {
-    /// φ − θ (Reptile) or ∇L_query(φ) (FOMAML).
+    /// φ − θ (Reptile, distill), ∇L_query(φ) (FOMAML) or the second-order meta-gradient (MAML).
     public var update: ParameterVector
     public var statistics: SlotStatistics
 }
@@ -53,8 +53,20 @@ public func runSlot(
         // A distillation slot trains the expert; the coordinator distils from φ = θ + (φ − θ).
         return SlotOutcome(update: difference(adaptation.parameters, theta), statistics: statistics)
     case .fomaml, .maml:
-        let query = try queryGradient(parameters: adaptation.parameters, task: task, steps: settings.querySteps,
+        let query: QueryGradient
+        if let spec = settings.teacher {
+            // The teacher is φ trained on; only the support phase's steps are differentiated (MAML), the teacher's
+            // targets are constants of the query loss.
+            let teacher = try adapt(initial: adaptation.parameters, task: task, budget: spec.steps,
+                                    seed: deriveSeed(seed, iteration: 0, slot: 0, purpose: .teacher), config: settings.dqn)
+            query = try teacherQueryGradient(parameters: adaptation.parameters, teacher: teacher.parameters, task: task,
+                                             steps: settings.querySteps, advantages: spec.match == .advantages,
+                                             seed: seed, config: settings.dqn)
+            statistics.environmentSteps += spec.steps
+        } else {
+            query = try queryGradient(parameters: adaptation.parameters, task: task, steps: settings.querySteps,
                                       seed: seed, config: settings.dqn)
+        }
         statistics.queryLoss = query.loss
         statistics.environmentSteps += query.transitions
         guard algorithm == .maml else { return SlotOutcome(update: query.gradient, statistics: statistics) }

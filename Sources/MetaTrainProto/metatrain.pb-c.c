@@ -1756,7 +1756,7 @@ const ProtobufCMessageDescriptor metatrain__v1__task_spec__descriptor =
   (ProtobufCMessageInit) metatrain__v1__task_spec__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__inner_loop_config__field_descriptors[20] =
+static const ProtobufCFieldDescriptor metatrain__v1__inner_loop_config__field_descriptors[22] =
 {
   {
     "hidden_layers",
@@ -1998,6 +1998,30 @@ static const ProtobufCFieldDescriptor metatrain__v1__inner_loop_config__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "teacher_steps",
+    21,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__InnerLoopConfig, teacher_steps),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "teacher_advantages",
+    22,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__InnerLoopConfig, teacher_advantages),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__inner_loop_config__field_indices_by_name[] = {
   3,   /* field[3] = adam_epsilon */
@@ -2019,12 +2043,14 @@ static const unsigned metatrain__v1__inner_loop_config__field_indices_by_name[] 
   11,   /* field[11] = start_epsilon */
   9,   /* field[9] = target_update_interval */
   10,   /* field[10] = target_update_tau */
+  21,   /* field[21] = teacher_advantages */
+  20,   /* field[20] = teacher_steps */
   8,   /* field[8] = train_frequency */
 };
 static const ProtobufCIntRange metatrain__v1__inner_loop_config__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 20 }
+  { 0, 22 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__inner_loop_config__descriptor =
 {
@@ -2034,7 +2060,7 @@ const ProtobufCMessageDescriptor metatrain__v1__inner_loop_config__descriptor =
   "Metatrain__V1__InnerLoopConfig",
   "metatrain.v1",
   sizeof(Metatrain__V1__InnerLoopConfig),
-  20,
+  22,
   metatrain__v1__inner_loop_config__field_descriptors,
   metatrain__v1__inner_loop_config__field_indices_by_name,
   1,  metatrain__v1__inner_loop_config__number_ranges,

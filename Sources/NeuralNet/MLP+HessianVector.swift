@@ -119,3 +119,65 @@ extension MLP {
         }
     }
 }
+
+/// Regression of every output onto a target vector: policy distillation's loss and MAML's teacher query.
+extension MLP {
+    /// Mean squared error of Q (batch × outputs) against `targets` (the same shape), averaged over every entry;
+    /// writes its gradient with respect to the parameters into `gradient` (overwritten).
+    ///
+    /// With `centered`, each row of Q and of the targets first has its own mean over the outputs subtracted: the
+    /// error is then in advantages (which action is how much better), blind to the level of the values.
+    /// One definition for the places that fit a whole Q-vector to a teacher's (the distillation student and the
+    /// teacher query of MAML), so their losses cannot drift apart.
+    @discardableResult
+    public func meanSquaredError(
+        _ parameters: UnsafePointer<Float>, input: UnsafePointer<Float>, targets: UnsafePointer<Float>, batch: Int,
+        centered: Bool = false, workspace ws: MLPWorkspace, gradient: UnsafeMutablePointer<Float>
+    ) -> Float {
+        let q = forward(parameters, input: input, batch: batch, workspace: ws)
+        let count = batch * outputSize
+        // dL/dQ = 2(Q − y) / (batch · outputs); centred, 2(e − mean e) / (batch · outputs) = 2e / (batch · outputs),
+        // since the centred error e already sums to zero over each row.
+        let scale = 2 / Float(count)
+        var total: Float = 0
+        if centered {
+            let inverseOutputs = 1 / Float(outputSize)
+            for r in 0..<batch {
+                let row = r * outputSize
+                var shift: Float = 0
+                for a in 0..<outputSize { shift += q[row + a] - targets[row + a] }
+                shift *= inverseOutputs
+                for a in 0..<outputSize {
+                    let e = q[row + a] - targets[row + a] - shift
+                    total += e * e
+                    ws.outputGradient[row + a] = scale * e
+                }
+            }
+        } else {
+            for k in 0..<count {
+                let e = q[k] - targets[k]
+                total += e * e
+                ws.outputGradient[k] = scale * e
+            }
+        }
+        backward(parameters, batch: batch, workspace: ws, gradient: gradient)
+        return total / Float(count)
+    }
+
+    /// `meanSquaredError` on arrays: inputs batch × inputSize, targets batch × outputSize.
+    public func meanSquaredError(
+        _ parameters: ParameterVector, inputs: [Float], targets: [Float], centered: Bool = false, workspace ws: MLPWorkspace,
+        gradient: inout ParameterVector
+    ) -> Float {
+        let batch = inputs.count / inputSize
+        precondition(batch > 0 && inputs.count == batch * inputSize && targets.count == batch * outputSize,
+                     "regression arrays disagree in size")
+        if gradient.count != parameterCount { gradient = ParameterVector(zeros: parameterCount) }
+        return parameters.values.withUnsafeBufferPointer { p in
+            gradient.values.withUnsafeMutableBufferPointer { g in
+                meanSquaredError(p.baseAddress!, input: inputs, targets: targets, batch: batch, centered: centered,
+                                 workspace: ws, gradient: g.baseAddress!)
+            }
+        }
+    }
+}

@@ -102,6 +102,8 @@ public enum SeedPurpose: UInt64, Sendable, CaseIterable {
     case querySet = 6
     /// The coordinator's teacher rollouts and student minibatches of `meta.algorithm: distill`.
     case distillation = 7
+    /// The teacher MAML's query regresses onto: the adapted network trained on (`inner_loop.teacher_steps`).
+    case teacher = 8
 }
 
 /// Derives an independent sub-seed from (run seed, iteration, slot, purpose) by chained hashing.

@@ -69,6 +69,8 @@ extension WireCodec {
         m.pointee.budget = UInt32(clamping: s.budget)
         m.pointee.query_steps = UInt32(clamping: s.querySteps)
         m.pointee.context_window = UInt32(clamping: c.contextWindow ?? 0)
+        m.pointee.teacher_steps = UInt32(clamping: s.teacher?.steps ?? 0)
+        m.pointee.teacher_advantages = s.teacher?.match == .advantages ? 1 : 0
         return m
     }
 
@@ -209,10 +211,14 @@ extension WireCodec.Decoder {
         c.doubleDQN = m.double_dqn != 0
         c.maxGradientNorm = m.max_gradient_norm == 0 ? nil : m.max_gradient_norm
         c.contextWindow = m.context_window == 0 ? nil : Int(m.context_window)
-        let settings = InnerLoopSettings(dqn: c, budget: Int(m.budget), querySteps: Int(m.query_steps))
-        guard settings.budget <= limits.maxBudget, settings.querySteps <= limits.maxBudget else {
-            throw .tooLarge("inner_loop.budget", size: max(settings.budget, settings.querySteps), limit: limits.maxBudget)
+        let settings = InnerLoopSettings(dqn: c, budget: Int(m.budget), querySteps: Int(m.query_steps),
+                                         teacher: m.teacher_steps == 0 ? nil : TeacherQuery(steps: Int(m.teacher_steps),
+                                                                                            match: m.teacher_advantages != 0 ? .advantages : .values))
+        guard m.teacher_steps != 0 || m.teacher_advantages == 0 else {
+            throw .invalidField("inner_loop.teacher_advantages", reason: "is set without teacher_steps")
         }
+        let longest = max(settings.budget, settings.querySteps, settings.teacher?.steps ?? 0)
+        guard longest <= limits.maxBudget else { throw .tooLarge("inner_loop.budget", size: longest, limit: limits.maxBudget) }
         guard c.bufferCapacity <= limits.maxBudget else {
             throw .tooLarge("inner_loop.buffer_capacity", size: c.bufferCapacity, limit: limits.maxBudget)
         }

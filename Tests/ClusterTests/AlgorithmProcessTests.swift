@@ -4,7 +4,8 @@ import Testing
 
 /// Every meta-algorithm runs on the cluster as Reptile does: real coordinator and worker processes, 1 and 3 workers,
 /// the same params_sha256 as the serial in-process computation (issue 14). Reptile's own case, with more worker
-/// counts, threads and faults, is in ClusterProcessTests.
+/// counts, threads and faults, is in ClusterProcessTests. FOMAML runs the TD query and MAML the teacher query, so both
+/// query losses and the second-order path cross the wire.
 @Suite(.serialized) struct AlgorithmProcessTests {
     static func configText(_ algorithm: String) -> String {
         """
@@ -28,7 +29,7 @@ import Testing
         inner_loop:
           budget: 600
           query_steps: 64
-          hidden_layers: [16, 16]
+        \(algorithm == "maml" ? "  query: teacher\n  teacher_steps: 200\n" : "")  hidden_layers: [16, 16]
           optimizer: \(algorithm == "maml" ? "sgd" : "adam")
           learning_rate: 0.01
           batch_size: 16

@@ -1,5 +1,6 @@
 import Cluster
 import Foundation
+import MetaLearning
 import Testing
 
 @Suite struct ConfigTests {
@@ -26,6 +27,16 @@ import Testing
         #expect(try ClusterConfig.parse("run: {seed: 3}\n").hash == "4170bd24c045c9c928b58227fc9c2cd2a762309891fa3f6ef3e83fa9ebc80d8e")
     }
 
+    /// MAML's teacher query is read whole, and only where it applies; the TD query stays the default.
+    @Test func teacherQueryIsParsed() throws {
+        let td = try ClusterConfig.parse("meta: {algorithm: maml}\ninner_loop: {optimizer: sgd, max_gradient_norm: 0}\n")
+        let values = try ClusterConfig.parse("meta: {algorithm: maml}\ninner_loop: {optimizer: sgd, max_gradient_norm: 0, query: teacher, teacher_steps: 50}\n")
+        let advantages = try ClusterConfig.parse("meta: {algorithm: fomaml}\ninner_loop: {query: teacher, teacher_steps: 50, teacher_match: advantages}\n")
+        #expect(td.innerLoop.teacher == nil && values.innerLoop.teacher == TeacherQuery(steps: 50, match: .values))
+        #expect(advantages.innerLoop.teacher == TeacherQuery(steps: 50, match: .advantages))
+        #expect(td.hash != values.hash && values.innerLoop.queryPhaseSteps == 50 + values.innerLoop.querySteps)
+    }
+
     /// Command-line overrides rewrite the text a run keeps, so it parses back to the same configuration.
     @Test func overridesRewriteTheSourceTextTheRunKeeps() throws {
         let text = "# a comment\nrun:\n  seed: 3\nmeta:\n  algorithm: fomaml\n  meta_batch: 2\ntask_family: {env: goal_navigation, goal_radius: 0.25}\n"
@@ -48,6 +59,11 @@ import Testing
         ("meta:\n  algorithm: reptile\n  distill: {steps: 10}\n", "applies only to algorithm: distill", 3),
         ("meta:\n  algorithm: distill\n  distill: {epsilon: 2}\n", "in [0, 1]", 3),
         ("inner_loop:\n  context_window: 65\n", "context_window", 2),
+        ("meta:\n  algorithm: fomaml\ninner_loop:\n  query: teacher\n", "set teacher_steps", 4),
+        ("meta:\n  algorithm: fomaml\ninner_loop:\n  teacher_steps: 100\n", "apply only to query: teacher", 4),
+        ("meta:\n  algorithm: fomaml\ninner_loop:\n  query: oracle\n", "must be one of td, teacher", 4),
+        ("meta:\n  algorithm: fomaml\ninner_loop:\n  query: teacher\n  teacher_steps: 9\n  teacher_match: policy\n", "values, advantages", 6),
+        ("meta:\n  algorithm: reptile\ninner_loop:\n  query: teacher\n  teacher_steps: 100\n", "only fomaml and maml", 4),
         ("meta:\n  algorithm: maml\ninner_loop:\n  optimizer: adam\n", "optimizer: sgd", 4),
         ("meta:\n  schedule: cosine\n", "linear", 2),
         ("inner_loop:\n  gamma: 1.5\n", "'inner_loop.gamma' is 1.5", 2),

@@ -15,14 +15,15 @@ import Testing
          (0..<rows).map { _ in Float(rng.nextGaussian()) })
     }
 
-    @Test(arguments: [RegressionLoss.mse, .huber])
-    func metaGradientMatchesFiniteDifferencesThroughTheInnerLoop(loss: RegressionLoss) throws {
-        let mlp = try MLP(sizes: [3, 8, 2])
-        var rng = SeededRNG(seed: 12)
+    /// A query loss of the adapted parameters: its value, and its gradient written into the second argument.
+    typealias Query = (ParameterVector, inout ParameterVector) -> Float
+
+    /// Checks MAML's meta-gradient of `query` through 5 SGD steps (TD loss `loss`, fixed minibatches and targets)
+    /// against central differences of the query loss in 6 random directions, and that first order is much worse.
+    static func checkAgainstFiniteDifferences(mlp: MLP, loss: RegressionLoss, rng: inout SeededRNG, query: Query) {
         let theta = mlp.initialParameters(using: &rng)
         let alpha: Float = 0.2
-        let batches = (0..<5).map { _ in Self.batch(&rng, rows: 6, inputs: 3) }
-        let query = Self.batch(&rng, rows: 10, inputs: 3)
+        let batches = (0..<5).map { _ in Self.batch(&rng, rows: 6, inputs: mlp.inputSize) }
         let ws = MLPWorkspace(mlp: mlp, capacity: 10)
 
         func innerLoop(_ start: ParameterVector) -> (ParameterVector, [UpdateRecord]) {
@@ -37,14 +38,12 @@ import Testing
         }
         func queryLoss(_ t: ParameterVector) -> Double {
             var g = ParameterVector(zeros: 0)
-            return Double(mlp.lossAndGradient(innerLoop(t).0, inputs: query.inputs, actions: query.actions,
-                                              targets: query.targets, loss: loss, workspace: ws, gradient: &g))
+            return Double(query(innerLoop(t).0, &g))
         }
 
         let (phi, records) = innerLoop(theta)
         var queryGradient = ParameterVector(zeros: 0)
-        _ = mlp.lossAndGradient(phi, inputs: query.inputs, actions: query.actions, targets: query.targets, loss: loss,
-                                workspace: ws, gradient: &queryGradient)
+        _ = query(phi, &queryGradient)
         let maml = secondOrderMetaGradient(mlp: mlp, steps: records, learningRate: alpha, queryGradient: queryGradient, loss: loss)
 
         var mamlError = 0.0, firstOrderError = 0.0
@@ -64,6 +63,54 @@ import Testing
         #expect(firstOrderError > 5 * mamlError, "first-order error \(firstOrderError) vs MAML \(mamlError)")
     }
 
+    /// The TD query: Q(s, a) of one action per row against fixed targets.
+    @Test(arguments: [RegressionLoss.mse, .huber])
+    func metaGradientMatchesFiniteDifferencesThroughTheInnerLoop(loss: RegressionLoss) throws {
+        let mlp = try MLP(sizes: [3, 8, 2])
+        var rng = SeededRNG(seed: 12)
+        var queryRNG = SeededRNG(seed: 13)
+        let query = Self.batch(&queryRNG, rows: 10, inputs: 3)
+        let ws = MLPWorkspace(mlp: mlp, capacity: 10)
+        Self.checkAgainstFiniteDifferences(mlp: mlp, loss: loss, rng: &rng) { phi, g in
+            mlp.lossAndGradient(phi, inputs: query.inputs, actions: query.actions, targets: query.targets, loss: loss,
+                                workspace: ws, gradient: &g)
+        }
+    }
+
+    /// The teacher query: every action's Q (or advantage) regressed onto a teacher's (fixed states and targets),
+    /// through TD inner steps of either loss.
+    @Test(arguments: [(RegressionLoss.mse, false), (.huber, false), (.huber, true)])
+    func teacherQueryMetaGradientMatchesFiniteDifferences(loss: RegressionLoss, advantages: Bool) throws {
+        let mlp = try MLP(sizes: [3, 8, 2])
+        var rng = SeededRNG(seed: 22)
+        var queryRNG = SeededRNG(seed: 23)
+        let states = (0..<30).map { _ in Float(queryRNG.nextGaussian()) }
+        let teacher = (0..<20).map { _ in Float(queryRNG.nextGaussian()) }
+        let ws = MLPWorkspace(mlp: mlp, capacity: 10)
+        Self.checkAgainstFiniteDifferences(mlp: mlp, loss: loss, rng: &rng) { phi, g in
+            mlp.meanSquaredError(phi, inputs: states, targets: teacher, centered: advantages, workspace: ws, gradient: &g)
+        }
+    }
+
+    /// The teacher query on a real task: zero at the teacher itself, positive and finite elsewhere, deterministic, and a
+    /// teacher that does not fit the network is refused.
+    @Test func teacherQueryVanishesAtTheTeacherAndPullsTowardIt() throws {
+        var config = DQNConfig()
+        config.hiddenLayers = [8]
+        let task = TaskSpec.cartPole(CartPoleParameters(length: 0.8))
+        let mlp = try makeNetwork(for: task, config: config)
+        var rng = SeededRNG(seed: 3)
+        let phi = mlp.initialParameters(using: &rng), teacher = mlp.initialParameters(using: &rng)
+        let atTeacher = try teacherQueryGradient(parameters: teacher, teacher: teacher, task: task, steps: 64, seed: 1, config: config)
+        #expect(atTeacher.loss == 0 && atTeacher.gradient.values.allSatisfy { $0 == 0 })
+        let a = try teacherQueryGradient(parameters: phi, teacher: teacher, task: task, steps: 64, seed: 1, config: config)
+        let b = try teacherQueryGradient(parameters: phi, teacher: teacher, task: task, steps: 64, seed: 1, config: config)
+        #expect(a.loss > 0 && a.gradient.isFinite && a.gradient == b.gradient && a.transitions == 64)
+        #expect(throws: (any Error).self) {
+            try teacherQueryGradient(parameters: phi, teacher: ParameterVector(zeros: 3), task: task, steps: 64, seed: 1, config: config)
+        }
+    }
+
     @Test func mamlSlotsRunWithSGDAndAreDeterministic() throws {
         var settings = InnerLoopSettings(budget: 200, querySteps: 32)
         settings.dqn.hiddenLayers = [8]
@@ -78,6 +125,16 @@ import Testing
         let b = try runSlot(theta: theta, task: task, algorithm: .maml, settings: settings, seed: 4)
         let fo = try runSlot(theta: theta, task: task, algorithm: .fomaml, settings: settings, seed: 4)
         #expect(a.update == b.update && a.update.isFinite && a.update != fo.update)
+        // The teacher query: another update, deterministic, and the teacher's steps are counted.
+        settings.teacher = TeacherQuery(steps: 150)
+        let t1 = try runSlot(theta: theta, task: task, algorithm: .maml, settings: settings, seed: 4)
+        let t2 = try runSlot(theta: theta, task: task, algorithm: .maml, settings: settings, seed: 4)
+        #expect(t1.update == t2.update && t1.update.isFinite && t1.update != a.update && t1.statistics.queryLoss > 0)
+        #expect(t1.statistics.environmentSteps == 200 + 150 + 32 && a.statistics.environmentSteps == 200 + 32)
+        settings.teacher?.match = .advantages
+        let t3 = try runSlot(theta: theta, task: task, algorithm: .maml, settings: settings, seed: 4)
+        #expect(t3.update.isFinite && t3.update != t1.update)
+        settings.teacher = nil
         settings.dqn.optimizer = .adam
         #expect(throws: MetaLearningError.self) { try runSlot(theta: theta, task: task, algorithm: .maml, settings: settings, seed: 4) }
     }

@@ -58,6 +58,16 @@ import Wire
         #expect(throws: WireError.self) { try WireCodec.decode(WireCodec.encode(.assignment(a))) }
     }
 
+    @Test func teacherQueryRoundTripsAndIsBounded() throws {
+        var a = Self.assignment
+        for match in TeacherMatch.allCases {
+            a.innerLoop.teacher = TeacherQuery(steps: 1_500, match: match)
+            #expect(try WireCodec.decode(WireCodec.encode(.assignment(a))) == .assignment(a))
+        }
+        a.innerLoop.teacher = TeacherQuery(steps: WireLimits().maxBudget + 1)
+        #expect(throws: WireError.self) { try WireCodec.decode(WireCodec.encode(.assignment(a))) }
+    }
+
     @Test func everyAlgorithmRoundTrips() throws {
         for algorithm in MetaAlgorithm.allCases {
             var a = Self.assignment

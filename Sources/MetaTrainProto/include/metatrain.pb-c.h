@@ -298,10 +298,18 @@ struct  Metatrain__V1__InnerLoopConfig
    * transitions of context the Q-network also sees (0: none; protocol 6)
    */
   uint32_t context_window;
+  /*
+   * 0: the TD query; > 0: the teacher query, the teacher trained this much more (protocol 7)
+   */
+  uint32_t teacher_steps;
+  /*
+   * the teacher query matches advantages (Q less its mean over actions), not values
+   */
+  protobuf_c_boolean teacher_advantages;
 };
 #define METATRAIN__V1__INNER_LOOP_CONFIG__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__inner_loop_config__descriptor) \
-    , 0,NULL, METATRAIN__V1__OPTIMIZER__OPTIMIZER_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, METATRAIN__V1__LOSS__LOSS_UNSPECIFIED, 0, 0, 0, 0 }
+    , 0,NULL, METATRAIN__V1__OPTIMIZER__OPTIMIZER_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, METATRAIN__V1__LOSS__LOSS_UNSPECIFIED, 0, 0, 0, 0, 0, 0 }
 
 
 /*
