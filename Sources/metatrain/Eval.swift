@@ -34,6 +34,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Override inner_loop.exploration_fraction at adaptation, for every init or per init (as --start-epsilon).") var explorationFraction: String?
     @Option(help: "Override inner_loop.end_epsilon at adaptation, for every init or per init (as --start-epsilon).") var endEpsilon: String?
     @Option(help: "Override inner_loop.learning_rate at adaptation, for every init or per init (as --start-epsilon).") var learningRate: String?
+    @Option(help: "Override inner_loop.optimizer at adaptation for every init (adam or sgd): e.g. to adapt an init meta-trained through SGD inner loops (second-order MAML) as the family's protocol adapts.") var optimizer: String?
     @Option(help: "Which tasks: test (held-out; score each configuration once) or validation (a separate stream to tune adaptation settings on).") var split = "test"
     @Option(help: "Folder for eval-*.csv/.svg/.json (default: the run folder).") var out: String?
     @Option(help: "Run the adaptations on the workers of the coordinator at this endpoint (tcp://HOST:PORT; start it with `metatrain coordinator --serve` to keep it up after training). Default: on this machine's threads.") var coordinator: String?
@@ -229,6 +230,11 @@ struct Eval: ParsableCommand {
                 }
             }
         }
+        if let optimizer {
+            guard let kind = OptimizerKind(rawValue: optimizer) else { throw ValidationError("--optimizer must be adam or sgd, got '\(optimizer)'") }
+            plan.dqn.optimizer = kind
+            for k in Array(plan.initSettings.keys) { plan.initSettings[k]!.optimizer = kind }
+        }
         do { try plan.validate() } catch { throw ValidationError("\(error)") }
         return plan
     }
@@ -257,7 +263,7 @@ struct Eval: ParsableCommand {
             let d = plan.dqn(for: name)
             return "\(jsonString(name)): {\"start_epsilon\": \(jsonNumber(Double(d.startEpsilon))), \"end_epsilon\": \(jsonNumber(Double(d.endEpsilon))), "
                 + "\"exploration_fraction\": \(jsonNumber(Double(d.explorationFraction))), \"learning_starts\": \(d.learningStarts), "
-                + "\"learning_rate\": \(jsonNumber(Double(d.learningRate), digits: 6))}"
+                + "\"learning_rate\": \(jsonNumber(Double(d.learningRate), digits: 6)), \"optimizer\": \(jsonString(d.optimizer.rawValue))}"
         }.joined(separator: ", ") + "}"
     }
 
