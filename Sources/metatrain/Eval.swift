@@ -34,6 +34,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Override inner_loop.exploration_fraction at adaptation, for every init or per init (as --start-epsilon).") var explorationFraction: String?
     @Option(help: "Override inner_loop.end_epsilon at adaptation, for every init or per init (as --start-epsilon).") var endEpsilon: String?
     @Option(help: "Override inner_loop.learning_rate at adaptation, for every init or per init (as --start-epsilon).") var learningRate: String?
+    @Option(help: "Override inner_loop.target_update_interval at adaptation, for every init or per init (as --start-epsilon).") var targetUpdateInterval: String?
     @Option(help: "Override inner_loop.optimizer at adaptation for every init (adam or sgd): e.g. to adapt an init meta-trained through SGD inner loops (second-order MAML) as the family's protocol adapts.") var optimizer: String?
     @Option(help: "Which tasks: test (held-out; score each configuration once) or validation (a separate stream to tune adaptation settings on).") var split = "test"
     @Option(help: "Folder for eval-*.csv/.svg/.json (default: the run folder).") var out: String?
@@ -212,11 +213,13 @@ struct Eval: ParsableCommand {
             ("--exploration-fraction", explorationFraction, { $0.explorationFraction = Float($1) }),
             ("--learning-rate", learningRate, { $0.learningRate = Float($1) }),
             ("--learning-starts", learningStarts, { $0.learningStarts = Int($1) }),
+            ("--target-update-interval", targetUpdateInterval, { $0.targetUpdateInterval = Int($1) }),
         ]
         for (option, text, set) in options {
             guard let text else { continue }
             for (name, value) in try perInitValues(text, option: option, names: names) {
-                if option == "--learning-starts" && !(value >= 0 && value <= 1e8 && value == value.rounded()) {
+                if option == "--learning-starts" || option == "--target-update-interval",
+                   !(value >= 0 && value <= 1e8 && value == value.rounded()) {
                     throw ValidationError("\(option) takes whole step counts in 0...100000000")
                 }
                 if let name {
@@ -262,7 +265,7 @@ struct Eval: ParsableCommand {
         "{" + names.map { name in
             let d = plan.dqn(for: name)
             return "\(jsonString(name)): {\"start_epsilon\": \(jsonNumber(Double(d.startEpsilon))), \"end_epsilon\": \(jsonNumber(Double(d.endEpsilon))), "
-                + "\"exploration_fraction\": \(jsonNumber(Double(d.explorationFraction))), \"learning_starts\": \(d.learningStarts), "
+                + "\"exploration_fraction\": \(jsonNumber(Double(d.explorationFraction))), \"learning_starts\": \(d.learningStarts), \"target_update_interval\": \(d.targetUpdateInterval), "
                 + "\"learning_rate\": \(jsonNumber(Double(d.learningRate), digits: 6)), \"optimizer\": \(jsonString(d.optimizer.rawValue))}"
         }.joined(separator: ", ") + "}"
     }
