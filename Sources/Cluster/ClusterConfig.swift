@@ -180,6 +180,7 @@ public struct ClusterConfig: Sendable, Equatable {
             d.steps = try distill.int("steps", d.steps, 1...10_000_000)
             d.batchSize = try distill.int("batch_size", d.batchSize, 1...65_536)
             d.learningRate = try distill.float("learning_rate", d.learningRate, { $0 > 0 && $0 < 10 }, "in (0, 10)")
+            if distill.node("match") != nil { d.match = try distill.choice("match", TeacherMatch.values) }
             try distill.finish()
             c.meta.distillation = d
         }

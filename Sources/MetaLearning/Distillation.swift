@@ -12,6 +12,10 @@ public struct DistillationSettings: Codable, Sendable, Equatable {
     public var steps = 500
     public var batchSize = 256
     public var learningRate: Float = 1e-3
+    /// What of the experts' Q-values the student matches: nil or `values` (every action's Q), or `advantages` (each
+    /// Q-vector less its mean over actions; the values' level, which can run away when experts bootstrap from an
+    /// off-scale θ, is then not fitted). Optional so configurations without it keep their hash.
+    public var match: TeacherMatch?
 
     public init() {}
 
@@ -72,7 +76,8 @@ public func distill(
         student.values.withUnsafeMutableBufferPointer { p in
             gradient.withUnsafeMutableBufferPointer { g in
                 // Mean squared error over every action's Q.
-                mlp.meanSquaredError(p.baseAddress!, input: x, targets: y, batch: batch, workspace: ws, gradient: g.baseAddress!)
+                mlp.meanSquaredError(p.baseAddress!, input: x, targets: y, batch: batch, centered: settings.match == .advantages,
+                                     workspace: ws, gradient: g.baseAddress!)
                 optimizer.apply(gradient: g.baseAddress!, to: p.baseAddress!, count: p.count)
             }
         }

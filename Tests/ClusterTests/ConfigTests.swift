@@ -37,6 +37,14 @@ import Testing
         #expect(td.hash != values.hash && values.innerLoop.queryPhaseSteps == 50 + values.innerLoop.querySteps)
     }
 
+    /// Distillation's `match` is optional: absent, the settings (and so the hash) are what they were before it existed.
+    @Test func distillationMatchIsOptional() throws {
+        let plain = try ClusterConfig.parse("meta: {algorithm: distill, distill: {steps: 10}}\n")
+        let advantages = try ClusterConfig.parse("meta: {algorithm: distill, distill: {steps: 10, match: advantages}}\n")
+        #expect(plain.meta.distillation?.match == nil && advantages.meta.distillation?.match == .advantages)
+        #expect(plain.hash != advantages.hash)
+    }
+
     /// Command-line overrides rewrite the text a run keeps, so it parses back to the same configuration.
     @Test func overridesRewriteTheSourceTextTheRunKeeps() throws {
         let text = "# a comment\nrun:\n  seed: 3\nmeta:\n  algorithm: fomaml\n  meta_batch: 2\ntask_family: {env: goal_navigation, goal_radius: 0.25}\n"
@@ -58,6 +66,7 @@ import Testing
         ("meta:\n  algorithm: reptil\n", "must be reptile, fomaml, maml or distill", 2),
         ("meta:\n  algorithm: reptile\n  distill: {steps: 10}\n", "applies only to algorithm: distill", 3),
         ("meta:\n  algorithm: distill\n  distill: {epsilon: 2}\n", "in [0, 1]", 3),
+        ("meta:\n  algorithm: distill\n  distill: {match: logits}\n", "values, advantages", 3),
         ("inner_loop:\n  context_window: 65\n", "context_window", 2),
         ("meta:\n  algorithm: fomaml\ninner_loop:\n  query: teacher\n", "set teacher_steps", 4),
         ("meta:\n  algorithm: fomaml\ninner_loop:\n  teacher_steps: 100\n", "apply only to query: teacher", 4),

@@ -45,6 +45,33 @@ import Testing
         #expect(after < before / 4, "Q gap to the teacher \(before) → \(after)")
     }
 
+    /// Matching advantages moves the student's action preferences to the teacher's and leaves the level of its values.
+    @Test func advantageStudentMatchesPreferencesNotLevels() throws {
+        let (mlp, theta) = try Self.network(seed: 1)
+        var (_, teacher) = try Self.network(seed: 2)
+        // Lift every teacher Q by 50 (the output biases): values differ hugely, advantages not at all.
+        let biases = mlp.parameterCount - mlp.outputSize
+        for a in 0..<mlp.outputSize { teacher.values[biases + a] += 50 }
+        var settings = DistillationSettings()
+        settings.states = 400
+        settings.steps = 400
+        settings.batchSize = 64
+        settings.match = .advantages
+        let student = try distill(student: theta, experts: [(teacher, Self.tasks[0])], config: Self.config, settings: settings, seed: 9)
+        let grid = stride(from: Float(-1), through: 1, by: 0.25).flatMap { x in stride(from: Float(-1), through: 1, by: 0.25).flatMap { y in [x, y] } }
+        func centred(_ p: ParameterVector) -> [Float] {
+            let q = mlp.predict(p, inputs: grid, workspace: MLPWorkspace(mlp: mlp, capacity: grid.count / mlp.inputSize))
+            return stride(from: 0, to: q.count, by: mlp.outputSize).flatMap { r -> [Float] in
+                let row = q[r..<(r + mlp.outputSize)], mean = row.reduce(0, +) / Float(mlp.outputSize)
+                return row.map { $0 - mean }
+            }
+        }
+        func distance(_ x: [Float], _ y: [Float]) -> Float { zip(x, y).map { ($0 - $1) * ($0 - $1) }.reduce(0, +) / Float(x.count) }
+        #expect(distance(centred(student), centred(teacher)) < distance(centred(theta), centred(teacher)) / 4)
+        // The level stays near θ's, 50 below the teacher's.
+        #expect(Self.gap(mlp, student, teacher, grid) > 1_000, "values were fitted, not only advantages")
+    }
+
     @Test func deterministicInItsInputsAndSeed() throws {
         let (_, theta) = try Self.network(seed: 1)
         let experts = try (0..<2).map { i in (try Self.network(seed: 10 + UInt64(i)).1, Self.tasks[i]) }
