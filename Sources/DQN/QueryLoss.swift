@@ -16,7 +16,6 @@ struct QuerySet {
     var rewards: [Float]
     var nextObservations: [Float]
     var terminals: [Float]
-    var count: Int { actions.count }
 }
 
 /// Collects `steps` fresh transitions on `task` acting ε-greedily with φ (ε = config.endEpsilon); episodes restart.

@@ -17,7 +17,7 @@ public enum MetaAlgorithm: String, Codable, Sendable, CaseIterable {
 }
 
 /// What MAML's query loss regresses onto (cluster.yaml `inner_loop.query`).
-public enum QueryTarget: String, Codable, Sendable, CaseIterable {
+public enum QueryTarget: String, Sendable, CaseIterable {
     /// The adapted network's own TD targets on data it collected (`queryGradient`).
     case td
     /// A teacher's Q-values: the adapted network trained `teacher_steps` more (`teacherQueryGradient`).

@@ -13,8 +13,8 @@ import NeuralNet
 /// message that carries them (`SharedTensorField`); a version-4 worker would read the first frame alone.
 /// Version 6 added `ALGORITHM_DISTILL` (a version-5 worker would refuse every distillation slot as malformed) and the
 /// inner loop's `context_window` (a version-5 worker would silently train a network without context).
-/// Version 7 added the inner loop's `teacher_steps`, MAML's teacher query (a version-6 worker would silently send
-/// the TD query's gradient instead).
+/// Version 7 added the inner loop's `teacher_steps` and `teacher_advantages`, MAML's teacher query (a version-6 worker
+/// would silently send the TD query's gradient instead).
 public let protocolVersion: UInt32 = 7
 
 /// Identifies one attempt at one slot of one meta-iteration.

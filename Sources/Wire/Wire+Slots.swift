@@ -217,8 +217,10 @@ extension WireCodec.Decoder {
         guard m.teacher_steps != 0 || m.teacher_advantages == 0 else {
             throw .invalidField("inner_loop.teacher_advantages", reason: "is set without teacher_steps")
         }
-        let longest = max(settings.budget, settings.querySteps, settings.teacher?.steps ?? 0)
-        guard longest <= limits.maxBudget else { throw .tooLarge("inner_loop.budget", size: longest, limit: limits.maxBudget) }
+        for (field, steps) in [("budget", settings.budget), ("query_steps", settings.querySteps), ("teacher_steps", settings.teacher?.steps ?? 0)]
+        where steps > limits.maxBudget {
+            throw .tooLarge("inner_loop.\(field)", size: steps, limit: limits.maxBudget)
+        }
         guard c.bufferCapacity <= limits.maxBudget else {
             throw .tooLarge("inner_loop.buffer_capacity", size: c.bufferCapacity, limit: limits.maxBudget)
         }

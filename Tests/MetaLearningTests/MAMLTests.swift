@@ -92,9 +92,10 @@ import Testing
         }
     }
 
-    /// The teacher query on a real task: zero at the teacher itself, positive and finite elsewhere, deterministic, and a
-    /// teacher that does not fit the network is refused.
-    @Test func teacherQueryVanishesAtTheTeacherAndPullsTowardIt() throws {
+    /// The teacher query on a real task: zero at the teacher itself, positive and finite elsewhere, deterministic; with
+    /// advantages, blind to a teacher whose every Q is shifted by the same amount; a teacher that does not fit the
+    /// network is refused.
+    @Test func teacherQueryVanishesAtTheTeacherAndAdvantagesIgnoreTheLevel() throws {
         var config = DQNConfig()
         config.hiddenLayers = [8]
         let task = TaskSpec.cartPole(CartPoleParameters(length: 0.8))
@@ -106,6 +107,13 @@ import Testing
         let a = try teacherQueryGradient(parameters: phi, teacher: teacher, task: task, steps: 64, seed: 1, config: config)
         let b = try teacherQueryGradient(parameters: phi, teacher: teacher, task: task, steps: 64, seed: 1, config: config)
         #expect(a.loss > 0 && a.gradient.isFinite && a.gradient == b.gradient && a.transitions == 64)
+        // The teacher's Q-values all 5 higher (its output biases): its values differ by 5 everywhere, its advantages not.
+        var lifted = teacher
+        for k in (mlp.parameterCount - mlp.outputSize)..<mlp.parameterCount { lifted.values[k] += 5 }
+        let values = try teacherQueryGradient(parameters: teacher, teacher: lifted, task: task, steps: 64, seed: 1, config: config)
+        let advantages = try teacherQueryGradient(parameters: teacher, teacher: lifted, task: task, steps: 64, advantages: true,
+                                                  seed: 1, config: config)
+        #expect(abs(values.loss - 25) < 1e-3 && advantages.loss < 1e-8, "values \(values.loss), advantages \(advantages.loss)")
         #expect(throws: (any Error).self) {
             try teacherQueryGradient(parameters: phi, teacher: ParameterVector(zeros: 3), task: task, steps: 64, seed: 1, config: config)
         }

@@ -66,6 +66,7 @@ import Wire
         }
         a.innerLoop.teacher = TeacherQuery(steps: WireLimits().maxBudget + 1)
         #expect(throws: WireError.self) { try WireCodec.decode(WireCodec.encode(.assignment(a))) }
+        do { _ = try WireCodec.decode(WireCodec.encode(.assignment(a))) } catch { #expect("\(error)".contains("teacher_steps"), "\(error)") }
     }
 
     @Test func everyAlgorithmRoundTrips() throws {
