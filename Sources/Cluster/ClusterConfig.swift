@@ -45,8 +45,10 @@ public struct ClusterConfig: Sendable, Equatable {
     }
 
     /// 10 ms per env step of a slot (50–200× what a release build needs) plus a minute: a slot this late is
-    /// not slow, it is stuck.
-    public var defaultSlotTimeoutMs: Int { (innerLoop.budget + innerLoop.queryPhaseSteps) * 10 + 60_000 }
+    /// not slow, it is stuck. (An ES-MAML slot trains twice; its greedy scorings cost less than training does.)
+    public var defaultSlotTimeoutMs: Int {
+        max(innerLoop.budget + innerLoop.queryPhaseSteps, innerLoop.trainingStepsPerSlot(meta.algorithm)) * 10 + 60_000
+    }
     public var slotTimeoutMs: Int { coordinator.slotTimeoutMs ?? defaultSlotTimeoutMs }
 
     public struct WorkerHost: Sendable, Equatable {
@@ -184,12 +186,26 @@ public struct ClusterConfig: Sendable, Equatable {
             try distill.finish()
             c.meta.distillation = d
         }
+        if c.meta.algorithm != .esMAML, let (_, line) = meta.node("es") {
+            throw meta.bad("es", line, "applies only to algorithm: es-maml")
+        }
+        var evolution: EvolutionSettings?
+        if c.meta.algorithm == .esMAML {
+            let es = try meta.mapping("es")
+            var e = EvolutionSettings()
+            e.sigma = try es.float("sigma", e.sigma, { $0.isFinite && $0 > 0 && $0 <= 10 }, "in (0, 10]")
+            e.fitnessEvery = try es.int("fitness_every", e.fitnessEvery, 1...100_000_000)
+            e.fitnessEpisodes = try es.int("fitness_episodes", e.fitnessEpisodes, 1...EvolutionSettings.maxFitnessEpisodes)
+            try es.finish()
+            evolution = e
+        }
         try meta.finish()
 
         c.family = try parseFamily(try top.mapping("task_family"))
 
         let inner = try top.mapping("inner_loop")
         c.innerLoop = try parseInnerLoop(inner)
+        c.innerLoop.evolution = evolution
         try inner.finish()
         if c.meta.algorithm == .maml, let problem = mamlIncompatibility(c.innerLoop.dqn) {
             throw ConfigError.invalidValue(path: "inner_loop", line: inner.line, reason: "does not suit meta.algorithm maml: \(problem)")
@@ -277,7 +293,7 @@ public struct ClusterConfig: Sendable, Equatable {
     static func parseAlgorithm(_ meta: MappingReader) throws -> MetaAlgorithm {
         let name = try meta.string("algorithm", MetaAlgorithm.reptile.rawValue)
         guard let a = MetaAlgorithm(rawValue: name) else {
-            throw meta.bad("algorithm", meta.node("algorithm")?.1 ?? meta.line, "is '\(name)'; it must be reptile, fomaml, maml or distill")
+            throw meta.bad("algorithm", meta.node("algorithm")?.1 ?? meta.line, "is '\(name)'; it must be reptile, fomaml, maml, distill or es-maml")
         }
         return a
     }

@@ -14,6 +14,12 @@ public enum MetaAlgorithm: String, Codable, Sendable, CaseIterable {
     /// student, starting from θ, to every expert's Q-values on states of its own task (`distill(student:experts:…)`),
     /// and g = θ − student.
     case distill
+    /// ES-MAML: each slot perturbs θ by ±σε (one antithetic pair, ε ~ N(0, I) from the slot's seed), adapts both
+    /// with DQN on its task and scores each adaptation by its greedy returns along the way (the fitness F, the
+    /// quantity the evaluation's steps-to-target rewards); g = mean −(F₊ − F₋)/(2σ)·ε, the evolution-strategies
+    /// estimate of −∇F (`evolutionGradient`). No derivative passes through DQN's inner loop, so what the outer
+    /// loop optimises is the return after adaptation itself (`InnerLoopSettings.evolution`).
+    case esMAML = "es-maml"
 }
 
 /// What MAML's query loss regresses onto (cluster.yaml `inner_loop.query`).
@@ -44,6 +50,38 @@ public enum TeacherMatch: String, Codable, Sendable, CaseIterable {
     case advantages
 }
 
+/// ES-MAML's perturbation and fitness (cluster.yaml `meta.es`).
+///
+/// Kept with the inner loop's settings rather than the meta settings because every worker needs them to run a slot,
+/// and the inner loop's settings are what an assignment carries.
+public struct EvolutionSettings: Codable, Sendable, Equatable {
+    /// σ: the standard deviation of the perturbation of each parameter.
+    public var sigma: Float
+    /// Env steps between greedy scorings of an adaptation: the fitness is the mean greedy return at steps
+    /// 0, every, 2·every, … ≤ budget (the area under the adaptation curve that the evaluation scores).
+    public var fitnessEvery: Int
+    /// Greedy episodes per scoring point.
+    public var fitnessEpisodes: Int
+    /// The most greedy episodes per scoring point a configuration or an assignment may ask for.
+    public static let maxFitnessEpisodes = 10_000
+
+    public init(sigma: Float = 0.02, fitnessEvery: Int = 500, fitnessEpisodes: Int = 2) {
+        self.sigma = sigma; self.fitnessEvery = fitnessEvery; self.fitnessEpisodes = fitnessEpisodes
+    }
+
+    public func validate() throws {
+        guard sigma.isFinite && sigma > 0 else {
+            throw DQNError.invalidConfig(field: "es.sigma", value: "\(sigma)", requirement: "finite and > 0")
+        }
+        guard fitnessEvery > 0 else {
+            throw DQNError.invalidConfig(field: "es.fitness_every", value: "\(fitnessEvery)", requirement: "> 0")
+        }
+        guard fitnessEpisodes > 0 && fitnessEpisodes <= Self.maxFitnessEpisodes else {
+            throw DQNError.invalidConfig(field: "es.fitness_episodes", value: "\(fitnessEpisodes)", requirement: "in 1...\(Self.maxFitnessEpisodes)")
+        }
+    }
+}
+
 /// How the outer step size changes over the run.
 public enum StepSchedule: String, Codable, Sendable, CaseIterable {
     case constant
@@ -61,9 +99,13 @@ public struct InnerLoopSettings: Codable, Sendable, Equatable {
     /// MAML's query loss: nil for the TD query (`queryGradient`), or the teacher query (`teacherQueryGradient`).
     /// Optional so configurations without it keep the hash they had before it existed.
     public var teacher: TeacherQuery?
+    /// ES-MAML's perturbation and fitness (nil for every other algorithm, so their configurations keep their hash).
+    public var evolution: EvolutionSettings?
 
-    public init(dqn: DQNConfig = DQNConfig(), budget: Int = 2_000, querySteps: Int = 256, teacher: TeacherQuery? = nil) {
+    public init(dqn: DQNConfig = DQNConfig(), budget: Int = 2_000, querySteps: Int = 256, teacher: TeacherQuery? = nil,
+                evolution: EvolutionSettings? = nil) {
         self.dqn = dqn; self.budget = budget; self.querySteps = querySteps; self.teacher = teacher
+        self.evolution = evolution
     }
 
     public func validate() throws {
@@ -71,10 +113,20 @@ public struct InnerLoopSettings: Codable, Sendable, Equatable {
         guard budget > 0 else { throw DQNError.invalidBudget(budget) }
         guard querySteps > 0 else { throw DQNError.invalidBudget(querySteps) }
         if let teacher, teacher.steps <= 0 { throw DQNError.invalidBudget(teacher.steps) }
+        try evolution?.validate()
     }
 
     /// Env steps one FOMAML or MAML slot runs: support, teacher (if any) and query.
     public var queryPhaseSteps: Int { (teacher?.steps ?? 0) + querySteps }
+
+    /// Env steps of training one slot of `algorithm` runs (the multitask baseline is given as many in all).
+    public func trainingStepsPerSlot(_ algorithm: MetaAlgorithm) -> Int {
+        switch algorithm {
+        case .reptile, .distill: return budget
+        case .fomaml, .maml: return budget + queryPhaseSteps
+        case .esMAML: return 2 * budget
+        }
+    }
 }
 
 /// The outer loop's settings.

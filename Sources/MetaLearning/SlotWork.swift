@@ -22,7 +22,8 @@ public struct SlotStatistics: Codable, Sendable, Equatable {
 
 /// A slot's outcome: the update the coordinator aggregates, and statistics.
 public struct SlotOutcome: Sendable, Equatable {
-    /// φ − θ (Reptile, distill), ∇L_query(φ) (FOMAML) or the second-order meta-gradient (MAML).
+    /// φ − θ (Reptile, distill), ∇L_query(φ) (FOMAML), the second-order meta-gradient (MAML) or the antithetic
+    /// evolution-strategies estimate of −∇(return after adaptation) (ES-MAML).
     public var update: ParameterVector
     public var statistics: SlotStatistics
 }
@@ -37,6 +38,12 @@ public func runSlot(
     progress: ((Int) -> Void)? = nil
 ) throws -> SlotOutcome {
     if algorithm == .maml, let problem = mamlIncompatibility(settings.dqn) { throw MetaLearningError.incompatible(problem) }
+    if algorithm == .esMAML {
+        guard let evolution = settings.evolution else {
+            throw MetaLearningError.incompatible("es-maml needs the inner loop's evolution settings (cluster.yaml meta.es)")
+        }
+        return try evolutionSlot(theta: theta, task: task, settings: settings, evolution: evolution, seed: seed, progress: progress)
+    }
     var records: [UpdateRecord] = []
     let adaptation = try adapt(initial: theta, task: task, budget: settings.budget, seed: seed, config: settings.dqn,
                                progress: progress.map { report in { step, _ in report(step) } },
@@ -48,33 +55,31 @@ public func runSlot(
         meanReturn: recent.isEmpty ? 0 : recent.reduce(0, +) / Double(recent.count), episodes: returns.count,
         meanLoss: adaptation.meanLoss, environmentSteps: adaptation.environmentSteps,
         gradientUpdates: adaptation.gradientUpdates, seconds: adaptation.seconds)
-    switch algorithm {
-    case .reptile, .distill:
+    if algorithm == .reptile || algorithm == .distill {
         // A distillation slot trains the expert; the coordinator distils from φ = θ + (φ − θ).
         return SlotOutcome(update: difference(adaptation.parameters, theta), statistics: statistics)
-    case .fomaml, .maml:
-        let query: QueryGradient
-        if let spec = settings.teacher {
-            // The teacher is φ trained on; only the support phase's steps are differentiated (MAML), the teacher's
-            // targets are constants of the query loss.
-            let teacher = try adapt(initial: adaptation.parameters, task: task, budget: spec.steps,
-                                    seed: deriveSeed(seed, iteration: 0, slot: 0, purpose: .teacher), config: settings.dqn)
-            query = try teacherQueryGradient(parameters: adaptation.parameters, teacher: teacher.parameters, task: task,
-                                             steps: settings.querySteps, advantages: spec.match == .advantages,
-                                             seed: seed, config: settings.dqn)
-            statistics.environmentSteps += spec.steps
-        } else {
-            query = try queryGradient(parameters: adaptation.parameters, task: task, steps: settings.querySteps,
-                                      seed: seed, config: settings.dqn)
-        }
-        statistics.queryLoss = query.loss
-        statistics.environmentSteps += query.transitions
-        guard algorithm == .maml else { return SlotOutcome(update: query.gradient, statistics: statistics) }
-        let mlp = try makeNetwork(for: task, config: settings.dqn)
-        let g = secondOrderMetaGradient(mlp: mlp, steps: records, learningRate: settings.dqn.learningRate,
-                                        queryGradient: query.gradient, loss: settings.dqn.loss)
-        return SlotOutcome(update: g, statistics: statistics)
     }
+    let query: QueryGradient
+    if let spec = settings.teacher {
+        // The teacher is φ trained on; only the support phase's steps are differentiated (MAML), the teacher's
+        // targets are constants of the query loss.
+        let teacher = try adapt(initial: adaptation.parameters, task: task, budget: spec.steps,
+                                seed: deriveSeed(seed, iteration: 0, slot: 0, purpose: .teacher), config: settings.dqn)
+        query = try teacherQueryGradient(parameters: adaptation.parameters, teacher: teacher.parameters, task: task,
+                                         steps: settings.querySteps, advantages: spec.match == .advantages,
+                                         seed: seed, config: settings.dqn)
+        statistics.environmentSteps += spec.steps
+    } else {
+        query = try queryGradient(parameters: adaptation.parameters, task: task, steps: settings.querySteps,
+                                  seed: seed, config: settings.dqn)
+    }
+    statistics.queryLoss = query.loss
+    statistics.environmentSteps += query.transitions
+    guard algorithm == .maml else { return SlotOutcome(update: query.gradient, statistics: statistics) }
+    let mlp = try makeNetwork(for: task, config: settings.dqn)
+    let g = secondOrderMetaGradient(mlp: mlp, steps: records, learningRate: settings.dqn.learningRate,
+                                    queryGradient: query.gradient, loss: settings.dqn.loss)
+    return SlotOutcome(update: g, statistics: statistics)
 }
 
 /// What a worker computes for a slot: the real inner loop, or nothing (`metatrain worker --compute none`).

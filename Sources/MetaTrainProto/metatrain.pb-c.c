@@ -1756,7 +1756,7 @@ const ProtobufCMessageDescriptor metatrain__v1__task_spec__descriptor =
   (ProtobufCMessageInit) metatrain__v1__task_spec__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__inner_loop_config__field_descriptors[22] =
+static const ProtobufCFieldDescriptor metatrain__v1__inner_loop_config__field_descriptors[25] =
 {
   {
     "hidden_layers",
@@ -2022,6 +2022,42 @@ static const ProtobufCFieldDescriptor metatrain__v1__inner_loop_config__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "es_sigma",
+    23,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__InnerLoopConfig, es_sigma),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "es_fitness_every",
+    24,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__InnerLoopConfig, es_fitness_every),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "es_fitness_episodes",
+    25,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__InnerLoopConfig, es_fitness_episodes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__inner_loop_config__field_indices_by_name[] = {
   3,   /* field[3] = adam_epsilon */
@@ -2031,6 +2067,9 @@ static const unsigned metatrain__v1__inner_loop_config__field_indices_by_name[] 
   19,   /* field[19] = context_window */
   14,   /* field[14] = double_dqn */
   12,   /* field[12] = end_epsilon */
+  24,   /* field[24] = es_fitness_episodes */
+  23,   /* field[23] = es_fitness_every */
+  22,   /* field[22] = es_sigma */
   13,   /* field[13] = exploration_fraction */
   6,   /* field[6] = gamma */
   0,   /* field[0] = hidden_layers */
@@ -2050,7 +2089,7 @@ static const unsigned metatrain__v1__inner_loop_config__field_indices_by_name[] 
 static const ProtobufCIntRange metatrain__v1__inner_loop_config__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 22 }
+  { 0, 25 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__inner_loop_config__descriptor =
 {
@@ -2060,7 +2099,7 @@ const ProtobufCMessageDescriptor metatrain__v1__inner_loop_config__descriptor =
   "Metatrain__V1__InnerLoopConfig",
   "metatrain.v1",
   sizeof(Metatrain__V1__InnerLoopConfig),
-  22,
+  25,
   metatrain__v1__inner_loop_config__field_descriptors,
   metatrain__v1__inner_loop_config__field_indices_by_name,
   1,  metatrain__v1__inner_loop_config__number_ranges,
@@ -3734,20 +3773,22 @@ const ProtobufCMessageDescriptor metatrain__v1__checkpoint__descriptor =
   (ProtobufCMessageInit) metatrain__v1__checkpoint__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue metatrain__v1__algorithm__enum_values_by_number[5] =
+static const ProtobufCEnumValue metatrain__v1__algorithm__enum_values_by_number[6] =
 {
   { "ALGORITHM_UNSPECIFIED", "METATRAIN__V1__ALGORITHM__ALGORITHM_UNSPECIFIED", 0 },
   { "ALGORITHM_REPTILE", "METATRAIN__V1__ALGORITHM__ALGORITHM_REPTILE", 1 },
   { "ALGORITHM_FOMAML", "METATRAIN__V1__ALGORITHM__ALGORITHM_FOMAML", 2 },
   { "ALGORITHM_MAML", "METATRAIN__V1__ALGORITHM__ALGORITHM_MAML", 3 },
   { "ALGORITHM_DISTILL", "METATRAIN__V1__ALGORITHM__ALGORITHM_DISTILL", 4 },
+  { "ALGORITHM_ES_MAML", "METATRAIN__V1__ALGORITHM__ALGORITHM_ES_MAML", 5 },
 };
 static const ProtobufCIntRange metatrain__v1__algorithm__value_ranges[] = {
-{0, 0},{0, 5}
+{0, 0},{0, 6}
 };
-static const ProtobufCEnumValueIndex metatrain__v1__algorithm__enum_values_by_name[5] =
+static const ProtobufCEnumValueIndex metatrain__v1__algorithm__enum_values_by_name[6] =
 {
   { "ALGORITHM_DISTILL", 4 },
+  { "ALGORITHM_ES_MAML", 5 },
   { "ALGORITHM_FOMAML", 2 },
   { "ALGORITHM_MAML", 3 },
   { "ALGORITHM_REPTILE", 1 },
@@ -3760,9 +3801,9 @@ const ProtobufCEnumDescriptor metatrain__v1__algorithm__descriptor =
   "Algorithm",
   "Metatrain__V1__Algorithm",
   "metatrain.v1",
-  5,
+  6,
   metatrain__v1__algorithm__enum_values_by_number,
-  5,
+  6,
   metatrain__v1__algorithm__enum_values_by_name,
   1,
   metatrain__v1__algorithm__value_ranges,

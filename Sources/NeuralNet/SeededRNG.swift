@@ -104,6 +104,8 @@ public enum SeedPurpose: UInt64, Sendable, CaseIterable {
     case distillation = 7
     /// The teacher MAML's query regresses onto: the adapted network trained on (`inner_loop.teacher_steps`).
     case teacher = 8
+    /// ES-MAML's perturbation ε of a slot (`meta.algorithm: es-maml`).
+    case perturbation = 9
 }
 
 /// Derives an independent sub-seed from (run seed, iteration, slot, purpose) by chained hashing.

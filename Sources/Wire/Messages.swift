@@ -15,7 +15,9 @@ import NeuralNet
 /// inner loop's `context_window` (a version-5 worker would silently train a network without context).
 /// Version 7 added the inner loop's `teacher_steps` and `teacher_advantages`, MAML's teacher query (a version-6 worker
 /// would silently send the TD query's gradient instead).
-public let protocolVersion: UInt32 = 7
+/// Version 8 added `ALGORITHM_ES_MAML` and the inner loop's `es_sigma`, `es_fitness_every` and `es_fitness_episodes`
+/// (a version-7 worker would refuse every ES-MAML slot as malformed).
+public let protocolVersion: UInt32 = 8
 
 /// Identifies one attempt at one slot of one meta-iteration.
 public struct SlotKey: Hashable, Comparable, Sendable, CustomStringConvertible {

@@ -90,6 +90,7 @@ public enum WireCodec {
         case .fomaml: return METATRAIN__V1__ALGORITHM__ALGORITHM_FOMAML
         case .maml: return METATRAIN__V1__ALGORITHM__ALGORITHM_MAML
         case .distill: return METATRAIN__V1__ALGORITHM__ALGORITHM_DISTILL
+        case .esMAML: return METATRAIN__V1__ALGORITHM__ALGORITHM_ES_MAML
         }
     }
 
@@ -247,6 +248,7 @@ extension WireCodec {
             case METATRAIN__V1__ALGORITHM__ALGORITHM_FOMAML: return .fomaml
             case METATRAIN__V1__ALGORITHM__ALGORITHM_MAML: return .maml
             case METATRAIN__V1__ALGORITHM__ALGORITHM_DISTILL: return .distill
+            case METATRAIN__V1__ALGORITHM__ALGORITHM_ES_MAML: return .esMAML
             default: throw .unknownEnum(field, value: Int64(a.rawValue))
             }
         }

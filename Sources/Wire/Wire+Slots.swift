@@ -71,6 +71,9 @@ extension WireCodec {
         m.pointee.context_window = UInt32(clamping: c.contextWindow ?? 0)
         m.pointee.teacher_steps = UInt32(clamping: s.teacher?.steps ?? 0)
         m.pointee.teacher_advantages = s.teacher?.match == .advantages ? 1 : 0
+        m.pointee.es_sigma = s.evolution?.sigma ?? 0
+        m.pointee.es_fitness_every = UInt32(clamping: s.evolution?.fitnessEvery ?? 0)
+        m.pointee.es_fitness_episodes = UInt32(clamping: s.evolution?.fitnessEpisodes ?? 0)
         return m
     }
 
@@ -121,11 +124,18 @@ extension WireCodec {
 extension WireCodec.Decoder {
     func assignment(_ m: Metatrain__V1__Assignment) throws(WireError) -> Assignment {
         let parameters = m.parameters == nil ? nil : try tensor(m.parameters, "assignment.parameters")
+        let settings = try innerLoop(m.inner_loop), algorithm = try algorithm(m.algorithm, "assignment.algorithm")
+        // An ES-MAML slot cannot run without its perturbation settings, and no other algorithm reads them.
+        guard (algorithm == .esMAML) == (settings.evolution != nil) else {
+            throw .invalidField("assignment.inner_loop.es_sigma", reason: algorithm == .esMAML
+                                ? "is missing: an es-maml slot needs es_sigma, es_fitness_every and es_fitness_episodes"
+                                : "is set, but the algorithm is \(algorithm.rawValue), not es-maml")
+        }
         return Assignment(
             runID: try identifier(m.run_id, "assignment.run_id"),
             key: try key(iteration: m.iteration, slot: m.slot, attempt: m.attempt, "assignment"),
-            task: try task(m.task), innerLoop: try innerLoop(m.inner_loop),
-            algorithm: try algorithm(m.algorithm, "assignment.algorithm"), seed: m.seed,
+            task: try task(m.task), innerLoop: settings,
+            algorithm: algorithm, seed: m.seed,
             parameterVersion: try version(m.parameter_version, "assignment.parameter_version"),
             parameters: parameters)
     }
@@ -211,11 +221,26 @@ extension WireCodec.Decoder {
         c.doubleDQN = m.double_dqn != 0
         c.maxGradientNorm = m.max_gradient_norm == 0 ? nil : m.max_gradient_norm
         c.contextWindow = m.context_window == 0 ? nil : Int(m.context_window)
-        let settings = InnerLoopSettings(dqn: c, budget: Int(m.budget), querySteps: Int(m.query_steps),
+        var settings = InnerLoopSettings(dqn: c, budget: Int(m.budget), querySteps: Int(m.query_steps),
                                          teacher: m.teacher_steps == 0 ? nil : TeacherQuery(steps: Int(m.teacher_steps),
                                                                                             match: m.teacher_advantages != 0 ? .advantages : .values))
         guard m.teacher_steps != 0 || m.teacher_advantages == 0 else {
             throw .invalidField("inner_loop.teacher_advantages", reason: "is set without teacher_steps")
+        }
+        // ES-MAML's fields come together or not at all; their values are checked with the rest below.
+        let esFields = [m.es_sigma != 0, m.es_fitness_every != 0, m.es_fitness_episodes != 0]
+        guard esFields.allSatisfy({ $0 }) || !esFields.contains(true) else {
+            throw .invalidField("inner_loop.es_sigma", reason: "es_sigma, es_fitness_every and es_fitness_episodes must be set together")
+        }
+        if esFields[0] {
+            guard Int(m.es_fitness_every) <= limits.maxBudget else {
+                throw .tooLarge("inner_loop.es_fitness_every", size: Int(m.es_fitness_every), limit: limits.maxBudget)
+            }
+            guard m.es_fitness_episodes <= EvolutionSettings.maxFitnessEpisodes else {
+                throw .tooLarge("inner_loop.es_fitness_episodes", size: Int(m.es_fitness_episodes), limit: EvolutionSettings.maxFitnessEpisodes)
+            }
+            settings.evolution = EvolutionSettings(sigma: m.es_sigma, fitnessEvery: Int(m.es_fitness_every),
+                                                   fitnessEpisodes: Int(m.es_fitness_episodes))
         }
         for (field, steps) in [("budget", settings.budget), ("query_steps", settings.querySteps), ("teacher_steps", settings.teacher?.steps ?? 0)]
         where steps > limits.maxBudget {

@@ -97,7 +97,7 @@ struct Eval: ParsableCommand {
                 case "meta": chosen.append(("meta", theta))
                 case "random": chosen.append(("random", theta0))
                 default:
-                    let perSlot = cfg.innerLoop.budget + (cfg.meta.algorithm == .reptile || cfg.meta.algorithm == .distill ? 0 : cfg.innerLoop.queryPhaseSteps)
+                    let perSlot = cfg.innerLoop.trainingStepsPerSlot(cfg.meta.algorithm)
                     let steps = multitaskSteps ?? max(iterations * cfg.meta.metaBatch * perSlot, 1)
                     // Deterministic in (config, steps, kernel class): a run folder keeps it, so re-evaluating (another
                     // split, other adaptation settings) does not pretrain again.

@@ -5,7 +5,7 @@ import Testing
 /// Every meta-algorithm runs on the cluster as Reptile does: real coordinator and worker processes, 1 and 3 workers,
 /// the same params_sha256 as the serial in-process computation (issue 14). Reptile's own case, with more worker
 /// counts, threads and faults, is in ClusterProcessTests. FOMAML runs the TD query and MAML the teacher query, so both
-/// query losses and the second-order path cross the wire.
+/// query losses and the second-order path cross the wire; ES-MAML's perturbation settings cross it too.
 @Suite(.serialized) struct AlgorithmProcessTests {
     static func configText(_ algorithm: String) -> String {
         """
@@ -24,7 +24,8 @@ import Testing
           meta_batch: 3
           outer_step: \(algorithm == "reptile" || algorithm == "distill" ? "1.0" : "0.001")
           optimizer: \(algorithm == "reptile" || algorithm == "distill" ? "sgd" : "adam")
-        \(algorithm == "distill" ? "  distill: {states: 200, steps: 50, batch_size: 32}\n" : "")task_family:
+        \(algorithm == "distill" ? "  distill: {states: 200, steps: 50, batch_size: 32}\n" : "")\
+        \(algorithm == "es-maml" ? "  es: {sigma: 0.05, fitness_every: 200, fitness_episodes: 1}\n" : "")task_family:
           env: goal_navigation
         inner_loop:
           budget: 600
@@ -40,7 +41,7 @@ import Testing
         """
     }
 
-    @Test(arguments: ["fomaml", "maml", "distill"]) func oneAndThreeWorkersGiveTheSerialTheta(_ algorithm: String) throws {
+    @Test(arguments: ["fomaml", "maml", "distill", "es-maml"]) func oneAndThreeWorkersGiveTheSerialTheta(_ algorithm: String) throws {
         let text = Self.configText(algorithm)
         let reference = Harness.reference(text)
         #expect(reference.count == 64, "\(reference)")

@@ -37,6 +37,22 @@ import Testing
         #expect(td.hash != values.hash && values.innerLoop.queryPhaseSteps == 50 + values.innerLoop.querySteps)
     }
 
+    /// ES-MAML's settings are read whole under meta.es (the defaults without it), travel with the inner loop, and are
+    /// refused for any other algorithm; configurations of other algorithms keep their hash.
+    @Test func evolutionSettingsAreParsed() throws {
+        let defaults = try ClusterConfig.parse("meta: {algorithm: es-maml}\n")
+        #expect(defaults.innerLoop.evolution == EvolutionSettings())
+        let set = try ClusterConfig.parse("meta: {algorithm: es-maml, es: {sigma: 0.05, fitness_every: 250, fitness_episodes: 3}}\ninner_loop: {budget: 1000}\n")
+        #expect(set.innerLoop.evolution == EvolutionSettings(sigma: 0.05, fitnessEvery: 250, fitnessEpisodes: 3))
+        #expect(set.innerLoop.trainingStepsPerSlot(.esMAML) == 2_000 && set.defaultSlotTimeoutMs >= 2_000 * 10)
+        #expect(try ClusterConfig.parse("meta: {algorithm: reptile}\n").innerLoop.evolution == nil)
+        for bad in ["meta: {algorithm: reptile, es: {sigma: 0.1}}", "meta: {algorithm: es-maml, es: {sigma: 0}}",
+                    "meta: {algorithm: es-maml, es: {sigma: .nan}}", "meta: {algorithm: es-maml, es: {fitness_every: 0}}",
+                    "meta: {algorithm: es-maml, es: {fitness_episodes: 100000}}", "meta: {algorithm: es-maml, es: {simga: 0.1}}"] {
+            #expect(throws: ConfigError.self, "\(bad)") { try ClusterConfig.parse(bad + "\n") }
+        }
+    }
+
     /// Distillation's `match` is optional: absent, the settings (and so the hash) are what they were before it existed.
     @Test func distillationMatchIsOptional() throws {
         let plain = try ClusterConfig.parse("meta: {algorithm: distill, distill: {steps: 10}}\n")
@@ -63,7 +79,7 @@ import Testing
     @Test(arguments: [
         ("run:\n  sede: 1\n", "'run.sede'", 2),
         ("meta:\n  iterations: 0\n", "'meta.iterations' is 0", 2),
-        ("meta:\n  algorithm: reptil\n", "must be reptile, fomaml, maml or distill", 2),
+        ("meta:\n  algorithm: reptil\n", "must be reptile, fomaml, maml, distill or es-maml", 2),
         ("meta:\n  algorithm: reptile\n  distill: {steps: 10}\n", "applies only to algorithm: distill", 3),
         ("meta:\n  algorithm: distill\n  distill: {epsilon: 2}\n", "in [0, 1]", 3),
         ("meta:\n  algorithm: distill\n  distill: {match: logits}\n", "values, advantages", 3),

@@ -69,10 +69,32 @@ import Wire
         do { _ = try WireCodec.decode(WireCodec.encode(.assignment(a))) } catch { #expect("\(error)".contains("teacher_steps"), "\(error)") }
     }
 
+    /// ES-MAML's settings cross the wire with its algorithm and only with it; a partial or misplaced set is refused.
+    @Test func evolutionSettingsRoundTripOnlyWithEsMAML() throws {
+        var a = Self.assignment
+        a.algorithm = .esMAML
+        a.innerLoop.evolution = EvolutionSettings(sigma: 0.03, fitnessEvery: 400, fitnessEpisodes: 2)
+        #expect(try WireCodec.decode(WireCodec.encode(.assignment(a))) == .assignment(a))
+        var missing = a
+        missing.innerLoop.evolution = nil
+        do { _ = try WireCodec.decode(WireCodec.encode(.assignment(missing))); Issue.record("accepted es-maml without its settings") }
+        catch { #expect("\(error)".contains("es_sigma"), "\(error)") }
+        var misplaced = a
+        misplaced.algorithm = .reptile
+        #expect(throws: WireError.self) { try WireCodec.decode(WireCodec.encode(.assignment(misplaced))) }
+        var partial = a
+        partial.innerLoop.evolution?.fitnessEpisodes = 0
+        #expect(throws: WireError.self) { try WireCodec.decode(WireCodec.encode(.assignment(partial))) }
+        var negative = a
+        negative.innerLoop.evolution?.sigma = -0.1
+        #expect(throws: WireError.self) { try WireCodec.decode(WireCodec.encode(.assignment(negative))) }
+    }
+
     @Test func everyAlgorithmRoundTrips() throws {
         for algorithm in MetaAlgorithm.allCases {
             var a = Self.assignment
             a.algorithm = algorithm
+            if algorithm == .esMAML { a.innerLoop.evolution = EvolutionSettings() }
             #expect(try WireCodec.decode(WireCodec.encode(.assignment(a))) == .assignment(a), "\(algorithm)")
         }
     }

@@ -52,7 +52,12 @@ typedef enum _Metatrain__V1__Algorithm {
    * Policy distillation: the slot trains a task expert and returns φ − θ like Reptile; the coordinator fits θ to
    * the experts' Q-values (protocol 6).
    */
-  METATRAIN__V1__ALGORITHM__ALGORITHM_DISTILL = 4
+  METATRAIN__V1__ALGORITHM__ALGORITHM_DISTILL = 4,
+  /*
+   * ES-MAML: the slot adapts one antithetic pair theta +- sigma*eps and returns the evolution-strategies estimate
+   * of the fitness's negative gradient (protocol 8; the InnerLoopConfig's es_* fields).
+   */
+  METATRAIN__V1__ALGORITHM__ALGORITHM_ES_MAML = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(METATRAIN__V1__ALGORITHM)
 } Metatrain__V1__Algorithm;
 typedef enum _Metatrain__V1__Optimizer {
@@ -306,10 +311,22 @@ struct  Metatrain__V1__InnerLoopConfig
    * the teacher query matches advantages (Q less its mean over actions), not values
    */
   protobuf_c_boolean teacher_advantages;
+  /*
+   * ES-MAML's perturbation scale (> 0 exactly when the algorithm is es-maml; protocol 8)
+   */
+  float es_sigma;
+  /*
+   * env steps between the greedy scorings whose mean is the fitness
+   */
+  uint32_t es_fitness_every;
+  /*
+   * greedy episodes per scoring
+   */
+  uint32_t es_fitness_episodes;
 };
 #define METATRAIN__V1__INNER_LOOP_CONFIG__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__inner_loop_config__descriptor) \
-    , 0,NULL, METATRAIN__V1__OPTIMIZER__OPTIMIZER_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, METATRAIN__V1__LOSS__LOSS_UNSPECIFIED, 0, 0, 0, 0, 0, 0 }
+    , 0,NULL, METATRAIN__V1__OPTIMIZER__OPTIMIZER_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, METATRAIN__V1__LOSS__LOSS_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 /*
