@@ -4,7 +4,8 @@
 #   scripts/capacity.sh [OUT_DIR]          (default docs/results/scaling, beside the scaling model it checks)
 #   env: SIZES="5k 70k 1m"  WORKERS="1 8 64"  META_BATCH=64  LARGE_BATCH=1024 (one more run: 5k θ, 64 workers, this batch)
 # For each θ size and worker count it reports, over the iterations after every worker has joined:
-# slots/s, coordinator CPU per slot, bytes sent and received per iteration, θ bytes sent per iteration
+# slots/s, coordinator CPU per slot, the workers' CPU per slot (by difference of a run and a shorter one), bytes
+# sent and received per iteration, θ bytes sent per iteration
 # against θ's size × the workers holding an assignment, θ encodings per iteration, and peak RSS.
 # Writes OUT_DIR/capacity.json and OUT_DIR/capacity.md; `metatrain scaling` reads the JSON to validate its model.
 set -euo pipefail
@@ -36,20 +37,33 @@ for spec in $runs; do
   {
     run="$work/$size-$workers-$meta_batch"
     mkdir -p "$run"
-    cat >"$run/c.yaml" <<YAML
+    # Two runs that differ only in their iterations: the difference of their CPU (every process, from `time`) less
+    # the coordinator's is the workers' CPU for the extra slots, start-up and registration cancelled.
+    short=$(( iterations / 4 > 2 ? iterations / 4 : 2 ))
+    for its in "$iterations" "$short"; do
+      cat >"$run/c-$its.yaml" <<YAML
 run: {name: capacity, seed: 3, checkpoint_interval: 100000}
 coordinator: {bind: "tcp://127.0.0.1:*", heartbeat_interval_ms: 1000, liveness: 30}
-meta: {algorithm: reptile, iterations: $iterations, meta_batch: $meta_batch}
+meta: {algorithm: reptile, iterations: $its, meta_batch: $meta_batch}
 task_family: {env: cartpole}
 inner_loop: {budget: 24, hidden_layers: $layers, batch_size: 8, learning_starts: 16, buffer_capacity: 64}
 evaluation: {tasks: 0}
 YAML
-    .build/release/metatrain local --config "$run/c.yaml" --workers "$workers" --compute none --run-dir "$run/run" \
-      --no-eval --log-level warning >"$run/local.log" 2>&1 || { cat "$run/local.log" >&2; exit 1; }
-    python3 - "$run/run/metrics.jsonl" "$size" "$workers" "$meta_batch" >>"$rows" <<'PY'
+      TIMEFORMAT='%U %S'
+      { time .build/release/metatrain local --config "$run/c-$its.yaml" --workers "$workers" --compute none --run-dir "$run/run-$its" \
+          --no-eval --log-level warning >"$run/local-$its.log" 2>&1 || { cat "$run/local-$its.log" >&2; exit 1; }; } 2>"$run/cpu-$its"
+    done
+    python3 - "$run/run-$iterations/metrics.jsonl" "$size" "$workers" "$meta_batch" "$run/cpu-$iterations" \
+      "$run/run-$short/metrics.jsonl" "$run/cpu-$short" >>"$rows" <<'PY'
 import json, statistics, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 size, workers, meta_batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def all_processes(path):  # user + sys of the run and every process it waited for
+    return sum(map(float, open(path).read().split()))
+short = [json.loads(l) for l in open(sys.argv[6])]
+extra_slots = lines[-1]["slots_applied"] - short[-1]["slots_applied"]
+workers_cpu = ((all_processes(sys.argv[5]) - lines[-1]["coordinator_cpu_seconds"])
+               - (all_processes(sys.argv[7]) - short[-1]["coordinator_cpu_seconds"]))
 # Steady state: from the iteration after the last worker joined.
 first = next((i for i, l in enumerate(lines) if l["workers"] >= workers), len(lines) - 1) + 1
 steady = lines[first:] or lines[-1:]
@@ -65,6 +79,7 @@ print(json.dumps({
     "size": size, "theta_floats": theta, "workers": workers, "meta_batch": meta_batch, "iterations_measured": len(steady),
     "slots_per_second": slots / seconds, "iteration_seconds": statistics.median(l["seconds"] for l in steady),
     "coordinator_cpu_us_per_slot": cpu / slots * 1e6,
+    "workers_cpu_us_per_slot": workers_cpu / extra_slots * 1e6,
     "bytes_sent_per_iteration": statistics.mean(l["bytes_sent"] for l in steady),
     "bytes_received_per_iteration": statistics.mean(l["bytes_received"] for l in steady),
     "tensor_bytes_per_iteration": tensor, "theta_bytes_times_holders": theta * 4 * holders,
@@ -89,11 +104,11 @@ json.dump({"machine": machine, "rows": rows}, open(f"{sys.argv[2]}/capacity.json
 with open(f"{sys.argv[2]}/capacity.md", "w") as f:
     f.write(f"Coordinator capacity (`scripts/capacity.sh`, workers `--compute none`) on "
             f"{machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}; coordinator and workers share the cores.\n\n")
-    f.write("| θ floats | workers | meta-batch | slots/s | iteration s (median) | coordinator CPU µs/slot | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB |\n")
-    f.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+    f.write("| θ floats | workers | meta-batch | slots/s | iteration s (median) | coordinator CPU µs/slot | workers' CPU µs/slot | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB |\n")
+    f.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     for r in rows:
         f.write(f"| {r['theta_floats']:,} | {r['workers']} | {r['meta_batch']} | {r['slots_per_second']:,.0f} | {r['iteration_seconds']:.4f} | "
-                f"{r['coordinator_cpu_us_per_slot']:,.0f} | {r['bytes_sent_per_iteration'] / 1e6:.2f} | "
+                f"{r['coordinator_cpu_us_per_slot']:,.0f} | {r['workers_cpu_us_per_slot']:,.0f} | {r['bytes_sent_per_iteration'] / 1e6:.2f} | "
                 f"{r['bytes_received_per_iteration'] / 1e6:.2f} | {r['tensor_bytes_ratio']:.4f} | "
                 f"{r['tensor_encodings_per_iteration']:.2f} | {r['peak_rss_mib']:.0f} |\n")
 print(open(f"{sys.argv[2]}/capacity.md").read())
