@@ -82,9 +82,10 @@ public func adaptationFitness(
                                snapshots: Snapshots(every: evolution.fitnessEvery) { _, parameters in points.append(parameters) })
     var total = 0.0
     for parameters in points {
-        // Every point is scored from the same start states (one seed), so the curve moves only with the network.
-        let returns = try evaluateGreedy(parameters, task: task, episodes: evolution.fitnessEpisodes,
-                                         seed: deriveSeed(seed, iteration: 0, slot: 0, purpose: .perturbation), config: settings.dqn)
+        // Every point is scored from the same start states (the slot's seed; `evaluateGreedy` draws them from its
+        // evaluation stream, apart from the adaptation's), so the curve moves only with the network.
+        let returns = try evaluateGreedy(parameters, task: task, episodes: evolution.fitnessEpisodes, seed: seed,
+                                         config: settings.dqn)
         total += returns.reduce(0, +) / Double(returns.count)
     }
     return (total / Double(points.count), adaptation)

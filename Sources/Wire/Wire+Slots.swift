@@ -228,21 +228,20 @@ extension WireCodec.Decoder {
             throw .invalidField("inner_loop.teacher_advantages", reason: "is set without teacher_steps")
         }
         // ES-MAML's fields come together or not at all; their values are checked with the rest below.
-        let esFields = [m.es_sigma != 0, m.es_fitness_every != 0, m.es_fitness_episodes != 0]
-        guard esFields.allSatisfy({ $0 }) || !esFields.contains(true) else {
+        let esFieldsSet = [m.es_sigma != 0, m.es_fitness_every != 0, m.es_fitness_episodes != 0].filter { $0 }.count
+        guard esFieldsSet == 0 || esFieldsSet == 3 else {
             throw .invalidField("inner_loop.es_sigma", reason: "es_sigma, es_fitness_every and es_fitness_episodes must be set together")
         }
-        if esFields[0] {
-            guard Int(m.es_fitness_every) <= limits.maxBudget else {
-                throw .tooLarge("inner_loop.es_fitness_every", size: Int(m.es_fitness_every), limit: limits.maxBudget)
-            }
+        if esFieldsSet == 3 {
+            // Bounded here as well as by `validate`, which eval jobs (forEval) skip.
             guard m.es_fitness_episodes <= EvolutionSettings.maxFitnessEpisodes else {
                 throw .tooLarge("inner_loop.es_fitness_episodes", size: Int(m.es_fitness_episodes), limit: EvolutionSettings.maxFitnessEpisodes)
             }
             settings.evolution = EvolutionSettings(sigma: m.es_sigma, fitnessEvery: Int(m.es_fitness_every),
                                                    fitnessEpisodes: Int(m.es_fitness_episodes))
         }
-        for (field, steps) in [("budget", settings.budget), ("query_steps", settings.querySteps), ("teacher_steps", settings.teacher?.steps ?? 0)]
+        for (field, steps) in [("budget", settings.budget), ("query_steps", settings.querySteps), ("teacher_steps", settings.teacher?.steps ?? 0),
+                               ("es_fitness_every", settings.evolution?.fitnessEvery ?? 0)]
         where steps > limits.maxBudget {
             throw .tooLarge("inner_loop.\(field)", size: steps, limit: limits.maxBudget)
         }

@@ -44,7 +44,7 @@ import Testing
         #expect(defaults.innerLoop.evolution == EvolutionSettings())
         let set = try ClusterConfig.parse("meta: {algorithm: es-maml, es: {sigma: 0.05, fitness_every: 250, fitness_episodes: 3}}\ninner_loop: {budget: 1000}\n")
         #expect(set.innerLoop.evolution == EvolutionSettings(sigma: 0.05, fitnessEvery: 250, fitnessEpisodes: 3))
-        #expect(set.innerLoop.trainingStepsPerSlot(.esMAML) == 2_000 && set.defaultSlotTimeoutMs >= 2_000 * 10)
+        #expect(set.innerLoop.trainingStepsPerSlot(.esMAML) == 2_000 && set.defaultSlotTimeoutMs == 2_000 * 10 + 60_000)
         #expect(try ClusterConfig.parse("meta: {algorithm: reptile}\n").innerLoop.evolution == nil)
         for bad in ["meta: {algorithm: reptile, es: {sigma: 0.1}}", "meta: {algorithm: es-maml, es: {sigma: 0}}",
                     "meta: {algorithm: es-maml, es: {sigma: .nan}}", "meta: {algorithm: es-maml, es: {fitness_every: 0}}",

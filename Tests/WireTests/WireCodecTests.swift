@@ -88,6 +88,10 @@ import Wire
         var negative = a
         negative.innerLoop.evolution?.sigma = -0.1
         #expect(throws: WireError.self) { try WireCodec.decode(WireCodec.encode(.assignment(negative))) }
+        var sparse = a
+        sparse.innerLoop.evolution?.fitnessEvery = WireLimits().maxBudget + 1
+        do { _ = try WireCodec.decode(WireCodec.encode(.assignment(sparse))); Issue.record("accepted an over-long fitness_every") }
+        catch { #expect("\(error)".contains("es_fitness_every"), "\(error)") }
     }
 
     @Test func everyAlgorithmRoundTrips() throws {
