@@ -4,7 +4,9 @@
 #   scripts/capacity.sh [OUT_DIR]          (default docs/results/scaling, beside the scaling model it checks)
 #   env: SIZES="5k 70k 1m"  WORKERS="1 8 64"  META_BATCH=64  LARGE_BATCH=1024 (one more run: 5k θ, 64 workers, this batch)
 # For each θ size and worker count it reports, over the iterations after every worker has joined:
-# slots/s, coordinator CPU per slot, the workers' CPU per slot (by difference of a run and a shorter one), bytes
+# slots/s and the mean apply-to-apply cycle (what an iteration takes, the coordinator's bookkeeping after each update
+# included; also that bookkeeping alone, and the median of metrics.jsonl's `seconds`, which leaves it out),
+# coordinator CPU per slot, the workers' CPU per slot (by difference of a run and a shorter one), bytes
 # sent and received per iteration, θ bytes sent per iteration
 # against θ's size × the workers holding an assignment, θ encodings per iteration, and peak RSS.
 # Writes OUT_DIR/capacity.json and OUT_DIR/capacity.md; `metatrain scaling` reads the JSON to validate its model.
@@ -69,7 +71,10 @@ first = next((i for i, l in enumerate(lines) if l["workers"] >= workers), len(li
 steady = lines[first:] or lines[-1:]
 before = lines[first - 1] if first >= 1 else None
 slots = len(steady) * meta_batch
-seconds = sum(l["seconds"] for l in steady)
+# The apply-to-apply cycle (`elapsed_seconds` stamps each update): what an iteration really takes, the bookkeeping
+# after an update (metrics, status, TensorBoard) included; `seconds` starts after that bookkeeping.
+cycles = [l["elapsed_seconds"] - p["elapsed_seconds"] for p, l in zip([before] + steady[:-1], steady)] if before else [l["seconds"] for l in steady]
+seconds = sum(cycles)
 cpu = steady[-1]["coordinator_cpu_seconds"] - (before["coordinator_cpu_seconds"] if before else 0)
 theta = lines[-1]["parameters"]
 holders = min(workers, meta_batch)
@@ -78,6 +83,8 @@ encodings = (steady[-1]["tensor_encodings"] - (before["tensor_encodings"] if bef
 print(json.dumps({
     "size": size, "theta_floats": theta, "workers": workers, "meta_batch": meta_batch, "iterations_measured": len(steady),
     "slots_per_second": slots / seconds, "iteration_seconds": statistics.median(l["seconds"] for l in steady),
+    "cycle_seconds": seconds / len(steady),
+    "between_iterations_seconds": statistics.mean(c - l["seconds"] for c, l in zip(cycles, steady)),
     "coordinator_cpu_us_per_slot": cpu / slots * 1e6,
     "workers_cpu_us_per_slot": workers_cpu / extra_slots * 1e6,
     "bytes_sent_per_iteration": statistics.mean(l["bytes_sent"] for l in steady),
@@ -104,10 +111,11 @@ json.dump({"machine": machine, "rows": rows}, open(f"{sys.argv[2]}/capacity.json
 with open(f"{sys.argv[2]}/capacity.md", "w") as f:
     f.write(f"Coordinator capacity (`scripts/capacity.sh`, workers `--compute none`) on "
             f"{machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}; coordinator and workers share the cores.\n\n")
-    f.write("| θ floats | workers | meta-batch | slots/s | iteration s (median) | coordinator CPU µs/slot | workers' CPU µs/slot | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB |\n")
-    f.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+    f.write("| θ floats | workers | meta-batch | slots/s | cycle s (mean) | of which between iterations, ms | iteration s (median of `seconds`) | coordinator CPU µs/slot | workers' CPU µs/slot | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB |\n")
+    f.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     for r in rows:
-        f.write(f"| {r['theta_floats']:,} | {r['workers']} | {r['meta_batch']} | {r['slots_per_second']:,.0f} | {r['iteration_seconds']:.4f} | "
+        f.write(f"| {r['theta_floats']:,} | {r['workers']} | {r['meta_batch']} | {r['slots_per_second']:,.0f} | {r['cycle_seconds']:.4f} | "
+                f"{r['between_iterations_seconds'] * 1e3:.2f} | {r['iteration_seconds']:.4f} | "
                 f"{r['coordinator_cpu_us_per_slot']:,.0f} | {r['workers_cpu_us_per_slot']:,.0f} | {r['bytes_sent_per_iteration'] / 1e6:.2f} | "
                 f"{r['bytes_received_per_iteration'] / 1e6:.2f} | {r['tensor_bytes_ratio']:.4f} | "
                 f"{r['tensor_encodings_per_iteration']:.2f} | {r['peak_rss_mib']:.0f} |\n")

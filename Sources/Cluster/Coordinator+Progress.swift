@@ -18,12 +18,15 @@ extension Coordinator {
         state.apply(updates: updates, settings: config.meta)
         guard state.theta.isFinite else { throw ClusterError.aborted("θ became non-finite after iteration \(iteration)") }
         if evaluation.isDue(state.iteration) { evaluation.start(iteration: state.iteration, theta: state.theta) }
-        let seconds = (clock.now - iterationStarted) / .seconds(1)
+        // `seconds` runs from the end of the previous iteration's bookkeeping (below) to this update; `elapsed_seconds`
+        // stamps the update itself, so the apply-to-apply cycle (bookkeeping included) is a difference of two lines.
+        let appliedAt = clock.now
+        let seconds = (appliedAt - iterationStarted) / .seconds(1)
         let meanReturn = payloads.map(\.statistics.meanReturn).reduce(0, +) / Double(payloads.count)
         let busySeconds = busy / .seconds(1)
         let line: [String: Any] = [
             "iteration": iteration, "mean_inner_return": meanReturn, "workers": scheduler.workerCount,
-            "seconds": seconds, "slots_per_second": Double(payloads.count) / max(seconds, 1e-9),
+            "seconds": seconds, "elapsed_seconds": (appliedAt - started) / .seconds(1), "slots_per_second": Double(payloads.count) / max(seconds, 1e-9),
             "bytes_sent": bytesSent, "bytes_received": bytesReceived, "messages_received": messagesIn,
             "messages_sent": messagesOut, "tensor_bytes_sent": tensorBytesSent, "tensor_encodings": tensorEncodings,
             "slot_seconds": payloads.map(\.statistics.seconds),

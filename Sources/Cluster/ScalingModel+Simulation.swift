@@ -62,7 +62,7 @@ extension ScalingModel {
         var atLast: (coordinator: Double, out: Double, in: Double) = (0, 0, 0)
         var finished = false
 
-        static let headBytes = 300, smallBytes = 60, resultOverhead = 120
+        static let headBytes = ScalingModel.assignmentHeadBytes, smallBytes = 60, resultOverhead = ScalingModel.resultOverheadBytes
 
         init(workload: Workload, cluster: Cluster, costs: Costs, seed: UInt64) throws {
             guard workload.thetaFloats > 0, workload.metaBatch > 0, workload.iterations >= 2, workload.slotSeconds >= 0,
@@ -231,6 +231,7 @@ extension ScalingModel {
                         sends.append((peer, outbound, bytes))
                     case .applyMetaUpdate(_, let payloads):
                         cost += Double(payloads.count * workload.thetaFloats) * costs.coordinatorApplyPerFloat
+                            + costs.coordinatorPerIteration + Double(workload.thetaFloats) * costs.coordinatorPerIterationFloat
                         appliedHere = true
                     case .abort:
                         finished = true

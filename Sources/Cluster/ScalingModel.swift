@@ -24,6 +24,12 @@ public enum ScalingModel {
         public var coordinatorPerEncodedByte: Double
         /// Coordinator CPU per float of the meta-update, per slot (the sum of updates and the step).
         public var coordinatorApplyPerFloat: Double
+        /// Coordinator time after each meta-update before the next iteration's hand-out (metrics.jsonl, TensorBoard,
+        /// status.json, the log line), a fixed part and one per float of θ (its SHA-256 and finiteness check): the
+        /// barrier waits for it. `metatrain scaling report` fits both to the runs' apply-to-apply cycles; calibrate
+        /// leaves them 0.
+        public var coordinatorPerIteration: Double = 0
+        public var coordinatorPerIterationFloat: Double = 0
         /// Worker CPU per message received or sent (the socket thread, the hand-off to a compute thread), and per
         /// byte (decoding θ, encoding its update). Calibrated as the coordinator's: the same code paths.
         public var workerPerMessage: Double
@@ -100,6 +106,10 @@ public enum ScalingModel {
         public var backupsSent: Int
         public var workersDeclaredDead: Int
     }
+
+    /// The bytes the model counts for an assignment without θ and for a result beyond its update's floats (the
+    /// envelope and statistics); `metatrain scaling report` uses them to fit the workers' per-byte CPU.
+    public static let assignmentHeadBytes = 300, resultOverheadBytes = 120
 
     /// Simulates the run; deterministic in `seed`.
     public static func predict(_ workload: Workload, on cluster: Cluster, costs: Costs, seed: UInt64 = 1) throws -> Prediction {

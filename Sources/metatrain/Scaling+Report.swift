@@ -43,11 +43,15 @@ extension Scaling {
             let slotSpread: Double, sharedCores: Double
         }
 
-        /// One measured run: what it ran and its median iteration time.
+        /// One measured run: what it ran and its mean apply-to-apply cycle, the window the model predicts.
         struct Measured {
             let kind: String, theta: Int, workers: Int, batch: Int, seconds: Double, workload: ScalingModel.Workload
             /// The coordinator's CPU per slot (getrusage), where the run measured it.
             let coordinatorCPUPerSlot: Double?
+            /// The worker processes' CPU per slot (by difference of two runs), where the run measured it.
+            let workersCPUPerSlot: Double?
+            /// The coordinator's bookkeeping after each update, before the next hand-out (cycle − `seconds`).
+            let betweenIterations: Double?
         }
 
         func load(_ path: String, kind: String) throws -> [Measured] {
@@ -55,14 +59,16 @@ extension Scaling {
                   let list = object["rows"] as? [[String: Any]] else { throw ValidationError("\(path): no \"rows\" list") }
             return try list.map { row in
                 guard let theta = row["theta_floats"] as? Int, let workers = row["workers"] as? Int,
-                      let batch = row["meta_batch"] as? Int, let seconds = row["iteration_seconds"] as? Double else {
-                    throw ValidationError("\(path): a row lacks theta_floats, workers, meta_batch or iteration_seconds")
+                      let batch = row["meta_batch"] as? Int, let seconds = row["cycle_seconds"] as? Double else {
+                    throw ValidationError("\(path): a row lacks theta_floats, workers, meta_batch or cycle_seconds (re-run scripts/capacity.sh or scripts/scaling.sh)")
                 }
                 var workload = ScalingModel.Workload(thetaFloats: theta, metaBatch: batch, slotSeconds: row["model_slot_seconds"] as? Double ?? 0)
                 workload.slotSpread = row["model_slot_spread"] as? Double ?? 0
                 workload.iterations = kind == "instant" ? 8 : 4
                 return Measured(kind: kind, theta: theta, workers: workers, batch: batch, seconds: seconds, workload: workload,
-                                coordinatorCPUPerSlot: (row["coordinator_cpu_us_per_slot"] as? Double).map { $0 * 1e-6 })
+                                coordinatorCPUPerSlot: (row["coordinator_cpu_us_per_slot"] as? Double).map { $0 * 1e-6 },
+                                workersCPUPerSlot: (row["workers_cpu_us_per_slot"] as? Double).map { $0 * 1e-6 },
+                                betweenIterations: row["between_iterations_seconds"] as? Double)
             }
         }
 
@@ -70,13 +76,18 @@ extension Scaling {
             var measuredCosts = try Scaling.loadCosts(costs)
             let shared = cores ?? measuredCosts.parallelCompute
             let measuredRuns = try load(capacity, kind: "instant") + load(runs, kind: "train")
-            // The runs the model is fitted to, all with instant workers, where the coordinator's costs are nearly all of the
-            // time. (1) The busiest worker count (the highest slots/s at the smallest θ), at the smallest and the largest θ:
-            // the line through their coordinator CPU per slot (getrusage) against a result's bytes gives the per-message CPU
-            // (half the intercept: a slot is a message in and one out) and the per-byte CPU of a result. Microbenchmarks
-            // understate the first (they cannot see a loop woken for every message) and vary by a factor of 1.7 on the
-            // second from run to run; an idler run's CPU includes its idle polling. (2) One worker at the smallest θ, where
-            // slots go one after another: the workers' turnaround, from its iteration time. Every other run checks the model.
+            // The runs the model is fitted to, all with instant workers, where message handling is nearly all of the time.
+            // (1) The busiest worker count (the highest slots/s at the smallest θ), at the smallest and the largest θ, each
+            // through both points: the bookkeeping between iterations (a fixed part and one per float of θ); the
+            // coordinator's CPU per slot (getrusage) less that bookkeeping (the coordinator is alone then, so its wall time
+            // is CPU) against a result's bytes, whose line gives the per-message CPU (half the intercept: a slot is a
+            // message in and one out) and the per-byte CPU of a result; and the worker processes' CPU per slot against the
+            // bytes a worker handles per slot, for the workers' per-message and per-byte CPU. Microbenchmarks understate
+            // the per-message costs (they cannot see a loop woken for every message) and vary by a factor of 1.7 on the
+            // per-byte ones from run to run; an idler run's CPU includes its idle polling. (2) One worker at the smallest
+            // θ, where slots go one after another: the workers' turnaround, from its cycle. Every other run checks the
+            // model, all in one window: the apply-to-apply cycle, which the CPU figures (differences over whole cycles)
+            // also cover.
             let instant = measuredRuns.filter { $0.kind == "instant" }
             let smallest = instant.map(\.theta).min()
             let single = instant.first { $0.theta == smallest && $0.workers == 1 }
@@ -87,14 +98,29 @@ extension Scaling {
             let line = instant.filter { $0.workers == busiestWorkers && $0.batch == batch && $0.coordinatorCPUPerSlot != nil }
                 .sorted { $0.theta < $1.theta }
             if let low = line.first, let high = line.last, high.theta > low.theta,
-               let lowCPU = low.coordinatorCPUPerSlot, let highCPU = high.coordinatorCPUPerSlot {
+               var lowCPU = low.coordinatorCPUPerSlot, var highCPU = high.coordinatorCPUPerSlot {
                 // Through the smallest and the largest θ, so both ends are right and the sizes between check the line.
+                if let lowGap = low.betweenIterations, let highGap = high.betweenIterations {
+                    let perFloat = max((highGap - lowGap) / Double(high.theta - low.theta), 0)
+                    measuredCosts.coordinatorPerIterationFloat = perFloat
+                    measuredCosts.coordinatorPerIteration = max(lowGap - perFloat * Double(low.theta), 0)
+                    lowCPU -= lowGap / Double(low.batch)
+                    highCPU -= highGap / Double(high.batch)
+                }
                 let slope = (highCPU - lowCPU) / Double(4 * (high.theta - low.theta))
                 measuredCosts.coordinatorPerResultByte = max(slope, 0)
-                measuredCosts.workerPerByte = measuredCosts.coordinatorPerResultByte
                 measuredCosts.coordinatorPerMessage = max((lowCPU - slope * Double(4 * low.theta)) / 2, 0)
-                measuredCosts.workerPerMessage = measuredCosts.coordinatorPerMessage
-                for m in [low, high] { fitted.append((m.theta, m.workers, "fits the per-message and per-byte CPU")) }
+                if let lowWorkers = low.workersCPUPerSlot, let highWorkers = high.workersCPUPerSlot {
+                    let (lowBytes, highBytes) = (Self.workerBytesPerSlot(low), Self.workerBytesPerSlot(high))
+                    let perByte = max((highWorkers - lowWorkers) / (highBytes - lowBytes), 0)
+                    measuredCosts.workerPerByte = perByte
+                    measuredCosts.workerPerMessage = max((lowWorkers - perByte * lowBytes) / 2, 0)
+                } else {
+                    // A capacity.json without the workers' CPU: the same code paths as the coordinator's.
+                    measuredCosts.workerPerByte = measuredCosts.coordinatorPerResultByte
+                    measuredCosts.workerPerMessage = measuredCosts.coordinatorPerMessage
+                }
+                for m in [low, high] { fitted.append((m.theta, m.workers, "fits the per-message, per-byte and between-iteration costs")) }
             }
             if let single {
                 measuredCosts.workerTurnaround = 0
@@ -158,6 +184,7 @@ extension Scaling {
             var freeCPU = costs
             freeCPU.coordinatorPerMessage = 0; freeCPU.coordinatorPerResultByte = 0
             freeCPU.coordinatorPerEncodedByte = 0; freeCPU.coordinatorApplyPerFloat = 0
+            freeCPU.coordinatorPerIteration = 0; freeCPU.coordinatorPerIterationFloat = 0
             var freeLink = costs
             freeLink.linkBytesPerSecond = 1e15
             var even = workload
@@ -172,7 +199,7 @@ extension Scaling {
 
         func markdown(_ rows: [Checked], _ grid: [Predicted], shared: Double) -> String {
             var s = "### Model vs measured (this machine: coordinator and workers share \(String(format: "%.2f", shared)) cores' worth of parallel compute)\n\n"
-            s += "| compute | θ floats | workers | meta-batch | measured s/iteration | model s/iteration | error | model's bottleneck |\n|---|---:|---:|---:|---:|---:|---:|---|\n"
+            s += "| compute | θ floats | workers | meta-batch | measured s/iteration (apply to apply) | model s/iteration | error | model's bottleneck |\n|---|---:|---:|---:|---:|---:|---:|---|\n"
             for r in rows {
                 s += "| \(r.kind) | \(r.thetaFloats) | \(r.workers) | \(r.metaBatch) | "
                 s += String(format: "%.4f | %.4f | %+.1f%% | ", r.measuredSeconds, r.predictedSeconds, r.error * 100) + "\(r.bottleneck) |\n"
@@ -221,6 +248,14 @@ extension Scaling {
                 s += "<text x=\"\(width - right + 10)\" y=\"\(top + 20 + Double(index) * 18)\" fill=\"\(colour)\">\(label)</text>\n"
             }
             return s + "</svg>\n"
+        }
+
+        /// The bytes a worker handles per slot as the model charges them (`Simulation.workerReceives`): an assignment's
+        /// head, θ in the share of assignments that carry it (one per worker holding one, per version), and its update.
+        static func workerBytesPerSlot(_ m: Measured) -> Double {
+            let thetaBytes = Double(4 * m.theta)
+            let carrying = Double(min(m.workers, m.batch)) / Double(m.batch)
+            return Double(ScalingModel.assignmentHeadBytes) + carrying * thetaBytes + thetaBytes + Double(ScalingModel.resultOverheadBytes)
         }
 
         /// The θ sizes predicted (CartPole's 64-64 and 1000-1000 MLPs) and the slots per worker of each line.

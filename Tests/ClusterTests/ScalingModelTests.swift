@@ -38,6 +38,19 @@ import Testing
         #expect(abs(p.efficiency - 1) < 0.01)
     }
 
+    @Test func bookkeepingAfterEachUpdateHoldsTheNextHandOutBack() throws {
+        // Slots of 1 s, one per worker; 0.2 s + 1 µs per float of θ after each update before anything is sent:
+        // every cycle is a slot plus the bookkeeping, which no worker can overlap.
+        var costs = Self.free
+        costs.coordinatorPerIteration = 0.2
+        costs.coordinatorPerIterationFloat = 1e-6
+        var workload = ScalingModel.Workload(thetaFloats: 100_000, metaBatch: 4, slotSeconds: 1)
+        workload.slotSpread = 0
+        let p = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: 4), costs: costs)
+        #expect(abs(p.iterationSeconds - 1.3) < 0.01, "\(p.iterationSeconds) s")
+        #expect(abs(p.efficiency - 1 / 1.3) < 0.01)
+    }
+
     @Test func aCoordinatorThatCostsTimePerResultIsTheBottleneckAndPredictionsRepeat() throws {
         var costs = Self.free
         costs.coordinatorPerMessage = 0.01
