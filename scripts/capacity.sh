@@ -4,8 +4,8 @@
 #   scripts/capacity.sh [OUT_DIR]          (default docs/results/scaling, beside the scaling model it checks)
 #   env: SIZES="5k 70k 1m"  WORKERS="1 8 64"  META_BATCH=64  LARGE_BATCH=1024 (one more run: 5k θ, 64 workers, this batch)
 # For each θ size and worker count it reports, over the iterations after every worker has joined:
-# slots/s and the mean apply-to-apply cycle (what an iteration takes, the coordinator's bookkeeping after each update
-# included; also that bookkeeping alone, and the median of metrics.jsonl's `seconds`, which leaves it out),
+# slots/s and the mean apply-to-apply cycle (also the median of metrics.jsonl's `seconds`, the same span per
+# iteration), the coordinator's bookkeeping per iteration (writing each update's record, after the next hand-out),
 # coordinator CPU per slot, the workers' CPU per slot (by difference of a run and a shorter one), bytes
 # sent and received per iteration, θ bytes sent per iteration
 # against θ's size × the workers holding an assignment, θ encodings per iteration, and peak RSS.
@@ -71,10 +71,11 @@ first = next((i for i, l in enumerate(lines) if l["workers"] >= workers), len(li
 steady = lines[first:] or lines[-1:]
 before = lines[first - 1] if first >= 1 else None
 slots = len(steady) * meta_batch
-# The apply-to-apply cycle (`elapsed_seconds` stamps each update): what an iteration really takes, the bookkeeping
-# after an update (metrics, status, TensorBoard) included; `seconds` starts after that bookkeeping.
-cycles = [l["elapsed_seconds"] - p["elapsed_seconds"] for p, l in zip([before] + steady[:-1], steady)] if before else [l["seconds"] for l in steady]
-seconds = sum(cycles)
+# The apply-to-apply cycle (`elapsed_seconds` stamps each update; `seconds` is the same span). The coordinator writes
+# each update's record (metrics, TensorBoard, status.json) after handing out the next iteration; `bookkeeping_seconds`
+# is the running total of that writing, up to the line before.
+seconds = steady[-1]["elapsed_seconds"] - before["elapsed_seconds"] if before else sum(l["seconds"] for l in steady)
+bookkeeping = (steady[-1]["bookkeeping_seconds"] - before["bookkeeping_seconds"]) / len(steady) if before else 0.0
 cpu = steady[-1]["coordinator_cpu_seconds"] - (before["coordinator_cpu_seconds"] if before else 0)
 theta = lines[-1]["parameters"]
 holders = min(workers, meta_batch)
@@ -84,7 +85,7 @@ print(json.dumps({
     "size": size, "theta_floats": theta, "workers": workers, "meta_batch": meta_batch, "iterations_measured": len(steady),
     "slots_per_second": slots / seconds, "iteration_seconds": statistics.median(l["seconds"] for l in steady),
     "cycle_seconds": seconds / len(steady),
-    "between_iterations_seconds": statistics.mean(c - l["seconds"] for c, l in zip(cycles, steady)),
+    "bookkeeping_seconds_per_iteration": bookkeeping,
     "coordinator_cpu_us_per_slot": cpu / slots * 1e6,
     "workers_cpu_us_per_slot": workers_cpu / extra_slots * 1e6,
     "bytes_sent_per_iteration": statistics.mean(l["bytes_sent"] for l in steady),
@@ -111,11 +112,11 @@ json.dump({"machine": machine, "rows": rows}, open(f"{sys.argv[2]}/capacity.json
 with open(f"{sys.argv[2]}/capacity.md", "w") as f:
     f.write(f"Coordinator capacity (`scripts/capacity.sh`, workers `--compute none`) on "
             f"{machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}; coordinator and workers share the cores.\n\n")
-    f.write("| θ floats | workers | meta-batch | slots/s | cycle s (mean) | of which between iterations, ms | iteration s (median of `seconds`) | coordinator CPU µs/slot | workers' CPU µs/slot | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB |\n")
+    f.write("| θ floats | workers | meta-batch | slots/s | cycle s (mean) | iteration s (median) | bookkeeping ms/iteration | coordinator CPU µs/slot | workers' CPU µs/slot | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB |\n")
     f.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     for r in rows:
         f.write(f"| {r['theta_floats']:,} | {r['workers']} | {r['meta_batch']} | {r['slots_per_second']:,.0f} | {r['cycle_seconds']:.4f} | "
-                f"{r['between_iterations_seconds'] * 1e3:.2f} | {r['iteration_seconds']:.4f} | "
+                f"{r['iteration_seconds']:.4f} | {r['bookkeeping_seconds_per_iteration'] * 1e3:.2f} | "
                 f"{r['coordinator_cpu_us_per_slot']:,.0f} | {r['workers_cpu_us_per_slot']:,.0f} | {r['bytes_sent_per_iteration'] / 1e6:.2f} | "
                 f"{r['bytes_received_per_iteration'] / 1e6:.2f} | {r['tensor_bytes_ratio']:.4f} | "
                 f"{r['tensor_encodings_per_iteration']:.2f} | {r['peak_rss_mib']:.0f} |\n")

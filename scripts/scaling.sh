@@ -41,7 +41,7 @@ lines = [json.loads(l) for l in open(sys.argv[1])]
 steady = lines[1:]  # the first iteration includes start-up and registration
 print(json.dumps({"theta_floats": lines[-1]["parameters"], "workers": int(sys.argv[2]), "meta_batch": len(lines[-1]["slot_seconds"]),
                   "iteration_seconds": statistics.median(l["seconds"] for l in steady),
-                  # The apply-to-apply cycle, as scripts/capacity.sh reports it and the model predicts it.
+                  # The mean apply-to-apply cycle, as scripts/capacity.sh reports it and the model predicts it.
                   "cycle_seconds": (lines[-1]["elapsed_seconds"] - lines[0]["elapsed_seconds"]) / len(steady),
                   "slot_seconds": [s for l in steady for s in l["slot_seconds"]]}))
 PY

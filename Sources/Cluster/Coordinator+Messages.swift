@@ -99,6 +99,8 @@ extension Coordinator {
     // MARK: - Commands
 
     func execute(_ commands: [SchedulerCommand<SlotPayload>]) throws {
+        // An update applied below is written up after the rest of the commands (the next hand-out) have gone out.
+        defer { writeProgress() }
         for command in commands {
             switch command {
             case let .send(peer, outbound):

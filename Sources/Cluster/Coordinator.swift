@@ -66,6 +66,9 @@ public final class Coordinator {
     var thetaFrame: (version: Int, tensor: SharedTensor)?
     var iterationStarted: ContinuousClock.Instant
     var busy: Duration = .zero
+    /// The applied iteration whose record `writeProgress` has yet to write, and the time spent writing records so far.
+    var pendingProgress: PendingProgress?
+    var bookkeeping: Duration = .zero
     /// The jobs of outstanding eval requests, by request number and job index (the scheduler only
     /// tracks their status); and the outcome being handled, until the scheduler says where it goes.
     var evalJobs: [Int: [Int: AdaptationJob]] = [:]

@@ -37,6 +37,8 @@ extension ScalingModel {
             case handle(SchedulerEvent<Void>)
             /// The sends (and effects) of commands, already handled.
             case sends([(peer: Peer, Outbound, bytes: Int)], applied: Bool)
+            /// Writing an applied iteration's record, after its commands' sends (`Coordinator.writeProgress`).
+            case bookkeeping
         }
 
         let workload: Workload
@@ -231,7 +233,6 @@ extension ScalingModel {
                         sends.append((peer, outbound, bytes))
                     case .applyMetaUpdate(_, let payloads):
                         cost += Double(payloads.count * workload.thetaFloats) * costs.coordinatorApplyPerFloat
-                            + costs.coordinatorPerIteration + Double(workload.thetaFloats) * costs.coordinatorPerIterationFloat
                         appliedHere = true
                     case .abort:
                         finished = true
@@ -254,6 +255,12 @@ extension ScalingModel {
                     linkOutBusy += transfer
                     push(linkOutFree + costs.latency, .workerReceives(Self.worker(peer), outbound, bytes: bytes))
                 }
+                if appliedHere {
+                    let writing = costs.coordinatorPerIteration + Double(workload.thetaFloats) * costs.coordinatorPerIterationFloat
+                    if writing > 0 { enqueueCoordinatorFront(writing, .bookkeeping) }
+                }
+            case .bookkeeping:
+                break
             }
         }
 

@@ -24,10 +24,10 @@ public enum ScalingModel {
         public var coordinatorPerEncodedByte: Double
         /// Coordinator CPU per float of the meta-update, per slot (the sum of updates and the step).
         public var coordinatorApplyPerFloat: Double
-        /// Coordinator time after each meta-update before the next iteration's hand-out (metrics.jsonl, TensorBoard,
-        /// status.json, the log line), a fixed part and one per float of θ (its SHA-256 and finiteness check): the
-        /// barrier waits for it. `metatrain scaling report` fits both to the runs' apply-to-apply cycles; calibrate
-        /// leaves them 0.
+        /// Coordinator CPU to write each applied iteration's record (metrics.jsonl with θ's SHA-256, TensorBoard,
+        /// status.json, the log line), a fixed part and one per float of θ; it runs after the next iteration's
+        /// hand-out, so it delays results, not assignments. `metatrain scaling report` fits both to the runs'
+        /// `bookkeeping_seconds`; calibrate leaves them 0.
         public var coordinatorPerIteration: Double = 0
         public var coordinatorPerIterationFloat: Double = 0
         /// Worker CPU per message received or sent (the socket thread, the hand-off to a compute thread), and per

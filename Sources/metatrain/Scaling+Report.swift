@@ -50,8 +50,8 @@ extension Scaling {
             let coordinatorCPUPerSlot: Double?
             /// The worker processes' CPU per slot (by difference of two runs), where the run measured it.
             let workersCPUPerSlot: Double?
-            /// The coordinator's bookkeeping after each update, before the next hand-out (cycle − `seconds`).
-            let betweenIterations: Double?
+            /// The coordinator's time writing each iteration's record (after the next hand-out).
+            let bookkeeping: Double?
         }
 
         func load(_ path: String, kind: String) throws -> [Measured] {
@@ -68,7 +68,7 @@ extension Scaling {
                 return Measured(kind: kind, theta: theta, workers: workers, batch: batch, seconds: seconds, workload: workload,
                                 coordinatorCPUPerSlot: (row["coordinator_cpu_us_per_slot"] as? Double).map { $0 * 1e-6 },
                                 workersCPUPerSlot: (row["workers_cpu_us_per_slot"] as? Double).map { $0 * 1e-6 },
-                                betweenIterations: row["between_iterations_seconds"] as? Double)
+                                bookkeeping: row["bookkeeping_seconds_per_iteration"] as? Double)
             }
         }
 
@@ -78,9 +78,9 @@ extension Scaling {
             let measuredRuns = try load(capacity, kind: "instant") + load(runs, kind: "train")
             // The runs the model is fitted to, all with instant workers, where message handling is nearly all of the time.
             // (1) The busiest worker count (the highest slots/s at the smallest θ), at the smallest and the largest θ, each
-            // through both points: the bookkeeping between iterations (a fixed part and one per float of θ); the
-            // coordinator's CPU per slot (getrusage) less that bookkeeping (the coordinator is alone then, so its wall time
-            // is CPU) against a result's bytes, whose line gives the per-message CPU (half the intercept: a slot is a
+            // through both points: the bookkeeping per iteration (a fixed part and one per float of θ: the time the
+            // coordinator spends writing an iteration's record, taken as CPU); the coordinator's CPU per slot (getrusage)
+            // less that bookkeeping against a result's bytes, whose line gives the per-message CPU (half the intercept: a slot is a
             // message in and one out) and the per-byte CPU of a result; and the worker processes' CPU per slot against the
             // bytes a worker handles per slot, for the workers' per-message and per-byte CPU. Microbenchmarks understate
             // the per-message costs (they cannot see a loop woken for every message) and vary by a factor of 1.7 on the
@@ -100,7 +100,7 @@ extension Scaling {
             if let low = line.first, let high = line.last, high.theta > low.theta,
                var lowCPU = low.coordinatorCPUPerSlot, var highCPU = high.coordinatorCPUPerSlot {
                 // Through the smallest and the largest θ, so both ends are right and the sizes between check the line.
-                if let lowGap = low.betweenIterations, let highGap = high.betweenIterations {
+                if let lowGap = low.bookkeeping, let highGap = high.bookkeeping {
                     let perFloat = max((highGap - lowGap) / Double(high.theta - low.theta), 0)
                     measuredCosts.coordinatorPerIterationFloat = perFloat
                     measuredCosts.coordinatorPerIteration = max(lowGap - perFloat * Double(low.theta), 0)
@@ -120,7 +120,7 @@ extension Scaling {
                     measuredCosts.workerPerByte = measuredCosts.coordinatorPerResultByte
                     measuredCosts.workerPerMessage = measuredCosts.coordinatorPerMessage
                 }
-                for m in [low, high] { fitted.append((m.theta, m.workers, "fits the per-message, per-byte and between-iteration costs")) }
+                for m in [low, high] { fitted.append((m.theta, m.workers, "fits the per-message, per-byte and bookkeeping costs")) }
             }
             if let single {
                 measuredCosts.workerTurnaround = 0
