@@ -5,7 +5,7 @@ import Foundation
 /// One place for the layout that `metatrain eval`, `status`, `export`, the launch scripts and the tests
 /// read back: checkpoints/, config.yaml, coordinator.endpoint, metrics.jsonl, eval.jsonl, status.json,
 /// tensorboard/. Writes that replace a file are atomic (a reader never sees half of one); appends are
-/// whole lines, fsynced (`appendLine`).
+/// whole lines (`appendLine`), not fsynced: a crash may lose the last lines, never the checkpoints, which are.
 public struct RunFolder: Sendable {
     public let path: String
 
