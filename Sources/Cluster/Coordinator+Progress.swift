@@ -45,8 +45,11 @@ extension Coordinator {
                 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6,
             "coordinator_max_rss_kb": usage.ru_maxrss,
         ]
-        pendingProgress = PendingProgress(line: line, theta: state.theta, iteration: iteration, seconds: seconds,
-                                          meanReturn: meanReturn, slots: payloads.count)
+        recentIterationSeconds.append(seconds)
+        if recentIterationSeconds.count > 10 { recentIterationSeconds.removeFirst() }
+        let eta = recentIterationSeconds.reduce(0, +) / Double(recentIterationSeconds.count) * Double(max(config.meta.iterations - state.iteration, 0))
+        let message = String(format: "iteration %4d/%d  mean inner return %8.2f  workers %3d  %6.2f slots/s  sent %8d B  busy %.3f s  ETA %@", iteration + 1, config.meta.iterations, meanReturn, scheduler.workerCount, Double(payloads.count) / max(seconds, 1e-9), bytesSent, busy / .seconds(1), formatDuration(eta))
+        pendingProgress = PendingProgress(line: line, theta: state.theta, iteration: iteration, message: message)
         bytesSent = 0; bytesReceived = 0; messagesIn = 0; messagesOut = 0; tensorBytesSent = 0; busy = .zero
         iterationStarted = appliedAt
     }
@@ -55,7 +58,7 @@ extension Coordinator {
     /// status.json — once the commands that applied it have run.
     ///
     /// Why after them: the next iteration's assignments are among those commands, so the workers compute while the
-    /// coordinator writes (2–25 ms an iteration on 2 cores, docs/SCALING.md) instead of waiting for it at the
+    /// coordinator writes (2–45 ms an iteration with 1–8 workers on 2 cores, docs/SCALING.md) instead of waiting for it at the
     /// barrier. A metrics line's `seconds` is therefore apply to apply, and `bookkeeping_seconds` the writing time
     /// of every earlier iteration (a running total).
     func writeProgress() {
@@ -73,11 +76,7 @@ extension Coordinator {
         do { try tensorBoard.add(step: progress.iteration, scalars: scalars) } catch {
             logger.error("could not write TensorBoard events to \(tensorBoard.path): \(error)")
         }
-        recentIterationSeconds.append(progress.seconds)
-        if recentIterationSeconds.count > 10 { recentIterationSeconds.removeFirst() }
-        let eta = recentIterationSeconds.reduce(0, +) / Double(recentIterationSeconds.count) * Double(max(config.meta.iterations - state.iteration, 0))
-        let sent = line["bytes_sent"] as? Int ?? 0, busySeconds = line["coordinator_busy_seconds"] as? Double ?? 0
-        logger.info("\(String(format: "iteration %4d/%d  mean inner return %8.2f  workers %3d  %6.2f slots/s  sent %8d B  busy %.3f s  ETA %@", progress.iteration + 1, config.meta.iterations, progress.meanReturn, scheduler.workerCount, Double(progress.slots) / max(progress.seconds, 1e-9), sent, busySeconds, formatDuration(eta)))")
+        logger.info("\(progress.message)")
         writeStatus(state: state.iteration >= config.meta.iterations ? "training finished" : "running")
         bookkeeping += clock.now - writing
     }
@@ -141,13 +140,12 @@ extension Coordinator {
     }
 }
 
-/// What `Coordinator.apply` took at the update for `writeProgress` to write: the metrics line without θ's hash, and
-/// θ itself (a copy-on-write value: no copy unless θ changes first, which it cannot before the next update).
+/// What `Coordinator.apply` took at the update for `writeProgress` to write: the metrics line without θ's hash, θ
+/// itself (a copy-on-write value: no copy unless θ changes first, which it cannot before the next update) and the
+/// progress line, formatted.
 struct PendingProgress {
     let line: [String: Any]
     let theta: ParameterVector
     let iteration: Int
-    let seconds: Double
-    let meanReturn: Double
-    let slots: Int
+    let message: String
 }

@@ -100,12 +100,12 @@ extension Scaling {
             if let low = line.first, let high = line.last, high.theta > low.theta,
                var lowCPU = low.coordinatorCPUPerSlot, var highCPU = high.coordinatorCPUPerSlot {
                 // Through the smallest and the largest θ, so both ends are right and the sizes between check the line.
-                if let lowGap = low.bookkeeping, let highGap = high.bookkeeping {
-                    let perFloat = max((highGap - lowGap) / Double(high.theta - low.theta), 0)
+                if let lowWriting = low.bookkeeping, let highWriting = high.bookkeeping {
+                    let perFloat = max((highWriting - lowWriting) / Double(high.theta - low.theta), 0)
                     measuredCosts.coordinatorPerIterationFloat = perFloat
-                    measuredCosts.coordinatorPerIteration = max(lowGap - perFloat * Double(low.theta), 0)
-                    lowCPU -= lowGap / Double(low.batch)
-                    highCPU -= highGap / Double(high.batch)
+                    measuredCosts.coordinatorPerIteration = max(lowWriting - perFloat * Double(low.theta), 0)
+                    lowCPU -= lowWriting / Double(low.batch)
+                    highCPU -= highWriting / Double(high.batch)
                 }
                 let slope = (highCPU - lowCPU) / Double(4 * (high.theta - low.theta))
                 measuredCosts.coordinatorPerResultByte = max(slope, 0)
