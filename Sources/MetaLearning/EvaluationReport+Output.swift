@@ -1,4 +1,5 @@
 import Foundation
+import Environments
 
 /// The report as a table, CSV, an SVG plot and the JSON object `metatrain eval --json` prints.
 extension EvaluationReport {
@@ -68,6 +69,10 @@ extension EvaluationReport {
                 (names[k], "[" + curves[k].map { "[" + $0.map { number($0) }.joined(separator: ", ") + "]" }.joined(separator: ", ") + "]")
             })),
             ("split", jsonString(plan.split.rawValue)),
+            // What each task was (its environment parameters, in the wire's JSON form), so per-task results can be
+            // read against the task: which goals an init was slow on.
+            ("task_specs", "[" + (0..<plan.tasks).map { i in (try? plan.task(i)).flatMap { taskSpecJSON($0) } ?? "null" }
+                .joined(separator: ", ") + "]"),
         ]
         if let retrieval {
             fields.append(("retrieval_distance", object(
@@ -132,6 +137,25 @@ public func curvesSVG(title: String, names: [String], summaries: [[EvaluationRep
 }
 
 /// A JSON string literal: quotes, backslashes and control characters escaped.
+/// A task as one line of JSON: `{"kind": "goal_navigation", "parameters": {...}}` with the parameters' own coding
+/// (keys sorted; fields at their defaults may be left out, as in a checkpoint), or nil if it cannot be encoded.
+func taskSpecJSON(_ task: TaskSpec) -> String? {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    func encoded<P: Encodable>(_ parameters: P) -> String? {
+        (try? encoder.encode(parameters)).flatMap { String(data: $0, encoding: .utf8) }
+    }
+    let parameters: String?
+    switch task {
+    case .cartPole(let p): parameters = encoded(p)
+    case .acrobot(let p): parameters = encoded(p)
+    case .mountainCar(let p): parameters = encoded(p)
+    case .goalNavigation(let p): parameters = encoded(p)
+    case .tabularMDP(let p): parameters = encoded(p)
+    }
+    return parameters.map { "{\"kind\": \(jsonString(task.kindName)), \"parameters\": \($0)}" }
+}
+
 public func jsonString(_ s: String) -> String {
     var out = "\""
     for u in s.unicodeScalars {

@@ -128,6 +128,13 @@ import Testing
         #expect((object["steps_to_target"] as! [String: Any]).count == 3)
         let perTask = object["steps_to_target_per_task"] as! [String: [Any]]
         #expect(perTask["meta"]!.count == 3 && perTask["meta"]!.allSatisfy { $0 is NSNull || $0 is Int })
+        // Each task's parameters, in task order, decode back to the task the plan drew.
+        let specs = object["task_specs"] as! [[String: Any]]
+        #expect(specs.count == 3 && specs.allSatisfy { $0["kind"] as? String == "cartpole" })
+        for (i, spec) in specs.enumerated() {
+            let parameters = try JSONSerialization.data(withJSONObject: spec["parameters"] as Any)
+            #expect(TaskSpec.cartPole(try JSONDecoder().decode(CartPoleParameters.self, from: parameters)) == (try plan.task(i)))
+        }
         #expect(one.svg(title: "t").hasPrefix("<svg") && one.summaryCSV().split(separator: "\n").count == 1 + 3 * 3)
     }
 
