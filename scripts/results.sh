@@ -5,6 +5,7 @@
 #   scripts/results.sh cartpole [reptile fomaml maml]     # CartPole physics family
 #   scripts/results.sh goalnav  [reptile fomaml maml]     # GoalNavigation2D family (dense, goals in a square)
 #   scripts/results.sh goalarc  [reptile distill distilladv context fomaml esmaml esmaml32]   # sparse goals on an arc (docs/prereg/goalarc-*.md)
+#   scripts/results.sh goalarc90 reptile                   # sparse goals on a quarter circle (docs/prereg/goalarc90-reptile.md)
 #   scripts/results.sh cartpole|goalnav distill context   # distillation and the context DQN on the other families
 #
 # SEEDS="1 2 3" meta-trains (and evaluates, with a multitask baseline per seed) once per seed, in
@@ -21,7 +22,7 @@
 # prints wall-clock and CPU seconds (user + sys of every process, i.e. core-seconds) per phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-family=${1:?usage: scripts/results.sh cartpole|goalnav|goalarc|goalfar|goalcorner [algorithms...]}
+family=${1:?usage: scripts/results.sh cartpole|goalnav|goalarc|goalarc90|goalfar|goalcorner [algorithms...]}
 shift
 algorithms=("$@")
 [ ${#algorithms[@]} -gt 0 ] || algorithms=(reptile fomaml maml)
@@ -30,8 +31,8 @@ case "$family" in
   goalnav) budget=${EVAL_BUDGET:-2000}; every=${EVAL_EVERY:-100} ;;   # the inner loop's own budget
   goalarc) budget=${EVAL_BUDGET:-8000}; every=${EVAL_EVERY:-250} ;;   # the inner loop's own budget
   goalfar) budget=${EVAL_BUDGET:-16000}; every=${EVAL_EVERY:-500} ;;  # the inner loop's own budget
-  goalcorner) budget=${EVAL_BUDGET:-8000}; every=${EVAL_EVERY:-250} ;;  # the inner loop's own budget
-  *) echo "unknown family '$family' (cartpole, goalnav, goalarc, goalfar or goalcorner)" >&2; exit 2 ;;
+  goalarc90|goalcorner) budget=${EVAL_BUDGET:-8000}; every=${EVAL_EVERY:-250} ;;  # the inner loop's own budget
+  *) echo "unknown family '$family' (cartpole, goalnav, goalarc, goalarc90, goalfar or goalcorner)" >&2; exit 2 ;;
 esac
 tasks=${EVAL_TASKS:-20}
 split=${SPLIT:-test}
