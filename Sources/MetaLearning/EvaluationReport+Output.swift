@@ -69,8 +69,8 @@ extension EvaluationReport {
                 (names[k], "[" + curves[k].map { "[" + $0.map { number($0) }.joined(separator: ", ") + "]" }.joined(separator: ", ") + "]")
             })),
             ("split", jsonString(plan.split.rawValue)),
-            // What each task was (its environment parameters, in the wire's JSON form), so per-task results can be
-            // read against the task: which goals an init was slow on.
+            // What each task was (its kind and parameters), so per-task results can be read against the task: e.g.
+            // which goals an init was slow on.
             ("task_specs", "[" + (0..<plan.tasks).map { i in (try? plan.task(i)).flatMap { taskSpecJSON($0) } ?? "null" }
                 .joined(separator: ", ") + "]"),
         ]
@@ -136,7 +136,6 @@ public func curvesSVG(title: String, names: [String], summaries: [[EvaluationRep
     return svg.joined(separator: "\n") + "\n"
 }
 
-/// A JSON string literal: quotes, backslashes and control characters escaped.
 /// A task as one line of JSON: `{"kind": "goal_navigation", "parameters": {...}}` with the parameters' own coding
 /// (keys sorted; fields at their defaults may be left out, as in a checkpoint), or nil if it cannot be encoded.
 func taskSpecJSON(_ task: TaskSpec) -> String? {
@@ -156,6 +155,7 @@ func taskSpecJSON(_ task: TaskSpec) -> String? {
     return parameters.map { "{\"kind\": \(jsonString(task.kindName)), \"parameters\": \($0)}" }
 }
 
+/// A JSON string literal: quotes, backslashes and control characters escaped.
 public func jsonString(_ s: String) -> String {
     var out = "\""
     for u in s.unicodeScalars {
