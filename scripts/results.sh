@@ -42,6 +42,9 @@ extra=()
 [ -f "$protocol" ] && read -r -a extra <<<"$(grep -v '^#' "$protocol" | tr '\n' ' ')"
 criteria=()
 [ -f "$criteria_file" ] && read -r -a criteria <<<"$(grep -v '^#' "$criteria_file" | tr '\n' ' ')"
+if [ -n "${SEEDS:-}" ] && [ ${#criteria[@]} -eq 0 ]; then
+  echo "note: no criteria in $criteria_file (CRITERIA=FILE names one): the pooled comparison will print no verdict" >&2
+fi
 tag=${TAG:-}   # names a variant's run folders (e.g. TAG=gentle with PROTOCOL=...): FAMILY-ALGO-TAG-seedS
 seeds=(${SEEDS:-""})
 [ ${#seeds[@]} -gt 0 ] || seeds=("")
