@@ -6,7 +6,8 @@
 # For each θ size and worker count it reports, over the iterations after every worker has joined:
 # slots/s and the mean apply-to-apply cycle (also the median of metrics.jsonl's `seconds`, the same span per
 # iteration), the coordinator's bookkeeping per iteration (writing each update's record, after the next hand-out),
-# coordinator CPU per slot, the workers' CPU per slot (by difference of a run and a shorter one), bytes
+# coordinator CPU per slot, the workers' CPU per slot (each worker's own CPU from its first job to its exit, by
+# difference of a run and a shorter one), bytes
 # sent and received per iteration, θ bytes sent per iteration
 # against θ's size × the workers holding an assignment, θ encodings per iteration, and peak RSS.
 # Writes OUT_DIR/capacity.json and OUT_DIR/capacity.md; `metatrain scaling` reads the JSON to validate its model.
@@ -52,20 +53,31 @@ inner_loop: {budget: 24, hidden_layers: $layers, batch_size: 8, learning_starts:
 evaluation: {tasks: 0}
 YAML
       TIMEFORMAT='%U %S'
-      { time .build/release/metatrain local --config "$run/c-$its.yaml" --workers "$workers" --compute none --run-dir "$run/run-$its" \
+      rm -rf "$run/wcpu-$its"; mkdir -p "$run/wcpu-$its"   # each worker writes its CPU from its first job on here
+      { time env METATRAIN_WORKER_CPU_DIR="$run/wcpu-$its" .build/release/metatrain local --config "$run/c-$its.yaml" --workers "$workers" --compute none --run-dir "$run/run-$its" \
           --no-eval --log-level warning >"$run/local-$its.log" 2>&1 || { cat "$run/local-$its.log" >&2; exit 1; }; } 2>"$run/cpu-$its"
     done
     python3 - "$run/run-$iterations/metrics.jsonl" "$size" "$workers" "$meta_batch" "$run/cpu-$iterations" \
-      "$run/run-$short/metrics.jsonl" "$run/cpu-$short" >>"$rows" <<'PY'
-import json, statistics, sys
+      "$run/run-$short/metrics.jsonl" "$run/cpu-$short" "$run/wcpu-$iterations" "$run/wcpu-$short" >>"$rows" <<'PY'
+import glob, json, os, statistics, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 size, workers, meta_batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 def all_processes(path):  # user + sys of the run and every process it waited for
     return sum(map(float, open(path).read().split()))
 short = [json.loads(l) for l in open(sys.argv[6])]
 extra_slots = lines[-1]["slots_applied"] - short[-1]["slots_applied"]
-workers_cpu = ((all_processes(sys.argv[5]) - lines[-1]["coordinator_cpu_seconds"])
-               - (all_processes(sys.argv[7]) - short[-1]["coordinator_cpu_seconds"]))
+def reported(folder):  # the workers' own CPU from their first job to their exit (METATRAIN_WORKER_CPU_DIR)
+    files = glob.glob(os.path.join(folder, "worker-*.cpu"))
+    return sum(float(open(f).read().split()[0]) for f in files) if len(files) == workers else None
+long_reported, short_reported = reported(sys.argv[8]), reported(sys.argv[9])
+if long_reported is not None and short_reported is not None:
+    # Start-up (process launch, numerics check, registration) is left out by each worker, not cancelled between runs:
+    # 64 workers' start-up CPU varies by about as much as the extra slots cost.
+    workers_cpu, workers_cpu_source = long_reported - short_reported, "workers' own accounts"
+else:  # a worker that did not report (killed, or an older binary): every process's CPU less the coordinator's
+    workers_cpu = ((all_processes(sys.argv[5]) - lines[-1]["coordinator_cpu_seconds"])
+                   - (all_processes(sys.argv[7]) - short[-1]["coordinator_cpu_seconds"]))
+    workers_cpu_source = "all processes less the coordinator"
 # Steady state: from the iteration after the last worker joined.
 first = next((i for i, l in enumerate(lines) if l["workers"] >= workers), len(lines) - 1) + 1
 steady = lines[first:] or lines[-1:]
@@ -87,7 +99,7 @@ print(json.dumps({
     "cycle_seconds": seconds / len(steady),
     "bookkeeping_seconds_per_iteration": bookkeeping,
     "coordinator_cpu_us_per_slot": cpu / slots * 1e6,
-    "workers_cpu_us_per_slot": workers_cpu / extra_slots * 1e6,
+    "workers_cpu_us_per_slot": workers_cpu / extra_slots * 1e6, "workers_cpu_source": workers_cpu_source,
     "bytes_sent_per_iteration": statistics.mean(l["bytes_sent"] for l in steady),
     "bytes_received_per_iteration": statistics.mean(l["bytes_received"] for l in steady),
     "tensor_bytes_per_iteration": tensor, "theta_bytes_times_holders": theta * 4 * holders,

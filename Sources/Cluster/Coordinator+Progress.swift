@@ -23,8 +23,7 @@ extension Coordinator {
         let appliedAt = clock.now
         let seconds = (appliedAt - iterationStarted) / .seconds(1)
         let meanReturn = payloads.map(\.statistics.meanReturn).reduce(0, +) / Double(payloads.count)
-        var usage = rusage()
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        let usage = ProcessUsage.now()
         let line: [String: Any] = [
             "iteration": iteration, "mean_inner_return": meanReturn, "workers": scheduler.workerCount,
             "seconds": seconds, "elapsed_seconds": (appliedAt - started) / .seconds(1),
@@ -41,9 +40,8 @@ extension Coordinator {
             "numerics_policy": scheduler.numerics.policy.rawValue,
             "numerics_fingerprint": scheduler.numerics.fingerprint ?? "",
             "numerics_kernel": scheduler.numerics.kernel,
-            "coordinator_cpu_seconds": Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) * 1e-6
-                + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6,
-            "coordinator_max_rss_kb": usage.ru_maxrss,
+            "coordinator_cpu_seconds": usage.cpuSeconds,
+            "coordinator_max_rss_kb": usage.maxRSSKilobytes,
         ]
         recentIterationSeconds.append(seconds)
         if recentIterationSeconds.count > 10 { recentIterationSeconds.removeFirst() }

@@ -120,6 +120,9 @@ public final class Worker {
     /// The endpoint of the current connection.
     var connectedTo = ""
     var finished = false
+    /// This process's CPU seconds when the first job was queued, and the jobs queued since (`cpuSinceFirstJob`).
+    var cpuAtFirstJob: Double?
+    var jobsQueued = 0
 
     /// - Parameter clock: milliseconds on a monotonic clock (default: since this call, on `ContinuousClock`).
     public init(options: Options, context: ZMQContext, stop: StopFlag, logger: Logger, clock: (() -> Tick)? = nil) {
@@ -170,6 +173,12 @@ public final class Worker {
         }
     }
 
+    /// CPU seconds this process (every thread) spent from its first job on, and the jobs it was given: what its
+    /// slots cost, without the start-up (numerics check, connection, registration) before them; nil before any job.
+    public func cpuSinceFirstJob() -> (seconds: Double, jobs: Int)? {
+        cpuAtFirstJob.map { (ProcessUsage.now().cpuSeconds - $0, jobsQueued) }
+    }
+
     /// Hands one event to the session and carries out what it says, in order.
     func perform(_ event: WorkerSession.Event) throws {
         for action in session.handle(event, now: now()) {
@@ -180,7 +189,10 @@ public final class Worker {
                 dealer = nil
             case .send(let message): transmit(WireCodec.encode(message))
             case .transmit(let bytes): transmit(bytes)
-            case .compute(let job): jobs.put(job)
+            case .compute(let job):
+                if cpuAtFirstJob == nil { cpuAtFirstJob = ProcessUsage.now().cpuSeconds }
+                jobsQueued += 1
+                jobs.put(job)
             case .log(let level, let text): logger.log(level: level.loggerLevel, "\(text)")
             case .finish: finished = true
             case .giveUp(let afterMs): throw WorkerGaveUp(endpoint: connectedTo, seconds: Double(afterMs) / 1000)

@@ -145,6 +145,7 @@ struct WorkerCommand: ParsableCommand {
             try userFacing {
                 let worker = Worker(options: options, context: try ZMQContext(), stop: stop, logger: logger)
                 try worker.run()
+                writeCPUReport(worker)
             }
         } catch {
             // Refused for good (numerics), or another fatal error: exit without running exit handlers under a
@@ -154,6 +155,22 @@ struct WorkerCommand: ParsableCommand {
         // A compute thread may be mid-slot inside OpenBLAS: leave without exit handlers (which free
         // OpenBLAS's buffers under it); the run loop has already flushed the last message.
         _exit(0)
+    }
+}
+
+extension WorkerCommand {
+    /// With `METATRAIN_WORKER_CPU_DIR` set (scripts/capacity.sh sets it for `metatrain local`, whose workers inherit
+    /// it), writes "CPU-SECONDS JOBS" — the CPU spent from the first job to now — to DIR/worker-PID.cpu, so the
+    /// workers' CPU per slot is measured without their start-up, which varies from run to run by as much as the slots.
+    func writeCPUReport(_ worker: Worker) {
+        guard let dir = ProcessInfo.processInfo.environment["METATRAIN_WORKER_CPU_DIR"], !dir.isEmpty,
+              let (seconds, jobs) = worker.cpuSinceFirstJob() else { return }
+        let path = (dir as NSString).appendingPathComponent("worker-\(getpid()).cpu")
+        do {
+            try "\(seconds) \(jobs)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            FileHandle.standardError.write(Data("cannot write the CPU report \(path): \(error)\n".utf8))
+        }
     }
 }
 
