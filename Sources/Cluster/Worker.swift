@@ -120,9 +120,8 @@ public final class Worker {
     /// The endpoint of the current connection.
     var connectedTo = ""
     var finished = false
-    /// This process's CPU seconds when the first job was queued, and the jobs queued since (`cpuSinceFirstJob`).
+    /// This process's CPU seconds when the first job was queued (`cpuSinceFirstJob`).
     var cpuAtFirstJob: Double?
-    var jobsQueued = 0
 
     /// - Parameter clock: milliseconds on a monotonic clock (default: since this call, on `ContinuousClock`).
     public init(options: Options, context: ZMQContext, stop: StopFlag, logger: Logger, clock: (() -> Tick)? = nil) {
@@ -173,10 +172,11 @@ public final class Worker {
         }
     }
 
-    /// CPU seconds this process (every thread) spent from its first job on, and the jobs it was given: what its
-    /// slots cost, without the start-up (numerics check, connection, registration) before them; nil before any job.
-    public func cpuSinceFirstJob() -> (seconds: Double, jobs: Int)? {
-        cpuAtFirstJob.map { (ProcessUsage.now().cpuSeconds - $0, jobsQueued) }
+    /// CPU seconds this process (every thread) spent from its first job on, and the jobs its compute threads
+    /// started: what its slots cost, without the start-up (numerics check, connection, registration) before them;
+    /// (0, 0) for a worker that never got a job.
+    public func cpuSinceFirstJob() -> (seconds: Double, jobs: Int) {
+        (cpuAtFirstJob.map { ProcessUsage.now().cpuSeconds - $0 } ?? 0, Int(jobsStarted.value))
     }
 
     /// Hands one event to the session and carries out what it says, in order.
@@ -191,7 +191,6 @@ public final class Worker {
             case .transmit(let bytes): transmit(bytes)
             case .compute(let job):
                 if cpuAtFirstJob == nil { cpuAtFirstJob = ProcessUsage.now().cpuSeconds }
-                jobsQueued += 1
                 jobs.put(job)
             case .log(let level, let text): logger.log(level: level.loggerLevel, "\(text)")
             case .finish: finished = true

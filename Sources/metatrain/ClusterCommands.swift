@@ -163,8 +163,8 @@ extension WorkerCommand {
     /// it), writes "CPU-SECONDS JOBS" — the CPU spent from the first job to now — to DIR/worker-PID.cpu, so the
     /// workers' CPU per slot is measured without their start-up, which varies from run to run by as much as the slots.
     func writeCPUReport(_ worker: Worker) {
-        guard let dir = ProcessInfo.processInfo.environment["METATRAIN_WORKER_CPU_DIR"], !dir.isEmpty,
-              let (seconds, jobs) = worker.cpuSinceFirstJob() else { return }
+        guard let dir = ProcessInfo.processInfo.environment["METATRAIN_WORKER_CPU_DIR"], !dir.isEmpty else { return }
+        let (seconds, jobs) = worker.cpuSinceFirstJob()
         let path = (dir as NSString).appendingPathComponent("worker-\(getpid()).cpu")
         do {
             try "\(seconds) \(jobs)\n".write(toFile: path, atomically: true, encoding: .utf8)

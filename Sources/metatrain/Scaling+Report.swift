@@ -48,7 +48,8 @@ extension Scaling {
             let kind: String, theta: Int, workers: Int, batch: Int, seconds: Double, workload: ScalingModel.Workload
             /// The coordinator's CPU per slot (getrusage), where the run measured it.
             let coordinatorCPUPerSlot: Double?
-            /// The worker processes' CPU per slot (by difference of two runs), where the run measured it.
+            /// The worker processes' CPU per slot (their own accounts from the first job on, by difference of two runs),
+            /// where the run measured it.
             let workersCPUPerSlot: Double?
             /// The coordinator's time writing each iteration's record (after the next hand-out).
             let bookkeeping: Double?

@@ -34,9 +34,20 @@ import Wire
     @Test func thetaIsEncodedOncePerVersionAndSentOncePerHolder() throws {
         let folder = Harness.folder("instant")
         let config = Harness.writeConfig(folder)
+        let reports = folder + "/worker-cpu"
+        try FileManager.default.createDirectory(atPath: reports, withIntermediateDirectories: true)
         let run = try Harness.Child(["local", "--config", config, "--workers", "3", "--compute", "none", "--run-dir", folder + "/run",
-                                     "--no-eval"], log: folder + "/local.log")
+                                     "--no-eval"], log: folder + "/local.log", environment: ["METATRAIN_WORKER_CPU_DIR": reports])
         #expect(run.wait(seconds: 120) == 0, "\(run.output.suffix(2000))")
+        // Every worker wrote its own CPU from its first job on ("SECONDS JOBS"), as scripts/capacity.sh reads it — "0 0"
+        // if it registered after instant workers had done every slot.
+        let accounts = try FileManager.default.contentsOfDirectory(atPath: reports).filter { $0.hasSuffix(".cpu") }.map {
+            try String(contentsOfFile: reports + "/" + $0, encoding: .utf8).split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+        }
+        #expect(accounts.count == 3, "\(accounts)")
+        #expect(accounts.allSatisfy { $0.count == 2 && (Double($0[0]) ?? -1) >= 0 }, "\(accounts)")
+        #expect(accounts.contains { (Double($0[0]) ?? 0) > 0 }, "the workers that ran slots spent CPU: \(accounts)")
+        #expect(accounts.compactMap { Int($0[1]) }.reduce(0, +) >= 10 * 4, "every slot was a worker's job: \(accounts)")
         let lines = Harness.metrics(folder + "/run")
         let last = try #require(lines.last)
         #expect(last["slots_applied"] as? Int == 10 * 4)
