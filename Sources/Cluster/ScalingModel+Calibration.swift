@@ -38,6 +38,25 @@ extension ScalingModel.Costs {
         let perResultByte = max(tLarge - tSmall, 0) / Double(large.count - small.count)
         let decodeFixed = max(tSmall - perResultByte * Double(small.count), 0)
 
+        // The worker's side of an assignment: its head and θ's shared field, joined and decoded (`WireCodec.decode(frames:)`).
+        func assignmentFrames(_ floats: Int) -> [[UInt8]] {
+            let field = SharedTensorField(ParameterVector([Float](repeating: 0.5, count: floats)), for: .assignment)
+            let message = Message.assignment(Assignment(runID: "calibrate", key: SlotKey(iteration: 1, slot: 3, attempt: 0),
+                                                        task: .cartPole(CartPoleParameters()), innerLoop: InnerLoopSettings(),
+                                                        algorithm: .reptile, seed: 9, parameterVersion: 1, parameters: nil))
+            return [WireCodec.encodeHead(message, shared: field), field.bytes]
+        }
+        let largeAssignment = assignmentFrames(largeFloats), smallAssignment = assignmentFrames(smallFloats)
+        func decodeAssignment(_ frames: [[UInt8]]) throws {
+            // As the worker receives it: each of libzmq's frames copied into an array, then joined and decoded.
+            let copies = frames.map { frame in frame.withUnsafeBytes { Array($0) } }
+            guard case .assignment = try WireCodec.decode(frames: copies) else { throw WireError.undecodable(bytes: 0) }
+        }
+        let receivedLarge = try seconds(10) { try decodeAssignment(largeAssignment) }
+        let receivedSmall = try seconds(2_000) { try decodeAssignment(smallAssignment) }
+        let perReceivedByte = max(receivedLarge - receivedSmall, 0)
+            / Double(largeAssignment.map(\.count).reduce(0, +) - smallAssignment.map(\.count).reduce(0, +))
+
         let theta = ParameterVector([Float](repeating: 0.5, count: largeFloats))
         let perEncodedByte = seconds(10) { _ = SharedTensorField(theta, for: .assignment) } / Double(largeFloats * 4)
         let updates = [ParameterVector](repeating: ParameterVector([Float](repeating: 1e-3, count: largeFloats)), count: 8)
@@ -111,6 +130,7 @@ extension ScalingModel.Costs {
                     coordinatorPerEncodedByte: perEncodedByte, coordinatorApplyPerFloat: applyPerFloat,
                     workerPerMessage: perMessage + decodeFixed, workerPerByte: perResultByte,
                     linkBytesPerSecond: Double(big.count) / max(bigTransfer - roundTrip, 1e-9), latency: roundTrip)
+        costs.workerPerReceivedByte = perReceivedByte
         costs.parallelCompute = try measureParallelCompute()
         return costs
     }

@@ -278,7 +278,8 @@ extension ScalingModel {
             }
             var slot = workload.slotSeconds * exp(workload.slotSpread * rng.nextGaussian())
             if workload.stragglerProbability > 0, rng.nextDouble() < workload.stragglerProbability { slot *= workload.stragglerFactor }
-            let io = 2 * costs.workerPerMessage + Double(bytes + thetaBytes + Self.resultOverhead) * costs.workerPerByte
+            let io = 2 * costs.workerPerMessage + Double(bytes) * (costs.workerPerReceivedByte ?? costs.workerPerByte)
+                + Double(thetaBytes + Self.resultOverhead) * costs.workerPerByte
             addJob(machine(ofWorker: w), work: slot + io, .slot(worker: w, key))
         }
 

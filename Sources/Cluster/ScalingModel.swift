@@ -31,9 +31,13 @@ public enum ScalingModel {
         public var coordinatorPerIteration: Double = 0
         public var coordinatorPerIterationFloat: Double = 0
         /// Worker CPU per message received or sent (the socket thread, the hand-off to a compute thread), and per
-        /// byte (decoding θ, encoding its update). Calibrated as the coordinator's: the same code paths.
+        /// byte of the update it sends (making and encoding it, the send's copy).
         public var workerPerMessage: Double
         public var workerPerByte: Double
+        /// Worker CPU per byte of an assignment received (joining its frames, decoding θ): another code path than
+        /// the update's, so another cost. Measured by `metatrain scaling calibrate` on the worker's own decode; nil
+        /// (cost files from before it): `workerPerByte`, as the model charged every byte then.
+        public var workerPerReceivedByte: Double?
         /// Time a slot spends in a worker's hand-offs (socket thread → compute thread → socket thread) that is not
         /// CPU the model charges: a delay per slot. `metatrain scaling report` fits it to one run (the smallest θ, one
         /// instant worker), where it is most of the time; calibrate leaves it 0.

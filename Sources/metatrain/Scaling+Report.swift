@@ -111,8 +111,14 @@ extension Scaling {
                 let slope = (highCPU - lowCPU) / Double(4 * (high.theta - low.theta))
                 measuredCosts.coordinatorPerResultByte = max(slope, 0)
                 measuredCosts.coordinatorPerMessage = max((lowCPU - slope * Double(4 * low.theta)) / 2, 0)
-                if let lowWorkers = low.workersCPUPerSlot, let highWorkers = high.workersCPUPerSlot {
-                    let (lowBytes, highBytes) = (Self.workerBytesPerSlot(low), Self.workerBytesPerSlot(high))
+                if var lowWorkers = low.workersCPUPerSlot, var highWorkers = high.workersCPUPerSlot {
+                    // The assignments' bytes at their measured cost; the rest is the updates' bytes and the messages.
+                    if let received = measuredCosts.workerPerReceivedByte {
+                        lowWorkers -= received * Self.workerBytesReceivedPerSlot(low)
+                        highWorkers -= received * Self.workerBytesReceivedPerSlot(high)
+                    }
+                    let (lowBytes, highBytes) = (Self.workerBytesPerSlot(low, received: measuredCosts.workerPerReceivedByte == nil),
+                                                 Self.workerBytesPerSlot(high, received: measuredCosts.workerPerReceivedByte == nil))
                     let perByte = max((highWorkers - lowWorkers) / (highBytes - lowBytes), 0)
                     measuredCosts.workerPerByte = perByte
                     measuredCosts.workerPerMessage = max((lowWorkers - perByte * lowBytes) / 2, 0)
@@ -251,12 +257,17 @@ extension Scaling {
             return s + "</svg>\n"
         }
 
-        /// The bytes a worker handles per slot as the model charges them (`Simulation.workerReceives`): an assignment's
-        /// head, θ in the share of assignments that carry it (one per worker holding one, per version), and its update.
-        static func workerBytesPerSlot(_ m: Measured) -> Double {
-            let thetaBytes = Double(4 * m.theta)
+        /// The bytes of an assignment a worker receives per slot as the model charges them (`Simulation.workerReceives`):
+        /// its head, and θ in the share of assignments that carry it (one per worker holding one, per version).
+        static func workerBytesReceivedPerSlot(_ m: Measured) -> Double {
             let carrying = Double(min(m.workers, m.batch)) / Double(m.batch)
-            return Double(ScalingModel.assignmentHeadBytes) + carrying * thetaBytes + thetaBytes + Double(ScalingModel.resultOverheadBytes)
+            return Double(ScalingModel.assignmentHeadBytes) + carrying * Double(4 * m.theta)
+        }
+
+        /// The bytes of the update a worker sends per slot, and with `received` those of the assignment too (the
+        /// bytes charged at `workerPerByte`: all of them for a cost file without `workerPerReceivedByte`).
+        static func workerBytesPerSlot(_ m: Measured, received: Bool) -> Double {
+            Double(4 * m.theta + ScalingModel.resultOverheadBytes) + (received ? workerBytesReceivedPerSlot(m) : 0)
         }
 
         /// The θ sizes predicted (CartPole's 64-64 and 1000-1000 MLPs) and the slots per worker of each line.

@@ -38,6 +38,21 @@ import Testing
         #expect(abs(p.efficiency - 1) < 0.01)
     }
 
+    @Test func aWorkerPaysItsReceivedBytesAtTheirOwnCostAndItsUpdatesBytesAtThePerByteCost() throws {
+        // One worker, one slot of no compute: the slot is the worker's I/O. θ of 1M floats is 4 MB in and 4 MB out.
+        var workload = ScalingModel.Workload(thetaFloats: 1_000_000, metaBatch: 1, slotSeconds: 0)
+        workload.slotSpread = 0
+        var costs = Self.free
+        costs.workerPerByte = 1e-9
+        let both = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: 1), costs: costs)
+        costs.workerPerReceivedByte = 0.25e-9
+        let split = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: 1), costs: costs)
+        // Without the received bytes' own cost, every byte at 1 ns: 8 ms (and the head's and the result's few bytes).
+        #expect(abs(both.iterationSeconds - 8e-3) < 0.05e-3, "\(both.iterationSeconds) s")
+        // With it: 4 MB received at 0.25 ns (1 ms) and 4 MB sent at 1 ns (4 ms).
+        #expect(abs(split.iterationSeconds - 5e-3) < 0.05e-3, "\(split.iterationSeconds) s")
+    }
+
     @Test func bookkeepingAfterTheHandOutOverlapsTheSlotsUntilItIsLongerThanThey() throws {
         // 0.2 s + 1 µs per float of θ (0.3 s) of writing after each update, which comes after the next hand-out.
         var costs = Self.free
