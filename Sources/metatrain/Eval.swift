@@ -35,6 +35,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Override inner_loop.end_epsilon at adaptation, for every init or per init (as --start-epsilon).") var endEpsilon: String?
     @Option(help: "Override inner_loop.learning_rate at adaptation, for every init or per init (as --start-epsilon).") var learningRate: String?
     @Option(help: "Override inner_loop.target_update_interval at adaptation, for every init or per init (as --start-epsilon).") var targetUpdateInterval: String?
+    @Option(help: "Override inner_loop.gamma at adaptation, for every init or per init (as --start-epsilon).") var gamma: String?
     @Option(help: "Override inner_loop.optimizer at adaptation for every init (adam or sgd): e.g. to adapt an init meta-trained through SGD inner loops (second-order MAML) as the family's protocol adapts.") var optimizer: String?
     @Option(help: "Which tasks: test (held-out; score each configuration once) or validation (a separate stream to tune adaptation settings on).") var split = "test"
     @Option(help: "Folder for eval-*.csv/.svg/.json (default: the run folder).") var out: String?
@@ -214,6 +215,7 @@ struct Eval: ParsableCommand {
             ("--learning-rate", learningRate, { $0.learningRate = Float($1) }),
             ("--learning-starts", learningStarts, { $0.learningStarts = Int($1) }),
             ("--target-update-interval", targetUpdateInterval, { $0.targetUpdateInterval = Int($1) }),
+            ("--gamma", gamma, { $0.gamma = Float($1) }),
         ]
         for (option, text, set) in options {
             guard let text else { continue }
@@ -266,6 +268,7 @@ struct Eval: ParsableCommand {
             let d = plan.dqn(for: name)
             return "\(jsonString(name)): {\"start_epsilon\": \(jsonNumber(Double(d.startEpsilon))), \"end_epsilon\": \(jsonNumber(Double(d.endEpsilon))), "
                 + "\"exploration_fraction\": \(jsonNumber(Double(d.explorationFraction))), \"learning_starts\": \(d.learningStarts), \"target_update_interval\": \(d.targetUpdateInterval), "
+                + "\"gamma\": \(jsonNumber(Double(d.gamma))), "
                 + "\"learning_rate\": \(jsonNumber(Double(d.learningRate), digits: 6)), \"optimizer\": \(jsonString(d.optimizer.rawValue))}"
         }.joined(separator: ", ") + "}"
     }

@@ -75,7 +75,7 @@ import Testing
         let (vStatus, vOutput) = try Self.run(
             ["eval", "--checkpoint", run, "--tasks", "2", "--budget", "200", "--every", "100", "--episodes", "1",
              "--inits", "meta,random,multitask", "--multitask-steps", "300", "--split", "validation",
-             "--start-epsilon", "0.5,meta=0.1", "--learning-starts", "random=50", "--optimizer", "sgd", "--json"], folder: folder)
+             "--start-epsilon", "0.5,meta=0.1", "--learning-starts", "random=50", "--gamma", "meta=0.9", "--optimizer", "sgd", "--json"], folder: folder)
         #expect(vStatus == 0 && vOutput.contains("reusing"), "\(vOutput.suffix(2000))")
         #expect(vOutput.contains("eval batch 1: 6 of 6 jobs done (100%)"), "a long evaluation reports its progress: \(vOutput.suffix(2000))")
         let vLine = vOutput.split(separator: "\n").first { $0.hasPrefix("{") } ?? ""
@@ -85,9 +85,12 @@ import Testing
         #expect(adaptation["meta"]?["start_epsilon"] as? Double == 0.1 && adaptation["random"]?["start_epsilon"] as? Double == 0.5)
         #expect(adaptation["random"]?["learning_starts"] as? Int == 50 && adaptation["multitask"]?["start_epsilon"] as? Double == 0.5)
         #expect(["meta", "random", "multitask"].allSatisfy { adaptation[$0]?["optimizer"] as? String == "sgd" }, "--optimizer reaches every init")
+        #expect(adaptation["meta"]?["gamma"] as? Double == 0.9 && adaptation["random"]?["gamma"] as? Double != 0.9, "--gamma meta=… reaches meta alone")
         #expect(FileManager.default.fileExists(atPath: run + "/eval-iter000003-validation.json"))
         let (badInit, badText) = try Self.run(["eval", "--checkpoint", run, "--start-epsilon", "metta=0.1"], folder: folder)
         #expect(badInit != 0 && badText.contains("not an init"), "\(badText.suffix(500))")
+        let (badGamma, badGammaText) = try Self.run(["eval", "--checkpoint", run, "--gamma", "random=1.5"], folder: folder)
+        #expect(badGamma != 0 && badGammaText.contains("gamma"), "\(badGammaText.suffix(500))")
         let (badOptimizer, badOptimizerText) = try Self.run(["eval", "--checkpoint", run, "--optimizer", "rmsprop"], folder: folder)
         #expect(badOptimizer != 0 && badOptimizerText.contains("adam or sgd"), "\(badOptimizerText.suffix(500))")
 
