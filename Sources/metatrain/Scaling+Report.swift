@@ -111,14 +111,9 @@ extension Scaling {
                 let slope = (highCPU - lowCPU) / Double(4 * (high.theta - low.theta))
                 measuredCosts.coordinatorPerResultByte = max(slope, 0)
                 measuredCosts.coordinatorPerMessage = max((lowCPU - slope * Double(4 * low.theta)) / 2, 0)
-                if var lowWorkers = low.workersCPUPerSlot, var highWorkers = high.workersCPUPerSlot {
-                    // The assignments' bytes at their measured cost; the rest is the updates' bytes and the messages.
-                    if let received = measuredCosts.workerPerReceivedByte {
-                        lowWorkers -= received * Self.workerBytesReceivedPerSlot(low)
-                        highWorkers -= received * Self.workerBytesReceivedPerSlot(high)
-                    }
-                    let (lowBytes, highBytes) = (Self.workerBytesPerSlot(low, received: measuredCosts.workerPerReceivedByte == nil),
-                                                 Self.workerBytesPerSlot(high, received: measuredCosts.workerPerReceivedByte == nil))
+                if let lowCPU = low.workersCPUPerSlot, let highCPU = high.workersCPUPerSlot {
+                    let (lowWorkers, lowBytes) = Self.perByteShare(low, cpu: lowCPU, receivedCost: measuredCosts.workerPerReceivedByte)
+                    let (highWorkers, highBytes) = Self.perByteShare(high, cpu: highCPU, receivedCost: measuredCosts.workerPerReceivedByte)
                     let perByte = max((highWorkers - lowWorkers) / (highBytes - lowBytes), 0)
                     measuredCosts.workerPerByte = perByte
                     measuredCosts.workerPerMessage = max((lowWorkers - perByte * lowBytes) / 2, 0)
@@ -264,10 +259,13 @@ extension Scaling {
             return Double(ScalingModel.assignmentHeadBytes) + carrying * Double(4 * m.theta)
         }
 
-        /// The bytes of the update a worker sends per slot, and with `received` those of the assignment too (the
-        /// bytes charged at `workerPerByte`: all of them for a cost file without `workerPerReceivedByte`).
-        static func workerBytesPerSlot(_ m: Measured, received: Bool) -> Double {
-            Double(4 * m.theta + ScalingModel.resultOverheadBytes) + (received ? workerBytesReceivedPerSlot(m) : 0)
+        /// The part of a worker's CPU per slot that the per-message and per-byte costs are fitted to, and the bytes
+        /// charged at the per-byte cost: the update's; the assignment's too when it has no measured cost of its own
+        /// (`receivedCost` nil, a cost file from before `workerPerReceivedByte`), else less its cost.
+        static func perByteShare(_ m: Measured, cpu: Double, receivedCost: Double?) -> (cpu: Double, bytes: Double) {
+            let received = workerBytesReceivedPerSlot(m), sent = Double(4 * m.theta + ScalingModel.resultOverheadBytes)
+            guard let receivedCost else { return (cpu, sent + received) }
+            return (cpu - receivedCost * received, sent)
         }
 
         /// The θ sizes predicted (CartPole's 64-64 and 1000-1000 MLPs) and the slots per worker of each line.
