@@ -22,7 +22,7 @@
 # prints wall-clock and CPU seconds (user + sys of every process, i.e. core-seconds) per phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-family=${1:?usage: scripts/results.sh cartpole|goalnav|goalarc|goalarc90|goalfar|goalcorner [algorithms...]}
+family=${1:?usage: scripts/results.sh cartpole|goalnav|goalarc|goalarc90|goalfar|goalcorner|goalring [algorithms...]}
 shift
 algorithms=("$@")
 [ ${#algorithms[@]} -gt 0 ] || algorithms=(reptile fomaml maml)
@@ -31,8 +31,8 @@ case "$family" in
   goalnav) budget=${EVAL_BUDGET:-2000}; every=${EVAL_EVERY:-100} ;;   # the inner loop's own budget
   goalarc) budget=${EVAL_BUDGET:-8000}; every=${EVAL_EVERY:-250} ;;   # the inner loop's own budget
   goalfar) budget=${EVAL_BUDGET:-16000}; every=${EVAL_EVERY:-500} ;;  # the inner loop's own budget
-  goalarc90|goalcorner) budget=${EVAL_BUDGET:-8000}; every=${EVAL_EVERY:-250} ;;  # the inner loop's own budget
-  *) echo "unknown family '$family' (cartpole, goalnav, goalarc, goalarc90, goalfar or goalcorner)" >&2; exit 2 ;;
+  goalarc90|goalcorner|goalring) budget=${EVAL_BUDGET:-8000}; every=${EVAL_EVERY:-250} ;;  # the inner loop's own budget
+  *) echo "unknown family '$family' (cartpole, goalnav, goalarc, goalarc90, goalfar, goalcorner or goalring)" >&2; exit 2 ;;
 esac
 tasks=${EVAL_TASKS:-20}
 split=${SPLIT:-test}
