@@ -19,6 +19,8 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
+        // glibc's malloc.h (mallopt), part of libc: nothing to link.
+        .systemLibrary(name: "CMalloc"),
         // protoc-c output for proto/metatrain.proto, committed; scripts/gen-proto.sh regenerates it.
         .target(name: "MetaTrainProto", dependencies: ["CProtobufC"]),
 
@@ -31,7 +33,7 @@ let package = Package(
         .target(name: "DQN", dependencies: ["NeuralNet", "Environments"]),
         .target(name: "MetaLearning", dependencies: ["DQN", "Environments", "NeuralNet"]),
         .target(name: "Wire", dependencies: ["MetaTrainProto", "MetaLearning", "DQN", "Environments", "NeuralNet"]),
-        .target(name: "Transport", dependencies: ["CZeroMQ"]),
+        .target(name: "Transport", dependencies: ["CZeroMQ", "CMalloc"]),
         .target(
             name: "Cluster",
             dependencies: [

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import NeuralNet
+import Transport
 
 @main
 struct MetaTrain: ParsableCommand {
@@ -12,9 +13,13 @@ struct MetaTrain: ParsableCommand {
     )
 
     /// Checks METATRAIN_KERNEL before any command computes: a kernel that does not exist, or that this CPU
-    /// cannot run, is an error rather than a silent fallback to another kernel (and other bits).
+    /// cannot run, is an error rather than a silent fallback to another kernel (and other bits). Then sets the
+    /// allocator up for θ-sized message buffers (`MessageAllocator`; METATRAIN_ALLOCATOR=default keeps glibc's own).
     static func main() {
-        do { try Numerics.validateEnvironment() } catch {
+        do {
+            try Numerics.validateEnvironment()
+            try MessageAllocator.configure(environment: ProcessInfo.processInfo.environment)
+        } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             Foundation.exit(2)
         }

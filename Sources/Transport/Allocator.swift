@@ -1,0 +1,47 @@
+#if os(Linux)
+import CMalloc
+#endif
+
+/// Keeps the large buffers of messages (θ, updates: 270 KB – 4 MB for θ of 70k – 1M floats) in the heap, so that
+/// each message reuses memory instead of mapping fresh pages.
+///
+/// Why: every message allocates and frees buffers of θ's size (libzmq's frame, its copy, the decoded tensor). With
+/// glibc's defaults such a buffer is mapped and unmapped, or the heap is trimmed after it is freed, so every message
+/// pays a page fault per 4 KB of it; on a 2-vCPU Xeon these settings cut the coordinator's CPU per slot at θ 70k by
+/// 29–48% and the workers' by 29–65% (docs/SCALING.md, "The allocator"). Buffers above 32 MB (θ over 8M floats) are still mapped, and
+/// up to 64 MB of free heap is kept rather than returned: memory stays bounded by the peak the messages need.
+public enum MessageAllocator {
+    /// The settings applied: buffers up to this size come from the heap (glibc's largest allowed value).
+    public static let mmapThreshold: Int32 = 32 << 20
+    /// Free memory at the top of the heap kept for the next message rather than returned to the system.
+    public static let trimThreshold: Int32 = 64 << 20
+
+    /// A `METATRAIN_ALLOCATOR` value other than `tuned` (the default) or `default` (glibc's own settings).
+    public struct InvalidChoice: Error, CustomStringConvertible {
+        public let value: String
+        public var description: String { "METATRAIN_ALLOCATOR=\(value): expected tuned (the default) or default (glibc's own settings)" }
+    }
+
+    /// Applies the settings unless the environment asks for the allocator's own: `METATRAIN_ALLOCATOR=default`, or
+    /// glibc's malloc tunables or `MALLOC_*_` variables set by the user. Returns whether it applied them.
+    @discardableResult
+    public static func configure(environment: [String: String]) throws(InvalidChoice) -> Bool {
+        guard try shouldConfigure(environment: environment) else { return false }
+        #if os(Linux)
+        return mallopt(M_MMAP_THRESHOLD, mmapThreshold) == 1 && mallopt(M_TRIM_THRESHOLD, trimThreshold) == 1
+        #else
+        return false
+        #endif
+    }
+
+    /// Whether `configure` would apply the settings in this environment (the user's own allocator settings win).
+    public static func shouldConfigure(environment: [String: String]) throws(InvalidChoice) -> Bool {
+        switch environment["METATRAIN_ALLOCATOR"] {
+        case nil, "tuned": break
+        case "default": return false
+        case let other?: throw InvalidChoice(value: other)
+        }
+        if let tunables = environment["GLIBC_TUNABLES"], tunables.contains("glibc.malloc.") { return false }
+        return !environment.keys.contains { $0.hasPrefix("MALLOC_") && $0.hasSuffix("_") }
+    }
+}

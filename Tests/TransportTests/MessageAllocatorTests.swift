@@ -1,0 +1,38 @@
+import Testing
+import Transport
+
+/// The allocator settings for θ-sized message buffers: applied by default, the user's own settings win, and a
+/// value of METATRAIN_ALLOCATOR that means nothing is refused.
+@Suite struct MessageAllocatorTests {
+    @Test func appliesByDefaultAndGlibcAcceptsTheValues() throws {
+        #if os(Linux)
+        // mallopt returns 0 for a value glibc refuses (an mmap threshold above 32 MB, say): this fails then.
+        #expect(try MessageAllocator.configure(environment: [:]))
+        #expect(try MessageAllocator.configure(environment: ["METATRAIN_ALLOCATOR": "tuned", "PATH": "/bin"]))
+        #endif
+    }
+
+    @Test func theUsersOwnSettingsWin() throws {
+        for environment in [["METATRAIN_ALLOCATOR": "default"],
+                            ["GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"],
+                            ["GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F:glibc.malloc.trim_threshold=0"],
+                            ["MALLOC_TRIM_THRESHOLD_": "0"]] {
+            #expect(try !MessageAllocator.shouldConfigure(environment: environment), "\(environment)")
+            #expect(try !MessageAllocator.configure(environment: environment), "\(environment)")
+        }
+        // Tunables of other parts of glibc leave the allocator to metatrain.
+        #expect(try MessageAllocator.shouldConfigure(environment: ["GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F"]))
+    }
+
+    @Test func anUnknownChoiceIsAnError() {
+        #expect(throws: MessageAllocator.InvalidChoice.self) {
+            try MessageAllocator.configure(environment: ["METATRAIN_ALLOCATOR": "jemalloc"])
+        }
+        do {
+            _ = try MessageAllocator.shouldConfigure(environment: ["METATRAIN_ALLOCATOR": "Default"])
+            Issue.record("METATRAIN_ALLOCATOR=Default was accepted")
+        } catch {
+            #expect(error.description.contains("METATRAIN_ALLOCATOR=Default"))
+        }
+    }
+}
