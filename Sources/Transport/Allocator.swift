@@ -8,8 +8,9 @@ import CMalloc
 /// Why: every message allocates and frees buffers of θ's size (libzmq's frame, its copy, the decoded tensor). With
 /// glibc's defaults such a buffer is mapped and unmapped, or the heap is trimmed after it is freed, so every message
 /// pays a page fault per 4 KB of it; on a 2-vCPU Xeon these settings cut the coordinator's CPU per slot at θ 70k by
-/// 29–48% and the workers' by 29–65% (docs/SCALING.md, "The allocator"). Buffers above 32 MB (θ over 8M floats) are still mapped, and
-/// up to 64 MB of free heap is kept rather than returned: memory stays bounded by the peak the messages need.
+/// 29–48% and the workers' by 29–65% (docs/SCALING.md, "The allocator"). Buffers above 32 MB (θ over 8M floats) are
+/// still mapped, and up to 64 MB of free heap is kept rather than returned: memory stays bounded by the peak the
+/// messages need.
 public enum MessageAllocator {
     /// The settings applied: buffers up to this size come from the heap (glibc's largest allowed value).
     public static let mmapThreshold: Int32 = 32 << 20
