@@ -24,7 +24,8 @@ public enum MessageAllocator {
     }
 
     /// Applies the settings unless the environment asks for the allocator's own: `METATRAIN_ALLOCATOR=default`, or
-    /// glibc's malloc tunables or `MALLOC_*_` variables set by the user. Returns whether it applied them.
+    /// the user's own value of either threshold (`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=…` or `trim_threshold`,
+    /// `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`). Returns whether it applied them.
     @discardableResult
     public static func configure(environment: [String: String]) throws(InvalidChoice) -> Bool {
         guard try shouldConfigure(environment: environment) else { return false }
@@ -35,14 +36,19 @@ public enum MessageAllocator {
         #endif
     }
 
-    /// Whether `configure` would apply the settings in this environment (the user's own allocator settings win).
+    /// Whether `configure` would apply the settings in this environment (the user's own thresholds win).
     public static func shouldConfigure(environment: [String: String]) throws(InvalidChoice) -> Bool {
         switch environment["METATRAIN_ALLOCATOR"] {
         case nil, "tuned": break
         case "default": return false
         case let other?: throw InvalidChoice(value: other)
         }
-        if let tunables = environment["GLIBC_TUNABLES"], tunables.contains("glibc.malloc.") { return false }
-        return !environment.keys.contains { $0.hasPrefix("MALLOC_") && $0.hasSuffix("_") }
+        let tunables = environment["GLIBC_TUNABLES"] ?? ""
+        for threshold in ["mmap_threshold", "trim_threshold"] {
+            if tunables.contains("glibc.malloc.\(threshold)=") || environment["MALLOC_\(threshold.uppercased())_"] != nil {
+                return false
+            }
+        }
+        return true
     }
 }

@@ -16,12 +16,15 @@ import Transport
         for environment in [["METATRAIN_ALLOCATOR": "default"],
                             ["GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"],
                             ["GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F:glibc.malloc.trim_threshold=0"],
-                            ["MALLOC_TRIM_THRESHOLD_": "0"]] {
+                            ["MALLOC_TRIM_THRESHOLD_": "0"], ["MALLOC_MMAP_THRESHOLD_": "131072"]] {
             #expect(try !MessageAllocator.shouldConfigure(environment: environment), "\(environment)")
             #expect(try !MessageAllocator.configure(environment: environment), "\(environment)")
         }
-        // Tunables of other parts of glibc leave the allocator to metatrain.
-        #expect(try MessageAllocator.shouldConfigure(environment: ["GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F"]))
+        // Settings that are not the two thresholds leave them to metatrain.
+        for environment in [["GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F"], ["GLIBC_TUNABLES": "glibc.malloc.arena_max=2"],
+                            ["MALLOC_ARENA_MAX": "2"], ["MALLOC_CHECK_": "3"]] {
+            #expect(try MessageAllocator.shouldConfigure(environment: environment), "\(environment)")
+        }
     }
 
     @Test func anUnknownChoiceIsAnError() {
