@@ -224,3 +224,48 @@ void mt_adam_step(float *theta, const float *gradient, float *m, float *v, long 
     else if (f & MT_CPU_AVX) adam_avx(theta, gradient, m, v, count, beta1, beta2, epsilon, step_size, inv_bc2_sqrt);
     else adam_sse2(theta, gradient, m, v, count, beta1, beta2, epsilon, step_size, inv_bc2_sqrt);
 }
+
+/* mt_copy_within: 4 vectors per step, one test per step (NaN compares false, so it fails as an out-of-bound value
+ * does); the step that fails is re-read one value at a time to find the first. Only copies and compares, so every
+ * width gives the same answer: the widest the CPU has is used. */
+#define MT_WITHIN(SUFFIX, TARGET, W)                                                                            \
+    __attribute__((target(TARGET))) static long within_##SUFFIX(float *dst, const unsigned char *src, long count, \
+                                                                  float bound) {                                 \
+        typedef float vec __attribute__((ext_vector_type(W)));                                                 \
+        typedef int mask __attribute__((ext_vector_type(W)));                                                  \
+        long i = 0;                                                                                             \
+        for (; i + 4 * W <= count; i += 4 * W) {                                                                \
+            vec a, b, c, d;                                                                                     \
+            __builtin_memcpy(&a, src + 4 * i, sizeof a);                                                        \
+            __builtin_memcpy(&b, src + 4 * (i + W), sizeof b);                                                  \
+            __builtin_memcpy(&c, src + 4 * (i + 2 * W), sizeof c);                                              \
+            __builtin_memcpy(&d, src + 4 * (i + 3 * W), sizeof d);                                              \
+            const mask ok = (a <= bound) & (a >= -bound) & (b <= bound) & (b >= -bound) & (c <= bound) &       \
+                            (c >= -bound) & (d <= bound) & (d >= -bound);                                       \
+            if (!__builtin_reduce_and(ok)) break;                                                               \
+            if (dst) {                                                                                          \
+                __builtin_memcpy(dst + i, &a, sizeof a);                                                        \
+                __builtin_memcpy(dst + i + W, &b, sizeof b);                                                    \
+                __builtin_memcpy(dst + i + 2 * W, &c, sizeof c);                                                \
+                __builtin_memcpy(dst + i + 3 * W, &d, sizeof d);                                                \
+            }                                                                                                   \
+        }                                                                                                       \
+        for (; i < count; i++) {                                                                                \
+            float x;                                                                                            \
+            __builtin_memcpy(&x, src + 4 * i, sizeof x);                                                        \
+            if (!(x <= bound && x >= -bound)) return i;                                                         \
+            if (dst) dst[i] = x;                                                                                \
+        }                                                                                                       \
+        return -1;                                                                                              \
+    }
+
+MT_WITHIN(avx512, "avx512f", 16)
+MT_WITHIN(avx, "avx", 8)
+MT_WITHIN(sse2, "sse2", 4)
+
+long mt_copy_within(float *dst, const void *src, long count, float bound) {
+    const unsigned f = mt_cpu_features();
+    if (f & MT_CPU_AVX512F) return within_avx512(dst, src, count, bound);
+    if (f & MT_CPU_AVX) return within_avx(dst, src, count, bound);
+    return within_sse2(dst, src, count, bound);
+}

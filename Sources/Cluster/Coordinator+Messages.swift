@@ -11,20 +11,21 @@ import Wire
 extension Coordinator {
     // MARK: - Inbound
 
-    func receive(_ frames: [[UInt8]]) throws {
+    /// Handles one message from the socket, decoded where libzmq received it (no copy of a θ-sized update).
+    func receive(_ frames: ZMQFrames) throws {
         messagesIn += 1
         guard frames.count == 2 else {
             logger.warning("dropped a message of \(frames.count) frames (expected identity + payload)")
-            if let id = frames.first {
-                try execute(scheduler.handle(.malformed(Peer(id), "expected one payload frame, got \(frames.count - 1)", code: .malformed), now: now))
+            if frames.count > 0 {
+                try execute(scheduler.handle(.malformed(Peer(frames.bytes(0)), "expected one payload frame, got \(frames.count - 1)", code: .malformed), now: now))
             }
             return
         }
-        let peer = Peer(frames[0])
-        bytesReceived += frames[1].count
+        let peer = Peer(frames.bytes(0))
+        bytesReceived += frames.size(1)
         let event: SchedulerEvent<SlotPayload>
         do {
-            let message = try WireCodec.decode(frames[1])
+            let message = try frames.withUnsafeBytes(1) { (payload) throws(WireError) -> Message in try WireCodec.decode(payload) }
             if case .statusRequest = message {
                 // Answered here from the shell's view of the run; the asker is no worker and is not registered.
                 send(peer, .statusReply(json: statusJSON()))

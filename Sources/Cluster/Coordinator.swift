@@ -211,6 +211,11 @@ public final class Coordinator {
             }
         }
         logger.info("coordinator \(runID) listening on \(endpoint)\(advertised == endpoint ? "" : " (workers connect to \(advertised))"); iterations \(state.iteration)..<\(config.meta.iterations), meta-batch \(config.meta.metaBatch), \(config.meta.algorithm.rawValue)")
+        // An iteration's updates stay in memory until its meta-update frees them together (meta-batch of them, and a
+        // few more: backups of stragglers, the frames being decoded): keep that much free heap for the next iteration
+        // instead of returning it to the system (`MessageAllocator.keepFree`).
+        let (updateBytes, overflow) = (config.meta.metaBatch + 4).multipliedReportingOverflow(by: state.theta.count * 4)
+        MessageAllocator.keepFree(overflow ? Int.max : updateBytes, environment: ProcessInfo.processInfo.environment)
         if scheduler.isDone { finished = true }
         if scheduler.isFinished && config.meta.iterations > 0 && !finished {
             logger.info("training is complete (iteration \(state.iteration)): serving eval requests until stopped")
@@ -229,7 +234,7 @@ public final class Coordinator {
             if ready.count > 1 && ready[1] { try zap?.answer() }
             if ready[0] {
                 var drained = 0
-                while drained < 10_000, let frames = try socket.receive() {
+                while drained < 10_000, let frames = try socket.receiveFrames() {
                     drained += 1
                     try receive(frames)
                     if finished { break }

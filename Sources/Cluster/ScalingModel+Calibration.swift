@@ -29,9 +29,9 @@ extension ScalingModel.Costs {
         }
         let large = result(largeFloats), small = result(smallFloats)
         func decodeAndCheck(_ bytes: [UInt8]) throws {
-            // As the coordinator receives it: libzmq's frame copied into an array (`ZMQSocket.receive`), then decoded.
-            let frame = bytes.withUnsafeBytes { Array($0) }
-            guard case .result(let r) = try WireCodec.decode(frame), r.update.divergence == nil else { throw WireError.undecodable(bytes: 0) }
+            // As the coordinator receives it: decoded where libzmq's frame holds it (`ZMQSocket.receiveFrames`), then checked.
+            guard case .result(let r) = try bytes.withUnsafeBytes({ try WireCodec.decode($0) }),
+                  r.update.divergence == nil else { throw WireError.undecodable(bytes: 0) }
         }
         let tLarge = try seconds(10) { try decodeAndCheck(large) }
         let tSmall = try seconds(2_000) { try decodeAndCheck(small) }

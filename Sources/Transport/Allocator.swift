@@ -36,6 +36,23 @@ public enum MessageAllocator {
         #endif
     }
 
+    /// Raises the free heap kept (the trim threshold) to `bytes` when that is more than `trimThreshold`, capped at
+    /// glibc's largest (2 GiB − 1), under the same conditions as `configure`. Returns whether it changed it.
+    ///
+    /// Why: the coordinator holds an iteration's updates until the meta-update (meta-batch × θ's bytes: 256 MB at θ
+    /// of 1M floats and meta-batch 64) and frees them together; with 64 MB kept, glibc returned the rest at every
+    /// meta-update and the next iteration faulted every page in again — a fifth of the coordinator's CPU at 1M (perf,
+    /// docs/SCALING.md "Coordinator CPU at θ of 1M floats"). The heap then stays at the peak the run needs anyway.
+    @discardableResult
+    public static func keepFree(_ bytes: Int, environment: [String: String]) -> Bool {
+        guard bytes > Int(trimThreshold), (try? shouldConfigure(environment: environment)) == true else { return false }
+        #if os(Linux)
+        return mallopt(M_TRIM_THRESHOLD, Int32(clamping: bytes)) == 1
+        #else
+        return false
+        #endif
+    }
+
     /// Whether `configure` would apply the settings in this environment (the user's own thresholds win).
     public static func shouldConfigure(environment: [String: String]) throws(InvalidChoice) -> Bool {
         switch environment["METATRAIN_ALLOCATOR"] {

@@ -110,7 +110,12 @@ public enum WireCodec {
 extension WireCodec {
     /// Decodes and validates one envelope. Every field from the peer is checked; garbage throws.
     public static func decode(_ bytes: [UInt8], limits: WireLimits = WireLimits()) throws(WireError) -> Message {
-        let unpacked = bytes.withUnsafeBufferPointer { metatrain__v1__envelope__unpack(nil, $0.count, $0.baseAddress) }
+        try bytes.withUnsafeBytes { buffer in Result { () throws(WireError) in try decode(buffer, limits: limits) } }.get()
+    }
+
+    /// Decodes and validates one envelope from bytes the caller holds (a received frame, read in place).
+    public static func decode(_ bytes: UnsafeRawBufferPointer, limits: WireLimits = WireLimits()) throws(WireError) -> Message {
+        let unpacked = metatrain__v1__envelope__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
         guard let envelope = unpacked else { throw .undecodable(bytes: bytes.count) }
         defer { metatrain__v1__envelope__free_unpacked(envelope, nil) }
         let e = envelope.pointee
@@ -208,14 +213,12 @@ extension WireCodec {
             guard t.data.len == count * 4, let data = t.data.data else {
                 throw .tensorSize(field, shape: shape, bytes: t.data.len)
             }
-            var values = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(start: data, count: count * 4))
-                initialized = count
+            // Copied and checked in one pass (the length was checked above, so this never returns nil).
+            guard let (values, bad) = [Float].copying(littleEndian: UnsafeRawBufferPointer(start: data, count: count * 4),
+                                                      count: count, checking: .greatestFiniteMagnitude) else {
+                throw .tensorSize(field, shape: shape, bytes: t.data.len)
             }
-            #if !_endian(little)
-            for i in 0..<count { values[i] = Float(bitPattern: UInt32(littleEndian: values[i].bitPattern)) }
-            #endif
-            if let bad = values.firstIndex(beyond: .greatestFiniteMagnitude) { throw .nonFinite(field, index: bad) }
+            if let bad { throw .nonFinite(field, index: bad) }
             return ParameterVector(values)
         }
 

@@ -27,6 +27,19 @@ import Transport
         }
     }
 
+    @Test func theCoordinatorsWorkingSetIsKeptOnlyWhenItExceedsTheDefaultAndTheUserHasNotChosen() {
+        #if os(Linux)
+        // 68 updates of a 1M-float θ; glibc takes it (mallopt returns 0 for a value it refuses).
+        #expect(MessageAllocator.keepFree(68 * 4_032_008, environment: [:]))
+        #expect(MessageAllocator.keepFree(Int.max, environment: [:]), "capped at glibc's largest, not refused")
+        #endif
+        #expect(!MessageAllocator.keepFree(Int(MessageAllocator.trimThreshold), environment: [:]), "no more than the default")
+        for environment in [["METATRAIN_ALLOCATOR": "default"], ["MALLOC_TRIM_THRESHOLD_": "0"],
+                            ["METATRAIN_ALLOCATOR": "jemalloc"]] {
+            #expect(!MessageAllocator.keepFree(1 << 30, environment: environment), "\(environment)")
+        }
+    }
+
     @Test func anUnknownChoiceIsAnError() {
         #expect(throws: MessageAllocator.InvalidChoice.self) {
             try MessageAllocator.configure(environment: ["METATRAIN_ALLOCATOR": "jemalloc"])

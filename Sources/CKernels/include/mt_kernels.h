@@ -52,6 +52,12 @@ void mt_sgemm(mt_kernel kernel, int transpose_a, int transpose_b, int m, int n, 
 void mt_adam_step(float *theta, const float *gradient, float *m, float *v, long count, float beta1, float beta2,
                   float epsilon, float step_size, float inv_bc2_sqrt);
 
+/* Copies `count` little-endian float32 values from `src` (any alignment) to `dst`, or only reads them when `dst` is
+ * NULL, and returns the index of the first that is NaN or beyond ±bound (±∞ included), or -1 when there is none.
+ * On a hit, dst holds the values before it; the rest are unspecified. One pass: the coordinator checks every
+ * incoming update (4 MB at θ of 1M floats) as it copies it. */
+long mt_copy_within(float *dst, const void *src, long count, float bound);
+
 #ifdef __cplusplus
 }
 #endif
