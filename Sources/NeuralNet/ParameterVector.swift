@@ -27,7 +27,7 @@ extension Array where Element == Float {
     /// first value that is not finite), or nil.
     ///
     /// Why a C kernel (`mt_copy_within`): the coordinator checks every incoming update (4 MB for a 1M-float θ) and
-    /// every tensor it decodes; Swift's SIMD16 comparisons ran at half the speed of a copy (perf, docs/SCALING.md).
+    /// every tensor it decodes; Swift's SIMD16 comparisons, twice per update, took 12% of its CPU at θ of 1M floats (perf, docs/SCALING.md).
     public func firstIndex(beyond bound: Float) -> Int? {
         withUnsafeBufferPointer { buffer -> Int? in
             guard let base = buffer.baseAddress else { return nil }
@@ -62,7 +62,7 @@ extension Array where Element == Float {
 
     /// The values as little-endian IEEE float32 bytes: the one byte layout of θ in hashes, files and exports.
     /// (On a little-endian CPU that is the array's own memory, copied at once: the coordinator hashes θ after every
-    /// meta-update, and appending 4 bytes at a time was 6% of its CPU at θ of 1M floats.)
+    /// meta-update, and appending 4 bytes at a time was 3–6% of its CPU at θ of 1M floats.)
     public var littleEndianBytes: [UInt8] {
         #if _endian(little)
         return withUnsafeBytes { [UInt8]($0) }

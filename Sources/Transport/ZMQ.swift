@@ -176,7 +176,7 @@ public final class ZMQSocket {
 /// The frames of one received multipart message, read where libzmq put them; released with this object.
 ///
 /// Why: the coordinator decodes every update straight from the frame (4 MB at θ of 1M floats); copying each frame
-/// into an array first was a tenth of its CPU at that size (perf, docs/SCALING.md).
+/// into an array first was 7% of its CPU at that size (perf, docs/SCALING.md).
 public final class ZMQFrames {
     fileprivate var messages: [UnsafeMutablePointer<zmq_msg_t>] = []
 

@@ -16,6 +16,7 @@ extension Scaling {
         @Option(help: "Predictions: median seconds of a reference slot (2,000 steps) with the small θ.") var slotSecondsSmall: Double
         @Option(help: "Predictions: the same with the 1M-float θ.") var slotSecondsLarge: Double
         @Option(help: "Predictions: log-standard deviation of slot times (default: the runs' fitted spread).") var slotSpread: Double?
+        @Option(help: "Fit the costs to the instant runs with this many workers (default 8 where measured, else the busiest count).") var fitWorkers: Int?
         @Option(help: "Folder for scaling.md, scaling.json, scaling.svg.") var out: String
 
         /// A measured run beside the model's prediction for it (scaling.json's "validation").
@@ -78,7 +79,10 @@ extension Scaling {
             let shared = cores ?? measuredCosts.parallelCompute
             let measuredRuns = try load(capacity, kind: "instant") + load(runs, kind: "train")
             // The runs the model is fitted to, all with instant workers, where message handling is nearly all of the time.
-            // (1) The busiest worker count (the highest slots/s at the smallest θ), at the smallest and the largest θ, each
+            // (1) One worker count (`--fit-workers`; by default 8, the fewest of scripts/capacity.sh's counts that keep the
+            // coordinator busy — the busiest count, which was the rule before, moved between 8 and 64 with the machine's
+            // phase, and 64 processes on 2 cores charge the fit contention that the predictions' one core per worker does
+            // not have; without 8-worker runs, the busiest count, the highest slots/s at the smallest θ), at the smallest and the largest θ, each
             // through both points: the bookkeeping per iteration (a fixed part and one per float of θ: the time the
             // coordinator spends writing an iteration's record, taken as CPU); the coordinator's CPU per slot (getrusage)
             // less that bookkeeping against a result's bytes, whose line gives the per-message CPU (half the intercept: a slot is a
@@ -93,10 +97,14 @@ extension Scaling {
             let smallest = instant.map(\.theta).min()
             let single = instant.first { $0.theta == smallest && $0.workers == 1 }
             let batch = single?.batch
-            let busiestWorkers = instant.filter { $0.theta == smallest && $0.batch == batch }
-                .max { Double($0.batch) / $0.seconds < Double($1.batch) / $1.seconds }?.workers
+            let candidates = instant.filter { $0.theta == smallest && $0.batch == batch }
+            let fitCount = fitWorkers ?? (candidates.contains { $0.workers == 8 } ? 8
+                : candidates.max { Double($0.batch) / $0.seconds < Double($1.batch) / $1.seconds }?.workers)
+            if let fitWorkers, !candidates.contains(where: { $0.workers == fitWorkers }) {
+                throw ValidationError("--fit-workers \(fitWorkers): \(capacity) has no instant run with \(fitWorkers) workers at θ \(smallest ?? 0)")
+            }
             var fitted: [(theta: Int, workers: Int, what: String)] = []
-            let line = instant.filter { $0.workers == busiestWorkers && $0.batch == batch && $0.coordinatorCPUPerSlot != nil }
+            let line = instant.filter { $0.workers == fitCount && $0.batch == batch && $0.coordinatorCPUPerSlot != nil }
                 .sorted { $0.theta < $1.theta }
             if let low = line.first, let high = line.last, high.theta > low.theta,
                var lowCPU = low.coordinatorCPUPerSlot, var highCPU = high.coordinatorCPUPerSlot {
