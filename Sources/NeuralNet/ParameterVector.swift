@@ -41,7 +41,7 @@ extension Array where Element == Float {
     ///
     /// Why one pass: decoding an update copied it and then read it again to check it (issue 15's coordinator CPU).
     public static func copying(littleEndian bytes: UnsafeRawBufferPointer, count: Int, checking bound: Float) -> (values: [Float], firstBeyond: Int?)? {
-        guard count >= 0, bytes.count >= count * 4 else { return nil }
+        guard count >= 0, case (let needed, false) = count.multipliedReportingOverflow(by: 4), bytes.count >= needed else { return nil }
         guard count > 0, let source = bytes.baseAddress else { return ([], nil) }
         #if _endian(little)
         var firstBeyond: Int?

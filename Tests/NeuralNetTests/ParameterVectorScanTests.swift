@@ -47,5 +47,7 @@ import Testing
         }
         let short: [UInt8] = [0, 0, 128]
         #expect(short.withUnsafeBytes { [Float].copying(littleEndian: $0, count: 1, checking: 1) } == nil)
+        #expect(short.withUnsafeBytes { [Float].copying(littleEndian: $0, count: Int.max / 2, checking: 1) } == nil, "a count whose bytes overflow")
+        #expect(short.withUnsafeBytes { [Float].copying(littleEndian: $0, count: -1, checking: 1) } == nil)
     }
 }
