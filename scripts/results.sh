@@ -4,7 +4,7 @@
 #
 #   scripts/results.sh cartpole [reptile fomaml maml]     # CartPole physics family
 #   scripts/results.sh goalnav  [reptile fomaml maml]     # GoalNavigation2D family (dense, goals in a square)
-#   scripts/results.sh goalarc  [reptile distill distilladv context fomaml esmaml esmaml32]   # sparse goals on an arc (docs/prereg/goalarc-*.md)
+#   scripts/results.sh goalarc  [reptile distill distilladv context context1 fomaml esmaml esmaml32]   # sparse goals on an arc (docs/prereg/goalarc-*.md)
 #   scripts/results.sh goalarc90 reptile                   # sparse goals on a quarter circle (docs/prereg/goalarc90-reptile.md)
 #   scripts/results.sh cartpole|goalnav distill context   # distillation and the context DQN on the other families
 #
