@@ -52,11 +52,31 @@ final class JobQueue: @unchecked Sendable {
     }
 }
 
+/// Encoded replies the compute threads hand to the socket thread (each followed by an empty doorbell frame on the
+/// inproc PUSH/PULL pair, so the socket thread's poll wakes for it).
+///
+/// Why not the frames themselves: a θ-sized reply sent over inproc is copied into libzmq's message and copied out
+/// again; through this queue it reaches the coordinator's socket as the bytes its compute thread packed.
+final class ReplyQueue: @unchecked Sendable {
+    private let lock = NSLock()
+    private var replies: [EncodedMessage] = []
+
+    func put(_ reply: EncodedMessage) { lock.lock(); replies.append(reply); lock.unlock() }
+
+    /// Every reply queued so far, oldest first.
+    func takeAll() -> [EncodedMessage] {
+        lock.lock(); defer { lock.unlock() }
+        let all = replies
+        replies = []
+        return all
+    }
+}
+
 /// The worker process: the shell of a `WorkerSession`. It owns the DEALER socket to the coordinator, the compute
 /// threads and the clock; the session decides what to send, when to reconnect and what to compute.
 ///
 /// The socket thread never computes, so heartbeats keep flowing during long inner loops. Compute threads hand
-/// encoded results back over an inproc PUSH/PULL pair: no socket is shared.
+/// encoded results back through a `ReplyQueue`, ringing an inproc PUSH/PULL pair: no socket is shared.
 public final class Worker {
     public struct Options: Sendable {
         public var endpoint: String
@@ -110,6 +130,7 @@ public final class Worker {
     let stop: StopFlag
     let logger: Logger
     let jobs = JobQueue()
+    let replies = ReplyQueue()
     let envSteps = SharedCounter()
     let jobsStarted = SharedCounter()
     let resultsEndpoint: String
@@ -160,13 +181,15 @@ public final class Worker {
             let sockets = [results] + (dealer.map { [$0] } ?? [])
             let ready = try ZMQPoller.poll(sockets, timeoutMs: dealer == nil ? 20 : session.pollTimeoutMs)
             if ready[0] {
-                while let frames = try results.receive() {
-                    if let bytes = frames.first { try perform(.computed(bytes)) }
-                }
+                while try results.receiveFrames() != nil {}  // doorbells: the replies are in the queue
+                for reply in replies.takeAll() { try perform(.computed(reply)) }
             }
             if ready.count > 1, ready[1], let socket = dealer {
                 // Read until the socket is drained, or the session closed it (a reconnect) or the run ended.
-                while !finished, dealer === socket, let frames = try socket.receive() { try perform(.received(frames)) }
+                // A head and its θ frame arrive joined (they decode as one envelope): θ is copied out of libzmq once.
+                while !finished, dealer === socket, let frames = try socket.receiveFrames() {
+                    try perform(.received(frames.count == 2 ? [frames.joined()] : (0..<frames.count).map { frames.bytes($0) }))
+                }
             }
             if !finished { try perform(.tick(envSteps: envSteps.value)) }
         }
@@ -187,8 +210,8 @@ public final class Worker {
             case .disconnect:
                 dealer?.close()
                 dealer = nil
-            case .send(let message): transmit(WireCodec.encode(message))
-            case .transmit(let bytes): transmit(bytes)
+            case .send(let message): transmit(WireCodec.encodeMessage(message))
+            case .transmit(let reply): transmit(reply)
             case .compute(let job):
                 if cpuAtFirstJob == nil { cpuAtFirstJob = ProcessUsage.now().cpuSeconds }
                 jobs.put(job)
@@ -221,9 +244,9 @@ public final class Worker {
         dealer = socket
     }
 
-    func transmit(_ bytes: [UInt8]) {
+    func transmit(_ message: EncodedMessage) {
         guard let dealer else { return }
-        do { try dealer.send([bytes]) } catch {
+        do { try dealer.send(borrowing: message.start, count: message.count, owner: message) } catch {
             logger.debug("send failed: \(error)")
         }
     }
@@ -232,7 +255,7 @@ public final class Worker {
     func startComputeThread(_ index: Int) {
         let jobs = self.jobs, logger = self.logger, context = self.context, endpoint = resultsEndpoint
         let slowdown = options.slowdownFactor, hangAfter = options.hangAfterJobs, counter = envSteps, compute = options.compute
-        let jobsStarted = self.jobsStarted
+        let jobsStarted = self.jobsStarted, replies = self.replies
         let thread = Thread {
             let push: ZMQSocket
             do {
@@ -277,8 +300,9 @@ public final class Worker {
                     reply = .evalOutcome(GEMMBackend.$current.withValue(kernel) { Self.runEval(e, logger: logger, progress: progress) })
                 }
                 if slowdown > 1 { usleep(UInt32(min(Date().timeIntervalSince(started) * (slowdown - 1), 3600) * 1e6)) }
-                do { try push.send([WireCodec.encode(reply)], dontWait: false) } catch {
-                    logger.error("compute thread could not hand back a result: \(error)")
+                replies.put(WireCodec.encodeMessage(reply))
+                do { try push.send([[]], dontWait: false) } catch {
+                    logger.error("compute thread could not wake the socket thread for a reply (it goes with the next one): \(error)")
                 }
             }
             push.close()

@@ -51,10 +51,10 @@ public struct WorkerSession {
     public enum Event {
         /// The shell is up: connect for the first time.
         case start
-        /// The frames of one message from the coordinator.
+        /// The frames of one message from the coordinator (a head and its shared tensor may come joined in one).
         case received([[UInt8]])
-        /// A compute thread finished a job; its reply, encoded.
-        case computed([UInt8])
+        /// A compute thread finished a job; its reply, encoded (in memory of its own, sent without a copy).
+        case computed(EncodedMessage)
         /// Time passed; `envSteps` is the total the compute threads have taken (heartbeats carry it).
         case tick(envSteps: UInt64)
         /// A stop signal: say goodbye (the coordinator requeues this worker's work at once) and end.
@@ -69,7 +69,7 @@ public struct WorkerSession {
         case disconnect
         case send(Message)
         /// Send a reply a compute thread encoded.
-        case transmit([UInt8])
+        case transmit(EncodedMessage)
         case compute(WorkerJob)
         case log(LogLevel, String)
         /// The run is over (the coordinator said goodbye, or a stop signal): the shell returns.

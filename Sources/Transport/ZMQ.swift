@@ -131,6 +131,27 @@ public final class ZMQSocket {
         guard rc >= 0 else { throw ZMQError.last("zmq_send") }
     }
 
+    /// Sends one single-frame message whose `count` bytes at `bytes` libzmq reads in place: `owner` (which keeps the
+    /// bytes alive and unchanged) is retained until libzmq has sent them, then released on whichever thread it is.
+    ///
+    /// Why: a worker's result is θ-sized (4 MB at 1M floats); `send(_:)` copies every frame into a message first.
+    public func send(borrowing bytes: UnsafeRawPointer, count: Int, owner: AnyObject, dontWait: Bool = true) throws {
+        var msg = zmq_msg_t()
+        let hint = Unmanaged.passRetained(owner).toOpaque()
+        let release: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { _, hint in
+            if let hint { Unmanaged<AnyObject>.fromOpaque(hint).release() }
+        }
+        guard zmq_msg_init_data(&msg, UnsafeMutableRawPointer(mutating: bytes), count, release, hint) == 0 else {
+            Unmanaged<AnyObject>.fromOpaque(hint).release()  // libzmq did not take it
+            throw ZMQError.last("zmq_msg_init_data")
+        }
+        guard zmq_msg_send(&msg, handle, dontWait ? ZMQ_DONTWAIT : 0) >= 0 else {
+            let error = ZMQError.last("zmq_msg_send")
+            zmq_msg_close(&msg)  // releases the owner
+            throw error
+        }
+    }
+
     /// Sends `frames` and then `shared` as the last frame of one multipart message; `shared`'s bytes are not copied.
     public func send(_ frames: [[UInt8]], then shared: ZMQSharedFrame, dontWait: Bool = true) throws {
         for frame in frames { try sendFrame(frame, more: true, dontWait: dontWait) }
@@ -202,6 +223,21 @@ public final class ZMQFrames {
     public func withUnsafeBytes<R, E: Error>(_ index: Int, _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         let size = zmq_msg_size(messages[index])
         return try body(UnsafeRawBufferPointer(start: size == 0 ? nil : zmq_msg_data(messages[index]), count: size))
+    }
+
+    /// Every frame's bytes one after another in one array, copied once.
+    ///
+    /// Why: a worker's assignment is a head and θ's frame (4 MB at 1M floats) that decode as one envelope; copying
+    /// each frame out and then joining the copies moved θ twice.
+    public func joined() -> [UInt8] {
+        let total = messages.reduce(0) { $0 + zmq_msg_size($1) }
+        return [UInt8](unsafeUninitializedCapacity: total) { buffer, initialised in
+            for msg in messages {
+                let size = zmq_msg_size(msg)
+                if size > 0 { UnsafeMutableRawPointer(buffer.baseAddress! + initialised).copyMemory(from: zmq_msg_data(msg), byteCount: size) }
+                initialised += size
+            }
+        }
     }
 }
 

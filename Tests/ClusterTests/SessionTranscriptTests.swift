@@ -124,7 +124,7 @@ import Wire
                 case "start": event = .start
                 case "tick": event = .tick(envSteps: UInt64(try int("steps", 0)))
                 case "stop": event = .stop
-                case "computed": event = .computed([1, 2, 3])
+                case "computed": event = .computed(EncodedMessage([1, 2, 3]))
                 default:
                     guard let frames = try inbound() else { throw fail("unknown worker event") }
                     event = .received(frames)

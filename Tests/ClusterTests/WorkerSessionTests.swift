@@ -122,10 +122,10 @@ import Wire
     @Test func repliesGoOnlyOnALiveConnection() {
         var s = Self.session()
         _ = s.handle(.start, now: 0)
-        #expect(s.handle(.computed([1, 2, 3]), now: 10) == [.transmit([1, 2, 3])])
+        #expect(s.handle(.computed(EncodedMessage([1, 2, 3])), now: 10) == [.transmit(EncodedMessage([1, 2, 3]))])
         _ = s.handle(.tick(envSteps: 0), now: 400)               // silent: disconnected, backing off
-        let dropped = s.handle(.computed([4]), now: 410)
-        #expect(!dropped.contains(.transmit([4])) && s.jobsCompleted == 2)
+        let dropped = s.handle(.computed(EncodedMessage([4])), now: 410)
+        #expect(!dropped.contains(.transmit(EncodedMessage([4]))) && s.jobsCompleted == 2)
     }
 
     @Test func coordinatorErrorsAndGoodbye() {

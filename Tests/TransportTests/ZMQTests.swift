@@ -63,6 +63,34 @@ import Transport
         #expect(try receive(router, timeoutMs: 300) == nil)
     }
 
+    /// What a worker's results go out with: libzmq reads the owner's bytes in place and releases the owner once sent.
+    @Test func borrowedBytesArriveIntactAndTheirOwnerIsReleasedOnceSent() throws {
+        final class Owner { let bytes: [UInt8] = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) } }
+        let (_, router, dealer, _) = try pair()
+        weak var released: Owner?
+        do {
+            let owner = Owner()
+            released = owner
+            try owner.bytes.withUnsafeBytes { try dealer.send(borrowing: $0.baseAddress!, count: $0.count, owner: owner) }
+        }
+        let got = try #require(try receive(router))
+        #expect(got.count == 2 && got[1] == Owner().bytes)
+        // Sent and gone from libzmq's queue: nothing holds the owner any more (libzmq releases it on its I/O thread).
+        let deadline = Date().addingTimeInterval(3)
+        while released != nil && Date() < deadline { usleep(1000) }
+        #expect(released == nil)
+    }
+
+    /// A worker's assignment (a head and θ's frame) reaches the decoder as one array, copied once.
+    @Test func framesJoinInOrder() throws {
+        let (_, router, dealer, _) = try pair()
+        try dealer.send([[1, 2, 3], [], [4, 5]])
+        #expect(try ZMQPoller.poll([router], timeoutMs: 3000)[0])
+        let frames = try #require(try router.receiveFrames())
+        #expect(frames.count == 4)
+        #expect(frames.joined() == frames.bytes(0) + [1, 2, 3, 4, 5])
+    }
+
     @Test func errorsCarryErrnoAndText() throws {
         let context = try ZMQContext()
         let socket = try context.socket(.router)

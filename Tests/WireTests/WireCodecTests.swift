@@ -47,7 +47,18 @@ import Wire
         }
         for message in messages {
             #expect(try WireCodec.decode(WireCodec.encode(message)) == message, "\(message.kind)")
+            // The bytes a worker sends without a copy are the same bytes, and decode where they lie.
+            let owned = WireCodec.encodeMessage(message)
+            #expect(owned.bytes == WireCodec.encode(message), "\(message.kind)")
+            #expect(try owned.withUnsafeBytes { try WireCodec.decode($0) } == message, "\(message.kind)")
         }
+    }
+
+    @Test func encodedMessagesCompareByTheirBytes() {
+        #expect(EncodedMessage([1, 2, 3]) == EncodedMessage([1, 2, 3]))
+        #expect(EncodedMessage([1, 2, 3]) != EncodedMessage([1, 2, 4]))
+        #expect(EncodedMessage([1, 2]) != EncodedMessage([1, 2, 3]))
+        #expect(EncodedMessage([]) == EncodedMessage([]) && EncodedMessage([]).bytes.isEmpty)
     }
 
     @Test func contextWindowRoundTripsAndIsBounded() throws {

@@ -36,8 +36,8 @@ extension ClusterSimulation {
             case .send(let message):
                 up(w, WireCodec.encode(message))
             case .transmit(let bytes):
-                up(w, bytes)
-                if rng.nextInt(below: 50) == 0 { up(w, bytes) }  // a duplicate on the wire
+                up(w, bytes.bytes)
+                if rng.nextInt(below: 50) == 0 { up(w, bytes.bytes) }  // a duplicate on the wire
             case .compute(let job):
                 guard !workers[w].blackHole else { break }
                 let compute = 50 + Tick(rng.nextInt(below: 300))

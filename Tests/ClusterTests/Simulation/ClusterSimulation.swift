@@ -235,7 +235,7 @@ final class ClusterSimulation {
             case .eval(let message, _):
                 reply = .evalOutcome(EvalOutcome(key: message.key, outcome: SchedulerSimulationTests.evalResult(message)))
             }
-            feed(w, .computed(WireCodec.encode(reply)))
+            feed(w, .computed(WireCodec.encodeMessage(reply)))
         }
         if !workers[w].queue.isEmpty { workers[w].envSteps += 10 }
     }

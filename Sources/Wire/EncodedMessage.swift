@@ -1,0 +1,42 @@
+import Foundation
+
+/// One encoded message in memory it owns (malloc'd, freed with the last reference), passed between threads and
+/// handed to a socket without a copy.
+///
+/// Why: a result is θ-sized (4 MB at 1M floats); a worker's compute thread packs it here once, and the socket thread
+/// sends these very bytes (`ZMQSocket.send(borrowing:count:owner:)` keeps this object alive until libzmq is done).
+public final class EncodedMessage: @unchecked Sendable, Equatable, CustomStringConvertible {
+    /// Bytes in the message.
+    public let count: Int
+    /// Their start; never written once the message is built (so any thread may read it).
+    public let start: UnsafeMutablePointer<UInt8>
+
+    /// `count` bytes the caller fills before sharing the message.
+    init(uninitializedCount count: Int) {
+        self.count = count
+        start = malloc(max(count, 1))!.bindMemory(to: UInt8.self, capacity: max(count, 1))
+    }
+
+    /// A copy of `bytes` (tests, and messages built as arrays).
+    public convenience init(_ bytes: [UInt8]) {
+        self.init(uninitializedCount: bytes.count)
+        bytes.withUnsafeBufferPointer { if let base = $0.baseAddress { start.update(from: base, count: bytes.count) } }
+    }
+
+    deinit { free(start) }
+
+    /// The bytes, copied into an array.
+    public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: start, count: count)) }
+
+    /// Reads the bytes in place.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: start, count: count))
+    }
+
+    /// The same bytes (two encodings of one message compare equal).
+    public static func == (a: EncodedMessage, b: EncodedMessage) -> Bool {
+        a === b || (a.count == b.count && memcmp(a.start, b.start, a.count) == 0)
+    }
+
+    public var description: String { "EncodedMessage(\(count) bytes)" }
+}
