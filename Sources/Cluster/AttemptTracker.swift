@@ -12,7 +12,8 @@ struct AttemptTracker<Key: Hashable, Result> {
     enum Status {
         case pending
         case running
-        case done(Result)
+        /// Delivered; the result is nil once taken (`takeResult`): the item stays done.
+        case done(Result?)
     }
 
     struct Item {
@@ -79,13 +80,25 @@ struct AttemptTracker<Key: Hashable, Result> {
     var hasPending: Bool { !pendingPositions.isEmpty }
     /// Items not done yet.
     var remaining: Int { order.count - doneCount }
-    /// Every item's result in order, once all are done; nil before.
+    /// Every item's result in order, once all are done and none was taken; nil before.
     var results: [Result]? {
         guard doneCount == order.count else { return nil }
-        return order.map { key in
-            guard case .done(let r)? = items[key]?.status else { preconditionFailure("counted done but is not") }
-            return r
+        var out: [Result] = []
+        out.reserveCapacity(order.count)
+        for key in order {
+            guard case .done(let r)? = items[key]?.status, let r else { return nil }
+            out.append(r)
         }
+        return out
+    }
+
+    /// The result of `key` if it is done and still holds one, which it no longer does: the item stays done, so
+    /// a later result for it is still a duplicate. Why: the Scheduler hands each slot's update on as soon as every
+    /// slot before it is done, and keeps no copy.
+    mutating func takeResult(_ key: Key) -> Result? {
+        guard case .done(let r)? = items[key]?.status, let r else { return nil }
+        items[key]!.status = .done(nil)
+        return r
     }
 
     /// Moves `key` between the pending, running and done indexes as its status changes.

@@ -108,8 +108,10 @@ extension Coordinator {
                 try send(peer, outbound)
             case .forget:
                 break
-            case let .applyMetaUpdate(iteration, payloads):
-                try apply(iteration: iteration, payloads: payloads)
+            case let .fold(iteration, slot, payload):
+                try fold(iteration: iteration, slot: slot, payload: payload)
+            case let .applyMetaUpdate(iteration):
+                try apply(iteration: iteration)
             case .writeCheckpoint:
                 try checkpoint()
             case let .log(level, text):

@@ -7,30 +7,68 @@ import NeuralNet
 import Transport
 import Wire
 
+/// One iteration's slot updates as the Scheduler hands them on, in slot order: their running sum (the mean `apply`
+/// takes, bit for bit), or under distillation the updates themselves (the experts are distilled together), and each
+/// slot's statistics.
+///
+/// Why: holding every update until the last one arrived was meta-batch × θ bytes (256 MB at θ of 1M floats and
+/// meta-batch 64) and put the whole sum after the barrier; now only the updates that arrive ahead of an earlier slot
+/// wait (in the Scheduler).
+struct IterationFold {
+    let iteration: Int
+    let keepsUpdates: Bool
+    private(set) var sum = RunningMean()
+    private(set) var updates: [ParameterVector] = []
+    private(set) var statistics: [SlotStatistics] = []
+
+    init(iteration: Int, keepsUpdates: Bool) { self.iteration = iteration; self.keepsUpdates = keepsUpdates }
+
+    mutating func add(_ payload: SlotPayload) {
+        if keepsUpdates { updates.append(payload.update) } else { sum.add(payload.update) }
+        statistics.append(payload.statistics)
+    }
+}
+
 /// Applying a meta-update and telling the world: metrics.jsonl, TensorBoard, the progress line, status.json, checkpoints.
 extension Coordinator {
-    func apply(iteration: Int, payloads: [SlotPayload]) throws {
-        guard iteration == state.iteration else {
-            throw ClusterError.aborted("internal: the scheduler applied iteration \(iteration) while θ is at \(state.iteration)")
+    /// Adds slot `slot`'s update to the iteration's sum (the Scheduler hands them on in slot order, each once).
+    func fold(iteration: Int, slot: Int, payload: SlotPayload) throws {
+        guard iteration == state.iteration, slot == (folded.iteration == iteration ? folded.statistics.count : 0) else {
+            throw ClusterError.aborted("internal: the scheduler folded slot \(slot) of iteration \(iteration) after \(folded.statistics.count) slots of iteration \(folded.iteration), θ at \(state.iteration)")
         }
-        let kernel: GEMMBackend = scheduler.numerics.policy == .portable ? .portable : .selected
-        let updates = try config.metaUpdates(iteration: iteration, theta: state.theta, slotUpdates: payloads.map(\.update), kernel: kernel)
-        state.apply(updates: updates, settings: config.meta)
+        if folded.iteration != iteration { folded = IterationFold(iteration: iteration, keepsUpdates: config.meta.algorithm == .distill) }
+        folded.add(payload)
+    }
+
+    func apply(iteration: Int) throws {
+        guard iteration == state.iteration, folded.iteration == iteration, folded.statistics.count == config.meta.metaBatch else {
+            throw ClusterError.aborted("internal: the scheduler applied iteration \(iteration) with \(folded.statistics.count) slots of iteration \(folded.iteration) folded, θ at \(state.iteration)")
+        }
+        let fold = folded
+        folded = IterationFold(iteration: -1, keepsUpdates: false)  // the sum's memory goes before θ's next version
+        if fold.keepsUpdates {
+            let kernel: GEMMBackend = scheduler.numerics.policy == .portable ? .portable : .selected
+            let updates = try config.metaUpdates(iteration: iteration, theta: state.theta, slotUpdates: fold.updates, kernel: kernel)
+            state.apply(updates: updates, settings: config.meta)
+        } else {
+            state.apply(mean: fold.sum.mean, settings: config.meta)
+        }
+        let statistics = fold.statistics
         guard state.theta.isFinite else { throw ClusterError.aborted("θ became non-finite after iteration \(iteration)") }
         if evaluation.isDue(state.iteration) { evaluation.start(iteration: state.iteration, theta: state.theta) }
         // Everything cheap is taken now, at the update; writing it out waits until the commands of this event (the
         // next iteration's hand-out among them) have run: `writeProgress`.
         let appliedAt = clock.now
         let seconds = (appliedAt - iterationStarted) / .seconds(1)
-        let meanReturn = payloads.map(\.statistics.meanReturn).reduce(0, +) / Double(payloads.count)
+        let meanReturn = statistics.map(\.meanReturn).reduce(0, +) / Double(statistics.count)
         let usage = ProcessUsage.now()
         let line: [String: Any] = [
             "iteration": iteration, "mean_inner_return": meanReturn, "workers": scheduler.workerCount,
             "seconds": seconds, "elapsed_seconds": (appliedAt - started) / .seconds(1),
-            "slots_per_second": Double(payloads.count) / max(seconds, 1e-9),
+            "slots_per_second": Double(statistics.count) / max(seconds, 1e-9),
             "bytes_sent": bytesSent, "bytes_received": bytesReceived, "messages_received": messagesIn,
             "messages_sent": messagesOut, "tensor_bytes_sent": tensorBytesSent, "tensor_encodings": tensorEncodings,
-            "slot_seconds": payloads.map(\.statistics.seconds),
+            "slot_seconds": statistics.map(\.seconds),
             "coordinator_busy_seconds": busy / .seconds(1), "parameters": state.theta.count,
             "slots_applied": scheduler.counters.slotsApplied, "duplicates_dropped": scheduler.counters.duplicatesDropped,
             "stale_dropped": scheduler.counters.staleDropped, "requeued": scheduler.counters.requeued,
@@ -46,7 +84,7 @@ extension Coordinator {
         recentIterationSeconds.append(seconds)
         if recentIterationSeconds.count > 10 { recentIterationSeconds.removeFirst() }
         let eta = recentIterationSeconds.reduce(0, +) / Double(recentIterationSeconds.count) * Double(max(config.meta.iterations - state.iteration, 0))
-        let message = String(format: "iteration %4d/%d  mean inner return %8.2f  workers %3d  %6.2f slots/s  sent %8d B  busy %.3f s  ETA %@", iteration + 1, config.meta.iterations, meanReturn, scheduler.workerCount, Double(payloads.count) / max(seconds, 1e-9), bytesSent, busy / .seconds(1), formatDuration(eta))
+        let message = String(format: "iteration %4d/%d  mean inner return %8.2f  workers %3d  %6.2f slots/s  sent %8d B  busy %.3f s  ETA %@", iteration + 1, config.meta.iterations, meanReturn, scheduler.workerCount, Double(statistics.count) / max(seconds, 1e-9), bytesSent, busy / .seconds(1), formatDuration(eta))
         pendingProgress = PendingProgress(line: line, theta: state.theta, iteration: iteration, message: message)
         bytesSent = 0; bytesReceived = 0; messagesIn = 0; messagesOut = 0; tensorBytesSent = 0; busy = .zero
         iterationStarted = appliedAt

@@ -50,6 +50,8 @@ public final class Coordinator {
     let clock = ContinuousClock()
     let started: ContinuousClock.Instant
     var tasks: (iteration: Int, specs: [TaskSpec]) = (-1, [])
+    /// The current iteration's updates folded so far (`fold`); iteration −1 before the first.
+    var folded = IterationFold(iteration: -1, keepsUpdates: false)
     var lastCheckpoint: Int
     var finished = false
     let evaluation: PeriodicEvaluation
@@ -211,9 +213,10 @@ public final class Coordinator {
             }
         }
         logger.info("coordinator \(runID) listening on \(endpoint)\(advertised == endpoint ? "" : " (workers connect to \(advertised))"); iterations \(state.iteration)..<\(config.meta.iterations), meta-batch \(config.meta.metaBatch), \(config.meta.algorithm.rawValue)")
-        // An iteration's updates stay in memory until its meta-update frees them together (meta-batch of them, and a
-        // few more: backups of stragglers, the frames being decoded): keep that much free heap for the next iteration
-        // instead of returning it to the system (`MessageAllocator.keepFree`).
+        // Updates that arrive ahead of an earlier slot wait in memory until it comes (`Scheduler.fold`): at worst an
+        // iteration's meta-batch of them, and a few more (backups of stragglers, the frames being decoded). Keep that
+        // much free heap for the next iteration instead of returning it to the system (`MessageAllocator.keepFree`);
+        // it is a ceiling on what is kept, not memory taken.
         let (updateBytes, overflow) = (config.meta.metaBatch + 4).multipliedReportingOverflow(by: state.theta.count * 4)
         MessageAllocator.keepFree(overflow ? Int.max : updateBytes, environment: ProcessInfo.processInfo.environment)
         if scheduler.isDone { finished = true }

@@ -231,8 +231,12 @@ extension ScalingModel {
                         }
                         cost += costs.coordinatorPerMessage
                         sends.append((peer, outbound, bytes))
-                    case .applyMetaUpdate(_, let payloads):
-                        cost += Double(payloads.count * workload.thetaFloats) * costs.coordinatorApplyPerFloat
+                    case .fold:
+                        // Each update is added to the sum when it and every slot before it are in, not at the barrier.
+                        cost += Double(workload.thetaFloats) * costs.coordinatorApplyPerFloat
+                    case .applyMetaUpdate:
+                        // The mean's scale and the optimizer's step: about one update's worth.
+                        cost += Double(workload.thetaFloats) * costs.coordinatorApplyPerFloat
                         appliedHere = true
                     case .abort:
                         finished = true

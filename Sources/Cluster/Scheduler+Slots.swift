@@ -38,13 +38,23 @@ extension Scheduler {
         }
         counters.slotsApplied += 1
         workers[peer]?.slotsDone += 1
+        foldCompletedPrefix(&out)
         completeIterationIfDone(&out)
     }
 
+    /// Hands on, in slot order, every payload whose slot and all slots before it are done, and keeps none of them.
+    mutating func foldCompletedPrefix(_ out: inout [SchedulerCommand<Payload>]) {
+        while nextFold < settings.metaBatch, let payload = slots.takeResult(nextFold) {
+            out.append(.fold(iteration: iteration, slot: nextFold, payload: payload))
+            nextFold += 1
+        }
+    }
+
     mutating func completeIterationIfDone(_ out: inout [SchedulerCommand<Payload>]) {
-        guard let payloads = slots.results else { return }
-        out.append(.applyMetaUpdate(iteration: iteration, payloads: payloads))
+        guard slots.remaining == 0, nextFold == settings.metaBatch else { return }
+        out.append(.applyMetaUpdate(iteration: iteration))
         iteration += 1
+        nextFold = 0
         let last = iteration >= settings.iterations
         if last || iteration % settings.checkpointInterval == 0 { out.append(.writeCheckpoint(iteration: iteration)) }
         slots.restart(Array(0..<settings.metaBatch))

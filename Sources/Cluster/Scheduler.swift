@@ -59,8 +59,11 @@ public struct Scheduler<Payload> {
     public internal(set) var iteration: Int
     public internal(set) var counters = SchedulerCounters()
     public internal(set) var isFinished = false
-    /// The current iteration's slots (their attempt times carry over from one iteration to the next).
+    /// The current iteration's slots (their attempt times carry over from one iteration to the next). A done slot's
+    /// payload stays here only until every slot before it is done (`fold`).
     var slots: AttemptTracker<Int, Payload>
+    /// The current iteration's slots handed on with `fold` so far: 0 ..< nextFold.
+    var nextFold = 0
     var workers: [Peer: Worker] = [:]
     /// The workers' connections in the order they joined (their numbers ascending), kept as they come and go so no
     /// event sorts the workers.

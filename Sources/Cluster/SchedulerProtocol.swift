@@ -104,15 +104,20 @@ public enum SchedulerEvent<Payload> {
 }
 
 /// What the scheduler tells the shell to do. The shell carries the commands of one `handle` out in the order given,
-/// and that order is part of the contract: an iteration's `applyMetaUpdate` comes before its `writeCheckpoint`, and
+/// and that order is part of the contract: an iteration's `fold`s come in slot order, each slot once, all before its
+/// `applyMetaUpdate`; its `applyMetaUpdate` comes before its `writeCheckpoint`, and
 /// both before the `send(.assign)`s of the next iteration, so θ version t + 1 is applied (and, when due, on disk)
 /// before any worker is asked to start from it; a `forget` follows the sends that tell that peer why.
 public enum SchedulerCommand<Payload> {
     case send(Peer, Outbound)
     /// Drop everything about this peer (it is dead, left, or was disconnected).
     case forget(Peer)
-    /// Apply the meta-update of `iteration` from the slots' payloads, given in slot order.
-    case applyMetaUpdate(iteration: Int, payloads: [Payload])
+    /// Slot `slot`'s payload, the next in slot order of `iteration`: fold it into the iteration's update now. Sent as
+    /// soon as every slot before it has been folded, so the shell sums updates as they arrive (in slot order, so the
+    /// same bits whichever worker finished first) and holds only those that came early, not the whole batch.
+    case fold(iteration: Int, slot: Int, payload: Payload)
+    /// Every slot of `iteration` has been folded: apply its meta-update.
+    case applyMetaUpdate(iteration: Int)
     /// Write a checkpoint of θ after `iteration` meta-updates.
     case writeCheckpoint(iteration: Int)
     case log(LogLevel, String)

@@ -26,7 +26,14 @@ public struct MetaState: Sendable, Equatable {
     public mutating func apply(updates: [ParameterVector], settings: MetaSettings) {
         precondition(!updates.isEmpty && updates.allSatisfy { $0.count == theta.count },
                      "meta-update needs \(theta.count)-value updates, got \(updates.map(\.count))")
-        var g = mean(updates)
+        apply(mean: mean(updates), settings: settings)
+    }
+
+    /// `apply(updates:)` from the updates' mean, summed in slot order by the caller (`RunningMean`, as the
+    /// coordinator does while results arrive): the same θ, bit for bit.
+    public mutating func apply(mean: ParameterVector, settings: MetaSettings) {
+        precondition(mean.count == theta.count, "meta-update needs a \(theta.count)-value mean, got \(mean.count)")
+        var g = mean
         if settings.algorithm == .reptile || settings.algorithm == .distill { scale(&g, by: -1) }
         optimizer.learningRate = settings.outerStep(at: iteration)
         optimizer.apply(gradient: g, to: &theta)

@@ -112,10 +112,37 @@ public func difference(_ a: ParameterVector, _ b: ParameterVector) -> ParameterV
 /// The element-wise mean of `vectors`, summed in the order given (so the result is reproducible).
 public func mean(_ vectors: [ParameterVector]) -> ParameterVector {
     precondition(!vectors.isEmpty, "mean of no vectors")
-    var sum = ParameterVector(zeros: vectors[0].count)
-    for v in vectors { axpy(1, v, &sum) }
-    scale(&sum, by: 1 / Float(vectors.count))
-    return sum
+    var running = RunningMean()
+    for v in vectors { running.add(v) }
+    return running.mean
+}
+
+/// `mean` fed one vector at a time: the same sum in the same order, so the same bits.
+///
+/// Why: the coordinator sums an iteration's updates as they arrive in slot order instead of holding them all until
+/// the last one (meta-batch × θ bytes: 256 MB at θ of 1M floats and meta-batch 64).
+public struct RunningMean: Sendable {
+    /// Vectors added so far.
+    public private(set) var count = 0
+    private var sum: ParameterVector?
+
+    public init() {}
+
+    /// Adds `v` to the sum (every vector must have the first one's size).
+    public mutating func add(_ v: ParameterVector) {
+        if sum == nil { sum = ParameterVector(zeros: v.count) }
+        precondition(v.count == sum!.count, "mean: sizes differ (\(v.count) vs \(sum!.count))")
+        axpy(1, v, &sum!)
+        count += 1
+    }
+
+    /// The mean of the vectors added (at least one).
+    public var mean: ParameterVector {
+        precondition(count > 0, "mean of no vectors")
+        var m = sum!
+        scale(&m, by: 1 / Float(count))
+        return m
+    }
 }
 
 /// Σ aᵢ·bᵢ, accumulated in Double.

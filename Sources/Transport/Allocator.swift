@@ -39,10 +39,11 @@ public enum MessageAllocator {
     /// Raises the free heap kept (the trim threshold) to `bytes` when that is more than `trimThreshold`, capped at
     /// glibc's largest (2 GiB − 1), under the same conditions as `configure`. Returns whether it changed it.
     ///
-    /// Why: the coordinator holds an iteration's updates until the meta-update (meta-batch × θ's bytes: 256 MB at θ
-    /// of 1M floats and meta-batch 64) and frees them together; with 64 MB kept, glibc returned the rest at every
+    /// Why: the coordinator held an iteration's updates until the meta-update (meta-batch × θ's bytes: 256 MB at θ
+    /// of 1M floats and meta-batch 64) and freed them together; with 64 MB kept, glibc returned the rest at every
     /// meta-update and the next iteration faulted every page in again — a fifth of the coordinator's CPU at 1M (perf,
-    /// docs/SCALING.md "Coordinator CPU at θ of 1M floats"). The heap then stays at the peak the run needs anyway.
+    /// docs/SCALING.md "Coordinator CPU at θ of 1M floats"). It now holds only the updates that arrive ahead of an
+    /// earlier slot, at worst the same; the heap stays at the peak the run needs anyway.
     @discardableResult
     public static func keepFree(_ bytes: Int, environment: [String: String]) -> Bool {
         guard bytes > Int(trimThreshold), (try? shouldConfigure(environment: environment)) == true else { return false }

@@ -54,6 +54,10 @@ import Testing
         #expect(t.durations == [7] && t.median == 7 && t.remaining == 2)
         for k in [2, 1] { _ = t.start(k, now: 50); let done = t.complete(k, "\(k)", took: nil); #expect(done) }
         #expect(t.results == ["2", "zero", "1"])                         // in hand-out order
+        #expect(t.takeResult(0) == "zero" && t.takeResult(0) == nil)      // taken once; the item stays done
+        #expect(t.isDone(0) && t.remaining == 0 && t.results == nil)
+        let late = t.complete(0, "late", took: nil)
+        #expect(!late)                                                   // a later result is still a duplicate
         t.restart([0, 1])
         #expect(t.pending == [0, 1] && t.durations == [7])              // attempt times outlive the batch
     }

@@ -155,7 +155,8 @@ import Wire
             case .goodbye(let r): return "send \(n(p)) goodbye: \(r)"
             }
         case .forget(let p): return "forget \(n(p))"
-        case let .applyMetaUpdate(i, payloads): return "apply \(i) payloads=\(payloads.map(String.init).joined(separator: ","))"
+        case let .fold(i, slot, payload): return "fold \(i)/\(slot) payload=\(payload)"
+        case let .applyMetaUpdate(i): return "apply \(i)"
         case .writeCheckpoint(let i): return "checkpoint \(i)"
         case let .log(level, text):
             switch level {

@@ -25,6 +25,19 @@ import Testing
     }
 
     /// The published xoshiro256** output for state {1, 2, 3, 4} pins the generator's bits.
+    /// The coordinator sums updates as they arrive with `RunningMean`; θ's bits must be `mean`'s.
+    @Test func runningMeanHasMeansBits() {
+        var rng = SeededRNG(seed: 7)
+        let vectors = (0..<13).map { k in
+            ParameterVector((0..<257).map { i in i == 3 ? -0.0 : Float(rng.nextDouble() * 2 - 1) * Float(1 << (k % 9)) })
+        }
+        var running = RunningMean()
+        for v in vectors { running.add(v) }
+        let a = running.mean.values, b = mean(vectors).values
+        #expect(running.count == 13 && a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern })
+        #expect(mean([ParameterVector([-0.0])]).values[0].bitPattern == Float(0).bitPattern)  // summed from +0, as before
+    }
+
     @Test func seededStreamsAreReproducibleAndDistinct() {
         var raw = SeededRNG(rawState: (1, 2, 3, 4))
         #expect((0..<4).map { _ in raw.next() } == [11520, 0, 1_509_978_240, 1_215_971_899_390_074_240])

@@ -169,8 +169,14 @@ extension ClusterSimulation {
                         if now - killed > bound { fail("death of worker \(w) detected after \(now - killed) ms > \(bound)") }
                     }
                 }
-            case let .applyMetaUpdate(iteration, payloads):
+            case let .fold(iteration, slot, payload):
+                // Folds come in slot order, each slot once, for the iteration being run.
+                if iteration != applied || slot != folded.count { fail("folded \(iteration)/\(slot) after \(folded.count) slots of iteration \(applied)") }
+                folded.append(payload)
+            case let .applyMetaUpdate(iteration):
                 // Invariants 1 and 2: each iteration once, in order, with every slot's own result in slot order.
+                let payloads = folded
+                folded = []
                 if iteration != applied { fail("applied iteration \(iteration), expected \(applied)") }
                 if payloads != (0..<metaBatch).map({ SchedulerSimulationTests.work(iteration, $0) }) {
                     fail("iteration \(iteration) payloads wrong or out of order")

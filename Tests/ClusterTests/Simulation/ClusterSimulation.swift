@@ -63,6 +63,8 @@ final class ClusterSimulation {
     // The run: the reference trajectory θ_t for t = 0...iterations, and what the shell applied and checkpointed.
     var reference: [UInt64] = [0]
     var theta: UInt64 = 0, applied = 0
+    /// The current iteration's payloads folded so far, in slot order.
+    var folded: [UInt64] = []
     var checkpoint: (iteration: Int, theta: UInt64) = (0, 0)
     var epoch = 0
 
@@ -179,7 +181,7 @@ final class ClusterSimulation {
             // Resumed after the last iteration, the coordinator ends at once (no --serve): the client's
             // remaining jobs are lost with it, which it reports, rather than a fault of the scheduler.
             if scheduler.isDone { evalLost = true; outcome.finished = true }
-            theta = checkpoint.theta; applied = checkpoint.iteration
+            theta = checkpoint.theta; applied = checkpoint.iteration; folded = []
             requests = [:]; heldOutcomes = [:]
             inFlight.removeAll { if case .toCoordinator = $0.1 { return true } else { return false } }
             for i in workers.indices where workers[i].connected {
