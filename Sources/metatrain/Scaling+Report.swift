@@ -26,6 +26,11 @@ extension Scaling {
             let measuredSeconds: Double, predictedSeconds: Double, error: Double
             let bottleneck: String
             let fitted: Bool
+            /// The model given this run's own measured CPU per slot (coordinator and workers) instead of the fitted
+            /// costs, where the run measured both: a check of the simulation's structure (queues, barrier, shared
+            /// cores) apart from how costs carry from one run to another.
+            let ownCPUSeconds: Double?
+            let ownCPUError: Double?
         }
 
         /// One predicted cluster (scaling.json's "predictions").
@@ -152,9 +157,14 @@ extension Scaling {
                 let p = try ScalingModel.predict(m.workload, on: ScalingModel.Cluster(workers: m.workers, sharedCores: shared),
                                                  costs: Self.onOneMachine(measuredCosts))
                 let fit = m.kind == "instant" && m.batch == batch ? fitted.first { $0.workers == m.workers && $0.theta == m.theta }?.what : nil
+                let own = try Self.ownCPU(m, measuredCosts).map {
+                    try ScalingModel.predict(m.workload, on: ScalingModel.Cluster(workers: m.workers, sharedCores: shared),
+                                             costs: Self.onOneMachine($0)).iterationSeconds
+                }
                 rows.append(Checked(kind: fit.map { "instant (\($0))" } ?? m.kind, thetaFloats: m.theta, workers: m.workers,
                                     metaBatch: m.batch, measuredSeconds: m.seconds, predictedSeconds: p.iterationSeconds,
-                                    error: p.iterationSeconds / m.seconds - 1, bottleneck: p.bottleneck, fitted: fit != nil))
+                                    error: p.iterationSeconds / m.seconds - 1, bottleneck: p.bottleneck, fitted: fit != nil,
+                                    ownCPUSeconds: own, ownCPUError: own.map { $0 / m.seconds - 1 }))
             }
 
             let spread = slotSpread ?? measuredRuns.first { $0.kind == "train" }?.workload.slotSpread ?? 0.05
@@ -197,6 +207,26 @@ extension Scaling {
             print(text)
             let worst = rows.filter { !$0.fitted }.map { abs($0.error) }.max() ?? 0
             print("scaling: worst model error \(String(format: "%.1f", worst * 100))% over the measured runs not fitted to (bar: 20%)")
+            let worstOwn = rows.compactMap { $0.ownCPUError.map(abs) }.max()
+            if let worstOwn {
+                print("scaling: worst error \(String(format: "%.1f", worstOwn * 100))% with each run's own measured CPU per slot (the simulation's structure, without carrying costs between runs)")
+            }
+        }
+
+        /// `costs` with run `m`'s own measured CPU per slot in place of the fitted per-message and per-byte costs:
+        /// the coordinator's (less its bookkeeping, which keeps its own measured figure) as two messages per slot, the
+        /// workers' likewise; nil where the run did not measure both. The turnaround (a delay, not CPU) stays.
+        static func ownCPU(_ m: Measured, _ costs: ScalingModel.Costs) -> ScalingModel.Costs? {
+            guard let coordinator = m.coordinatorCPUPerSlot, let workers = m.workersCPUPerSlot else { return nil }
+            var own = costs
+            let bookkeeping = m.bookkeeping ?? 0
+            own.coordinatorPerIteration = bookkeeping
+            own.coordinatorPerIterationFloat = 0
+            own.coordinatorPerMessage = max(coordinator - bookkeeping / Double(m.batch), 0) / 2
+            own.coordinatorPerResultByte = 0; own.coordinatorPerEncodedByte = 0; own.coordinatorApplyPerFloat = 0
+            own.workerPerMessage = workers / 2
+            own.workerPerByte = 0; own.workerPerReceivedByte = 0
+            return own
         }
 
         /// `costs` for runs whose processes all share one machine (every run the model is checked against): no link.
@@ -272,10 +302,12 @@ extension Scaling {
 
         func markdown(_ rows: [Checked], _ grid: [Predicted], shared: Double) -> String {
             var s = "### Model vs measured (this machine: coordinator and workers share \(String(format: "%.2f", shared)) cores' worth of parallel compute)\n\n"
-            s += "| compute | θ floats | workers | meta-batch | measured s/iteration (apply to apply) | model s/iteration | error | model's bottleneck |\n|---|---:|---:|---:|---:|---:|---:|---|\n"
+            s += "| compute | θ floats | workers | meta-batch | measured s/iteration (apply to apply) | model s/iteration | error | model's bottleneck | model with the run's own CPU per slot | error |\n|---|---:|---:|---:|---:|---:|---:|---|---:|---:|\n"
             for r in rows {
                 s += "| \(r.kind) | \(r.thetaFloats) | \(r.workers) | \(r.metaBatch) | "
-                s += String(format: "%.4f | %.4f | %+.1f%% | ", r.measuredSeconds, r.predictedSeconds, r.error * 100) + "\(r.bottleneck) |\n"
+                s += String(format: "%.4f | %.4f | %+.1f%% | ", r.measuredSeconds, r.predictedSeconds, r.error * 100) + "\(r.bottleneck) | "
+                s += r.ownCPUSeconds.map { String(format: "%.4f | %+.1f%% |", $0, (r.ownCPUError ?? 0) * 100) } ?? "— | — |"
+                s += "\n"
             }
             s += "\n### Predictions (\(linkGbit) Gbit/s coordinator link each way, \(latencyUs) µs latency, one core per worker, slot times lognormal around the measured median)\n\n"
             s += "| θ floats | slots per worker | workers | meta-batch | s/iteration | efficiency | coordinator CPU busy | link out busy | link in busy | below 90%: what limits it |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
