@@ -65,13 +65,20 @@ import Transport
 
     /// What a worker's results go out with: libzmq reads the owner's bytes in place and releases the owner once sent.
     @Test func borrowedBytesArriveIntactAndTheirOwnerIsReleasedOnceSent() throws {
-        final class Owner { let bytes: [UInt8] = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) } }
+        /// Bytes in memory of their own (as a worker's `EncodedMessage`), valid for as long as the object lives.
+        final class Owner {
+            static let count = 100_000
+            let start = UnsafeMutablePointer<UInt8>.allocate(capacity: count)
+            init() { for i in 0..<Self.count { start[i] = UInt8(truncatingIfNeeded: i &* 7) } }
+            deinit { start.deallocate() }
+            var bytes: [UInt8] { Array(UnsafeBufferPointer(start: start, count: Self.count)) }
+        }
         let (_, router, dealer, _) = try pair()
         weak var released: Owner?
         do {
             let owner = Owner()
             released = owner
-            try owner.bytes.withUnsafeBytes { try dealer.send(borrowing: $0.baseAddress!, count: $0.count, owner: owner) }
+            try dealer.send(borrowing: owner.start, count: Owner.count, owner: owner)
         }
         let got = try #require(try receive(router))
         #expect(got.count == 2 && got[1] == Owner().bytes)
