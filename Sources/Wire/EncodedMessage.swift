@@ -7,19 +7,25 @@ import Foundation
 /// sends these very bytes (`ZMQSocket.send(borrowing:count:owner:)` keeps this object alive until libzmq is done).
 public final class EncodedMessage: @unchecked Sendable, Equatable, CustomStringConvertible {
     /// Bytes in the message.
-    public let count: Int
+    public private(set) var count: Int
+    /// Bytes allocated at `start`.
+    private let capacity: Int
     /// Their start; never written once the message is built (so any thread may read it).
     public let start: UnsafeMutablePointer<UInt8>
 
-    /// `count` bytes the caller fills before sharing the message.
-    init(uninitializedCount count: Int) {
-        self.count = count
-        start = malloc(max(count, 1))!.bindMemory(to: UInt8.self, capacity: max(count, 1))
+    /// Room for `capacity` bytes, which the caller fills and then counts (`setCount`) before sharing the message.
+    init(capacity: Int) {
+        self.capacity = max(capacity, 0)
+        count = self.capacity
+        start = malloc(max(capacity, 1))!.bindMemory(to: UInt8.self, capacity: max(capacity, 1))
     }
+
+    /// The bytes the caller wrote, at most the capacity.
+    func setCount(_ written: Int) { count = min(max(written, 0), capacity) }
 
     /// A copy of `bytes` (tests, and messages built as arrays).
     public convenience init(_ bytes: [UInt8]) {
-        self.init(uninitializedCount: bytes.count)
+        self.init(capacity: bytes.count)
         bytes.withUnsafeBufferPointer { if let base = $0.baseAddress { start.update(from: base, count: bytes.count) } }
     }
 

@@ -15,25 +15,19 @@ public enum WireCodec {
 
     /// Like `encode(_:)` with an explicit version (tests use it to send a wrong one).
     public static func encode(_ message: Message, version: UInt32) -> [UInt8] {
-        let arena = Arena()
-        let envelope = envelope(message, version: version, arena)
-        let size = metatrain__v1__envelope__get_packed_size(envelope)
-        // Written whole by the pack: no zero-filling of a θ-sized buffer first.
-        return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialised in
-            initialised = metatrain__v1__envelope__pack(envelope, buffer.baseAddress)
-        }
+        encodeMessage(message, version: version).bytes
     }
 
     /// The protobuf bytes of `message` in memory of their own, which a socket can send without copying.
     ///
     /// Why: a worker's result at θ of 1M floats is 4 MB; packed into an array, it was copied again into libzmq's
     /// message to reach the socket thread and once more to the coordinator's socket (docs/SCALING.md).
-    public static func encodeMessage(_ message: Message) -> EncodedMessage {
+    public static func encodeMessage(_ message: Message, version: UInt32 = protocolVersion) -> EncodedMessage {
         let arena = Arena()
-        let envelope = envelope(message, version: protocolVersion, arena)
-        let encoded = EncodedMessage(uninitializedCount: metatrain__v1__envelope__get_packed_size(envelope))
-        let written = metatrain__v1__envelope__pack(envelope, encoded.start)
-        precondition(written == encoded.count, "protobuf-c packed \(written) bytes of \(encoded.count)")
+        let envelope = envelope(message, version: version, arena)
+        let encoded = EncodedMessage(capacity: metatrain__v1__envelope__get_packed_size(envelope))
+        // protobuf-c writes exactly the size it reported; the count is what it says it wrote, never more.
+        encoded.setCount(metatrain__v1__envelope__pack(envelope, encoded.start))
         return encoded
     }
 
