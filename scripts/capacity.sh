@@ -6,10 +6,10 @@
 # For each θ size and worker count it reports, over the iterations after every worker has joined:
 # slots/s and the mean apply-to-apply cycle (also the median of metrics.jsonl's `seconds`, the same span per
 # iteration), the coordinator's bookkeeping per iteration (writing each update's record, after the next hand-out),
-# coordinator CPU per slot, the workers' CPU per slot (each worker's own CPU from its first job to its exit, by
-# difference of a run and a shorter one), bytes
-# sent and received per iteration, θ bytes sent per iteration
-# against θ's size × the workers holding an assignment, θ encodings per iteration, and peak RSS.
+# coordinator CPU per slot (and its loop thread's share: the rest is libzmq's I/O thread), the workers' CPU per
+# slot (each worker's own CPU from its first job to its exit, by difference of a run and a shorter one), bytes sent
+# and received per iteration, θ bytes sent per iteration against θ's size × the workers holding an assignment, θ
+# encodings per iteration, and peak RSS.
 # Writes OUT_DIR/capacity.json and OUT_DIR/capacity.md; `metatrain scaling` reads the JSON to validate its model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,6 +89,9 @@ slots = len(steady) * meta_batch
 seconds = steady[-1]["elapsed_seconds"] - before["elapsed_seconds"] if before else sum(l["seconds"] for l in steady)
 bookkeeping = (steady[-1]["bookkeeping_seconds"] - before["bookkeeping_seconds"]) / len(steady) if before else 0.0
 cpu = steady[-1]["coordinator_cpu_seconds"] - (before["coordinator_cpu_seconds"] if before else 0)
+# The loop thread's own share (metrics from before it have none); the rest is libzmq's I/O thread.
+loop_cpu = (steady[-1]["coordinator_loop_cpu_seconds"] - (before["coordinator_loop_cpu_seconds"] if before else 0)
+            if "coordinator_loop_cpu_seconds" in steady[-1] else None)
 theta = lines[-1]["parameters"]
 holders = min(workers, meta_batch)
 tensor = statistics.mean(l["tensor_bytes_sent"] for l in steady)
@@ -99,6 +102,7 @@ print(json.dumps({
     "cycle_seconds": seconds / len(steady),
     "bookkeeping_seconds_per_iteration": bookkeeping,
     "coordinator_cpu_us_per_slot": cpu / slots * 1e6,
+    "coordinator_loop_cpu_us_per_slot": None if loop_cpu is None else loop_cpu / slots * 1e6,
     "workers_cpu_us_per_slot": workers_cpu / extra_slots * 1e6, "workers_cpu_source": workers_cpu_source,
     "bytes_sent_per_iteration": statistics.mean(l["bytes_sent"] for l in steady),
     "bytes_received_per_iteration": statistics.mean(l["bytes_received"] for l in steady),
@@ -124,12 +128,14 @@ json.dump({"machine": machine, "rows": rows}, open(f"{sys.argv[2]}/capacity.json
 with open(f"{sys.argv[2]}/capacity.md", "w") as f:
     f.write(f"Coordinator capacity (`scripts/capacity.sh`, workers `--compute none`) on "
             f"{machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}; coordinator and workers share the cores.\n\n")
-    f.write("| θ floats | workers | meta-batch | slots/s | cycle s (mean) | iteration s (median) | bookkeeping ms/iteration | coordinator CPU µs/slot | workers' CPU µs/slot | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB |\n")
-    f.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+    f.write("| θ floats | workers | meta-batch | slots/s | cycle s (mean) | iteration s (median) | bookkeeping ms/iteration | coordinator CPU µs/slot | of it, its loop thread | workers' CPU µs/slot | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB |\n")
+    f.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     for r in rows:
         f.write(f"| {r['theta_floats']:,} | {r['workers']} | {r['meta_batch']} | {r['slots_per_second']:,.0f} | {r['cycle_seconds']:.4f} | "
                 f"{r['iteration_seconds']:.4f} | {r['bookkeeping_seconds_per_iteration'] * 1e3:.2f} | "
-                f"{r['coordinator_cpu_us_per_slot']:,.0f} | {r['workers_cpu_us_per_slot']:,.0f} | {r['bytes_sent_per_iteration'] / 1e6:.2f} | "
+                f"{r['coordinator_cpu_us_per_slot']:,.0f} | "
+                f"{'—' if r['coordinator_loop_cpu_us_per_slot'] is None else format(r['coordinator_loop_cpu_us_per_slot'], ',.0f')} | "
+                f"{r['workers_cpu_us_per_slot']:,.0f} | {r['bytes_sent_per_iteration'] / 1e6:.2f} | "
                 f"{r['bytes_received_per_iteration'] / 1e6:.2f} | {r['tensor_bytes_ratio']:.4f} | "
                 f"{r['tensor_encodings_per_iteration']:.2f} | {r['peak_rss_mib']:.0f} |\n")
 print(open(f"{sys.argv[2]}/capacity.md").read())

@@ -79,6 +79,8 @@ extension Coordinator {
             "numerics_fingerprint": scheduler.numerics.fingerprint ?? "",
             "numerics_kernel": scheduler.numerics.kernel,
             "coordinator_cpu_seconds": usage.cpuSeconds,
+            // The loop thread's own share of it (this function runs on the loop); the rest is libzmq's I/O thread.
+            "coordinator_loop_cpu_seconds": ProcessUsage.threadCPUSeconds(),
             "coordinator_max_rss_kb": usage.maxRSSKilobytes,
         ]
         recentIterationSeconds.append(seconds)

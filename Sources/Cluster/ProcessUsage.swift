@@ -15,4 +15,14 @@ public struct ProcessUsage: Sendable {
             + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6
         return ProcessUsage(cpuSeconds: cpu, maxRSSKilobytes: usage.ru_maxrss)
     }
+
+    /// The CPU time (user + system) of the calling thread alone.
+    ///
+    /// Why: the coordinator's process time is its loop thread's and libzmq's I/O thread's together, and the two run in
+    /// parallel on two cores; the scaling model queues them apart, so metrics.jsonl carries the loop's own share.
+    public static func threadCPUSeconds() -> Double {
+        var time = timespec()
+        guard clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time) == 0 else { return 0 }
+        return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
+    }
 }

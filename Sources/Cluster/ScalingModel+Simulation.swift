@@ -5,7 +5,8 @@ import Wire
 
 extension ScalingModel {
     /// The discrete-event simulation behind `predict`: events in time order, CPU jobs under processor sharing per
-    /// machine, the coordinator's thread as a FIFO of work items, its link as one FIFO per direction.
+    /// machine, the coordinator's loop thread and its I/O thread each a FIFO of work items, its link one FIFO per
+    /// direction.
     struct Simulation {
         enum Event {
             case coordinatorReceives(SchedulerEvent<Void>, bytes: Int, result: Bool)
@@ -21,6 +22,8 @@ extension ScalingModel {
         enum Completion {
             /// The coordinator's current work item.
             case coordinator
+            /// The coordinator's I/O thread's current message.
+            case coordinatorIO
             /// A worker's slot (decoding θ, computing, encoding the update): its result goes out.
             case slot(worker: Int, SlotKey)
         }
@@ -35,10 +38,17 @@ extension ScalingModel {
         /// Work on the coordinator's thread: CPU seconds, then what it does.
         enum CoordinatorWork {
             case handle(SchedulerEvent<Void>)
-            /// The sends (and effects) of commands, already handled.
+            /// A command's send (or none), with the work before it (folds, the meta-update); `applied`: the update.
             case sends([(peer: Peer, Outbound, bytes: Int)], applied: Bool)
             /// Writing an applied iteration's record, after its commands' sends (`Coordinator.writeProgress`).
             case bookkeeping
+        }
+
+        /// A message on the coordinator's I/O thread: read off a worker's connection (then the loop handles it), or
+        /// written to one (then it crosses the link).
+        enum IOWork {
+            case inbound(SchedulerEvent<Void>, bytes: Int, result: Bool)
+            case outbound(worker: Int, Outbound, bytes: Int)
         }
 
         let workload: Workload
@@ -54,14 +64,18 @@ extension ScalingModel {
         var coordinatorCurrent: CoordinatorWork?
         var coordinatorBusy = 0.0
         var coordinatorStarted = 0.0
+        var ioQueue: [(cost: Double, work: IOWork)] = []
+        var ioCurrent: IOWork?
+        var ioBusy = 0.0
+        var ioStarted = 0.0
         var linkOutFree = 0.0, linkInFree = 0.0, linkOutBusy = 0.0, linkInBusy = 0.0
         var alive: [Bool]
         var nextJob = 0
         var encodedVersion = -1
         var applied: [Double] = []
         /// Busy totals when the first and the latest iteration were applied (the window the prediction measures).
-        var atFirst: (coordinator: Double, out: Double, in: Double) = (0, 0, 0)
-        var atLast: (coordinator: Double, out: Double, in: Double) = (0, 0, 0)
+        var atFirst: (coordinator: Double, io: Double, out: Double, in: Double) = (0, 0, 0, 0)
+        var atLast: (coordinator: Double, io: Double, out: Double, in: Double) = (0, 0, 0, 0)
         var finished = false
 
         static let headBytes = ScalingModel.assignmentHeadBytes, smallBytes = 60, resultOverhead = ScalingModel.resultOverheadBytes
@@ -83,7 +97,8 @@ extension ScalingModel {
             if let shared = cluster.sharedCores {
                 machines = [Machine(cores: shared)]
             } else {
-                machines = [Machine(cores: 1)] + (0..<cluster.workers).map { _ in Machine(cores: Double(cluster.threadsPerWorker)) }
+                // The coordinator's machine: a core for its loop thread and one for its I/O thread.
+                machines = [Machine(cores: 2)] + (0..<cluster.workers).map { _ in Machine(cores: Double(cluster.threadsPerWorker)) }
             }
             alive = [Bool](repeating: true, count: cluster.workers)
         }
@@ -166,6 +181,12 @@ extension ScalingModel {
                 coordinatorCurrent = nil
                 finish(work)
                 startCoordinatorWork()
+            case .coordinatorIO:
+                ioBusy += now - ioStarted
+                let work = ioCurrent!
+                ioCurrent = nil
+                finishIO(work)
+                startIOWork()
             case let .slot(w, key):
                 guard alive[w] else { return }
                 if costs.workerTurnaround > 0 {
@@ -211,8 +232,11 @@ extension ScalingModel {
         mutating func finish(_ work: CoordinatorWork) {
             switch work {
             case .handle(let event):
+                // Each command's work is an item of its own, in the commands' order and ahead of anything that arrived
+                // meanwhile (as in the shell): a send leaves for the I/O thread as soon as the loop has paid for it, not
+                // when the whole hand-out has; folds and the meta-update are paid with the send that follows them.
                 let commands = scheduler.handle(event, now: Tick(now * 1000))
-                var sends: [(peer: Peer, Outbound, bytes: Int)] = []
+                var items: [(cost: Double, work: CoordinatorWork)] = []
                 var cost = 0.0
                 var appliedHere = false
                 for command in commands {
@@ -229,14 +253,15 @@ extension ScalingModel {
                                 }
                             }
                         }
-                        cost += costs.coordinatorPerMessage
-                        sends.append((peer, outbound, bytes))
+                        items.append((cost + costs.coordinatorPerMessage, .sends([(peer, outbound, bytes)], applied: false)))
+                        cost = 0
                     case .fold:
                         // Each update is added to the sum when it and every slot before it are in, not at the barrier.
                         cost += Double(workload.thetaFloats) * costs.coordinatorApplyPerFloat
                     case .applyMetaUpdate:
                         // The mean's scale and the optimizer's step: about one update's worth.
-                        cost += Double(workload.thetaFloats) * costs.coordinatorApplyPerFloat
+                        items.append((cost + Double(workload.thetaFloats) * costs.coordinatorApplyPerFloat, .sends([], applied: true)))
+                        cost = 0
                         appliedHere = true
                     case .abort:
                         finished = true
@@ -244,33 +269,59 @@ extension ScalingModel {
                         break
                     }
                 }
-                if !sends.isEmpty || appliedHere { enqueueCoordinatorFront(cost, .sends(sends, applied: appliedHere)) }
+                if cost > 0 { items.append((cost, .sends([], applied: false))) }
+                // Writing the applied iteration's record comes after the commands' sends (`Coordinator.writeProgress`).
+                let writing = costs.coordinatorPerIteration + Double(workload.thetaFloats) * costs.coordinatorPerIterationFloat
+                if appliedHere, writing > 0 { items.append((writing, .bookkeeping)) }
+                coordinatorQueue.insert(contentsOf: items, at: 0)
             case let .sends(sends, appliedHere):
                 if appliedHere {
                     applied.append(now)
-                    // Link time is charged when a message is queued; what is queued at this instant is the next iteration's.
-                    atLast = (coordinatorBusy, linkOutBusy, linkInBusy)
+                    atLast = (coordinatorBusy, ioBusy, linkOutBusy, linkInBusy)
                     if applied.count == 1 { atFirst = atLast }
                 }
                 for (peer, outbound, bytes) in sends {
-                    let start = max(now, linkOutFree)
-                    let transfer = Double(bytes) / costs.linkBytesPerSecond
-                    linkOutFree = start + transfer
-                    linkOutBusy += transfer
-                    push(linkOutFree + costs.latency, .workerReceives(Self.worker(peer), outbound, bytes: bytes))
-                }
-                if appliedHere {
-                    let writing = costs.coordinatorPerIteration + Double(workload.thetaFloats) * costs.coordinatorPerIterationFloat
-                    if writing > 0 { enqueueCoordinatorFront(writing, .bookkeeping) }
+                    enqueueIO(ioCost(bytes), .outbound(worker: Self.worker(peer), outbound, bytes: bytes))
                 }
             case .bookkeeping:
                 break
             }
         }
 
-        /// The commands of the event just handled run before anything else that arrived meanwhile (as in the shell).
-        mutating func enqueueCoordinatorFront(_ cost: Double, _ work: CoordinatorWork) {
-            coordinatorQueue.insert((cost, work), at: 0)
+        // MARK: - The coordinator's I/O thread
+
+        func ioCost(_ bytes: Int) -> Double {
+            (costs.coordinatorIOPerMessage ?? 0) + Double(bytes) * (costs.coordinatorIOPerByte ?? 0)
+        }
+
+        /// A message joins the I/O thread's queue; with no I/O cost (costs from before it) it passes at once, as then.
+        mutating func enqueueIO(_ cost: Double, _ work: IOWork) {
+            guard cost > 0 else { return finishIO(work) }
+            ioQueue.append((cost, work))
+            if ioCurrent == nil { startIOWork() }
+        }
+
+        mutating func startIOWork() {
+            guard ioCurrent == nil, !ioQueue.isEmpty else { return }
+            let (cost, work) = ioQueue.removeFirst()
+            ioCurrent = work
+            ioStarted = now
+            addJob(0, work: cost, .coordinatorIO)
+        }
+
+        /// The I/O thread is done with a message: an inbound one goes to the loop, an outbound one onto the link.
+        mutating func finishIO(_ work: IOWork) {
+            switch work {
+            case let .inbound(event, bytes, result):
+                let cost = costs.coordinatorPerMessage + (result ? Double(bytes) * costs.coordinatorPerResultByte : 0)
+                enqueueCoordinator(cost, .handle(event))
+            case let .outbound(w, outbound, bytes):
+                let start = max(now, linkOutFree)
+                let transfer = Double(bytes) / costs.linkBytesPerSecond
+                linkOutFree = start + transfer
+                linkOutBusy += transfer
+                push(linkOutFree + costs.latency, .workerReceives(w, outbound, bytes: bytes))
+            }
         }
 
         // MARK: - Workers
@@ -311,8 +362,7 @@ extension ScalingModel {
                 now = time
                 switch event {
                 case let .coordinatorReceives(e, bytes, result):
-                    let cost = costs.coordinatorPerMessage + (result ? Double(bytes) * costs.coordinatorPerResultByte : 0)
-                    enqueueCoordinator(cost, .handle(e))
+                    enqueueIO(ioCost(bytes), .inbound(e, bytes: bytes, result: result))
                 case let .workerReceives(w, outbound, bytes):
                     workerReceives(w, outbound, bytes: bytes)
                 case .workerHeartbeat(let w):
@@ -342,12 +392,13 @@ extension ScalingModel {
             let capacity = cluster.sharedCores.map { min(threads, $0) } ?? threads
             let efficiency = Double(workload.metaBatch) * meanSlot / (capacity * iterationSeconds)
             let shares = [("coordinator CPU", (atLast.coordinator - atFirst.coordinator) / window),
+                          ("coordinator I/O thread", (atLast.io - atFirst.io) / window),
                           ("coordinator link (out)", (atLast.out - atFirst.out) / window),
                           ("coordinator link (in)", (atLast.in - atFirst.in) / window),
                           ("workers", efficiency)]
             let bottleneck = shares.max { $0.1 < $1.1 }!.0
             return Prediction(iterationSeconds: iterationSeconds, efficiency: efficiency, coordinatorBusy: shares[0].1,
-                              linkOutBusy: shares[1].1, linkInBusy: shares[2].1,
+                              coordinatorIOBusy: shares[1].1, linkOutBusy: shares[2].1, linkInBusy: shares[3].1,
                               slotsPerSecond: Double(workload.metaBatch) / iterationSeconds, bottleneck: bottleneck,
                               backupsSent: scheduler.counters.backupsSent, workersDeclaredDead: scheduler.counters.workersDeclaredDead)
         }

@@ -8,10 +8,10 @@ import Wire
 ///
 /// Why the real Scheduler: what limits a cluster is as much the scheduling (the sync barrier, backups of stragglers,
 /// θ once per worker per version, heartbeats) as the hardware, and a model that re-implemented it would drift from
-/// the code. Everything else is a resource with a queue: the coordinator's one thread (its messages are handled one
-/// at a time), its link (each direction sends one message at a time at `Costs.linkBytesPerSecond`), and the CPU
+/// the code. Everything else is a resource with a queue: the coordinator's loop thread (its messages are handled one
+/// at a time), its libzmq I/O thread (each message's socket reads or writes, one at a time, beside the loop), its link (each direction sends one message at a time at `Costs.linkBytesPerSecond`), and the CPU
 /// cores, shared by processor sharing among the jobs on one machine (`Cluster.sharedCores`: everything on one
-/// machine, as on this one; nil: each worker on cores of its own and the coordinator alone on its machine).
+/// machine, as on this one; nil: each worker on cores of its own and the coordinator's two threads on a core each).
 /// `scripts/scaling.sh` calibrates the costs here and checks the predictions against real runs (docs/SCALING.md).
 public enum ScalingModel {
     /// Per-message and per-byte costs, in seconds, measured by `metatrain scaling --calibrate`.
@@ -30,6 +30,13 @@ public enum ScalingModel {
         /// `bookkeeping_seconds`; calibrate leaves them 0.
         public var coordinatorPerIteration: Double = 0
         public var coordinatorPerIterationFloat: Double = 0
+        /// CPU of the coordinator's libzmq I/O thread per message it moves, in or out, and per byte: the socket's reads
+        /// and writes, which run beside the loop thread on a core of their own (or a share of the cores), not on it.
+        /// `metatrain scaling report` fits both to the runs' CPU less their loop thread's
+        /// (`coordinator_loop_cpu_seconds`); nil (calibrate, cost files and runs from before it): none apart, all of the
+        /// coordinator's CPU is the loop's, as the model charged it then.
+        public var coordinatorIOPerMessage: Double?
+        public var coordinatorIOPerByte: Double?
         /// Worker CPU per message received or sent (the socket thread, the hand-off to a compute thread), and per
         /// byte of the update it sends (making and encoding it, the send's copy).
         public var workerPerMessage: Double
@@ -99,13 +106,15 @@ public enum ScalingModel {
         public var iterationSeconds: Double
         /// Share of the worker threads' time spent computing slots: 1 is perfect scaling.
         public var efficiency: Double
-        /// Busy shares of the coordinator's thread and of its link, out and in.
+        /// Busy shares of the coordinator's loop thread, of its I/O thread and of its link, out and in.
         public var coordinatorBusy: Double
+        public var coordinatorIOBusy: Double
         public var linkOutBusy: Double
         public var linkInBusy: Double
         /// Slots per second.
         public var slotsPerSecond: Double
-        /// The resource closest to saturation: "workers", "coordinator CPU", "coordinator link (out)" or "(in)".
+        /// The resource closest to saturation: "workers", "coordinator CPU", "coordinator I/O thread",
+        /// "coordinator link (out)" or "(in)".
         public var bottleneck: String
         public var backupsSent: Int
         public var workersDeclaredDead: Int

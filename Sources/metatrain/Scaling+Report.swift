@@ -37,7 +37,7 @@ extension Scaling {
         struct Predicted: Codable {
             let thetaFloats: Int, workers: Int, metaBatch: Int, slotsPerWorker: Int
             let iterationSeconds: Double, efficiency: Double
-            let coordinatorBusy: Double, linkOutBusy: Double, linkInBusy: Double
+            let coordinatorBusy: Double, coordinatorIOBusy: Double, linkOutBusy: Double, linkInBusy: Double
             let bottleneck: String
         }
 
@@ -62,6 +62,8 @@ extension Scaling {
             let kind: String, theta: Int, workers: Int, batch: Int, seconds: Double, workload: ScalingModel.Workload
             /// The coordinator's CPU per slot (getrusage), where the run measured it.
             let coordinatorCPUPerSlot: Double?
+            /// Its loop thread's share, where the run measured it (the rest is libzmq's I/O thread).
+            let coordinatorLoopCPUPerSlot: Double?
             /// The worker processes' CPU per slot (their own accounts from the first job on, by difference of two runs),
             /// where the run measured it.
             let workersCPUPerSlot: Double?
@@ -82,6 +84,7 @@ extension Scaling {
                 workload.iterations = kind == "instant" ? 8 : 4
                 return Measured(kind: kind, theta: theta, workers: workers, batch: batch, seconds: seconds, workload: workload,
                                 coordinatorCPUPerSlot: (row["coordinator_cpu_us_per_slot"] as? Double).map { $0 * 1e-6 },
+                                coordinatorLoopCPUPerSlot: (row["coordinator_loop_cpu_us_per_slot"] as? Double).map { $0 * 1e-6 },
                                 workersCPUPerSlot: (row["workers_cpu_us_per_slot"] as? Double).map { $0 * 1e-6 },
                                 bookkeeping: row["bookkeeping_seconds_per_iteration"] as? Double)
             }
@@ -95,16 +98,18 @@ extension Scaling {
             // (1) One worker count (`--fit-workers`; by default 8, the fewest of scripts/capacity.sh's counts that keep the
             // coordinator busy — the busiest count, which was the rule before, moved between 8 and 64 with the machine's
             // phase, and 64 processes on 2 cores charge the fit contention that the predictions' one core per worker does
-            // not have; without 8-worker runs, the busiest count, the highest slots/s at the smallest θ), at the smallest and the largest θ, each
-            // through both points: the bookkeeping per iteration (a fixed part and one per float of θ: the time the
-            // coordinator spends writing an iteration's record, taken as CPU); the coordinator's CPU per slot (getrusage)
-            // less that bookkeeping against a result's bytes, whose line gives the per-message CPU (half the intercept: a slot is a
-            // message in and one out) and the per-byte CPU of a result; and the worker processes' CPU per slot against the
-            // bytes a worker handles per slot, for the workers' per-message and per-byte CPU. Microbenchmarks understate
-            // the per-message costs (they cannot see a loop woken for every message) and vary by a factor of 1.7 on the
-            // per-byte ones from run to run; an idler run's CPU includes its idle polling. (2) One worker at the smallest
-            // θ, where slots go one after another: the workers' turnaround, from its cycle. Every other run checks the
-            // model, all in one window: the apply-to-apply cycle, which the CPU figures (differences over whole cycles)
+            // not have; without 8-worker runs, the busiest count, the highest slots/s at the smallest θ), at the smallest
+            // and the largest θ, each through both points: the I/O thread's CPU per slot (the process's less its loop
+            // thread's, where the runs measured it) against the bytes it moves per slot, for its per-message (half the
+            // intercept: a slot is a message in and one out) and per-byte CPU; the bookkeeping per iteration (a fixed part
+            // and one per float of θ: the time the loop spends writing an iteration's record, taken as CPU); the loop's CPU
+            // per slot (the whole process's in runs from before the split) less that bookkeeping against a result's bytes,
+            // whose line gives the per-message CPU and the per-byte CPU of a result; and the worker processes' CPU per slot
+            // against the bytes a worker handles per slot, for the workers' per-message and per-byte CPU. Microbenchmarks
+            // understate the per-message costs (they cannot see a loop woken for every message) and vary by a factor of 1.7
+            // on the per-byte ones from run to run; an idler run's CPU includes its idle polling. (2) One worker at the
+            // smallest θ, where slots go one after another: the workers' turnaround, from its cycle. Every other run checks
+            // the model, all in one window: the apply-to-apply cycle, which the CPU figures (differences over whole cycles)
             // also cover.
             let instant = measuredRuns.filter { $0.kind == "instant" }
             let smallest = instant.map(\.theta).min()
@@ -121,6 +126,16 @@ extension Scaling {
                 .sorted { $0.theta < $1.theta }
             if let low = line.first, let high = line.last, high.theta > low.theta,
                var lowCPU = low.coordinatorCPUPerSlot, var highCPU = high.coordinatorCPUPerSlot {
+                // The I/O thread's share (the process's CPU less the loop's) against the bytes it moves per slot: its
+                // per-byte and per-message costs (two messages a slot); the loop keeps the rest.
+                if let lowLoop = low.coordinatorLoopCPUPerSlot, let highLoop = high.coordinatorLoopCPUPerSlot {
+                    let (lowIO, highIO) = (lowCPU - lowLoop, highCPU - highLoop)
+                    let (lowBytes, highBytes) = (Self.ioBytesPerSlot(low), Self.ioBytesPerSlot(high))
+                    let perByte = max((highIO - lowIO) / (highBytes - lowBytes), 0)
+                    measuredCosts.coordinatorIOPerByte = perByte
+                    measuredCosts.coordinatorIOPerMessage = max((lowIO - perByte * lowBytes) / 2, 0)
+                    (lowCPU, highCPU) = (lowLoop, highLoop)
+                }
                 // Through the smallest and the largest θ, so both ends are right and the sizes between check the line.
                 if let lowWriting = low.bookkeeping, let highWriting = high.bookkeeping {
                     let perFloat = max((highWriting - lowWriting) / Double(high.theta - low.theta), 0)
@@ -185,7 +200,7 @@ extension Scaling {
                         let limitedBy = p.efficiency < 0.9 ? try limit(workload, workers: workers, costs: cluster) : "none"
                         grid.append(Predicted(thetaFloats: theta, workers: workers, metaBatch: batch, slotsPerWorker: perWorker,
                                               iterationSeconds: p.iterationSeconds, efficiency: p.efficiency,
-                                              coordinatorBusy: p.coordinatorBusy, linkOutBusy: p.linkOutBusy, linkInBusy: p.linkInBusy,
+                                              coordinatorBusy: p.coordinatorBusy, coordinatorIOBusy: p.coordinatorIOBusy, linkOutBusy: p.linkOutBusy, linkInBusy: p.linkInBusy,
                                               bottleneck: limitedBy))
                     }
                 }
@@ -214,11 +229,19 @@ extension Scaling {
         }
 
         /// `costs` with run `m`'s own measured CPU per slot in place of the fitted per-message and per-byte costs:
-        /// the coordinator's (less its bookkeeping, which keeps its own measured figure) as two messages per slot, the
-        /// workers' likewise; nil where the run did not measure both. The turnaround (a delay, not CPU) stays.
+        /// the coordinator's loop thread's (less its bookkeeping, which keeps its own measured figure) as two messages
+        /// per slot, its I/O thread's and the workers' likewise; nil where the run did not measure both. The turnaround (a delay, not CPU) stays.
         static func ownCPU(_ m: Measured, _ costs: ScalingModel.Costs) -> ScalingModel.Costs? {
-            guard let coordinator = m.coordinatorCPUPerSlot, let workers = m.workersCPUPerSlot else { return nil }
+            guard var coordinator = m.coordinatorCPUPerSlot, let workers = m.workersCPUPerSlot else { return nil }
             var own = costs
+            if let loop = m.coordinatorLoopCPUPerSlot {
+                // The I/O thread's share, a message in and one out per slot; the loop keeps the rest.
+                own.coordinatorIOPerMessage = max(coordinator - loop, 0) / 2
+                own.coordinatorIOPerByte = 0
+                coordinator = loop
+            } else {
+                own.coordinatorIOPerMessage = nil; own.coordinatorIOPerByte = nil
+            }
             let bookkeeping = m.bookkeeping ?? 0
             own.coordinatorPerIteration = bookkeeping
             own.coordinatorPerIterationFloat = 0
@@ -288,6 +311,7 @@ extension Scaling {
             freeCPU.coordinatorPerMessage = 0; freeCPU.coordinatorPerResultByte = 0
             freeCPU.coordinatorPerEncodedByte = 0; freeCPU.coordinatorApplyPerFloat = 0
             freeCPU.coordinatorPerIteration = 0; freeCPU.coordinatorPerIterationFloat = 0
+            freeCPU.coordinatorIOPerMessage = nil; freeCPU.coordinatorIOPerByte = nil
             var freeLink = costs
             freeLink.linkBytesPerSecond = 1e15
             var even = workload
@@ -310,11 +334,11 @@ extension Scaling {
                 s += "\n"
             }
             s += "\n### Predictions (\(linkGbit) Gbit/s coordinator link each way, \(latencyUs) µs latency, one core per worker, slot times lognormal around the measured median)\n\n"
-            s += "| θ floats | slots per worker | workers | meta-batch | s/iteration | efficiency | coordinator CPU busy | link out busy | link in busy | below 90%: what limits it |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+            s += "| θ floats | slots per worker | workers | meta-batch | s/iteration | efficiency | coordinator CPU busy | its I/O thread busy | link out busy | link in busy | below 90%: what limits it |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
             for g in grid {
                 s += "| \(g.thetaFloats) | \(g.slotsPerWorker) | \(g.workers) | \(g.metaBatch) | "
-                s += String(format: "%.3f | %.1f%% | %.1f%% | %.1f%% | %.1f%% | ", g.iterationSeconds, g.efficiency * 100,
-                            g.coordinatorBusy * 100, g.linkOutBusy * 100, g.linkInBusy * 100)
+                s += String(format: "%.3f | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% | ", g.iterationSeconds, g.efficiency * 100,
+                            g.coordinatorBusy * 100, g.coordinatorIOBusy * 100, g.linkOutBusy * 100, g.linkInBusy * 100)
                 s += "\(g.bottleneck) |\n"
             }
             s += "\n### Where efficiency first falls below 90%\n\n"
@@ -357,6 +381,11 @@ extension Scaling {
 
         /// The bytes of an assignment a worker receives per slot as the model charges them (`Simulation.workerReceives`):
         /// its head, and θ in the share of assignments that carry it (one per worker holding one, per version).
+        /// The bytes the coordinator's I/O thread moves per slot: the assignment a worker receives and the result it sends.
+        static func ioBytesPerSlot(_ m: Measured) -> Double {
+            workerBytesReceivedPerSlot(m) + Double(4 * m.theta + ScalingModel.resultOverheadBytes)
+        }
+
         static func workerBytesReceivedPerSlot(_ m: Measured) -> Double {
             let carrying = Double(min(m.workers, m.batch)) / Double(m.batch)
             return Double(ScalingModel.assignmentHeadBytes) + carrying * Double(4 * m.theta)

@@ -70,6 +70,33 @@ import Testing
         }
     }
 
+    @Test func theIOThreadRunsBesideTheLoopOnACoreOfItsOwnAndTakesTurnsWithItOnOneCore() throws {
+        // 64 slots an iteration: 128 messages (64 results in, 64 assignments out), each 5 ms on the loop thread and 5 ms
+        // on the I/O thread; slots and heartbeats cost next to nothing.
+        var costs = Self.free
+        costs.coordinatorPerMessage = 0.005
+        costs.coordinatorIOPerMessage = 0.005
+        var workload = ScalingModel.Workload(thetaFloats: 100, metaBatch: 64, slotSeconds: 0.001)
+        workload.slotSpread = 0
+        var apart = ScalingModel.Cluster(workers: 64)
+        apart.heartbeatIntervalMs = 100_000
+        var shared = apart
+        shared.sharedCores = 1
+        // A core each: the two stages overlap, so an iteration is one stage's 0.64 s (and the pipeline's fill).
+        let overlapping = try ScalingModel.predict(workload, on: apart, costs: costs)
+        #expect(overlapping.iterationSeconds >= 0.64 && overlapping.iterationSeconds < 0.64 * 1.1, "\(overlapping.iterationSeconds) s")
+        #expect(abs(overlapping.coordinatorIOBusy - overlapping.coordinatorBusy) < 0.05)
+        // One core for both: they take turns, 1.28 s.
+        let turns = try ScalingModel.predict(workload, on: shared, costs: costs)
+        #expect(turns.iterationSeconds >= 1.28 * 0.98 && turns.iterationSeconds < 1.28 * 1.1, "\(turns.iterationSeconds) s")
+        // The I/O thread costing most is named the bottleneck; without I/O costs the loop pays what it paid before.
+        costs.coordinatorPerMessage = 0.001
+        #expect(try ScalingModel.predict(workload, on: apart, costs: costs).bottleneck == "coordinator I/O thread")
+        costs.coordinatorIOPerMessage = nil
+        let loopOnly = try ScalingModel.predict(workload, on: apart, costs: costs)
+        #expect(loopOnly.coordinatorIOBusy == 0 && loopOnly.iterationSeconds >= 0.128, "\(loopOnly.iterationSeconds) s")
+    }
+
     @Test func aCoordinatorThatCostsTimePerResultIsTheBottleneckAndPredictionsRepeat() throws {
         var costs = Self.free
         costs.coordinatorPerMessage = 0.01
