@@ -85,6 +85,11 @@ public final class Coordinator {
     var lastCheckpointUnixMs: UInt64?
     /// What the run is doing, for status.json and status requests ("running", "training finished", …).
     var phase = "starting"
+    /// When status.json was last written, and the longest it goes unwritten while the run's phase stays the same.
+    var statusWritten: ContinuousClock.Instant?
+    static let statusInterval: Duration = .seconds(1)
+    /// θ's SHA-256 for one version (`thetaSHA256`).
+    var thetaHash: (iteration: Int, sha256: String)?
 
     /// Sets up a fresh run in `runDirectory`, or resumes the newest valid checkpoint there.
     /// With `serve`, the coordinator stays up after the last meta-iteration to run eval requests

@@ -46,8 +46,7 @@ public struct RunFolder: Sendable {
         try appendLine(try JSONSerialization.data(withJSONObject: finite, options: [.sortedKeys]), to: metrics)
     }
 
-    func writeStatus(_ object: [String: Any]) throws {
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+    func writeStatus(_ data: Data) throws {
         try data.write(to: URL(fileURLWithPath: status), options: .atomic)
     }
 }

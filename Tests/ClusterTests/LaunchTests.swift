@@ -68,5 +68,10 @@ import Testing
         #expect(status["state"] as? String == "exited")
         #expect((status["last_checkpoint"] as? [String: Any])?["iteration"] as? Int == 10)
         #expect(status["params_sha256"] as? String == Harness.referenceSHA)
+        // The keys `metatrain status` and users' scripts read, as JSONSerialization wrote them before StatusReport.
+        let keys: Set<String> = ["id", "host", "threads", "busy", "slots_done", "suspected", "last_heard_ms_ago", "env_steps"]
+        #expect((status["workers"] as? [[String: Any]] ?? []).allSatisfy { Set($0.keys) == keys }, "\(after.output)")
+        #expect(["seconds_per_iteration", "slots_per_second", "eta_seconds", "meta_batch", "updated_unix_ms", "endpoint", "run_id"]
+            .allSatisfy { status[$0] != nil }, "\(after.output)")
     }
 }
