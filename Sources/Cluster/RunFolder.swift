@@ -39,11 +39,7 @@ public struct RunFolder: Sendable {
     /// Appends one metrics.jsonl line; a non-finite value (a diverging mean return) is written as null, so the
     /// line stays valid JSON.
     func appendMetrics(_ line: [String: Any]) throws {
-        let finite = line.mapValues { value -> Any in
-            if let d = value as? Double, !d.isFinite { return NSNull() }
-            return value
-        }
-        try appendLine(try JSONSerialization.data(withJSONObject: finite, options: [.sortedKeys]), to: metrics)
+        try appendLine(try JSONLine.data(line), to: metrics)
     }
 
     func writeStatus(_ data: Data) throws {
