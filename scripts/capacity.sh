@@ -3,6 +3,7 @@
 # (`--compute none`), so the figures are the coordinator's (and the loopback's), not training's.
 #   scripts/capacity.sh [OUT_DIR]          (default docs/results/scaling, beside the scaling model it checks)
 #   env: SIZES="5k 70k 1m"  WORKERS="1 8 64"  META_BATCH=64  LARGE_BATCH=1024 (one more run: 5k θ, 64 workers, this batch)
+#        REPEATS=3 (rounds over every configuration; each row is the round with the median cycle)
 # For each θ size and worker count it reports, over the iterations after every worker has joined:
 # slots/s and the mean apply-to-apply cycle (also the median of metrics.jsonl's `seconds`, the same span per
 # iteration), the coordinator's bookkeeping per iteration (writing each update's record, after the next hand-out),
@@ -25,9 +26,13 @@ work=$(mktemp -d /tmp/metatrain-capacity.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 rows="$work/rows.jsonl"
 : >"$rows"
+repeats=${REPEATS:-3}
 runs=""
 for size in $sizes; do for workers in $workers_list; do runs="$runs $size:$workers:$default_batch"; done; done
 [ "$large_batch" -gt 0 ] && runs="$runs 5k:64:$large_batch"
+# Round by round over every configuration, so that a slow phase of a shared machine (this VM's own speed moves by 2×
+# within minutes) falls on different configurations in different rounds; each row is then its median round.
+for round in $(seq "$repeats"); do
 for spec in $runs; do
   IFS=: read -r size workers meta_batch <<<"$spec"
   # CartPole's 4 inputs and 2 actions: [64, 64] is 4,610 floats, [256, 256] 67,586, [1000, 1000] 1,008,002.
@@ -38,7 +43,7 @@ for spec in $runs; do
     *) echo "capacity: unknown size $size (5k, 70k or 1m)" >&2; exit 2 ;;
   esac
   {
-    run="$work/$size-$workers-$meta_batch"
+    run="$work/$size-$workers-$meta_batch-r$round"
     mkdir -p "$run"
     # Two runs that differ only in their iterations: the difference of their CPU (every process, from `time`) less
     # the coordinator's is the workers' CPU for the extra slots, start-up and registration cancelled.
@@ -58,7 +63,7 @@ YAML
           --no-eval --log-level warning >"$run/local-$its.log" 2>&1 || { cat "$run/local-$its.log" >&2; exit 1; }; } 2>"$run/cpu-$its"
     done
     python3 - "$run/run-$iterations/metrics.jsonl" "$size" "$workers" "$meta_batch" "$run/cpu-$iterations" \
-      "$run/run-$short/metrics.jsonl" "$run/cpu-$short" "$run/wcpu-$iterations" "$run/wcpu-$short" >>"$rows" <<'PY'
+      "$run/run-$short/metrics.jsonl" "$run/cpu-$short" "$run/wcpu-$iterations" "$run/wcpu-$short" "$round" >>"$rows" <<'PY'
 import glob, json, os, statistics, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 size, workers, meta_batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -97,6 +102,7 @@ holders = min(workers, meta_batch)
 tensor = statistics.mean(l["tensor_bytes_sent"] for l in steady)
 encodings = (steady[-1]["tensor_encodings"] - (before["tensor_encodings"] if before else 0)) / len(steady)
 print(json.dumps({
+    "round": int(sys.argv[10]),
     "size": size, "theta_floats": theta, "workers": workers, "meta_batch": meta_batch, "iterations_measured": len(steady),
     "slots_per_second": slots / seconds, "iteration_seconds": statistics.median(l["seconds"] for l in steady),
     "cycle_seconds": seconds / len(steady),
@@ -114,22 +120,33 @@ print(json.dumps({
 PY
     tail -1 "$rows" | python3 -c 'import json, sys
 r = json.load(sys.stdin)
-print("capacity: θ {:,} floats, {} worker(s): {:,.0f} slots/s, {:.0f} µs coordinator CPU/slot, θ bytes {:.4f} × θ × holders".format(
-    r["theta_floats"], r["workers"], r["slots_per_second"], r["coordinator_cpu_us_per_slot"], r["tensor_bytes_ratio"]))'
+print("capacity: round {}: θ {:,} floats, {} worker(s): {:,.0f} slots/s, {:.0f} µs coordinator CPU/slot, θ bytes {:.4f} × θ × holders".format(
+    r["round"], r["theta_floats"], r["workers"], r["slots_per_second"], r["coordinator_cpu_us_per_slot"], r["tensor_bytes_ratio"]))'
   }
 done
-python3 - "$rows" "$out" <<'PY'
+done
+python3 - "$rows" "$out" "$repeats" <<'PY'
 import json, platform, subprocess, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
+rounds = [json.loads(l) for l in open(sys.argv[1])]
+rows = []
+for spec in dict.fromkeys((r["theta_floats"], r["workers"], r["meta_batch"]) for r in rounds):
+    # The round with the median cycle stands for the configuration (all its figures from that one run); every
+    # round's cycle and CPU are kept beside it.
+    mine = sorted((r for r in rounds if (r["theta_floats"], r["workers"], r["meta_batch"]) == spec), key=lambda r: r["cycle_seconds"])
+    row = dict(mine[(len(mine) - 1) // 2])
+    row["cycle_seconds_rounds"] = [r["cycle_seconds"] for r in mine]
+    row["coordinator_cpu_us_per_slot_rounds"] = [r["coordinator_cpu_us_per_slot"] for r in mine]
+    rows.append(row)
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
 machine = {"cpu": cpu, "cores": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
            "kernel": platform.release()}
 json.dump({"machine": machine, "rows": rows}, open(f"{sys.argv[2]}/capacity.json", "w"), indent=1)
 with open(f"{sys.argv[2]}/capacity.md", "w") as f:
     f.write(f"Coordinator capacity (`scripts/capacity.sh`, workers `--compute none`) on "
-            f"{machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}; coordinator and workers share the cores.\n\n")
-    f.write("| θ floats | workers | meta-batch | slots/s | cycle s (mean) | iteration s (median) | bookkeeping ms/iteration | coordinator CPU µs/slot | of it, its loop thread | workers' CPU µs/slot | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB |\n")
-    f.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+            f"{machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}; coordinator and workers share the cores; "
+            f"each row is the median of {sys.argv[3]} rounds by cycle (the rounds' cycles in the last column).\n\n")
+    f.write("| θ floats | workers | meta-batch | slots/s | cycle s (mean) | iteration s (median) | bookkeeping ms/iteration | coordinator CPU µs/slot | of it, its loop thread | workers' CPU µs/slot | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB | rounds' cycles s |\n")
+    f.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
     for r in rows:
         f.write(f"| {r['theta_floats']:,} | {r['workers']} | {r['meta_batch']} | {r['slots_per_second']:,.0f} | {r['cycle_seconds']:.4f} | "
                 f"{r['iteration_seconds']:.4f} | {r['bookkeeping_seconds_per_iteration'] * 1e3:.2f} | "
@@ -137,9 +154,10 @@ with open(f"{sys.argv[2]}/capacity.md", "w") as f:
                 f"{'—' if r['coordinator_loop_cpu_us_per_slot'] is None else format(r['coordinator_loop_cpu_us_per_slot'], ',.0f')} | "
                 f"{r['workers_cpu_us_per_slot']:,.0f} | {r['bytes_sent_per_iteration'] / 1e6:.2f} | "
                 f"{r['bytes_received_per_iteration'] / 1e6:.2f} | {r['tensor_bytes_ratio']:.4f} | "
-                f"{r['tensor_encodings_per_iteration']:.2f} | {r['peak_rss_mib']:.0f} |\n")
+                f"{r['tensor_encodings_per_iteration']:.2f} | {r['peak_rss_mib']:.0f} | "
+                f"{' / '.join(format(c, '.4f') for c in r['cycle_seconds_rounds'])} |\n")
 print(open(f"{sys.argv[2]}/capacity.md").read())
-ok = all(r["tensor_bytes_ratio"] < 1.001 and r["workers_declared_dead"] == 0 for r in rows)
+ok = all(r["tensor_bytes_ratio"] < 1.001 and r["workers_declared_dead"] == 0 for r in rounds)
 print(f"capacity: {'ok' if ok else 'FAILED'}: θ bytes per iteration are θ × workers holding an assignment, no worker declared dead")
 sys.exit(0 if ok else 1)
 PY
