@@ -1,9 +1,11 @@
 import ArgumentParser
+import Cluster
 import DQN
 import Environments
 import Foundation
 import MetaLearning
 import NeuralNet
+import Wire
 
 /// `metatrain bench`: throughput of the pieces the inner loop is made of, one JSON object per line.
 struct Bench: ParsableCommand {
@@ -50,6 +52,42 @@ struct Bench: ParsableCommand {
         for algorithm in MetaAlgorithm.allCases {
             emit("slot.\(algorithm.rawValue).cartpole", try slotSeconds(algorithm), "s")
         }
+        for workers in [64, 1_024] {
+            emit("scheduler.result.w\(workers)", try schedulerMicrosecondsPerResult(workers: workers), "us")
+        }
+    }
+
+    /// Microseconds of the coordinator's Scheduler per result (accepting it and handing out the next slot) with this
+    /// many one-thread workers and a meta-batch of 4 × workers, results coming back in the order slots went out.
+    ///
+    /// Why: the scaling model charges the coordinator a fixed CPU per message, measured at up to 64 workers; this
+    /// says whether the Scheduler's own step stays fixed as the cluster grows.
+    func schedulerMicrosecondsPerResult(workers: Int) throws -> Double {
+        var scheduler = try Scheduler<Void>(settings: SchedulerSettings(runID: "bench", iterations: 1_000_000, metaBatch: 4 * workers,
+                                                                        heartbeatIntervalMs: 1000, liveness: 1000, checkpointInterval: 1_000_000),
+                                            numerics: RunNumerics(policy: .any))
+        let report = NumericsReport(kernel: "b", fingerprint: "b", portableKernel: "b", portableFingerprint: "b", cpu: "b")
+        var now: Tick = 0
+        var outstanding: [(Peer, SlotKey)] = []
+        var next = 0
+        func collect(_ commands: [SchedulerCommand<Void>]) {
+            for case let .send(peer, .assign(key, _)) in commands { outstanding.append((peer, key)) }
+        }
+        for w in 0..<workers {
+            let peer = Peer(withUnsafeBytes(of: UInt32(w).bigEndian, Array.init))
+            collect(scheduler.handle(.hello(peer, Hello(host: "h", cores: 1, threads: 1, numerics: report)), now: now))
+        }
+        func answer(_ count: Int) {
+            for _ in 0..<count where next < outstanding.count {
+                now += 1
+                let (peer, key) = outstanding[next]
+                next += 1
+                collect(scheduler.handle(.result(peer, runID: "bench", key: key, parameterVersion: key.iteration, payload: ()), now: now))
+            }
+        }
+        answer(8 * workers)  // two iterations to warm up (the median slot time, the workers' versions)
+        let results = 16 * workers
+        return time { answer(results) } / Double(results) * 1e6
     }
 
     /// Seconds for one meta-training slot (2,000-step inner loop, 64-64 network, 512 query steps) per
@@ -60,7 +98,9 @@ struct Bench: ParsableCommand {
         dqn.optimizer = .sgd
         dqn.learningRate = 0.01
         dqn.maxGradientNorm = nil
-        let settings = InnerLoopSettings(dqn: dqn, budget: 2_000, querySteps: 512)
+        var settings = InnerLoopSettings(dqn: dqn, budget: 2_000, querySteps: 512)
+        // ES-MAML's slot needs its perturbation settings: cluster.yaml's defaults (meta.es).
+        if algorithm == .esMAML { settings.evolution = EvolutionSettings() }
         let task = TaskSpec.cartPole(CartPoleParameters())
         var rng = SeededRNG(seed: 5)
         let theta = try makeNetwork(for: task, config: dqn).initialParameters(using: &rng)
