@@ -34,6 +34,8 @@ struct AttemptTracker<Key: Hashable, Result> {
     private(set) var items: [Key: Item]
     /// The latest completed attempts' times from hand-out to result, at most `durationCap` of them.
     private(set) var durations: [Tick] = []
+    /// The same times, ascending (kept with every change: the median is asked for on most events).
+    private var sortedDurations: [Tick] = []
     let durationCap: Int
     // Indexes kept with every change, so each event costs the coordinator time independent of the batch's size
     // (scanning every item on every message cost 441 µs per slot at meta-batch 4,096: issue 15).
@@ -43,6 +45,13 @@ struct AttemptTracker<Key: Hashable, Result> {
     private var pendingPositions: [Int] = []
     private(set) var runningKeys: Set<Key> = []
     private var doneCount = 0
+    /// When each run of attempts began, oldest first, with entries left by items that have since been delivered,
+    /// backed up or requeued (dropped when they come to the front): the straggler check is over at once while the
+    /// oldest item that could straggle is younger than the limit. Valid while hand-outs come in time order
+    /// (`startsInOrder`; the Scheduler's clock only moves forward), else every check scans the running items.
+    private var starts: [(startedAt: Tick, key: Key)] = []
+    private var startsFront = 0
+    private var startsInOrder = true
 
     init(_ keys: [Key], durationCap: Int = 256) {
         order = []
@@ -59,6 +68,9 @@ struct AttemptTracker<Key: Hashable, Result> {
         pendingPositions = Array(keys.indices)
         runningKeys = []
         doneCount = 0
+        starts = []
+        startsFront = 0
+        startsInOrder = true
     }
 
     subscript(key: Key) -> Item? { items[key] }
@@ -129,7 +141,7 @@ struct AttemptTracker<Key: Hashable, Result> {
     }
 
     /// The upper median of the attempt times; nil before any completed.
-    var median: Tick? { durations.isEmpty ? nil : durations.sorted()[durations.count / 2] }
+    var median: Tick? { sortedDurations.isEmpty ? nil : sortedDurations[sortedDurations.count / 2] }
 
     /// Records a new attempt of `key` handed out at `now` and returns its number.
     mutating func start(_ key: Key, now: Tick) -> Int {
@@ -137,7 +149,11 @@ struct AttemptTracker<Key: Hashable, Result> {
         var item = items[key]!
         let attempt = item.attempts
         item.attempts += 1
-        if item.startedAt == nil { item.startedAt = now }
+        if item.startedAt == nil {
+            item.startedAt = now
+            if let last = starts.last, last.startedAt > now { startsInOrder = false }
+            starts.append((now, key))
+        }
         items[key] = item
         return attempt
     }
@@ -150,7 +166,13 @@ struct AttemptTracker<Key: Hashable, Result> {
         setStatus(key, .done(result))
         if let took {
             durations.append(took)
-            if durations.count > durationCap { durations.removeFirst(durations.count - durationCap) }
+            sortedDurations.insert(took, at: Self.firstIndex(in: sortedDurations, notBelow: took))
+            if durations.count > durationCap {
+                for old in durations.prefix(durations.count - durationCap) {
+                    sortedDurations.remove(at: Self.firstIndex(in: sortedDurations, notBelow: old))
+                }
+                durations.removeFirst(durations.count - durationCap)
+            }
         }
         return true
     }
@@ -180,9 +202,23 @@ struct AttemptTracker<Key: Hashable, Result> {
 
     /// Running items without a backup that have run longer than `multiple` × the median attempt time, in order,
     /// with how long they have run and that median; none until `minimumSamples` attempts completed.
-    func stragglers(now: Tick, multiple: Double, minimumSamples: Int) -> [(key: Key, ranFor: Tick, median: Tick)] {
+    mutating func stragglers(now: Tick, multiple: Double, minimumSamples: Int) -> [(key: Key, ranFor: Tick, median: Tick)] {
         guard durations.count >= minimumSamples, let median else { return [] }
         let limit = Tick(Double(max(median, 1)) * multiple)
+        if startsInOrder {
+            // Drop the entries of items that can no longer straggle in this run of attempts; the front is then the
+            // oldest that can, and if it is within the limit so is every other.
+            while startsFront < starts.count {
+                let (startedAt, key) = starts[startsFront]
+                if let item = items[key], case .running = item.status, item.backups == 0, item.startedAt == startedAt { break }
+                startsFront += 1
+            }
+            if startsFront > 1024, startsFront * 2 > starts.count {
+                starts.removeFirst(startsFront)
+                startsFront = 0
+            }
+            guard startsFront < starts.count, now - starts[startsFront].startedAt > limit else { return [] }
+        }
         return runningKeys.compactMap { key -> (key: Key, ranFor: Tick, median: Tick)? in
             guard let item = items[key], item.backups == 0, let started = item.startedAt, now - started > limit else { return nil }
             return (key, now - started, median)
@@ -190,4 +226,14 @@ struct AttemptTracker<Key: Hashable, Result> {
     }
 
     mutating func noteBackup(_ key: Key) { items[key]?.backups += 1 }
+
+    /// The first index of ascending `values` whose value is ≥ `value` (its count: none).
+    static func firstIndex(in values: [Tick], notBelow value: Tick) -> Int {
+        var low = 0, high = values.count
+        while low < high {
+            let mid = (low + high) / 2
+            if values[mid] < value { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
 }

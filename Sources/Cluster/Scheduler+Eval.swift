@@ -83,7 +83,7 @@ extension Scheduler {
 
     /// The workers running an attempt of job `job` of request `request`.
     func evalHolders(_ request: Int, _ job: Int) -> Set<Peer> {
-        Set(workers.filter { $0.value.evalRunning.keys.contains { $0.request == request && $0.job == job } }.map(\.key))
+        Set(workers.byPeer.filter { $0.value.evalRunning.keys.contains { $0.request == request && $0.job == job } }.map(\.key))
     }
 
     /// Drops a request whose client is gone or whose job cannot succeed; running attempts finish and are dropped.
@@ -108,7 +108,7 @@ extension Scheduler {
     /// median (`evalBackupAfterMedianMultiple`), on a worker not already running it.
     mutating func assignEval(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         guard !evalRequests.isEmpty else { return }
-        var free = inJoinOrder.map(\.key).filter { workers[$0]!.canTakeWork }
+        var free = workers.availableInJoinOrder
         guard !free.isEmpty else { return }
         let numbers = evalRequests.keys.sorted()
         for number in numbers {

@@ -90,10 +90,9 @@ extension Scheduler {
     mutating func assignBackups(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         guard let multiple = settings.backupAfterMedianMultiple else { return }
         for (slot, ranFor, median) in slots.stragglers(now: now, multiple: multiple, minimumSamples: settings.backupMinimumSamples) {
-            let busy = Set(workers.filter { $0.value.running.keys.contains { $0.iteration == iteration && $0.slot == slot } }.map(\.key))
+            let busy = Set(workers.byPeer.filter { $0.value.running.keys.contains { $0.iteration == iteration && $0.slot == slot } }.map(\.key))
             // No candidate for this straggler (its holders are the only free ones) does not mean none for the next.
-            guard let (peer, _) = inJoinOrder
-                .first(where: { !busy.contains($0.key) && $0.value.canTakeWork }) else { continue }
+            guard let peer = workers.availableInJoinOrder.first(where: { !busy.contains($0) }) else { continue }
             slots.noteBackup(slot)
             counters.backupsSent += 1
             out.append(.log(.info, "slot \(slot) has run \(ranFor) ms (median \(median) ms): backup copy to \(workers[peer]!.id)"))
@@ -122,20 +121,18 @@ extension Scheduler {
     mutating func assign(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         if !isFinished {
             // Slots being recomputed by the shell (a divergence report) are not handed out meanwhile. Only as many
-            // pending slots are looked at as there are free threads, so an event's cost does not grow with the batch.
+            // pending slots are looked at as there are free threads, and only the workers that can take work are
+            // visited (`WorkerTable`), so an event's cost grows with neither the batch nor the cluster.
             var pending: ArraySlice<Int> = []
             if slots.hasPending {
-                let free = joinOrder.reduce(0) { sum, peer in
-                    let w = workers[peer]!
-                    return w.canTakeWork ? sum + w.threads - w.load : sum
-                }
+                let free = workers.freeThreads
                 pending = slots.pending(first: free, skipping: confirming)[...]
                 if free == 0 { return }
             }
             if pending.isEmpty {
                 assignBackups(now: now, &out)
             } else {
-                for peer in joinOrder {
+                for peer in workers.availableInJoinOrder {
                     while let slot = pending.first, let worker = workers[peer], worker.canTakeWork {
                         pending.removeFirst()
                         out.append(dispatch(slot, to: peer, now: now))

@@ -15,7 +15,7 @@ extension Scheduler {
         }
         guard admitNumerics(peer, hello, &out) else { return }
         if !hello.previousWorkerID.isEmpty,
-           let old = workers.first(where: { $0.value.id == hello.previousWorkerID })?.key {
+           let old = workers.byPeer.first(where: { $0.value.id == hello.previousWorkerID })?.key {
             out.append(.log(.info, "worker \(hello.previousWorkerID) re-registered from a new connection"))
             drop(old, &out)
         }

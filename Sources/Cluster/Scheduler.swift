@@ -64,7 +64,7 @@ public struct Scheduler<Payload> {
     var slots: AttemptTracker<Int, Payload>
     /// The current iteration's slots handed on with `fold` so far: 0 ..< nextFold.
     var nextFold = 0
-    var workers: [Peer: Worker] = [:]
+    var workers = WorkerTable()
     /// The workers' connections in the order they joined (their numbers ascending), kept as they come and go so no
     /// event sorts the workers.
     var joinOrder: [Peer] = []

@@ -5,13 +5,14 @@ import Testing
 /// The one tracker both kinds of work (training slots, eval jobs) go through.
 @Suite struct AttemptTrackerTests {
     /// The indexes that keep an event's cost independent of the batch (issue 15) always say what a scan of every
-    /// item would: random starts, completions, requeues and restarts, checked after each step.
-    @Test func theIndexesAgreeWithAScanOfEveryItem() {
+    /// item would: random starts, completions, requeues and restarts, checked after each step — with a clock that
+    /// only moves forward (the straggler check's early exit) and with one that sometimes steps back (its fallback).
+    @Test(arguments: [false, true]) func theIndexesAgreeWithAScanOfEveryItem(clockStepsBack: Bool) {
         var rng = SeededRNG(seed: 17)
-        var t = AttemptTracker<Int, Int>(Array((0..<40).reversed()))
-        var now: Tick = 0
+        var t = AttemptTracker<Int, Int>(Array((0..<40).reversed()), durationCap: 64)
+        var now: Tick = 1_000
         for step in 0..<4_000 {
-            now += Tick(rng.nextInt(below: 30))
+            now += Tick(rng.nextInt(below: 30)) - (clockStepsBack && rng.nextInt(below: 20) == 0 ? 200 : 0)
             let key = t.order[rng.nextInt(below: t.order.count)]
             switch rng.nextInt(below: 10) {
             case 0...3: if !t.isDone(key) { _ = t.start(key, now: now) }
@@ -25,6 +26,7 @@ import Testing
             #expect(t.hasPending == !t.pending.isEmpty)
             #expect(t.pending(first: 3, skipping: [key]) == Array(t.order.filter { t.isPending($0) && $0 != key }.prefix(3)))
             #expect((t.results != nil) == t.order.allSatisfy(t.isDone))
+            #expect(t.median == (t.durations.isEmpty ? nil : t.durations.sorted()[t.durations.count / 2]) && t.durations.count <= 64)
             let scanned = t.order.filter { k in
                 guard let item = t[k], t.isRunning(k), item.backups == 0, let started = item.startedAt,
                       let median = t.median, t.durations.count >= 2 else { return false }

@@ -1,0 +1,50 @@
+import Wire
+
+extension Scheduler {
+    /// The registered workers by connection, and which of them can take work now — kept up to date on every change
+    /// of a worker, so that handing out work looks only at the workers that can take it.
+    ///
+    /// Why: every result or tick used to scan every worker twice (counting free threads, then finding the free ones in
+    /// join order), a dictionary lookup and a copy each: `metatrain bench` timed the Scheduler at 20.6 µs per result
+    /// with 64 workers and 224.6 µs with 1,024 — the coordinator's whole budget per slot at that size.
+    struct WorkerTable {
+        private(set) var byPeer: [Peer: Worker] = [:]
+        /// The free threads of each worker that can take work (`Worker.canTakeWork`), with its join number.
+        private var free: [Peer: (threads: Int, number: Int)] = [:]
+        /// The free threads of all workers that can take work.
+        private(set) var freeThreads = 0
+
+        var count: Int { byPeer.count }
+        var values: Dictionary<Peer, Worker>.Values { byPeer.values }
+
+        subscript(peer: Peer) -> Worker? {
+            get { byPeer[peer] }
+            _modify {
+                yield &byPeer[peer]
+                refresh(peer)
+            }
+        }
+
+        mutating func removeValue(forKey peer: Peer) -> Worker? {
+            defer { refresh(peer) }
+            return byPeer.removeValue(forKey: peer)
+        }
+
+        /// The workers that can take work, in the order they joined.
+        var availableInJoinOrder: [Peer] {
+            free.sorted { $0.value.number < $1.value.number }.map(\.key)
+        }
+
+        private mutating func refresh(_ peer: Peer) {
+            let before = free[peer]?.threads ?? 0
+            var now = 0
+            if let worker = byPeer[peer], worker.canTakeWork {
+                now = worker.threads - worker.load
+                free[peer] = (now, worker.number)
+            } else if before > 0 {
+                free[peer] = nil
+            }
+            freeThreads += now - before
+        }
+    }
+}
