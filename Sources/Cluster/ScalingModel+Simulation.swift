@@ -4,6 +4,31 @@ import NeuralNet
 import Wire
 
 extension ScalingModel {
+    /// One of the coordinator's threads in the simulation: its work items in order (each a CPU cost, run as a job on
+    /// the coordinator's machine), the one it runs, and how long it has been busy.
+    struct ThreadQueue<Work> {
+        var waiting: [(cost: Double, work: Work)] = []
+        private(set) var current: Work?
+        private(set) var busy = 0.0
+        private var started = 0.0
+
+        /// When idle, starts the next item and returns its cost; nil while busy or with nothing waiting.
+        mutating func next(now: Double) -> Double? {
+            guard current == nil, !waiting.isEmpty else { return nil }
+            let (cost, work) = waiting.removeFirst()
+            current = work
+            started = now
+            return cost
+        }
+
+        /// The current item's CPU time is over: it is returned and the thread is idle.
+        mutating func done(now: Double) -> Work {
+            busy += now - started
+            defer { current = nil }
+            return current!
+        }
+    }
+
     /// The discrete-event simulation behind `predict`: events in time order, CPU jobs under processor sharing per
     /// machine, the coordinator's loop thread and its I/O thread each a FIFO of work items, its link one FIFO per
     /// direction.
@@ -60,14 +85,9 @@ extension ScalingModel {
         var events: [(time: Double, seq: Int, event: Event)] = []
         var seq = 0
         var machines: [Machine]
-        var coordinatorQueue: [(cost: Double, work: CoordinatorWork)] = []
-        var coordinatorCurrent: CoordinatorWork?
-        var coordinatorBusy = 0.0
-        var coordinatorStarted = 0.0
-        var ioQueue: [(cost: Double, work: IOWork)] = []
-        var ioCurrent: IOWork?
-        var ioBusy = 0.0
-        var ioStarted = 0.0
+        /// The coordinator's loop thread and its I/O thread.
+        var loop = ThreadQueue<CoordinatorWork>()
+        var io = ThreadQueue<IOWork>()
         var linkOutFree = 0.0, linkInFree = 0.0, linkOutBusy = 0.0, linkInBusy = 0.0
         var alive: [Bool]
         var nextJob = 0
@@ -176,16 +196,10 @@ extension ScalingModel {
         mutating func complete(_ completion: Completion) {
             switch completion {
             case .coordinator:
-                coordinatorBusy += now - coordinatorStarted
-                let work = coordinatorCurrent!
-                coordinatorCurrent = nil
-                finish(work)
+                finish(loop.done(now: now))
                 startCoordinatorWork()
             case .coordinatorIO:
-                ioBusy += now - ioStarted
-                let work = ioCurrent!
-                ioCurrent = nil
-                finishIO(work)
+                finishIO(io.done(now: now))
                 startIOWork()
             case let .slot(w, key):
                 guard alive[w] else { return }
@@ -216,16 +230,12 @@ extension ScalingModel {
         }
 
         mutating func enqueueCoordinator(_ cost: Double, _ work: CoordinatorWork) {
-            coordinatorQueue.append((cost, work))
-            if coordinatorCurrent == nil { startCoordinatorWork() }
+            loop.waiting.append((cost, work))
+            startCoordinatorWork()
         }
 
         mutating func startCoordinatorWork() {
-            guard coordinatorCurrent == nil, !coordinatorQueue.isEmpty else { return }
-            let (cost, work) = coordinatorQueue.removeFirst()
-            coordinatorCurrent = work
-            coordinatorStarted = now
-            addJob(0, work: cost, .coordinator)
+            if let cost = loop.next(now: now) { addJob(0, work: cost, .coordinator) }
         }
 
         /// A work item's CPU time is over: the scheduler handles the event, and the commands' sends are charged.
@@ -273,11 +283,11 @@ extension ScalingModel {
                 // Writing the applied iteration's record comes after the commands' sends (`Coordinator.writeProgress`).
                 let writing = costs.coordinatorPerIteration + Double(workload.thetaFloats) * costs.coordinatorPerIterationFloat
                 if appliedHere, writing > 0 { items.append((writing, .bookkeeping)) }
-                coordinatorQueue.insert(contentsOf: items, at: 0)
+                loop.waiting.insert(contentsOf: items, at: 0)
             case let .sends(sends, appliedHere):
                 if appliedHere {
                     applied.append(now)
-                    atLast = (coordinatorBusy, ioBusy, linkOutBusy, linkInBusy)
+                    atLast = (loop.busy, io.busy, linkOutBusy, linkInBusy)
                     if applied.count == 1 { atFirst = atLast }
                 }
                 for (peer, outbound, bytes) in sends {
@@ -297,16 +307,12 @@ extension ScalingModel {
         /// A message joins the I/O thread's queue; with no I/O cost (costs from before it) it passes at once, as then.
         mutating func enqueueIO(_ cost: Double, _ work: IOWork) {
             guard cost > 0 else { return finishIO(work) }
-            ioQueue.append((cost, work))
-            if ioCurrent == nil { startIOWork() }
+            io.waiting.append((cost, work))
+            startIOWork()
         }
 
         mutating func startIOWork() {
-            guard ioCurrent == nil, !ioQueue.isEmpty else { return }
-            let (cost, work) = ioQueue.removeFirst()
-            ioCurrent = work
-            ioStarted = now
-            addJob(0, work: cost, .coordinatorIO)
+            if let cost = io.next(now: now) { addJob(0, work: cost, .coordinatorIO) }
         }
 
         /// The I/O thread is done with a message: an inbound one goes to the loop, an outbound one onto the link.
