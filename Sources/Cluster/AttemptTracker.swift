@@ -92,18 +92,6 @@ struct AttemptTracker<Key: Hashable, Result> {
     var hasPending: Bool { !pendingPositions.isEmpty }
     /// Items not done yet.
     var remaining: Int { order.count - doneCount }
-    /// Every item's result in order, once all are done and none was taken; nil before.
-    var results: [Result]? {
-        guard doneCount == order.count else { return nil }
-        var out: [Result] = []
-        out.reserveCapacity(order.count)
-        for key in order {
-            guard case .done(let r)? = items[key]?.status, let r else { return nil }
-            out.append(r)
-        }
-        return out
-    }
-
     /// The result of `key` if it is done and still holds one, which it no longer does: the item stays done, so
     /// a later result for it is still a duplicate. Why: the Scheduler hands each slot's update on as soon as every
     /// slot before it is done, and keeps no copy.

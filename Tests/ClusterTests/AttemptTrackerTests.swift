@@ -25,7 +25,6 @@ import Testing
             #expect(t.remaining == t.order.filter { !t.isDone($0) }.count)
             #expect(t.hasPending == !t.pending.isEmpty)
             #expect(t.pending(first: 3, skipping: [key]) == Array(t.order.filter { t.isPending($0) && $0 != key }.prefix(3)))
-            #expect((t.results != nil) == t.order.allSatisfy(t.isDone))
             #expect(t.median == (t.durations.isEmpty ? nil : t.durations.sorted()[t.durations.count / 2]) && t.durations.count <= 64)
             let scanned = t.order.filter { k in
                 guard let item = t[k], t.isRunning(k), item.backups == 0, let started = item.startedAt,
@@ -38,7 +37,7 @@ import Testing
 
     @Test func attemptsResultsDuplicatesAndRequeues() {
         var t = AttemptTracker<Int, String>([2, 0, 1])
-        #expect(t.pending == [2, 0, 1] && t.remaining == 3 && t.results == nil && t.median == nil)
+        #expect(t.pending == [2, 0, 1] && t.remaining == 3 && t.takeResult(2) == nil && t.median == nil)
         let first = t.start(0, now: 10), backup = t.start(0, now: 15)
         #expect(first == 0 && backup == 1)                               // a backup is attempt 1
         #expect(t.isRunning(0) && t[0]?.startedAt == 10 && t.pending == [2, 1])
@@ -55,9 +54,9 @@ import Testing
         #expect(applied && !duplicate && !unknown)
         #expect(t.durations == [7] && t.median == 7 && t.remaining == 2)
         for k in [2, 1] { _ = t.start(k, now: 50); let done = t.complete(k, "\(k)", took: nil); #expect(done) }
-        #expect(t.results == ["2", "zero", "1"])                         // in hand-out order
-        #expect(t.takeResult(0) == "zero" && t.takeResult(0) == nil)      // taken once; the item stays done
-        #expect(t.isDone(0) && t.remaining == 0 && t.results == nil)
+        #expect(t.order.map { t.takeResult($0) } == ["2", "zero", "1"])  // in hand-out order
+        #expect(t.takeResult(0) == nil)                                  // taken once; the item stays done
+        #expect(t.isDone(0) && t.remaining == 0)
         let late = t.complete(0, "late", took: nil)
         #expect(!late)                                                   // a later result is still a duplicate
         t.restart([0, 1])
