@@ -29,6 +29,21 @@ extension ScalingModel {
         }
     }
 
+    /// One direction of the coordinator's link: one message at a time, in the order they are queued.
+    struct LinkDirection {
+        /// When the message being sent is through, and how long the link has been busy.
+        private(set) var free = 0.0
+        private(set) var busy = 0.0
+
+        /// Queues `bytes` at `now`; returns when their last byte has left.
+        mutating func send(_ bytes: Int, now: Double, bytesPerSecond: Double) -> Double {
+            let transfer = Double(bytes) / bytesPerSecond
+            free = max(now, free) + transfer
+            busy += transfer
+            return free
+        }
+    }
+
     /// The discrete-event simulation behind `predict`: events in time order, CPU jobs under processor sharing per
     /// machine, the coordinator's loop thread and its I/O thread each a FIFO of work items, its link one FIFO per
     /// direction.
@@ -88,7 +103,8 @@ extension ScalingModel {
         /// The coordinator's loop thread and its I/O thread.
         var loop = ThreadQueue<CoordinatorWork>()
         var io = ThreadQueue<IOWork>()
-        var linkOutFree = 0.0, linkInFree = 0.0, linkOutBusy = 0.0, linkInBusy = 0.0
+        /// The coordinator's link, each direction.
+        var linkOut = LinkDirection(), linkIn = LinkDirection()
         var alive: [Bool]
         var nextJob = 0
         var encodedVersion = -1
@@ -222,11 +238,8 @@ extension ScalingModel {
 
         /// A message from a worker crosses the coordinator's inbound link.
         mutating func arriveAtCoordinator(_ event: SchedulerEvent<Void>, bytes: Int, result: Bool = false) {
-            let start = max(now, linkInFree)
-            let transfer = Double(bytes) / costs.linkBytesPerSecond
-            linkInFree = start + transfer
-            linkInBusy += transfer
-            push(linkInFree + costs.latency, .coordinatorReceives(event, bytes: bytes, result: result))
+            let sent = linkIn.send(bytes, now: now, bytesPerSecond: costs.linkBytesPerSecond)
+            push(sent + costs.latency, .coordinatorReceives(event, bytes: bytes, result: result))
         }
 
         mutating func enqueueCoordinator(_ cost: Double, _ work: CoordinatorWork) {
@@ -287,7 +300,7 @@ extension ScalingModel {
             case let .sends(sends, appliedHere):
                 if appliedHere {
                     applied.append(now)
-                    atLast = (loop.busy, io.busy, linkOutBusy, linkInBusy)
+                    atLast = (loop.busy, io.busy, linkOut.busy, linkIn.busy)
                     if applied.count == 1 { atFirst = atLast }
                 }
                 for (peer, outbound, bytes) in sends {
@@ -322,11 +335,8 @@ extension ScalingModel {
                 let cost = costs.coordinatorPerMessage + (result ? Double(bytes) * costs.coordinatorPerResultByte : 0)
                 enqueueCoordinator(cost, .handle(event))
             case let .outbound(w, outbound, bytes):
-                let start = max(now, linkOutFree)
-                let transfer = Double(bytes) / costs.linkBytesPerSecond
-                linkOutFree = start + transfer
-                linkOutBusy += transfer
-                push(linkOutFree + costs.latency, .workerReceives(w, outbound, bytes: bytes))
+                let sent = linkOut.send(bytes, now: now, bytesPerSecond: costs.linkBytesPerSecond)
+                push(sent + costs.latency, .workerReceives(w, outbound, bytes: bytes))
             }
         }
 
