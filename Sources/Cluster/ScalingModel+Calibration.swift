@@ -38,7 +38,7 @@ extension ScalingModel.Costs {
         let perResultByte = max(tLarge - tSmall, 0) / Double(large.count - small.count)
         let decodeFixed = max(tSmall - perResultByte * Double(small.count), 0)
 
-        // The worker's side of an assignment: its head and θ's shared field, joined and decoded (`WireCodec.decode(frames:)`).
+        // The worker's side of an assignment: its head and θ's shared field, decoded in place (`WireCodec.decode(head:field:)`).
         func assignmentFrames(_ floats: Int) -> [[UInt8]] {
             let field = SharedTensorField(ParameterVector([Float](repeating: 0.5, count: floats)), for: .assignment)
             let message = Message.assignment(Assignment(runID: "calibrate", key: SlotKey(iteration: 1, slot: 3, attempt: 0),
@@ -48,9 +48,11 @@ extension ScalingModel.Costs {
         }
         let largeAssignment = assignmentFrames(largeFloats), smallAssignment = assignmentFrames(smallFloats)
         func decodeAssignment(_ frames: [[UInt8]]) throws {
-            // As the worker receives it: each of libzmq's frames copied into an array, then joined and decoded.
-            let copies = frames.map { frame in frame.withUnsafeBytes { Array($0) } }
-            guard case .assignment = try WireCodec.decode(frames: copies) else { throw WireError.undecodable(bytes: 0) }
+            // As the worker receives it: read where libzmq's two frames hold it, θ copied once as it is checked.
+            let decoded = frames[0].withUnsafeBytes { head in
+                frames[1].withUnsafeBytes { field in Result { () throws(WireError) in try WireCodec.decode(head: head, field: field) } }
+            }
+            guard case .assignment = try decoded.get() else { throw WireError.undecodable(bytes: 0) }
         }
         let receivedLarge = try seconds(10) { try decodeAssignment(largeAssignment) }
         let receivedSmall = try seconds(2_000) { try decodeAssignment(smallAssignment) }

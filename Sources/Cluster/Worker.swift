@@ -186,9 +186,18 @@ public final class Worker {
             }
             if ready.count > 1, ready[1], let socket = dealer {
                 // Read until the socket is drained, or the session closed it (a reconnect) or the run ended.
-                // A head and its θ frame arrive joined (they decode as one envelope): θ is copied out of libzmq once.
+                // A head and its θ frame are decoded where libzmq holds them: θ is copied out once, checked as it goes.
                 while !finished, dealer === socket, let frames = try socket.receiveFrames() {
-                    try perform(.received(frames.count == 2 ? [frames.joined()] : (0..<frames.count).map { frames.bytes($0) }))
+                    if frames.count == 2 {
+                        let decoded = frames.withUnsafeBytes(0) { head in
+                            frames.withUnsafeBytes(1) { field in
+                                Result { () throws(WireError) in try WireCodec.decode(head: head, field: field) }
+                            }
+                        }
+                        try perform(.decoded(decoded))
+                    } else {
+                        try perform(.received((0..<frames.count).map { frames.bytes($0) }))
+                    }
                 }
             }
             if !finished { try perform(.tick(envSteps: envSteps.value)) }

@@ -51,8 +51,11 @@ public struct WorkerSession {
     public enum Event {
         /// The shell is up: connect for the first time.
         case start
-        /// The frames of one message from the coordinator (a head and its shared tensor may come joined in one).
+        /// The frames of one message from the coordinator (one, or a head and its shared tensor), to decode.
         case received([[UInt8]])
+        /// One message from the coordinator that the shell decoded where libzmq holds its frames
+        /// (`WireCodec.decode(head:field:)`: θ is copied once), or why it could not.
+        case decoded(Result<Message, WireError>)
         /// A compute thread finished a job; its reply, encoded (in memory of its own, sent without a copy).
         case computed(EncodedMessage)
         /// Time passed; `envSteps` is the total the compute threads have taken (heartbeats carry it).
@@ -118,6 +121,10 @@ public struct WorkerSession {
             guard connection == .connected else { break }
             lastHeard = now
             receive(frames, now, &out)
+        case .decoded(let message):
+            guard connection == .connected else { break }
+            lastHeard = now
+            receive(message, now, &out)
         case .computed(let bytes):
             jobsCompleted += 1
             if connection == .connected {
@@ -203,8 +210,14 @@ public struct WorkerSession {
             out.append(.log(.warning, "dropped a \(frames.count)-frame message from the coordinator"))
             return
         }
+        receive(Result { () throws(WireError) in try WireCodec.decode(frames: frames) }, now, &out)
+    }
+
+    mutating func receive(_ decoded: Result<Message, WireError>, _ now: Tick, _ out: inout [Action]) {
         let message: Message
-        do { message = try WireCodec.decode(frames: frames) } catch {
+        switch decoded {
+        case .success(let m): message = m
+        case .failure(let error):
             out.append(.log(.warning, "dropped an invalid message from the coordinator: \(error)"))
             let code: ErrorCode = error.isVersionMismatch ? .protocolVersion : .malformed
             send(.error(ErrorReply(code: code, message: "\(error)")), now, &out)

@@ -10,12 +10,22 @@ import CMalloc
 /// pays a page fault per 4 KB of it; on a 2-vCPU Xeon these settings cut the coordinator's CPU per slot at θ 70k by
 /// 29–48% and the workers' by 29–65% (docs/SCALING.md, "The allocator"). Buffers above 32 MB (θ over 8M floats) are
 /// still mapped, and up to 64 MB of free heap is kept rather than returned: memory stays bounded by the peak the
-/// messages need.
+/// messages need. Every thread allocates from the one main heap (`arenaMax`): libzmq's I/O thread allocates each
+/// received frame, and in a heap of its own those frames' pages were unmapped and faulted in again at every burst
+/// of replies (docs/SCALING.md, "One heap for libzmq's I/O thread").
 public enum MessageAllocator {
     /// The settings applied: buffers up to this size come from the heap (glibc's largest allowed value).
     public static let mmapThreshold: Int32 = 32 << 20
     /// Free memory at the top of the heap kept for the next message rather than returned to the system.
     public static let trimThreshold: Int32 = 64 << 20
+    /// Heaps (glibc's arenas) the process's threads share: one, the main heap, which the trim threshold governs.
+    ///
+    /// Why: glibc gives a second thread a heap of its own, made of 64 MB pieces that it unmaps as soon as one is
+    /// wholly free, whatever the trim threshold. libzmq's I/O thread allocates every frame it receives (4 MB at θ of
+    /// 1M floats); when 64 workers' replies arrive together they fill new pieces, freed again once folded, so every
+    /// burst faulted its pages in afresh: a third of the coordinator's CPU at θ 1M × 64 workers (perf, `clear_page`).
+    /// Small allocations still come from each thread's own cache (glibc's tcache) without the heap's lock.
+    public static let arenaMax: Int32 = 1
 
     /// A `METATRAIN_ALLOCATOR` value other than `tuned` (the default) or `default` (glibc's own settings).
     public struct InvalidChoice: Error, CustomStringConvertible {
@@ -24,13 +34,15 @@ public enum MessageAllocator {
     }
 
     /// Applies the settings unless the environment asks for the allocator's own: `METATRAIN_ALLOCATOR=default`, or
-    /// the user's own value of either threshold (`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=…` or `trim_threshold`,
-    /// `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`). Returns whether it applied them.
+    /// the user's own value of any of them (`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=…`, `trim_threshold` or
+    /// `arena_max`; `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, `MALLOC_ARENA_MAX`). Returns whether it
+    /// applied them. Call it before any thread starts: a thread keeps the heap it first allocated from.
     @discardableResult
     public static func configure(environment: [String: String]) throws(InvalidChoice) -> Bool {
         guard try shouldConfigure(environment: environment) else { return false }
         #if os(Linux)
         return mallopt(M_MMAP_THRESHOLD, mmapThreshold) == 1 && mallopt(M_TRIM_THRESHOLD, trimThreshold) == 1
+            && mallopt(M_ARENA_MAX, arenaMax) == 1
         #else
         return false
         #endif
@@ -62,10 +74,10 @@ public enum MessageAllocator {
         case let other?: throw InvalidChoice(value: other)
         }
         let tunables = environment["GLIBC_TUNABLES"] ?? ""
-        for threshold in ["mmap_threshold", "trim_threshold"] {
-            if tunables.contains("glibc.malloc.\(threshold)=") || environment["MALLOC_\(threshold.uppercased())_"] != nil {
-                return false
-            }
+        for setting in ["mmap_threshold", "trim_threshold", "arena_max"] {
+            // glibc spells the environment variables MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_ARENA_MAX.
+            let variable = "MALLOC_\(setting.uppercased())" + (setting == "arena_max" ? "" : "_")
+            if tunables.contains("glibc.malloc.\(setting)=") || environment[variable] != nil { return false }
         }
         return true
     }

@@ -224,21 +224,6 @@ public final class ZMQFrames {
         let size = zmq_msg_size(messages[index])
         return try body(UnsafeRawBufferPointer(start: size == 0 ? nil : zmq_msg_data(messages[index]), count: size))
     }
-
-    /// Every frame's bytes one after another in one array, copied once.
-    ///
-    /// Why: a worker's assignment is a head and θ's frame (4 MB at 1M floats) that decode as one envelope; copying
-    /// each frame out and then joining the copies moved θ twice.
-    public func joined() -> [UInt8] {
-        let total = messages.reduce(0) { $0 + zmq_msg_size($1) }
-        return [UInt8](unsafeUninitializedCapacity: total) { buffer, initialised in
-            for msg in messages {
-                let size = zmq_msg_size(msg)
-                if size > 0 { UnsafeMutableRawPointer(buffer.baseAddress! + initialised).copyMemory(from: zmq_msg_data(msg), byteCount: size) }
-                initialised += size
-            }
-        }
-    }
 }
 
 /// One frame built once and sent many times, its bytes never copied again: every send takes a copy that

@@ -206,7 +206,13 @@ extension WireCodec {
         /// A float32 tensor: shape product × 4 must equal the bytes, every value finite.
         func tensor(_ p: UnsafeMutablePointer<Metatrain__V1__Tensor>?, _ field: String) throws(WireError) -> ParameterVector {
             guard let t = p?.pointee else { throw .missingField(field) }
-            let shape = (0..<t.n_shape).map { t.shape[$0] }
+            return try tensor(shape: (0..<t.n_shape).map { t.shape[$0] },
+                              data: UnsafeRawBufferPointer(start: t.data.data, count: t.data.data == nil ? 0 : t.data.len), field)
+        }
+
+        /// A float32 tensor from its shape and the bytes of its data, wherever they are (protobuf-c's copy, or a
+        /// received frame read in place): the same checks as `tensor(_:_:)`.
+        func tensor(shape: [UInt32], data bytes: UnsafeRawBufferPointer, _ field: String) throws(WireError) -> ParameterVector {
             guard !shape.isEmpty, shape.count <= 8, shape.allSatisfy({ $0 > 0 }) else {
                 throw .invalidField("\(field).shape", reason: "\(shape) must have 1-8 positive dimensions")
             }
@@ -218,13 +224,13 @@ extension WireCodec {
                 }
                 count = product
             }
-            guard t.data.len == count * 4, let data = t.data.data else {
-                throw .tensorSize(field, shape: shape, bytes: t.data.len)
+            guard bytes.count == count * 4, let data = bytes.baseAddress else {
+                throw .tensorSize(field, shape: shape, bytes: bytes.count)
             }
             // Copied and checked in one pass (the length was checked above, so this never returns nil).
             guard let (values, bad) = [Float].copying(littleEndian: UnsafeRawBufferPointer(start: data, count: count * 4),
                                                       count: count, checking: .greatestFiniteMagnitude) else {
-                throw .tensorSize(field, shape: shape, bytes: t.data.len)
+                throw .tensorSize(field, shape: shape, bytes: bytes.count)
             }
             if let bad { throw .nonFinite(field, index: bad) }
             return ParameterVector(values)

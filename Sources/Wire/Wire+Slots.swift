@@ -122,8 +122,10 @@ extension WireCodec {
 }
 
 extension WireCodec.Decoder {
-    func assignment(_ m: Metatrain__V1__Assignment) throws(WireError) -> Assignment {
-        let parameters = m.parameters == nil ? nil : try tensor(m.parameters, "assignment.parameters")
+    /// An assignment; `shared`, when given, is its θ decoded from the frame it travelled in (`decode(head:field:)`).
+    func assignment(_ m: Metatrain__V1__Assignment, shared: ParameterVector? = nil) throws(WireError) -> Assignment {
+        var parameters = shared
+        if parameters == nil, m.parameters != nil { parameters = try tensor(m.parameters, "assignment.parameters") }
         let settings = try innerLoop(m.inner_loop), algorithm = try algorithm(m.algorithm, "assignment.algorithm")
         // An ES-MAML slot cannot run without its perturbation settings, and no other algorithm reads them.
         guard (algorithm == .esMAML) == (settings.evolution != nil) else {

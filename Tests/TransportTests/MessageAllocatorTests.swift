@@ -16,13 +16,14 @@ import Transport
         for environment in [["METATRAIN_ALLOCATOR": "default"],
                             ["GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"],
                             ["GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F:glibc.malloc.trim_threshold=0"],
-                            ["MALLOC_TRIM_THRESHOLD_": "0"], ["MALLOC_MMAP_THRESHOLD_": "131072"]] {
+                            ["MALLOC_TRIM_THRESHOLD_": "0"], ["MALLOC_MMAP_THRESHOLD_": "131072"],
+                            ["GLIBC_TUNABLES": "glibc.malloc.arena_max=2"], ["MALLOC_ARENA_MAX": "4"]] {
             #expect(try !MessageAllocator.shouldConfigure(environment: environment), "\(environment)")
             #expect(try !MessageAllocator.configure(environment: environment), "\(environment)")
         }
-        // Settings that are not the two thresholds leave them to metatrain.
-        for environment in [["GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F"], ["GLIBC_TUNABLES": "glibc.malloc.arena_max=2"],
-                            ["MALLOC_ARENA_MAX": "2"], ["MALLOC_CHECK_": "3"]] {
+        // Settings that are not metatrain's leave them to metatrain.
+        for environment in [["GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F"], ["GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"],
+                            ["MALLOC_CHECK_": "3"], ["MALLOC_ARENA_TEST": "2"]] {
             #expect(try MessageAllocator.shouldConfigure(environment: environment), "\(environment)")
         }
     }

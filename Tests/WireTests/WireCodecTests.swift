@@ -4,7 +4,7 @@ import Foundation
 import MetaLearning
 import NeuralNet
 import Testing
-import Wire
+@testable import Wire
 
 @Suite struct WireCodecTests {
     static let assignment = Assignment(
@@ -174,6 +174,69 @@ import Wire
         // Frames of different lengths than the head announces do not decode.
         #expect(throws: WireError.self) { try WireCodec.decode(frames: [jobHead, field.bytes]) }
         #expect(throws: WireError.self) { try WireCodec.decode(frames: [head, field.bytes, field.bytes]) }
+    }
+
+    /// A worker decodes a head and θ's frame in place (`decode(head:field:)`: θ read from its frame once); whatever
+    /// the two frames hold, that gives what decoding them joined gives — the same message, or an error for both.
+    @Test func decodingAHeadAndItsFieldInPlaceAgreesWithDecodingThemJoined() throws {
+        func inPlace(_ head: [UInt8], _ field: [UInt8]) throws(WireError) -> Message? {
+            try head.withUnsafeBytes { h in
+                field.withUnsafeBytes { f in Result { () throws(WireError) in try WireCodec.decodeInPlace(head: h, field: f, limits: WireLimits()) } }
+            }.get()
+        }
+        func outcome(_ decode: () throws -> Message) -> Message? { try? decode() }
+        func agree(_ head: [UInt8], _ field: [UInt8], _ note: String) {
+            let split = outcome { try WireCodec.decode(frames: [head, field]) }
+            let joined = outcome { try WireCodec.decode(head + field) }
+            #expect(split == joined, "\(note): in place \(split.map { "\($0.kind)" } ?? "an error"), joined \(joined.map { "\($0.kind)" } ?? "an error")")
+        }
+        var theta = Self.assignment
+        theta.parameters = ParameterVector((0..<300).map { Float($0) / 7 - 20 })
+        var withoutTheta = theta
+        withoutTheta.parameters = nil
+        let field = SharedTensorField(try #require(theta.parameters), for: .assignment)
+        let head = WireCodec.encodeHead(.assignment(withoutTheta), shared: field)
+        let job = EvalJobMessage(key: EvalKey(request: 9, job: 3, attempt: 1), job: Self.evalJob)
+        let initial = SharedTensorField(Self.evalJob.initial, for: .evalJob)
+        let jobHead = WireCodec.encodeHead(.evalJob(job), shared: initial)
+
+        // What the coordinator sends takes the in-place path (nil would mean the joined copy) and is the message.
+        #expect(try inPlace(head, field.bytes) == .assignment(theta))
+        #expect(try inPlace(jobHead, initial.bytes) == .evalJob(job))
+        // The shape written unpacked (protobuf allows both) is read in place too.
+        var unpacked = ProtoWriter()
+        unpacked.varint(1, 300)
+        unpacked.bytes(2, theta.parameters!.values.littleEndianBytes)
+        var unpackedField = ProtoWriter()
+        unpackedField.message(10, unpacked)
+        let unpackedHead = WireCodec.encodeHead(.assignment(withoutTheta), carrier: .assignment, fieldBytes: unpackedField.bytes.count)
+        #expect(try inPlace(unpackedHead, unpackedField.bytes) == .assignment(theta))
+        // A NaN in θ's frame is refused with the field named, in place as joined.
+        var nan = theta.parameters!.values
+        nan[17] = .nan
+        #expect(throws: WireError.nonFinite("assignment.parameters", index: 17)) {
+            try WireCodec.decode(frames: [head, SharedTensorField(ParameterVector(nan), for: .assignment).bytes])
+        }
+        // Another message's field, another version, a head that is a whole message: joined decides, as before.
+        agree(jobHead, field.bytes, "an eval job's head with an assignment's field")
+        agree(WireCodec.encodeHead(.assignment(withoutTheta), shared: field, version: 4), field.bytes, "version 4")
+        agree(WireCodec.encode(.assignment(theta)), [], "a whole message and an empty field")
+
+        // Every byte of either frame changed, dropped or doubled (seeded): the two decodings never disagree.
+        var rng = SeededRNG(seed: 21)
+        for (h, f) in [(head, field.bytes), (jobHead, initial.bytes)] {
+            for i in 0..<(h.count + min(f.count, 64)) {
+                let inHead = i < h.count
+                var frames = [h, f]
+                let which = inHead ? 0 : 1, at = inHead ? i : i - h.count
+                switch rng.next() % 3 {
+                case 0: frames[which][at] ^= UInt8(truncatingIfNeeded: rng.next() | 1)
+                case 1: frames[which].remove(at: at)
+                default: frames[which].insert(frames[which][at], at: at)
+                }
+                agree(frames[0], frames[1], "byte \(at) of the \(inHead ? "head" : "field") changed")
+            }
+        }
     }
 
     @Test func invalidEvalMessagesAreRejectedWithTheFieldName() {
