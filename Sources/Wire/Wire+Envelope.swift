@@ -24,11 +24,16 @@ public enum WireCodec {
     /// message to reach the socket thread and once more to the coordinator's socket (docs/SCALING.md).
     public static func encodeMessage(_ message: Message, version: UInt32 = protocolVersion) -> EncodedMessage {
         let arena = Arena()
-        let envelope = envelope(message, version: version, arena)
-        let encoded = EncodedMessage(capacity: metatrain__v1__envelope__get_packed_size(envelope))
-        // protobuf-c writes exactly the size it reported; the count is what it says it wrote, never more.
-        encoded.setCount(metatrain__v1__envelope__pack(envelope, encoded.start))
-        return encoded
+        // A result's update is packed from the vector's own memory (the one θ-sized tensor a worker sends).
+        var update: [Float] = []
+        if case .result(let r) = message { update = r.update.values }
+        return arena.lending(update) {
+            let envelope = envelope(message, version: version, arena)
+            let encoded = EncodedMessage(capacity: metatrain__v1__envelope__get_packed_size(envelope))
+            // protobuf-c writes exactly the size it reported; the count is what it says it wrote, never more.
+            encoded.setCount(metatrain__v1__envelope__pack(envelope, encoded.start))
+            return encoded
+        }
     }
 
     /// The protobuf-c envelope of `message`, its storage in `arena`. `omitTensor` leaves out the tensor a

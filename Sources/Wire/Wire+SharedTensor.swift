@@ -29,16 +29,19 @@ public struct SharedTensorField: Sendable {
 
     public init(_ values: ParameterVector, for carrier: Carrier) {
         let arena = Arena()
-        let tensor = WireCodec.encodeTensor(values.values, arena)
-        let size = metatrain__v1__tensor__get_packed_size(tensor)
-        var writer = ProtoWriter()
-        writer.lengthDelimitedHeader(carrier.fieldNumber, count: size)
-        var bytes = writer.bytes
-        let header = bytes.count
-        bytes += [UInt8](repeating: 0, count: size)
-        _ = bytes.withUnsafeMutableBufferPointer { metatrain__v1__tensor__pack(tensor, $0.baseAddress! + header) }
+        // Packed from θ's own memory (`Arena.lending`), straight into the field's bytes after its tag and length.
+        bytes = arena.lending(values.values) {
+            let tensor = WireCodec.encodeTensor(values.values, arena)
+            let size = metatrain__v1__tensor__get_packed_size(tensor)
+            var writer = ProtoWriter()
+            writer.lengthDelimitedHeader(carrier.fieldNumber, count: size)
+            let header = writer.bytes
+            return [UInt8](unsafeUninitializedCapacity: header.count + size) { buffer, initialised in
+                _ = buffer.initialize(fromContentsOf: header)
+                initialised = header.count + metatrain__v1__tensor__pack(tensor, buffer.baseAddress! + header.count)
+            }
+        }
         self.carrier = carrier
-        self.bytes = bytes
         count = values.count
     }
 }

@@ -239,6 +239,34 @@ import Testing
         }
     }
 
+    /// A θ-sized tensor is packed from the vector's own memory while it is lent (`Arena.lending`), and copied
+    /// otherwise; the packed bytes are the same either way.
+    @Test func aLentVectorIsPackedFromItsOwnMemory() throws {
+        let values = (0..<1_000).map { Float($0) * 0.5 - 3 }
+        let arena = Arena()
+        let base = values.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
+        let lent = arena.lending(values) { UInt(bitPattern: arena.floatBytes(values).data) }
+        let copied = UInt(bitPattern: arena.floatBytes(values).data)
+        #if _endian(little)
+        #expect(lent == base)
+        #endif
+        #expect(copied != base)
+        let other = values.map { $0 + 1 }
+        #expect(arena.lending(values) { UInt(bitPattern: arena.floatBytes(other).data) } != other.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) },
+                "only the lent vector's memory is used")
+        var result = Self.result
+        result.update = ParameterVector(values)
+        #expect(try WireCodec.decode(WireCodec.encodeMessage(.result(result)).bytes) == .result(result))
+        // θ's shared field, packed from θ's memory, byte for byte as written field by field: shape [1000]
+        // (packed: the varint E8 07), then the data.
+        var tensor = ProtoWriter()
+        tensor.bytes(1, [0xE8, 0x07])
+        tensor.bytes(2, values.littleEndianBytes)
+        var field = ProtoWriter()
+        field.message(10, tensor)
+        #expect(SharedTensorField(ParameterVector(values), for: .assignment).bytes == field.bytes)
+    }
+
     @Test func invalidEvalMessagesAreRejectedWithTheFieldName() {
         func rejects(_ message: Message, containing text: String) {
             Self.expectRejected(WireCodec.encode(message)) { "\($0)".contains(text) }
