@@ -126,8 +126,15 @@ extension WireCodec {
         try bytes.withUnsafeBytes { buffer in Result { () throws(WireError) in try decode(buffer, limits: limits) } }.get()
     }
 
-    /// Decodes and validates one envelope from bytes the caller holds (a received frame, read in place).
+    /// Decodes and validates one envelope from bytes the caller holds (a received frame, read in place); a result's
+    /// update is read from them directly (`decodeResultInPlace`).
     public static func decode(_ bytes: UnsafeRawBufferPointer, limits: WireLimits = WireLimits()) throws(WireError) -> Message {
+        if let result = try decodeResultInPlace(bytes, limits: limits) { return result }
+        return try decodeWhole(bytes, limits: limits)
+    }
+
+    /// `decode` with protobuf-c unpacking every field (the tensors copied out of `bytes` first).
+    static func decodeWhole(_ bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Message {
         let unpacked = metatrain__v1__envelope__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
         guard let envelope = unpacked else { throw .undecodable(bytes: bytes.count) }
         defer { metatrain__v1__envelope__free_unpacked(envelope, nil) }

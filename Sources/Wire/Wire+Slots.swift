@@ -143,8 +143,11 @@ extension WireCodec.Decoder {
     }
 
 
-    func result(_ m: Metatrain__V1__Result) throws(WireError) -> SlotResult {
+    /// A result; `shared`, when given, is its update decoded from the received bytes (`decodeResultInPlace`).
+    func result(_ m: Metatrain__V1__Result, shared: ParameterVector? = nil) throws(WireError) -> SlotResult {
         guard let s = m.statistics?.pointee else { throw .missingField("result.statistics") }
+        let update: ParameterVector
+        if let shared { update = shared } else { update = try tensor(m.update, "result.update") }
         let statistics = SlotStatistics(
             meanReturn: try finite(s.mean_return, "result.statistics.mean_return"), episodes: Int(s.episodes),
             meanLoss: try finite(s.mean_loss, "result.statistics.mean_loss"),
@@ -155,7 +158,7 @@ extension WireCodec.Decoder {
             runID: try identifier(m.run_id, "result.run_id"),
             key: try key(iteration: m.iteration, slot: m.slot, attempt: m.attempt, "result"),
             parameterVersion: try version(m.parameter_version, "result.parameter_version"),
-            update: try tensor(m.update, "result.update"), statistics: statistics)
+            update: update, statistics: statistics)
     }
 
     func task(_ p: UnsafeMutablePointer<Metatrain__V1__TaskSpec>?) throws(WireError) -> TaskSpec {

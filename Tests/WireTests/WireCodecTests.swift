@@ -239,6 +239,61 @@ import Testing
         }
     }
 
+    /// The coordinator decodes a result with its update read where the frame holds it (`decodeResultInPlace`);
+    /// whatever the bytes, that gives what protobuf-c unpacking the whole envelope gives.
+    @Test func decodingAResultInPlaceAgreesWithUnpackingItWhole() throws {
+        func whole(_ bytes: [UInt8]) -> Message? {
+            try? bytes.withUnsafeBytes { b in Result { () throws(WireError) in try WireCodec.decodeWhole(b, limits: WireLimits()) } }.get()
+        }
+        func agree(_ bytes: [UInt8], _ note: String) {
+            let fast = try? WireCodec.decode(bytes), slow = whole(bytes)
+            #expect(fast == slow, "\(note): in place \(fast.map { "\($0.kind)" } ?? "an error"), whole \(slow.map { "\($0.kind)" } ?? "an error")")
+        }
+        var result = Self.result
+        result.update = ParameterVector((0..<300).map { Float($0) / 9 - 15 })
+        let bytes = WireCodec.encode(.result(result))
+        // What a worker sends takes the in-place path (nil would mean protobuf-c copies the update).
+        let inPlace = try bytes.withUnsafeBytes { b in
+            Result { () throws(WireError) in try WireCodec.decodeResultInPlace(b, limits: WireLimits()) }
+        }.get()
+        #expect(inPlace == .result(result))
+        // A NaN, another version, another message: the same answer as unpacked whole.
+        var nan = result
+        nan.update.values[123] = .nan
+        #expect(throws: WireError.nonFinite("result.update", index: 123)) { try WireCodec.decode(WireCodec.encode(.result(nan))) }
+        agree(WireCodec.encode(.result(result), version: 4), "version 4")
+        agree(WireCodec.encode(.assignment(Self.assignment)), "an assignment")
+        // The update written twice (protobuf merges the two: shape [300, 300], the second data): left to protobuf-c.
+        let body = try bytes.withUnsafeBytes { b -> [UInt8] in
+            var r = ProtoReader(b)
+            _ = (r.key(), r.varint(), r.key(), r.varint())  // version, then the result's tag and length
+            let rest = r.take(UInt64(r.remaining))
+            return Array(try #require(rest))
+        }
+        var tensor = ProtoWriter()
+        tensor.bytes(1, [0xAC, 0x02])  // shape [300], packed
+        tensor.bytes(2, result.update.values.littleEndianBytes)
+        var updateField = ProtoWriter()
+        updateField.message(6, tensor)
+        var twice = ProtoWriter()
+        twice.varint(1, UInt64(protocolVersion))
+        twice.bytes(6, body + updateField.bytes)
+        agree(twice.bytes, "the update twice")
+        #expect(whole(twice.bytes) == nil, "merged, the shape no longer matches the data")
+        // Every byte changed, dropped or doubled (seeded): the two decodings never disagree.
+        var rng = SeededRNG(seed: 33)
+        for at in 0..<min(bytes.count, 160) + 40 {
+            var mutated = bytes
+            let i = at < 160 ? at : bytes.count - 1 - (at - 160)
+            switch rng.next() % 3 {
+            case 0: mutated[i] ^= UInt8(truncatingIfNeeded: rng.next() | 1)
+            case 1: mutated.remove(at: i)
+            default: mutated.insert(mutated[i], at: i)
+            }
+            agree(mutated, "byte \(i) changed")
+        }
+    }
+
     /// A θ-sized tensor is packed from the vector's own memory while it is lent (`Arena.lending`), and copied
     /// otherwise; the packed bytes are the same either way.
     @Test func aLentVectorIsPackedFromItsOwnMemory() throws {
