@@ -76,7 +76,7 @@ extension Scheduler {
         guard isDone, !finishAnnounced else { return }
         finishAnnounced = true
         out.append(.finished)
-        for (peer, _) in inJoinOrder {
+        for (peer, _) in workers.inJoinOrder {
             out.append(.send(peer, .goodbye("run finished")))
         }
     }
@@ -161,7 +161,7 @@ extension Scheduler {
     /// stuck, not slow, and is disconnected with the reason; a slow one that still computes is kept.
     mutating func reclaimOverdue(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         let slotLimit = slotDeadline
-        for (peer, worker) in inJoinOrder {
+        for (peer, worker) in workers.inJoinOrder {
             var missed: [String] = []
             for (key, since) in worker.running.sorted(by: { $0.key < $1.key }) where now - since > slotLimit {
                 release(peer, key, requeue: true)

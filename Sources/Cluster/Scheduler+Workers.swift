@@ -26,7 +26,6 @@ extension Scheduler {
                             lastSent: now, envStepsMovedAt: now)
         worker.host = hello.host
         workers[peer] = worker
-        joinOrder.append(peer)
         out.append(.send(peer, .welcome(workerID: worker.id)))
         let (kernel, fingerprint) = hello.numerics.effective(under: numerics.policy)
         out.append(.log(.info, "worker \(worker.id) joined from \(hello.host) with \(hello.threads) thread(s); \(workers.count) alive; numerics \(fingerprint) (kernel \(kernel), CPU \(hello.numerics.cpu))"))
@@ -74,7 +73,7 @@ extension Scheduler {
     }
 
     mutating func expire(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
-        for (peer, worker) in inJoinOrder
+        for (peer, worker) in workers.inJoinOrder
         where now - worker.lastHeard > settings.deadAfterMs {
             out.append(.log(.warning, "worker \(worker.id) silent for \(now - worker.lastHeard) ms: declared dead, \(worker.running.count) slot(s) and \(worker.evalRunning.count) eval job(s) requeued"))
             counters.workersDeclaredDead += 1
@@ -88,7 +87,7 @@ extension Scheduler {
     }
 
     mutating func heartbeat(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
-        for (peer, worker) in inJoinOrder
+        for (peer, worker) in workers.inJoinOrder
         where now - worker.lastSent >= Int64(settings.heartbeatIntervalMs) {
             out.append(.send(peer, .heartbeat))
             workers[peer]!.lastSent = now
@@ -123,7 +122,6 @@ extension Scheduler {
     /// loss against each eval job it held.
     mutating func drop(_ peer: Peer, died: Bool = false, _ out: inout [SchedulerCommand<Payload>]) {
         guard let worker = workers.removeValue(forKey: peer) else { return }
-        joinOrder.removeAll { $0 == peer }
         for key in worker.running.keys.sorted() where key.iteration == iteration {
             if slots.requeue(key.slot, stillHeld: isRunningElsewhere(key.slot)) { counters.requeued += 1 }
         }

@@ -65,9 +65,6 @@ public struct Scheduler<Payload> {
     /// The current iteration's slots handed on with `fold` so far: 0 ..< nextFold.
     var nextFold = 0
     var workers = WorkerTable()
-    /// The workers' connections in the order they joined (their numbers ascending), kept as they come and go so no
-    /// event sorts the workers.
-    var joinOrder: [Peer] = []
     var nextWorkerNumber = 1
     var clients: [Peer: Client] = [:]
     /// Outstanding eval requests by number; served in number order.
@@ -105,9 +102,6 @@ public struct Scheduler<Payload> {
     /// Connected eval clients.
     public var clientPeers: [Peer] { clients.keys.sorted { $0.id.lexicographicallyPrecedes($1.id) } }
 
-    /// (connection, worker) of every worker, in join order.
-    var inJoinOrder: [(key: Peer, value: Worker)] { joinOrder.map { ($0, workers[$0]!) } }
-
     /// Workers alive right now.
     public var workerCount: Int { workers.count }
 
@@ -118,13 +112,13 @@ public struct Scheduler<Payload> {
     }
 
     public var workerStatus: [WorkerStatus] {
-        joinOrder.map { workers[$0]! }.map {
+        workers.inJoinOrder.map(\.value).map {
             WorkerStatus(id: $0.id, host: $0.host, threads: $0.threads, busy: $0.load, slotsDone: $0.slotsDone,
                          suspected: $0.suspected, lastHeard: $0.lastHeard, envSteps: $0.envSteps)
         }
     }
     /// Their connections, in the order they joined.
-    public var peers: [Peer] { joinOrder }
+    public var peers: [Peer] { workers.joinOrder }
 
     public mutating func handle(_ event: SchedulerEvent<Payload>, now: Tick) -> [SchedulerCommand<Payload>] {
         var out: [SchedulerCommand<Payload>] = []

@@ -44,7 +44,7 @@ final class Arena {
     func lending<R>(_ values: [Float], _ body: () -> R) -> R {
         #if _endian(little)
         return values.withUnsafeBytes { raw in
-            guard let base = raw.baseAddress else { return body() }
+            guard let base = raw.baseAddress, raw.count > 0 else { return body() }  // nothing lent: most messages
             lent[base] = raw.count
             defer { lent[base] = nil }
             return body()
