@@ -171,6 +171,12 @@ public struct ClusterConfig: Sendable, Equatable {
         c.meta.outerStep = try meta.float("outer_step", c.meta.outerStep, { $0 > 0 }, "> 0")
         c.meta.schedule = try meta.choice("schedule", c.meta.schedule)
         c.meta.optimizer = try meta.choice("optimizer", c.meta.optimizer)
+        if try meta.bool("pipeline", false) {
+            guard c.meta.algorithm != .distill else {
+                throw meta.bad("pipeline", meta.node("pipeline")?.1 ?? meta.line, "cannot be true with algorithm: distill (the coordinator distils from the θ its experts started at)")
+            }
+            c.meta.pipelined = true
+        }
         if c.meta.algorithm != .distill, let (_, line) = meta.node("distill") {
             throw meta.bad("distill", line, "applies only to algorithm: distill")
         }

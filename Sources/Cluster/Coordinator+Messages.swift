@@ -125,7 +125,11 @@ extension Coordinator {
                 try shutdown(reason: "run stopped: \(reason)")
                 throw ClusterError.aborted("\(reason); \(advice)")
             case let .confirmDivergence(key, reason):
-                divergence.confirm(key, reported: reason, theta: state.theta, config: config, numerics: scheduler.numerics.policy)
+                guard let base = state.theta(version: config.meta.baseVersion(of: key.iteration)) else {
+                    logger.error("internal: no θ for a divergence report of \(key) at iteration \(state.iteration)")
+                    break
+                }
+                divergence.confirm(key, reported: reason, theta: base, config: config, numerics: scheduler.numerics.policy)
             case let .forwardEvalOutcome(client, key):
                 if let outcome = inboundOutcome, outcome.key == key { send(client, .evalOutcome(outcome)) }
             case .forgetEvalRequest(let number):
@@ -156,30 +160,43 @@ extension Coordinator {
             send(peer, .evalJob(EvalJobMessage(key: key, job: job)), sharing: initial)
             return
         case let .assign(key, includeParameters):
-            if tasks.iteration != key.iteration {
-                tasks = (key.iteration, try (0..<config.meta.metaBatch).map { try config.task(iteration: key.iteration, slot: $0) })
-            }
+            let version = config.meta.baseVersion(of: key.iteration)
             message = .assignment(Assignment(
-                runID: runID, key: key, task: tasks.specs[key.slot], innerLoop: config.innerLoop,
+                runID: runID, key: key, task: try tasks(of: key.iteration)[key.slot], innerLoop: config.innerLoop,
                 algorithm: config.meta.algorithm,
                 seed: slotSeed(runSeed: config.run.seed, iteration: key.iteration, slot: key.slot),
-                parameterVersion: state.iteration, parameters: nil))
+                parameterVersion: version, parameters: nil))
             if includeParameters {
-                send(peer, message, sharing: try thetaTensor())
+                guard let tensor = try thetaTensor(version: version) else {
+                    logger.error("internal: no θ of version \(version) for \(key) at iteration \(state.iteration)")
+                    return
+                }
+                send(peer, message, sharing: tensor)
                 return
             }
         }
         send(peer, message)
     }
 
-    /// θ of the current version as a shared frame, encoded at the first send of the version.
-    func thetaTensor() throws -> SharedTensor {
-        if let frame = thetaFrame, frame.version == state.iteration { return frame.tensor }
-        thetaFrame = nil  // the old version's bytes go before the new ones are made
-        let tensor = try SharedTensor(state.theta, for: .assignment)
+    /// θ of `version` as a shared frame, encoded at the first send of the version; nil for a version no longer held.
+    func thetaTensor(version: Int) throws -> SharedTensor? {
+        if let frame = thetaFrames.last(where: { $0.version == version }) { return frame.tensor }
+        guard let theta = state.theta(version: version) else { return nil }
+        // Versions no longer handed out go before the new one's bytes are made.
+        thetaFrames.removeAll { state.theta(version: $0.version) == nil }
+        let tensor = try SharedTensor(theta, for: .assignment)
         tensorEncodings += 1
-        thetaFrame = (state.iteration, tensor)
+        thetaFrames.append((version, tensor))
         return tensor
+    }
+
+    /// The tasks of `iteration`'s slots, drawn once per iteration (two iterations are handed out at once when pipelined).
+    func tasks(of iteration: Int) throws -> [TaskSpec] {
+        if let known = tasks.last(where: { $0.iteration == iteration }) { return known.specs }
+        let specs = try (0..<config.meta.metaBatch).map { try config.task(iteration: iteration, slot: $0) }
+        tasks.append((iteration, specs))
+        if tasks.count > 2 { tasks.removeFirst() }
+        return specs
     }
 
     /// One shared frame per distinct initial vector of an eval request (bit patterns compared), by job index.

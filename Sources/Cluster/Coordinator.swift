@@ -49,7 +49,8 @@ public final class Coordinator {
     var scheduler: Scheduler<SlotPayload>
     let clock = ContinuousClock()
     let started: ContinuousClock.Instant
-    var tasks: (iteration: Int, specs: [TaskSpec]) = (-1, [])
+    /// The tasks of the iterations being handed out (two in a pipelined run), the newest last.
+    var tasks: [(iteration: Int, specs: [TaskSpec])] = []
     /// The current iteration's updates folded so far (`fold`); iteration −1 before the first.
     var folded = IterationFold(iteration: -1, keepsUpdates: false)
     var lastCheckpoint: Int
@@ -64,8 +65,9 @@ public final class Coordinator {
     var tensorBytesSent = 0
     /// Tensor fields encoded since the start: once per θ version sent and per distinct eval θ, never per worker.
     var tensorEncodings = 0
-    /// θ of the current version as a frame every assignment that carries θ shares.
-    var thetaFrame: (version: Int, tensor: SharedTensor)?
+    /// θ as a frame every assignment that carries its version shares: the current version, and a pipelined run's
+    /// previous one (the newest last).
+    var thetaFrames: [(version: Int, tensor: SharedTensor)] = []
     var iterationStarted: ContinuousClock.Instant
     var busy: Duration = .zero
     /// The applied iteration whose record `writeProgress` has yet to write, and the time spent writing records so far.
@@ -111,6 +113,14 @@ public final class Coordinator {
             logger.info("resuming \(found.record.runID) from \(found.path) (iteration \(found.record.state.iteration), θ \(parametersSHA256(found.record.state.theta).prefix(16))…)")
             runID = found.record.runID
             state = found.record.state
+            if config.meta.isPipelined && state.previousTheta == nil {
+                // Written by a run that was not pipelined (resumed with --force-config): there is no θ one version back,
+                // so the current iteration's slots adapt θ itself this once.
+                logger.warning("the checkpoint holds no previous θ (its run was not pipelined): iteration \(state.iteration)'s slots adapt θ \(state.iteration) instead of \(max(state.iteration - 1, 0))")
+                state.previousTheta = state.theta
+            } else if !config.meta.isPipelined {
+                state.previousTheta = nil
+            }
             numerics = Self.resumedNumerics(found.record.numerics, policy: config.numerics, force: forceNumerics, logger: logger)
         } else {
             if !store.files().isEmpty {
@@ -170,6 +180,7 @@ public final class Coordinator {
         settings.serve = serve
         settings.slotTimeoutMs = Int64(config.slotTimeoutMs)
         settings.evalTimeoutMs = Int64(config.coordinator.evalTimeoutMs)
+        settings.pipelined = config.meta.isPipelined
         scheduler = try Scheduler(settings: settings, startIteration: state.iteration, numerics: numerics)
         started = clock.now
         iterationStarted = started
@@ -222,7 +233,9 @@ public final class Coordinator {
         // iteration's meta-batch of them, and a few more (backups of stragglers, the frames being decoded). Keep that
         // much free heap for the next iteration instead of returning it to the system (`MessageAllocator.keepFree`);
         // it is a ceiling on what is kept, not memory taken.
-        let (updateBytes, overflow) = (config.meta.metaBatch + 4).multipliedReportingOverflow(by: state.theta.count * 4)
+        // A pipelined run also keeps the next iteration's early updates: up to two meta-batches.
+        let held = config.meta.metaBatch * (config.meta.isPipelined ? 2 : 1) + 4
+        let (updateBytes, overflow) = held.multipliedReportingOverflow(by: state.theta.count * 4)
         MessageAllocator.keepFree(overflow ? Int.max : updateBytes, environment: ProcessInfo.processInfo.environment)
         if scheduler.isDone { finished = true }
         if scheduler.isFinished && config.meta.iterations > 0 && !finished {

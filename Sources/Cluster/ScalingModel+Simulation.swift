@@ -107,7 +107,8 @@ extension ScalingModel {
         var linkOut = LinkDirection(), linkIn = LinkDirection()
         var alive: [Bool]
         var nextJob = 0
-        var encodedVersion = -1
+        /// θ versions whose frame the coordinator has encoded.
+        var encodedVersions: Set<Int> = []
         var applied: [Double] = []
         /// Busy totals when the first and the latest iteration were applied (the window the prediction measures).
         var atFirst: (coordinator: Double, io: Double, out: Double, in: Double) = (0, 0, 0, 0)
@@ -129,6 +130,7 @@ extension ScalingModel {
                                              heartbeatIntervalMs: cluster.heartbeatIntervalMs, liveness: cluster.liveness,
                                              checkpointInterval: 1_000_000)
             settings.incarnation = "m0"
+            settings.pipelined = workload.pipelined
             scheduler = try Scheduler(settings: settings, numerics: RunNumerics(policy: .any))
             if let shared = cluster.sharedCores {
                 machines = [Machine(cores: shared)]
@@ -230,7 +232,7 @@ extension ScalingModel {
         /// A worker's result goes out on the coordinator's inbound link.
         mutating func slotLeaves(_ w: Int, _ key: SlotKey) {
             guard alive[w] else { return }
-            arriveAtCoordinator(.result(Self.peer(w), runID: "model", key: key, parameterVersion: key.iteration, payload: ()),
+            arriveAtCoordinator(.result(Self.peer(w), runID: "model", key: key, parameterVersion: scheduler.settings.baseVersion(of: key.iteration), payload: ()),
                                 bytes: thetaBytes + Self.resultOverhead, result: true)
         }
 
@@ -270,8 +272,7 @@ extension ScalingModel {
                             bytes = Self.headBytes
                             if includeParameters {
                                 bytes += thetaBytes
-                                if encodedVersion != key.iteration {
-                                    encodedVersion = key.iteration
+                                if encodedVersions.insert(scheduler.settings.baseVersion(of: key.iteration)).inserted {
                                     cost += Double(thetaBytes) * costs.coordinatorPerEncodedByte
                                 }
                             }

@@ -81,6 +81,8 @@ public enum ScalingModel {
         public var stragglerFactor: Double = 5
         /// Worker deaths per worker-hour (exponential; a dead worker falls silent, liveness finds it).
         public var deathsPerWorkerHour: Double = 0
+        /// Pipelined meta-iterations (`MetaSettings.pipelined`): the next iteration's slots run while this one's finish.
+        public var pipelined = false
 
         public init(thetaFloats: Int, metaBatch: Int, slotSeconds: Double) {
             self.thetaFloats = thetaFloats; self.metaBatch = metaBatch; self.slotSeconds = slotSeconds

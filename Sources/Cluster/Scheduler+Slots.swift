@@ -17,21 +17,21 @@ extension Scheduler {
             return
         }
         workers[peer]?.timeouts = 0
-        guard key.iteration == iteration, version == iteration, !isFinished else {
+        guard round(key.iteration) != nil, version == settings.baseVersion(of: key.iteration) else {
             release(peer, key, requeue: true)
             counters.staleDropped += 1
             out.append(.log(.debug, "dropped stale result for \(key) (θ version \(version)); running iteration \(iteration)"))
             return
         }
         release(peer, key, requeue: false)
-        guard slots[key.slot] != nil else {
-            strike(peer, "result names slot \(key.slot); iterations have \(slots.order.count) slots", now: workers[peer]?.lastHeard ?? 0, &out)
+        guard round(key.iteration)?.slots[key.slot] != nil else {
+            strike(peer, "result names slot \(key.slot); iterations have \(settings.metaBatch) slots", now: workers[peer]?.lastHeard ?? 0, &out)
             return
         }
         // How long computing a slot takes: this attempt's own time, from its hand-out to its result (time lost
         // to dead or stuck holders before it would inflate the median, and every deadline with it).
         let took = heldSince.flatMap { started in workers[peer].map { $0.lastHeard - started } }
-        guard slots.complete(key.slot, payload, took: took) else {
+        guard withRound(key.iteration, { $0.slots.complete(key.slot, payload, took: took) }) == true else {
             counters.duplicatesDropped += 1
             out.append(.log(.debug, "dropped duplicate result for \(key)"))
             return
@@ -44,30 +44,41 @@ extension Scheduler {
 
     /// Hands on, in slot order, every payload whose slot and all slots before it are done, and keeps none of them.
     mutating func foldCompletedPrefix(_ out: inout [SchedulerCommand<Payload>]) {
-        while nextFold < settings.metaBatch, let payload = slots.takeResult(nextFold) {
+        while nextFold < settings.metaBatch, let payload = current.slots.takeResult(nextFold) {
             out.append(.fold(iteration: iteration, slot: nextFold, payload: payload))
             nextFold += 1
         }
     }
 
+    /// Applies the current iteration once every slot of it is folded, and moves on to the next: a pipelined run's
+    /// next iteration, with whatever of it is done already (which may complete it too), or a fresh batch.
     mutating func completeIterationIfDone(_ out: inout [SchedulerCommand<Payload>]) {
-        guard slots.remaining == 0, nextFold == settings.metaBatch else { return }
-        out.append(.applyMetaUpdate(iteration: iteration))
-        iteration += 1
-        nextFold = 0
-        let last = iteration >= settings.iterations
-        if last || iteration % settings.checkpointInterval == 0 { out.append(.writeCheckpoint(iteration: iteration)) }
-        slots.restart(Array(0..<settings.metaBatch))
-        confirming = []
-        refuted = []
-        if last {
-            isFinished = true
-            if settings.serve {
-                out.append(.log(.info, "training finished: serving eval requests until stopped"))
-            } else if !evalRequests.isEmpty {
-                out.append(.log(.info, "training finished: finishing \(evalRequests.count) eval request(s) first"))
+        while current.slots.remaining == 0, nextFold == settings.metaBatch {
+            out.append(.applyMetaUpdate(iteration: iteration))
+            iteration += 1
+            nextFold = 0
+            let last = iteration >= settings.iterations
+            if last || iteration % settings.checkpointInterval == 0 { out.append(.writeCheckpoint(iteration: iteration)) }
+            // The finished round's tracker (its attempt times kept) starts the iteration after next, or this one.
+            var done = current.slots
+            done.restart(Array(0..<settings.metaBatch))
+            if let next = ahead {
+                current = next
+                ahead = iteration + 1 < settings.iterations ? Round(slots: done) : nil
+            } else {
+                current = Round(slots: done)
             }
-            finishIfDone(&out)
+            if last {
+                isFinished = true
+                if settings.serve {
+                    out.append(.log(.info, "training finished: serving eval requests until stopped"))
+                } else if !evalRequests.isEmpty {
+                    out.append(.log(.info, "training finished: finishing \(evalRequests.count) eval request(s) first"))
+                }
+                finishIfDone(&out)
+                return
+            }
+            foldCompletedPrefix(&out)
         }
     }
 
@@ -89,24 +100,26 @@ extension Scheduler {
     /// first to arrive is applied and the other dropped as a duplicate.
     mutating func assignBackups(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         guard let multiple = settings.backupAfterMedianMultiple else { return }
-        for (slot, ranFor, median) in slots.stragglers(now: now, multiple: multiple, minimumSamples: settings.backupMinimumSamples) {
+        for (slot, ranFor, median) in current.slots.stragglers(now: now, multiple: multiple, minimumSamples: settings.backupMinimumSamples) {
             let busy = Set(workers.byPeer.filter { $0.value.running.keys.contains { $0.iteration == iteration && $0.slot == slot } }.map(\.key))
             // No candidate for this straggler (its holders are the only free ones) does not mean none for the next.
             guard let peer = workers.availableInJoinOrder.first(where: { !busy.contains($0) }) else { continue }
-            slots.noteBackup(slot)
+            current.slots.noteBackup(slot)
             counters.backupsSent += 1
             out.append(.log(.info, "slot \(slot) has run \(ranFor) ms (median \(median) ms): backup copy to \(workers[peer]!.id)"))
-            out.append(dispatch(slot, to: peer, now: now))
+            out.append(dispatch(iteration, slot, to: peer, now: now))
         }
     }
 
-    /// Records a new attempt of `slot` on `peer` and returns the command that sends it (with θ when
-    /// the worker does not hold this version yet).
-    mutating func dispatch(_ slot: Int, to peer: Peer, now: Tick) -> SchedulerCommand<Payload> {
-        let key = SlotKey(iteration: iteration, slot: slot, attempt: slots.start(slot, now: now))
+    /// Records a new attempt of slot `slot` of `iteration` on `peer` and returns the command that sends it (with θ
+    /// when the worker does not hold the version the slot adapts).
+    mutating func dispatch(_ iteration: Int, _ slot: Int, to peer: Peer, now: Tick) -> SchedulerCommand<Payload> {
+        let attempt = withRound(iteration) { $0.slots.start(slot, now: now) }!
+        let key = SlotKey(iteration: iteration, slot: slot, attempt: attempt)
+        let base = settings.baseVersion(of: iteration)
         var worker = workers[peer]!
-        let includeParameters = worker.knownVersion != iteration
-        worker.knownVersion = iteration
+        let includeParameters = !worker.knownVersions.contains(base)
+        if includeParameters { worker.received(base) }
         worker.running[key] = now
         worker.lastSent = now
         workers[peer] = worker
@@ -115,27 +128,33 @@ extension Scheduler {
         return .send(peer, .assign(key, includeParameters: includeParameters))
     }
 
-    /// Training slots first (the run's progress), then backups of stragglers, then eval jobs on the
-    /// threads left over: evaluation never delays a meta-iteration by more than the eval jobs already
-    /// running, and once training is over it has every thread.
+    /// Training slots first (the run's progress: the current iteration's in slot order, then a pipelined run's next
+    /// iteration's), then backups of stragglers, then eval jobs on the threads left over: evaluation never delays a
+    /// meta-iteration by more than the eval jobs already running, and once training is over it has every thread.
     mutating func assign(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         if !isFinished {
             // Slots being recomputed by the shell (a divergence report) are not handed out meanwhile. Only as many
             // pending slots are looked at as there are free threads, and only the workers that can take work are
             // visited (`WorkerTable`), so an event's cost grows with neither the batch nor the cluster.
-            var pending: ArraySlice<Int> = []
-            if slots.hasPending {
+            var pending: ArraySlice<(iteration: Int, slot: Int)> = []
+            if current.slots.hasPending || ahead?.slots.hasPending == true {
                 let free = workers.freeThreads
-                pending = slots.pending(first: free, skipping: confirming)[...]
                 if free == 0 { return }
+                var found: [(iteration: Int, slot: Int)] = current.slots.pending(first: free, skipping: current.confirming)
+                    .map { (iteration: iteration, slot: $0) }
+                if found.count < free, let ahead {
+                    found += ahead.slots.pending(first: free - found.count, skipping: ahead.confirming)
+                        .map { (iteration: iteration + 1, slot: $0) }
+                }
+                pending = found[...]
             }
             if pending.isEmpty {
                 assignBackups(now: now, &out)
             } else {
                 for peer in workers.availableInJoinOrder {
-                    while let slot = pending.first, let worker = workers[peer], worker.canTakeWork {
+                    while let next = pending.first, let worker = workers[peer], worker.canTakeWork {
                         pending.removeFirst()
-                        out.append(dispatch(slot, to: peer, now: now))
+                        out.append(dispatch(next.iteration, next.slot, to: peer, now: now))
                     }
                     if pending.isEmpty { break }
                 }
@@ -151,7 +170,7 @@ extension Scheduler {
     /// one (the upper median, so one sample at iteration 0 is enough), never below `minimumTimeoutMs` and never above
     /// `slotTimeoutMs`; the ceiling alone before any attempt completed.
     public var slotDeadline: Tick {
-        guard let median = slots.median else { return settings.slotTimeoutMs }
+        guard let median = current.slots.median else { return settings.slotTimeoutMs }
         return min(settings.slotTimeoutMs, max(settings.minimumTimeoutMs, Tick(Double(median) * settings.timeoutMedianMultiple)))
     }
 
@@ -165,7 +184,7 @@ extension Scheduler {
             var missed: [String] = []
             for (key, since) in worker.running.sorted(by: { $0.key < $1.key }) where now - since > slotLimit {
                 release(peer, key, requeue: true)
-                if key.iteration == iteration { missed.append("slot \(key.slot) of iteration \(key.iteration) (held \(now - since) ms, deadline \(slotLimit) ms)") }
+                if round(key.iteration) != nil { missed.append("slot \(key.slot) of iteration \(key.iteration) (held \(now - since) ms, deadline \(slotLimit) ms)") }
             }
             // Eval jobs of one request differ in length (probes, curves), so their median says little about any one
             // of them: an eval job comes back when its holder's env-step count has stalled for the stall window
@@ -204,10 +223,15 @@ extension Scheduler {
         workers[peer]?.evalRunning[key] = nil
     }
 
-    /// The current iteration's slots that are neither done, pending, nor held by a live worker: always
-    /// empty (the fault simulation checks it after every step; a refused result must never strand a slot).
-    public var strandedSlots: [Int] {
+    /// The slots being run (the current iteration's, and a pipelined run's next iteration's) that are neither done,
+    /// pending, nor held by a live worker: always empty (the fault simulation checks it after every step; a refused
+    /// result must never strand a slot).
+    public var strandedSlots: [SlotKey] {
         guard !isFinished else { return [] }
-        return slots.order.filter { slots.isRunning($0) && !isRunningElsewhere($0) }
+        return [(iteration, current), (iteration + 1, ahead)].flatMap { (iteration: Int, round: Round?) -> [SlotKey] in
+            guard let slots = round?.slots else { return [] }
+            return slots.order.filter { slots.isRunning($0) && !isRunningElsewhere(iteration, $0) }
+                .map { SlotKey(iteration: iteration, slot: $0, attempt: slots[$0]?.attempts ?? 0) }
+        }
     }
 }

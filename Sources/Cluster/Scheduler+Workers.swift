@@ -122,9 +122,7 @@ extension Scheduler {
     /// loss against each eval job it held.
     mutating func drop(_ peer: Peer, died: Bool = false, _ out: inout [SchedulerCommand<Payload>]) {
         guard let worker = workers.removeValue(forKey: peer) else { return }
-        for key in worker.running.keys.sorted() where key.iteration == iteration {
-            if slots.requeue(key.slot, stillHeld: isRunningElsewhere(key.slot)) { counters.requeued += 1 }
-        }
+        for key in worker.running.keys.sorted() { requeue(key) }
         out.append(.forget(peer))
         for key in worker.evalRunning.keys.sorted() {
             if died, evalRequests[key.request]?.jobs.isRunning(key.job) == true {
@@ -142,14 +140,21 @@ extension Scheduler {
         }
     }
 
-    func isRunningElsewhere(_ slot: Int) -> Bool {
+    /// Whether any live worker holds an attempt of slot `slot` of `iteration`.
+    func isRunningElsewhere(_ iteration: Int, _ slot: Int) -> Bool {
         workers.values.contains { w in w.running.keys.contains { $0.iteration == iteration && $0.slot == slot } }
     }
 
     /// Frees `peer`'s capacity for `key`; with `requeue`, the slot is pending again unless done or running elsewhere.
     mutating func release(_ peer: Peer, _ key: SlotKey, requeue: Bool) {
         workers[peer]?.running[key] = nil
-        guard requeue, key.iteration == iteration else { return }
-        if slots.requeue(key.slot, stillHeld: isRunningElsewhere(key.slot)) { counters.requeued += 1 }
+        if requeue { self.requeue(key) }
+    }
+
+    /// Makes `key`'s slot pending again unless it is done or still running elsewhere (nothing for an iteration no
+    /// longer run).
+    mutating func requeue(_ key: SlotKey) {
+        let elsewhere = isRunningElsewhere(key.iteration, key.slot)
+        if withRound(key.iteration, { $0.slots.requeue(key.slot, stillHeld: elsewhere) }) == true { counters.requeued += 1 }
     }
 }

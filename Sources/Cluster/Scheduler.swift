@@ -25,8 +25,12 @@ public struct Scheduler<Payload> {
         var lastSent: Tick
         /// Slot attempts this worker is computing, with when each was handed to it (for the deadline).
         var running: [SlotKey: Tick] = [:]
-        /// θ version the worker holds, if we know it holds one.
-        var knownVersion: Int?
+        /// θ versions the worker holds: of those sent since it registered, what its cache keeps (`WorkerSession.caching`).
+        var knownVersions: [Int] = []
+        /// Records that `version` was sent to it, as its cache keeps versions.
+        mutating func received(_ version: Int) {
+            knownVersions = WorkerSession.caching(version, in: knownVersions) { $0 }
+        }
         var strikes = 0
         /// Eval job attempts this worker is computing (they share its threads with slots), with their hand-out times.
         var evalRunning: [EvalKey: Tick] = [:]
@@ -59,21 +63,45 @@ public struct Scheduler<Payload> {
     public internal(set) var iteration: Int
     public internal(set) var counters = SchedulerCounters()
     public internal(set) var isFinished = false
-    /// The current iteration's slots (their attempt times carry over from one iteration to the next). A done slot's
-    /// payload stays here only until every slot before it is done (`fold`).
-    var slots: AttemptTracker<Int, Payload>
+    /// The current iteration's slots and divergence reports (attempt times carry over from one iteration to the
+    /// next). A done slot's payload stays here only until every slot before it is done (`fold`).
+    var current: Round
     /// The current iteration's slots handed on with `fold` so far: 0 ..< nextFold.
     var nextFold = 0
+    /// A pipelined run's next iteration (`iteration + 1`), whose slots adapt the current θ and are handed out once
+    /// the current iteration's are all out; nil when not pipelined or when the current iteration is the last. Its
+    /// results wait here until it becomes the current one.
+    var ahead: Round?
+
+    /// One iteration's slots, and the divergence reports of them.
+    struct Round {
+        var slots: AttemptTracker<Int, Payload>
+        /// Slots the shell is recomputing after a divergence report (not handed out meanwhile), and those it found
+        /// usable (a further report of them is a bad message).
+        var confirming: Set<Int> = []
+        var refuted: Set<Int> = []
+    }
+
+    /// The slots of `iteration` while it is being run: the current iteration, or a pipelined run's next one.
+    func round(_ iteration: Int) -> Round? {
+        if iteration == self.iteration, !isFinished { return current }
+        if iteration == self.iteration + 1 { return ahead }
+        return nil
+    }
+
+    /// Runs `body` on the round of `iteration` (`round`); nil when that iteration is not being run.
+    @discardableResult
+    mutating func withRound<R>(_ iteration: Int, _ body: (inout Round) -> R) -> R? {
+        if iteration == self.iteration, !isFinished { return body(&current) }
+        if iteration == self.iteration + 1, ahead != nil { return body(&ahead!) }
+        return nil
+    }
     var workers = WorkerTable()
     var nextWorkerNumber = 1
     var clients: [Peer: Client] = [:]
     /// Outstanding eval requests by number; served in number order.
     var evalRequests: [Int: EvalRequestState] = [:]
     var finishAnnounced = false
-    /// Slots of the current iteration the shell is recomputing after a divergence report (not handed out
-    /// meanwhile), and those it found usable (a further report of them is a bad message).
-    var confirming: Set<Int> = []
-    var refuted: Set<Int> = []
     /// The numerics workers are held to: the policy, and the fingerprint the first accepted worker (or the
     /// checkpoint) set. The shell writes it into every checkpoint.
     public internal(set) var numerics: RunNumerics
@@ -91,8 +119,11 @@ public struct Scheduler<Payload> {
         self.settings = settings
         self.numerics = numerics
         iteration = startIteration
-        slots = AttemptTracker(Array(0..<settings.metaBatch))
+        current = Round(slots: AttemptTracker(Array(0..<settings.metaBatch)))
         isFinished = startIteration >= settings.iterations
+        if settings.pipelined && startIteration + 1 < settings.iterations {
+            ahead = Round(slots: AttemptTracker(Array(0..<settings.metaBatch)))
+        }
     }
 
     /// Training is over and nothing keeps the coordinator up: no eval request outstanding, not serving.
@@ -147,7 +178,7 @@ public struct Scheduler<Payload> {
         case let .parametersMissing(peer, key):
             guard touch(peer, now: now, &out) else { break }
             workers[peer]!.timeouts = 0
-            workers[peer]!.knownVersion = nil
+            workers[peer]!.knownVersions = []
             release(peer, key, requeue: true)
             out.append(.log(.info, "worker \(workers[peer]!.id) lacks θ version for \(key); resending with parameters"))
         case let .taskFailed(peer, key, reason):
@@ -162,11 +193,11 @@ public struct Scheduler<Payload> {
             release(peer, key, requeue: true)
             reportDivergence(peer, key, reason, now: now, &out)
         case let .divergenceChecked(key, diverged):
-            guard key.iteration == iteration, confirming.remove(key.slot) != nil else { break }
+            guard withRound(key.iteration, { $0.confirming.remove(key.slot) != nil }) == true else { break }
             if let diverged {
                 out.append(.abort("iteration \(key.iteration), slot \(key.slot) diverged (confirmed by recomputing it on the coordinator): \(diverged)"))
             } else {
-                refuted.insert(key.slot)
+                withRound(key.iteration) { $0.refuted.insert(key.slot) }
                 out.append(.log(.warning, "slot \(key.slot) of iteration \(key.iteration) was reported diverged, but the coordinator computed a usable update: the reporting worker computes other bits (or lied); the slot runs again"))
             }
         case let .malformed(peer, reason, code):
@@ -195,7 +226,7 @@ public struct Scheduler<Payload> {
     /// Reports a slot that keeps failing: likely deterministic (e.g. the inner loop diverged), so the
     /// user must see it; the slot keeps being retried.
     func warnIfFailingRepeatedly(_ key: SlotKey, _ reason: String, _ out: inout [SchedulerCommand<Payload>]) {
-        if key.iteration == iteration, let attempts = slots[key.slot]?.attempts, attempts >= settings.failedAttemptsWarning {
+        if let attempts = round(key.iteration)?.slots[key.slot]?.attempts, attempts >= settings.failedAttemptsWarning {
             out.append(.log(.error, "slot \(key.slot) of iteration \(key.iteration) has failed \(attempts) attempts; last: \(reason)"))
         }
     }
@@ -204,13 +235,13 @@ public struct Scheduler<Payload> {
     /// (slots are deterministic) and only its confirmation stops the run; meanwhile the slot is not handed out,
     /// so a diverged run does not spin. A report of a slot the coordinator already found usable is a strike.
     mutating func reportDivergence(_ peer: Peer, _ key: SlotKey, _ reason: String, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
-        guard key.iteration == iteration, slots[key.slot] != nil, let worker = workers[peer] else { return }
-        if refuted.contains(key.slot) {
+        guard let round = round(key.iteration), round.slots[key.slot] != nil, let worker = workers[peer] else { return }
+        if round.refuted.contains(key.slot) {
             strike(peer, "reported slot \(key.slot) diverged, which the coordinator computed usable: \(reason)", now: now, &out)
             return
         }
         out.append(.log(.error, "worker \(worker.id) reports slot \(key.slot) of iteration \(key.iteration) diverged: \(reason)"))
-        if confirming.insert(key.slot).inserted {
+        if withRound(key.iteration, { $0.confirming.insert(key.slot).inserted }) == true {
             out.append(.confirmDivergence(key, reason: reason))
         }
     }

@@ -58,6 +58,12 @@ public struct SchedulerSettings: Sendable, Equatable {
     /// An eval job's holder whose env-step count has not moved for this long (or the slot deadline, if longer)
     /// is not computing it: the job comes back.
     public var minimumStallMs: Int64 = 5_000
+    /// Pipelined meta-iterations (`MetaSettings.pipelined`): the next iteration's slots, which adapt the current θ,
+    /// are handed out while the current iteration's (which adapt the θ before it) finish.
+    public var pipelined = false
+
+    /// The θ version the slots of `iteration` adapt (`MetaSettings.baseVersion`).
+    public func baseVersion(of iteration: Int) -> Int { MetaSettings.baseVersion(of: iteration, pipelined: pipelined) }
 
     public init(runID: String, iterations: Int, metaBatch: Int, heartbeatIntervalMs: Int, liveness: Int,
                 checkpointInterval: Int) {

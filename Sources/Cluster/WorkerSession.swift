@@ -87,7 +87,18 @@ public struct WorkerSession {
     public private(set) var connection = SessionConnection.idle
     public private(set) var runID: String?
     public private(set) var workerID = ""
-    public private(set) var cached: (version: Int, theta: ParameterVector)?
+    /// θ received since the last welcome, the two highest versions in version order: a pipelined run hands out slots
+    /// of two versions at once (`MetaSettings.pipelined`), always the two newest. The coordinator's record of what a
+    /// worker holds follows the same rule from the same start (`Scheduler.Worker.knownVersions`).
+    public private(set) var cached: [(version: Int, theta: ParameterVector)] = []
+    static let cachedVersions = 2
+
+    /// `held` with `item` added (in place of one of the same version), sorted by version, less the lowest versions
+    /// past `cachedVersions`: the one rule worker and coordinator both keep.
+    static func caching<T>(_ item: T, in held: [T], version: (T) -> Int) -> [T] {
+        let kept = held.filter { version($0) != version(item) } + [item]
+        return Array(kept.sorted { version($0) < version($1) }.suffix(cachedVersions))
+    }
     public private(set) var kernel: GEMMBackend
     public private(set) var heartbeatIntervalMs: Int
     public private(set) var liveness: Int
@@ -225,10 +236,9 @@ public struct WorkerSession {
         }
         switch message {
         case .welcome(let w):
-            if runID != w.runID {
-                if let old = runID { out.append(.log(.info, "joined run \(w.runID) (was \(old)): dropping cached θ")) }
-                cached = nil
-            }
+            if let old = runID, runID != w.runID { out.append(.log(.info, "joined run \(w.runID) (was \(old)): dropping cached θ")) }
+            // A welcome is a new registration, whose record at the coordinator holds no θ: neither does the cache.
+            cached = []
             runID = w.runID
             workerID = w.workerID
             heartbeatIntervalMs = w.heartbeatIntervalMs
@@ -273,12 +283,17 @@ public struct WorkerSession {
             send(.error(ErrorReply(code: .wrongRun, message: "this worker is registered in \(runID ?? "no run"), not \(a.runID)", key: a.key)), now, &out)
             return
         }
-        if let theta = a.parameters { cached = (a.parameterVersion, theta) }
-        guard let cached, cached.version == a.parameterVersion else {
+        let theta: ParameterVector
+        if let sent = a.parameters {
+            theta = sent
+            cached = Self.caching((a.parameterVersion, sent), in: cached, version: \.version)
+        } else if let held = cached.first(where: { $0.version == a.parameterVersion }) {
+            theta = held.theta
+        } else {
             send(.error(ErrorReply(code: .parametersMissing, message: "θ version \(a.parameterVersion) is not cached here", key: a.key)), now, &out)
             return
         }
-        out.append(.compute(.slot(a, theta: cached.theta, kernel: kernel)))
+        out.append(.compute(.slot(a, theta: theta, kernel: kernel)))
     }
 }
 

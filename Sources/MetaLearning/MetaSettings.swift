@@ -143,8 +143,21 @@ public struct MetaSettings: Codable, Sendable, Equatable {
     /// How the coordinator distils (`algorithm: distill`; nil otherwise, so other configurations keep the hash
     /// they had before distillation existed and their checkpoints still resume).
     public var distillation: DistillationSettings?
+    /// Pipelined meta-iterations (cluster.yaml `meta.pipeline: true`): iteration t's slots adapt θ_{t−1} instead of
+    /// θ_t, so they can run while iteration t − 1's last slots finish and no worker waits at the barrier.
+    ///
+    /// The update stays the same function of the slots' updates — θ_{t+1} = opt(θ_t, g) with g from slots that
+    /// started at θ_{t−1} (a gradient one version stale, as in asynchronous SGD with a fixed delay) — so a run is
+    /// still the same bits for any number of workers. Iterations 0 and 1 both adapt θ_0. nil when off, so other
+    /// configurations keep the hash they had before it existed.
+    public var pipelined: Bool?
+    public var isPipelined: Bool { pipelined == true }
 
     public init() {}
+
+    /// The θ version the slots of `iteration` adapt: `iteration` itself, or one before it when pipelined.
+    public func baseVersion(of iteration: Int) -> Int { Self.baseVersion(of: iteration, pipelined: isPipelined) }
+    public static func baseVersion(of iteration: Int, pipelined: Bool) -> Int { pipelined ? max(iteration - 1, 0) : iteration }
 
     /// β at iteration t.
     public func outerStep(at iteration: Int) -> Float {

@@ -6,15 +6,26 @@ public struct MetaState: Sendable, Equatable {
     public var optimizer: Optimizer
     /// Meta-updates applied so far; also θ's version number on the wire.
     public var iteration: Int
+    /// A pipelined run's θ one version back (`MetaSettings.baseVersion`): what the current iteration's slots adapt,
+    /// θ_{t−1} (θ_0 at iteration 0). nil in a run that is not pipelined, whose slots adapt `theta`.
+    public var previousTheta: ParameterVector?
 
     public init(theta: ParameterVector, settings: MetaSettings) {
         self.theta = theta
         optimizer = Optimizer(kind: settings.optimizer, parameterCount: theta.count, learningRate: settings.outerStep)
         iteration = 0
+        previousTheta = settings.isPipelined ? theta : nil
     }
 
-    public init(theta: ParameterVector, optimizer: Optimizer, iteration: Int) {
-        self.theta = theta; self.optimizer = optimizer; self.iteration = iteration
+    public init(theta: ParameterVector, optimizer: Optimizer, iteration: Int, previousTheta: ParameterVector? = nil) {
+        self.theta = theta; self.optimizer = optimizer; self.iteration = iteration; self.previousTheta = previousTheta
+    }
+
+    /// θ of `version`, if this state holds it: the current version, or a pipelined run's previous one.
+    public func theta(version: Int) -> ParameterVector? {
+        if version == iteration { return theta }
+        if let previousTheta, version == max(iteration - 1, 0) { return previousTheta }
+        return nil
     }
 
     /// Applies one meta-update from the slots' updates, which must be given in slot order.
@@ -35,6 +46,7 @@ public struct MetaState: Sendable, Equatable {
         precondition(mean.count == theta.count, "meta-update needs a \(theta.count)-value mean, got \(mean.count)")
         var g = mean
         if settings.algorithm == .reptile || settings.algorithm == .distill { scale(&g, by: -1) }
+        if settings.isPipelined { previousTheta = theta }
         optimizer.learningRate = settings.outerStep(at: iteration)
         optimizer.apply(gradient: g, to: &theta)
         iteration += 1

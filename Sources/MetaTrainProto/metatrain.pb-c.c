@@ -3540,7 +3540,7 @@ const ProtobufCMessageDescriptor metatrain__v1__envelope__descriptor =
   (ProtobufCMessageInit) metatrain__v1__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__checkpoint__field_descriptors[16] =
+static const ProtobufCFieldDescriptor metatrain__v1__checkpoint__field_descriptors[17] =
 {
   {
     "format_version",
@@ -3734,6 +3734,18 @@ static const ProtobufCFieldDescriptor metatrain__v1__checkpoint__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "previous_parameters",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Checkpoint, previous_parameters),
+    &metatrain__v1__tensor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__checkpoint__field_indices_by_name[] = {
   3,   /* field[3] = algorithm */
@@ -3750,13 +3762,14 @@ static const unsigned metatrain__v1__checkpoint__field_indices_by_name[] = {
   10,   /* field[10] = optimizer_step */
   9,   /* field[9] = optimizer_v */
   6,   /* field[6] = parameters */
+  16,   /* field[16] = previous_parameters */
   1,   /* field[1] = run_id */
   4,   /* field[4] = run_seed */
 };
 static const ProtobufCIntRange metatrain__v1__checkpoint__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__checkpoint__descriptor =
 {
@@ -3766,7 +3779,7 @@ const ProtobufCMessageDescriptor metatrain__v1__checkpoint__descriptor =
   "Metatrain__V1__Checkpoint",
   "metatrain.v1",
   sizeof(Metatrain__V1__Checkpoint),
-  16,
+  17,
   metatrain__v1__checkpoint__field_descriptors,
   metatrain__v1__checkpoint__field_indices_by_name,
   1,  metatrain__v1__checkpoint__number_ranges,

@@ -35,6 +35,9 @@ public enum CheckpointCodec {
         m.pointee.run_seed = r.runSeed
         m.pointee.config_hash = arena.string(r.configHash)
         m.pointee.parameters = WireCodec.encodeTensor(r.state.theta.values, arena)
+        if let previous = r.state.previousTheta {
+            m.pointee.previous_parameters = WireCodec.encodeTensor(previous.values, arena)
+        }
         let opt = r.state.optimizer
         m.pointee.meta_optimizer = WireCodec.encodeOptimizer(opt.kind)
         if opt.kind == .adam {
@@ -90,6 +93,14 @@ public enum CheckpointCodec {
             optimizer.restore(m: [], v: [], step: step)
         }
         let iteration = try d.version(m.iteration, "checkpoint.iteration")
+        var previousTheta: ParameterVector?
+        if m.previous_parameters != nil {
+            let previous = try d.tensor(m.previous_parameters, "checkpoint.previous_parameters")
+            guard previous.count == theta.count else {
+                throw .invalidField("checkpoint.previous_parameters", reason: "\(previous.count) values; θ has \(theta.count)")
+            }
+            previousTheta = previous
+        }
         var numerics: RunNumerics?
         if m.numerics_policy != METATRAIN__V1__NUMERICS_POLICY__NUMERICS_UNSPECIFIED {
             let fingerprint = try d.string(m.numerics_fingerprint, "checkpoint.numerics_fingerprint")
@@ -103,7 +114,7 @@ public enum CheckpointCodec {
             runID: try d.identifier(m.run_id, "checkpoint.run_id"),
             algorithm: try d.algorithm(m.algorithm, "checkpoint.algorithm"), runSeed: m.run_seed,
             configHash: try d.string(m.config_hash, "checkpoint.config_hash"),
-            state: MetaState(theta: theta, optimizer: optimizer, iteration: iteration),
+            state: MetaState(theta: theta, optimizer: optimizer, iteration: iteration, previousTheta: previousTheta),
             createdUnixMs: m.created_unix_ms, numerics: numerics)
     }
 }

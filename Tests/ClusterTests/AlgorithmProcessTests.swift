@@ -7,12 +7,12 @@ import Testing
 /// to it (issue 14). Reptile's own case, with more worker counts, threads and faults, is in ClusterProcessTests.
 /// FOMAML runs the TD query and MAML the teacher query, so both query losses and the second-order path cross the
 /// wire; ES-MAML's perturbation settings cross it too; "context" is the context-conditioned DQN (Reptile with
-/// `inner_loop.context_window`).
+/// `inner_loop.context_window`); "pipelined" is Reptile with `meta.pipeline: true`, two iterations in flight.
 @Suite(.serialized) struct AlgorithmProcessTests {
-    static let cases = ["fomaml", "maml", "distill", "es-maml", "context"]
+    static let cases = ["fomaml", "maml", "distill", "es-maml", "context", "pipelined"]
 
     static func configText(_ name: String, iterations: Int = 4) -> String {
-        let algorithm = name == "context" ? "reptile" : name
+        let algorithm = name == "context" || name == "pipelined" ? "reptile" : name
         return """
         run:
           name: algo-\(name)
@@ -29,6 +29,7 @@ import Testing
           meta_batch: 3
           outer_step: \(algorithm == "reptile" || algorithm == "distill" ? "1.0" : "0.001")
           optimizer: \(algorithm == "reptile" || algorithm == "distill" ? "sgd" : "adam")
+        \(name == "pipelined" ? "  pipeline: true\n" : "")\
         \(algorithm == "distill" ? "  distill: {states: 200, steps: 50, batch_size: 32}\n" : "")\
         \(algorithm == "es-maml" ? "  es: {sigma: 0.05, fitness_every: 200, fitness_episodes: 1}\n" : "")task_family:
           env: goal_navigation
@@ -51,6 +52,10 @@ import Testing
         let text = Self.configText(algorithm)
         let reference = Harness.reference(text)
         #expect(reference.count == 64, "\(reference)")
+        if algorithm == "pipelined" {
+            #expect(reference != Harness.reference(text.replacingOccurrences(of: "  pipeline: true\n", with: "")),
+                    "a pipelined run computes another θ than the synchronous one")
+        }
         var shas: [String] = []
         for workers in [1, 3] {
             let folder = Harness.folder("algo-\(algorithm)-\(workers)")

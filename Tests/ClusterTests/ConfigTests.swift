@@ -53,6 +53,22 @@ import Testing
         }
     }
 
+    /// `meta.pipeline` is a boolean, off by default (false keeps the hash of a configuration without it), and refused
+    /// for distillation, whose coordinator distils from the θ the experts started at.
+    @Test func pipelineIsParsed() throws {
+        let off = try ClusterConfig.parse("meta: {algorithm: reptile}\n")
+        let no = try ClusterConfig.parse("meta: {algorithm: reptile, pipeline: false}\n")
+        let on = try ClusterConfig.parse("meta: {algorithm: reptile, pipeline: true}\n")
+        #expect(!off.meta.isPipelined && no.hash == off.hash)
+        #expect(on.meta.isPipelined && on.hash != off.hash)
+        #expect(on.meta.baseVersion(of: 0) == 0 && on.meta.baseVersion(of: 1) == 0 && on.meta.baseVersion(of: 5) == 4)
+        #expect(off.meta.baseVersion(of: 5) == 5)
+        #expect(try ClusterConfig.parse("meta: {algorithm: fomaml, pipeline: true}\n").meta.isPipelined)
+        for bad in ["meta: {algorithm: distill, pipeline: true}", "meta: {pipeline: yes please}", "meta: {pipeline: 1.5}"] {
+            #expect(throws: ConfigError.self, "\(bad)") { try ClusterConfig.parse(bad + "\n") }
+        }
+    }
+
     /// Distillation's `match` is optional: absent, the settings (and so the hash) are what they were before it existed.
     @Test func distillationMatchIsOptional() throws {
         let plain = try ClusterConfig.parse("meta: {algorithm: distill, distill: {steps: 10}}\n")

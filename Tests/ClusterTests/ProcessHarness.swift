@@ -62,7 +62,8 @@ enum Harness {
             var state = MetaState(theta: try config.initialParameters(), settings: config.meta)
             for t in 0..<config.meta.iterations {
                 let updates = try (0..<config.meta.metaBatch).map { slot in
-                    try runSlot(theta: state.theta, task: config.task(iteration: t, slot: slot),
+                    // The θ the slots of t adapt: θ_t, or θ_{t−1} in a pipelined run (`MetaSettings.baseVersion`).
+                    try runSlot(theta: state.theta(version: config.meta.baseVersion(of: t))!, task: config.task(iteration: t, slot: slot),
                                 algorithm: config.meta.algorithm, settings: config.innerLoop,
                                 seed: slotSeed(runSeed: config.run.seed, iteration: t, slot: slot)).update
                 }

@@ -22,6 +22,12 @@ import Wire
         SplitMix64.mix(UInt64(iteration) &* 1_000_003 &+ UInt64(slot))
     }
 
+    /// A slot's payload computed on θ version `base`: a result computed on another version than its iteration's
+    /// (a pipelined run's slots adapt the version before) gives another θ.
+    static func work(_ iteration: Int, _ slot: Int, base: Int) -> UInt64 {
+        SplitMix64.mix(work(iteration, slot) ^ (UInt64(base) &* 0x9E37_79B9))
+    }
+
     /// θ after one meta-update: depends on the payloads and on their order.
     static func update(_ theta: UInt64, _ payloads: [UInt64]) -> UInt64 {
         payloads.reduce(theta) { SplitMix64.mix($0 ^ $1) }
@@ -55,6 +61,18 @@ import Wire
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
         // The eval client must have competed with training in a good share of the schedules.
         #expect(served >= 1200, "eval requests served in only \(served) of 1500 schedules")
+    }
+
+    /// Pipelined runs under the same faults, with and without coordinator restarts: every slot of two iterations in
+    /// flight is applied once, in slot order, on the θ version its iteration adapts, whatever the schedule.
+    @Test func pipelinedRunsGiveTheReferenceTrajectoryUnderFaults() throws {
+        var failures: [String] = []
+        for seed in 20_000..<20_600 {
+            let outcome = try ClusterSimulation(seed: UInt64(seed), restarts: seed % 2 == 1, pipelined: true).run()
+            failures += outcome.failures
+            if failures.count > 10 { break }
+        }
+        #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
     }
 
     @Test func coordinatorRestartsFromCheckpointsGiveTheSameTrajectory() throws {

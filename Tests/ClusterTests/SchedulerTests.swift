@@ -28,6 +28,43 @@ import Wire
         #expect(next.count == 1 && next[0].0.slot == 2 && next[0].1 == false)
     }
 
+    /// Pipelined: the next iteration's slots go to threads the current one leaves free, adapting the θ version the
+    /// current one will be added to; their results wait, and are folded (done ones at once) when it becomes current.
+    @Test func pipelinedRunsHandOutTheNextIterationOnTheCurrentTheta() throws {
+        var settings = SchedulerSettings(runID: "run-1", iterations: 3, metaBatch: 2, heartbeatIntervalMs: 100,
+                                         liveness: 3, checkpointInterval: 1)
+        settings.pipelined = true
+        var s = try Scheduler<Int>(settings: settings)
+        func assigned(_ out: [SchedulerCommand<Int>]) -> [(SlotKey, Bool)] {
+            sends(out).compactMap { if case let .assign(k, p) = $0.1 { return (k, p) } else { return nil } }
+        }
+        // Four threads: iteration 0's two slots, then iteration 1's; both adapt θ_0, sent once.
+        var out = s.handle(.hello(a, Hello(host: "h", cores: 4, threads: 4)), now: 0)
+        #expect(assigned(out).map { [$0.0.iteration, $0.0.slot] } == [[0, 0], [0, 1], [1, 0], [1, 1]])
+        #expect(assigned(out).map(\.1) == [true, false, false, false])
+        // Iteration 1's results come first and wait; a result computed on another version than its base is stale.
+        out = s.handle(.result(a, runID: "run-1", key: SlotKey(iteration: 1, slot: 1, attempt: 0), parameterVersion: 1, payload: 99), now: 1)
+        #expect(s.counters.staleDropped == 1 && Self.folds(out).isEmpty)
+        out = s.handle(.result(a, runID: "run-1", key: SlotKey(iteration: 1, slot: 1, attempt: 1), parameterVersion: 0, payload: 11), now: 2)
+        #expect(Self.folds(out).isEmpty)
+        out = s.handle(.result(a, runID: "run-1", key: SlotKey(iteration: 1, slot: 0, attempt: 0), parameterVersion: 0, payload: 10), now: 3)
+        #expect(Self.folds(out).isEmpty && s.iteration == 0)
+        out = s.handle(.result(a, runID: "run-1", key: SlotKey(iteration: 0, slot: 0, attempt: 0), parameterVersion: 0, payload: 0), now: 4)
+        #expect(Self.folds(out) == [0])
+        // Iteration 0 completes: applied, then iteration 1's waiting results are folded and applied too, and the last
+        // iteration's slots, which adapt θ_1, go out with it.
+        out = s.handle(.result(a, runID: "run-1", key: SlotKey(iteration: 0, slot: 1, attempt: 0), parameterVersion: 0, payload: 1), now: 5)
+        let applied = out.compactMap { if case .applyMetaUpdate(let i) = $0 { return i } else { return nil } }
+        #expect(applied == [0, 1] && Self.folds(out) == [1, 10, 11] && s.iteration == 2)
+        #expect(assigned(out).map { [$0.0.iteration, $0.0.slot] } == [[2, 0], [2, 1]])
+        #expect(assigned(out).map(\.1) == [true, false])
+        #expect(settings.baseVersion(of: 2) == 1)
+        // The last iteration has nothing ahead of it.
+        _ = s.handle(.result(a, runID: "run-1", key: SlotKey(iteration: 2, slot: 0, attempt: 0), parameterVersion: 1, payload: 20), now: 6)
+        out = s.handle(.result(a, runID: "run-1", key: SlotKey(iteration: 2, slot: 1, attempt: 0), parameterVersion: 1, payload: 21), now: 7)
+        #expect(s.isFinished && assigned(out).isEmpty)
+    }
+
     @Test func duplicateStaleAndForeignResultsAreDropped() throws {
         var s = try Scheduler<Int>(settings: settings)
         _ = s.handle(.hello(a, Hello(host: "h", cores: 1, threads: 3)), now: 0)

@@ -110,13 +110,38 @@ import Wire
         let foreign = Self.assignment(run: "r2", SlotKey(iteration: 0, slot: 2, attempt: 0), version: 0, theta: nil)
         #expect(Self.sent(s.handle(.received(Self.frames(.assignment(foreign))), now: 5)).map(\.kind) == ["error"])
         _ = s.handle(.received(Self.welcome(run: "r2", id: "c0-w9", numerics: .portable)), now: 6)
-        #expect(s.cached == nil && s.kernel == .portable)
+        #expect(s.cached.isEmpty && s.kernel == .portable)
         let afterSwitch = Self.sent(s.handle(.received(Self.frames(.assignment(foreign))), now: 7))
         if case .error(let e) = afterSwitch.first { #expect(e.code == .parametersMissing) } else { Issue.record("\(afterSwitch)") }
         // Under numerics: portable, jobs carry the portable kernel.
         let portable = Self.assignment(run: "r2", SlotKey(iteration: 0, slot: 3, attempt: 0), version: 0, theta: [3])
         #expect(s.handle(.received(Self.frames(.assignment(portable))), now: 8)
                 == [.compute(.slot(portable, theta: ParameterVector([3]), kernel: .portable))])
+    }
+
+    /// The two highest versions are kept (a pipelined run hands out two at once); an older one sent again is computed
+    /// on but not kept; every welcome, into the same run too, starts the cache empty, as the coordinator's record does.
+    @Test func keepsTheTwoNewestVersionsUntilTheNextWelcome() throws {
+        var s = Self.session()
+        _ = s.handle(.start, now: 0)
+        _ = s.handle(.received(Self.welcome()), now: 1)
+        for (version, value) in [(1, Float(1)), (0, 0), (2, 2)] {
+            let a = Self.assignment(SlotKey(iteration: version + 1, slot: 0, attempt: 0), version: version, theta: [value])
+            #expect(s.handle(.received(Self.frames(.assignment(a))), now: 2)
+                    == [.compute(.slot(a, theta: ParameterVector([value]), kernel: .selected))])
+        }
+        #expect(s.cached.map(\.version) == [1, 2])
+        let old = Self.assignment(SlotKey(iteration: 1, slot: 1, attempt: 0), version: 0, theta: [0])
+        #expect(s.handle(.received(Self.frames(.assignment(old))), now: 3)
+                == [.compute(.slot(old, theta: ParameterVector([0]), kernel: .selected))])
+        #expect(s.cached.map(\.version) == [1, 2])
+        let held = Self.assignment(SlotKey(iteration: 2, slot: 1, attempt: 0), version: 1, theta: nil)
+        #expect(s.handle(.received(Self.frames(.assignment(held))), now: 4)
+                == [.compute(.slot(held, theta: ParameterVector([1]), kernel: .selected))])
+        _ = s.handle(.received(Self.welcome(id: "c0-w2")), now: 5)
+        #expect(s.cached.isEmpty)
+        let reply = Self.sent(s.handle(.received(Self.frames(.assignment(held))), now: 6))
+        if case .error(let e) = reply.first { #expect(e.code == .parametersMissing) } else { Issue.record("\(reply)") }
     }
 
     @Test func repliesGoOnlyOnALiveConnection() {

@@ -470,4 +470,24 @@ import Testing
         settings.optimizer = .sgd
         #expect(throws: WireError.self) { try CheckpointCodec.decode(CheckpointCodec.encode(record), settings: settings) }
     }
+
+    /// A pipelined run's checkpoint keeps θ one version back (what the next slots adapt); a previous θ of another size
+    /// is refused.
+    @Test func pipelinedCheckpointKeepsThePreviousTheta() throws {
+        var settings = MetaSettings()
+        settings.pipelined = true
+        settings.schedule = .constant  // the decoded optimiser's step is the configuration's, not the schedule's
+        var state = MetaState(theta: ParameterVector([1, 2, 3]), settings: settings)
+        #expect(state.previousTheta == state.theta && state.theta(version: 0) == state.theta)
+        state.apply(updates: [ParameterVector([0.5, 0.5, 0.5])], settings: settings)
+        state.apply(updates: [ParameterVector([1, 1, 1])], settings: settings)
+        #expect(state.iteration == 2 && state.previousTheta != nil && state.previousTheta != state.theta)
+        #expect(state.theta(version: 1) == state.previousTheta && state.theta(version: 0) == nil)
+        let record = CheckpointRecord(runID: "r-1", algorithm: .reptile, runSeed: 9, configHash: "abc", state: state, createdUnixMs: 5)
+        let decoded = try CheckpointCodec.decode(CheckpointCodec.encode(record), settings: settings)
+        #expect(decoded == record && decoded.state.previousTheta == state.previousTheta)
+        var wrong = record
+        wrong.state.previousTheta = ParameterVector([1, 2])
+        #expect(throws: WireError.self) { try CheckpointCodec.decode(CheckpointCodec.encode(wrong), settings: settings) }
+    }
 }

@@ -708,10 +708,14 @@ struct  Metatrain__V1__Checkpoint
    */
   char *numerics_kernel;
   char *numerics_cpu;
+  /*
+   * a pipelined run's θ one version back (what the next slots adapt); absent otherwise
+   */
+  Metatrain__V1__Tensor *previous_parameters;
 };
 #define METATRAIN__V1__CHECKPOINT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__checkpoint__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0, METATRAIN__V1__ALGORITHM__ALGORITHM_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, NULL, METATRAIN__V1__OPTIMIZER__OPTIMIZER_UNSPECIFIED, NULL, NULL, 0, 0, METATRAIN__V1__NUMERICS_POLICY__NUMERICS_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , 0, (char *)protobuf_c_empty_string, 0, METATRAIN__V1__ALGORITHM__ALGORITHM_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, NULL, METATRAIN__V1__OPTIMIZER__OPTIMIZER_UNSPECIFIED, NULL, NULL, 0, 0, METATRAIN__V1__NUMERICS_POLICY__NUMERICS_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL }
 
 
 /* Metatrain__V1__Tensor methods */

@@ -100,7 +100,7 @@ extension ClusterSimulation {
             // The worker's session must hand its compute thread the θ version the assignment names.
             if Int(u[2]) != r.parameterVersion { fail("slot \(r.key) computed on θ version \(Int(u[2])), assigned \(r.parameterVersion)") }
             return .result(peer, runID: r.runID, key: r.key, parameterVersion: r.parameterVersion,
-                           payload: SchedulerSimulationTests.work(r.key.iteration, r.key.slot))
+                           payload: SchedulerSimulationTests.work(r.key.iteration, r.key.slot, base: r.parameterVersion))
         }, evalRequest: { r in
             let number = nextRequest
             nextRequest += 1
@@ -127,9 +127,9 @@ extension ClusterSimulation {
         case let .assign(key, includeParameters):
             let a = Assignment(runID: "sim", key: key, task: .cartPole(CartPoleParameters()),
                                innerLoop: InnerLoopSettings(budget: 10, querySteps: 1), algorithm: .reptile,
-                               seed: UInt64(key.slot), parameterVersion: key.iteration, parameters: nil)
+                               seed: UInt64(key.slot), parameterVersion: settings.baseVersion(of: key.iteration), parameters: nil)
             guard includeParameters else { return [WireCodec.encode(.assignment(a))] }
-            let shared = SharedTensorField(ParameterVector([Float(key.iteration)]), for: .assignment)
+            let shared = SharedTensorField(ParameterVector([Float(a.parameterVersion)]), for: .assignment)
             return [WireCodec.encodeHead(.assignment(a), shared: shared), shared.bytes]
         case .evalJob(let key):
             guard let job = requests[key.request]?[key.job] else { return [] }
@@ -150,7 +150,7 @@ extension ClusterSimulation {
                 guard let w = workerOf[peer] else { fail("send to a peer no worker ever had"); continue }
                 switch outbound {
                 case .welcome(let id): registrationOf[peer] = id
-                case let .assign(key, true): transfers[registrationOf[peer] ?? "?", default: [:]][key.iteration, default: 0] += 1
+                case let .assign(key, true): transfers[registrationOf[peer] ?? "?", default: [:]][settings.baseVersion(of: key.iteration), default: 0] += 1
                 default: break
                 }
                 let message = frames(outbound)
@@ -178,7 +178,7 @@ extension ClusterSimulation {
                 let payloads = folded
                 folded = []
                 if iteration != applied { fail("applied iteration \(iteration), expected \(applied)") }
-                if payloads != (0..<metaBatch).map({ SchedulerSimulationTests.work(iteration, $0) }) {
+                if payloads != (0..<metaBatch).map({ SchedulerSimulationTests.work(iteration, $0, base: settings.baseVersion(of: iteration)) }) {
                     fail("iteration \(iteration) payloads wrong or out of order")
                 }
                 theta = SchedulerSimulationTests.update(theta, payloads)

@@ -89,7 +89,9 @@ final class ClusterSimulation {
     var forwarded: Set<[Int]> = [], forwardedJobs: Set<Int> = []
     var nextRequest = 1
 
-    init(seed: UInt64, restarts: Bool) throws {
+    /// `pipelined`: the next iteration's slots run while the current one's finish, each adapting the θ version
+    /// before its iteration's (`SchedulerSettings.pipelined`).
+    init(seed: UInt64, restarts: Bool, pipelined: Bool = false) throws {
         self.seed = seed
         self.restarts = restarts
         rng = SeededRNG(seed: seed)
@@ -102,11 +104,13 @@ final class ClusterSimulation {
         // in a row by chance, which the give-up rule for jobs that kill workers (tested in SchedulerEvalTests)
         // would take for a poison job. Give it more room here.
         settings.failedAttemptsWarning = 12
+        settings.pipelined = pipelined
         scheduler = try Scheduler<Payload>(settings: settings)
         jobs = (0..<(1 + rng.nextInt(below: 12))).map(SchedulerSimulationTests.evalJob)
         submitAt = Tick(10 * (1 + rng.nextInt(below: 150)))
         for t in 0..<iterations {
-            reference.append(SchedulerSimulationTests.update(reference[t], (0..<metaBatch).map { SchedulerSimulationTests.work(t, $0) }))
+            let base = settings.baseVersion(of: t)
+            reference.append(SchedulerSimulationTests.update(reference[t], (0..<metaBatch).map { SchedulerSimulationTests.work(t, $0, base: base) }))
         }
     }
 
