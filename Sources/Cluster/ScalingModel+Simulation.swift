@@ -115,6 +115,10 @@ extension ScalingModel {
         var atLast: (coordinator: Double, io: Double, out: Double, in: Double) = (0, 0, 0, 0)
         var finished = false
 
+        /// The apply the measured window starts at: the first, or a pipelined run's second (iterations 0 and 1 both
+        /// start at once, so the first interval would be short).
+        var firstMeasured: Int { workload.pipelined ? 1 : 0 }
+
         static let headBytes = ScalingModel.assignmentHeadBytes, smallBytes = 60, resultOverhead = ScalingModel.resultOverheadBytes
 
         init(workload: Workload, cluster: Cluster, costs: Costs, seed: UInt64) throws {
@@ -126,7 +130,9 @@ extension ScalingModel {
             self.cluster = cluster
             self.costs = costs
             rng = SeededRNG(seed: seed)
-            var settings = SchedulerSettings(runID: "model", iterations: workload.iterations, metaBatch: workload.metaBatch,
+            // One iteration more than the simulation runs: the last one measured has a successor, as in a long run (a
+            // pipelined run's next iteration fills its tail; the synchronous run is the same either way).
+            var settings = SchedulerSettings(runID: "model", iterations: workload.iterations + 1, metaBatch: workload.metaBatch,
                                              heartbeatIntervalMs: cluster.heartbeatIntervalMs, liveness: cluster.liveness,
                                              checkpointInterval: 1_000_000)
             settings.incarnation = "m0"
@@ -302,7 +308,7 @@ extension ScalingModel {
                 if appliedHere {
                     applied.append(now)
                     atLast = (loop.busy, io.busy, linkOut.busy, linkIn.busy)
-                    if applied.count == 1 { atFirst = atLast }
+                    if applied.count == firstMeasured + 1 { atFirst = atLast }
                 }
                 for (peer, outbound, bytes) in sends {
                     enqueueIO(ioCost(bytes), .outbound(worker: Self.worker(peer), outbound, bytes: bytes))
@@ -397,11 +403,11 @@ extension ScalingModel {
                     push(now + tickEvery, .tick)
                 }
             }
-            guard applied.count >= 2 else {
-                throw ConfigError.invalidValue(path: "scaling model", line: 0, reason: "fewer than 2 iterations were applied")
+            guard applied.count >= firstMeasured + 2 else {
+                throw ConfigError.invalidValue(path: "scaling model", line: 0, reason: "fewer than \(firstMeasured + 2) iterations were applied")
             }
-            let window = applied.last! - applied.first!
-            let iterations = Double(applied.count - 1)
+            let window = applied.last! - applied[firstMeasured]
+            let iterations = Double(applied.count - 1 - firstMeasured)
             let iterationSeconds = window / iterations
             let meanSlot = workload.slotSeconds * exp(workload.slotSpread * workload.slotSpread / 2)
                 * (1 + workload.stragglerProbability * (workload.stragglerFactor - 1))

@@ -82,6 +82,7 @@ public enum ScalingModel {
         /// Worker deaths per worker-hour (exponential; a dead worker falls silent, liveness finds it).
         public var deathsPerWorkerHour: Double = 0
         /// Pipelined meta-iterations (`MetaSettings.pipelined`): the next iteration's slots run while this one's finish.
+        /// The window measured then starts at the second update (needs `iterations` ≥ 3).
         public var pipelined = false
 
         public init(thetaFloats: Int, metaBatch: Int, slotSeconds: Double) {

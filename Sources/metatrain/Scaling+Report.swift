@@ -36,6 +36,8 @@ extension Scaling {
         /// One predicted cluster (scaling.json's "predictions").
         struct Predicted: Codable {
             let thetaFloats: Int, workers: Int, metaBatch: Int, slotsPerWorker: Int
+            /// Pipelined meta-iterations (`meta.pipeline: true`): the next iteration's slots run during this one's tail.
+            let pipelined: Bool
             let iterationSeconds: Double, efficiency: Double
             let coordinatorBusy: Double, coordinatorIOBusy: Double, linkOutBusy: Double, linkInBusy: Double
             let bottleneck: String
@@ -43,7 +45,7 @@ extension Scaling {
 
         /// Efficiency at `sensitivityWorkers` workers (θ 5k) with one slot-time spread (scaling.json's "spread_sensitivity").
         struct SpreadRow: Codable {
-            let slotSpread: Double, slotsPerWorker: Int, workers: Int, efficiency: Double
+            let slotSpread: Double, slotsPerWorker: Int, pipelined: Bool, workers: Int, efficiency: Double
             /// Whether this is the spread the predictions above use (the measured one).
             let measured: Bool
         }
@@ -189,16 +191,18 @@ extension Scaling {
             let workerCounts = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
             var grid: [Predicted] = []
             for (theta, slot) in zip(Self.thetaSizes, [slotSecondsSmall, slotSecondsLarge]) {
-                for perWorker in Self.slotsPerWorker {
+                for (perWorker, pipelined) in Self.lineKinds {
                     for workers in workerCounts {
                         let batch = max(8, perWorker * workers)
                         // The coordinator holds an iteration's updates until it applies them in slot order: past 8 GiB, no.
                         if batch > 4096 || batch * theta * 4 > 8 << 30 { continue }
                         var workload = ScalingModel.Workload(thetaFloats: theta, metaBatch: batch, slotSeconds: slot)
                         workload.slotSpread = spread
+                        workload.pipelined = pipelined
+                        if pipelined { workload.iterations = Self.pipelinedIterations }
                         let p = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: workers), costs: cluster)
                         let limitedBy = p.efficiency < 0.9 ? try limit(workload, workers: workers, costs: cluster) : "none"
-                        grid.append(Predicted(thetaFloats: theta, workers: workers, metaBatch: batch, slotsPerWorker: perWorker,
+                        grid.append(Predicted(thetaFloats: theta, workers: workers, metaBatch: batch, slotsPerWorker: perWorker, pipelined: pipelined,
                                               iterationSeconds: p.iterationSeconds, efficiency: p.efficiency,
                                               coordinatorBusy: p.coordinatorBusy, coordinatorIOBusy: p.coordinatorIOBusy, linkOutBusy: p.linkOutBusy, linkInBusy: p.linkInBusy,
                                               bottleneck: limitedBy))
@@ -277,13 +281,15 @@ extension Scaling {
         /// (metrics.jsonl's `slot_seconds`).
         func spreadSensitivity(_ costs: ScalingModel.Costs, spread measured: Double) throws -> [SpreadRow] {
             let spreads = (Self.sensitivitySpreads + [measured]).sorted()
-            return try Self.slotsPerWorker.flatMap { perWorker in
+            return try Self.lineKinds.flatMap { perWorker, pipelined in
                 try spreads.map { spread in
                     var workload = ScalingModel.Workload(thetaFloats: Self.thetaSizes[0], metaBatch: perWorker * Self.sensitivityWorkers,
                                                          slotSeconds: slotSecondsSmall)
                     workload.slotSpread = spread
+                    workload.pipelined = pipelined
+                    if pipelined { workload.iterations = Self.pipelinedIterations }
                     let p = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: Self.sensitivityWorkers), costs: costs)
-                    return SpreadRow(slotSpread: spread, slotsPerWorker: perWorker, workers: Self.sensitivityWorkers,
+                    return SpreadRow(slotSpread: spread, slotsPerWorker: perWorker, pipelined: pipelined, workers: Self.sensitivityWorkers,
                                      efficiency: p.efficiency, measured: spread == measured)
                 }
             }
@@ -297,9 +303,11 @@ extension Scaling {
                 String(format: "log-sd %.3f", spread) + (rows.contains { $0.slotSpread == spread && $0.measured } ? " (measured)" : "")
             }.joined(separator: " | ") + " |\n"
             s += "|---:|" + String(repeating: "---:|", count: spreads.count) + "\n"
-            for perWorker in Self.slotsPerWorker {
-                let line = spreads.map { spread in rows.first { $0.slotsPerWorker == perWorker && $0.slotSpread == spread }! }
-                s += "| \(perWorker) | " + line.map { String(format: "%.1f%%", $0.efficiency * 100) }.joined(separator: " | ") + " |\n"
+            for (perWorker, pipelined) in Self.lineKinds {
+                let line = spreads.map { spread in
+                    rows.first { $0.slotsPerWorker == perWorker && $0.pipelined == pipelined && $0.slotSpread == spread }!
+                }
+                s += "| \(Self.kindLabel(perWorker, pipelined)) | " + line.map { String(format: "%.1f%%", $0.efficiency * 100) }.joined(separator: " | ") + " |\n"
             }
             return s
         }
@@ -336,18 +344,19 @@ extension Scaling {
             s += "\n### Predictions (\(linkGbit) Gbit/s coordinator link each way, \(latencyUs) µs latency, one core per worker, slot times lognormal around the measured median)\n\n"
             s += "| θ floats | slots per worker | workers | meta-batch | s/iteration | efficiency | coordinator CPU busy | its I/O thread busy | link out busy | link in busy | below 90%: what limits it |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
             for g in grid {
-                s += "| \(g.thetaFloats) | \(g.slotsPerWorker) | \(g.workers) | \(g.metaBatch) | "
+                s += "| \(g.thetaFloats) | \(Self.kindLabel(g.slotsPerWorker, g.pipelined)) | \(g.workers) | \(g.metaBatch) | "
                 s += String(format: "%.3f | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% | ", g.iterationSeconds, g.efficiency * 100,
                             g.coordinatorBusy * 100, g.coordinatorIOBusy * 100, g.linkOutBusy * 100, g.linkInBusy * 100)
                 s += "\(g.bottleneck) |\n"
             }
             s += "\n### Where efficiency first falls below 90%\n\n"
-            for (theta, perWorker, line) in lines(grid) {
+            for (theta, perWorker, pipelined, line) in lines(grid) {
+                let batch = "meta-batch = \(perWorker) × workers\(pipelined ? ", pipelined" : "")"
                 if let first = line.first(where: { $0.efficiency < 0.9 }) {
-                    s += "- θ \(theta) floats, meta-batch = \(perWorker) × workers: at \(first.workers) workers "
+                    s += "- θ \(theta) floats, \(batch): at \(first.workers) workers "
                     s += String(format: "(%.1f%%), ", first.efficiency * 100) + "bottleneck: \(first.bottleneck)\n"
                 } else {
-                    s += "- θ \(theta) floats, meta-batch = \(perWorker) × workers: ≥ 90% at every size simulated (up to \(line.last?.workers ?? 0) workers; larger batches are not simulated)\n"
+                    s += "- θ \(theta) floats, \(batch): ≥ 90% at every size simulated (up to \(line.last?.workers ?? 0) workers; larger batches are not simulated)\n"
                 }
             }
             return s
@@ -369,11 +378,12 @@ extension Scaling {
             }
             s += "<text x=\"\((left + width - right) / 2)\" y=\"\(height - 8)\" text-anchor=\"middle\">workers</text>\n"
             let colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
-            for (index, (theta, perWorker, line)) in lines(grid).enumerated() {
+            for (index, (theta, perWorker, pipelined, line)) in lines(grid).enumerated() {
                 let colour = colours[index % colours.count]
                 let points = line.map { "\(x($0.workers)),\(y($0.efficiency))" }.joined(separator: " ")
-                s += "<polyline fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\" points=\"\(points)\"/>\n"
-                let label = "θ \(theta == Self.thetaSizes[0] ? "5k" : "1M"), batch \(perWorker)×W"
+                let dash = pipelined ? " stroke-dasharray=\"6 3\"" : ""
+                s += "<polyline fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\"\(dash) points=\"\(points)\"/>\n"
+                let label = "θ \(theta == Self.thetaSizes[0] ? "5k" : "1M"), batch \(perWorker)×W\(pipelined ? ", pipelined" : "")"
                 s += "<text x=\"\(width - right + 10)\" y=\"\(top + 20 + Double(index) * 18)\" fill=\"\(colour)\">\(label)</text>\n"
             }
             return s + "</svg>\n"
@@ -400,15 +410,23 @@ extension Scaling {
             return (cpu - receivedCost * received, sent)
         }
 
-        /// The θ sizes predicted (CartPole's 64-64 and 1000-1000 MLPs) and the slots per worker of each line.
+        /// The θ sizes predicted (CartPole's 64-64 and 1000-1000 MLPs), and each line's slots per worker and whether its
+        /// meta-iterations are pipelined (`meta.pipeline`: the barrier's tail filled by the next iteration's slots).
         static let thetaSizes = [4_610, 1_008_002]
-        static let slotsPerWorker = [1, 4, 16]
+        static let lineKinds: [(perWorker: Int, pipelined: Bool)] = [(1, false), (4, false), (16, false), (1, true), (4, true)]
 
-        /// The grid as lines of one θ size and slots per worker, in that order, each by worker count.
-        func lines(_ grid: [Predicted]) -> [(theta: Int, perWorker: Int, line: [Predicted])] {
+        /// Iterations a pipelined line simulates: its window starts at the second update, so it needs more than the
+        /// synchronous lines' 4 to measure as many intervals (4 of them, against 3).
+        static let pipelinedIterations = 6
+
+        static func kindLabel(_ perWorker: Int, _ pipelined: Bool) -> String { pipelined ? "\(perWorker), pipelined" : "\(perWorker)" }
+
+        /// The grid as lines of one θ size and line kind, in that order, each by worker count.
+        func lines(_ grid: [Predicted]) -> [(theta: Int, perWorker: Int, pipelined: Bool, line: [Predicted])] {
             Self.thetaSizes.flatMap { theta in
-                Self.slotsPerWorker.map { perWorker in
-                    (theta, perWorker, grid.filter { $0.thetaFloats == theta && $0.slotsPerWorker == perWorker })
+                Self.lineKinds.map { perWorker, pipelined in
+                    (theta, perWorker, pipelined,
+                     grid.filter { $0.thetaFloats == theta && $0.slotsPerWorker == perWorker && $0.pipelined == pipelined })
                 }
             }
         }

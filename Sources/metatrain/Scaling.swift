@@ -30,6 +30,7 @@ struct Scaling: ParsableCommand {
         @Option(help: "The coordinator's link in Gbit/s each way (default: the calibrated one).") var linkGbit: Double?
         @Option(help: "One-way latency in µs (default: the calibrated one).") var latencyUs: Double?
         @Option(help: "Iterations to simulate (the first is not counted).") var iterations = 4
+        @Flag(help: "Pipelined meta-iterations (cluster.yaml meta.pipeline: true): the next iteration's slots run during this one's tail.") var pipelined = false
 
         func run() throws {
             var c = try Scaling.loadCosts(costs)
@@ -38,6 +39,7 @@ struct Scaling: ParsableCommand {
             var workload = ScalingModel.Workload(thetaFloats: theta, metaBatch: metaBatch, slotSeconds: slotSeconds)
             workload.slotSpread = slotSpread
             workload.iterations = iterations
+            workload.pipelined = pipelined
             var cluster = ScalingModel.Cluster(workers: workers, sharedCores: sharedCores)
             cluster.threadsPerWorker = threads
             let prediction = try ScalingModel.predict(workload, on: cluster, costs: c)

@@ -97,6 +97,27 @@ import Testing
         #expect(loopOnly.coordinatorIOBusy == 0 && loopOnly.iterationSeconds >= 0.128, "\(loopOnly.iterationSeconds) s")
     }
 
+    /// One slot per worker waits at the barrier for the slowest of 64 lognormal slots; pipelined, the next
+    /// iteration's slots fill that wait. Without a spread there is no wait and both are ideal.
+    @Test func pipeliningFillsTheBarriersWait() throws {
+        var workload = ScalingModel.Workload(thetaFloats: 100, metaBatch: 64, slotSeconds: 1)
+        workload.iterations = 6
+        workload.slotSpread = 0
+        for pipelined in [false, true] {
+            workload.pipelined = pipelined
+            let p = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: 64), costs: Self.free)
+            #expect(abs(p.iterationSeconds - 1) < 0.01 && abs(p.efficiency - 1) < 0.01, "pipelined \(pipelined): \(p)")
+        }
+        workload.slotSpread = 0.2
+        workload.pipelined = false
+        let barrier = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: 64), costs: Self.free)
+        workload.pipelined = true
+        let pipelined = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: 64), costs: Self.free)
+        // The slowest of 64 slots with log-sd 0.2 takes about e^(2.4 · 0.2) ≈ 1.6 × the median: ≈ 65% efficient.
+        #expect(barrier.efficiency < 0.75, "\(barrier)")
+        #expect(pipelined.efficiency > 0.9 && pipelined.efficiency <= 1.01, "\(pipelined)")
+    }
+
     @Test func aCoordinatorThatCostsTimePerResultIsTheBottleneckAndPredictionsRepeat() throws {
         var costs = Self.free
         costs.coordinatorPerMessage = 0.01
