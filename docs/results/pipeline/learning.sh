@@ -20,7 +20,7 @@ for seed in $seeds; do
     $bin local --config "$d.yaml" --seed "$seed" --workers 2 --run-dir "$d" --no-eval --log-level warning >"$d.log" 2>&1
     trained=$(date +%s)
     $bin eval --checkpoint "$d" --tasks 20 --budget 2000 --every 1000 --inits meta --json >"$d.eval.log" 2>&1
-    cp "$d/eval.json" "$out/$mode-seed$seed.json"
+    cp "$d"/eval-iter*.json "$out/$mode-seed$seed.json"
     echo "$mode seed $seed: trained $((trained - start)) s, evaluated $(( $(date +%s) - trained )) s, θ $(python3 -c "import json;print(json.loads(open('$d/metrics.jsonl').readlines()[-1])['params_sha256'][:16])")" >&2
   done
 done
