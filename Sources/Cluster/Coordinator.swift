@@ -228,7 +228,7 @@ public final class Coordinator {
                 logger.debug("could not remove \(folder.endpoint): \(error)")
             }
         }
-        logger.info("coordinator \(runID) listening on \(endpoint)\(advertised == endpoint ? "" : " (workers connect to \(advertised))"); iterations \(state.iteration)..<\(config.meta.iterations), meta-batch \(config.meta.metaBatch), \(config.meta.algorithm.rawValue)")
+        logger.info("coordinator \(runID) listening on \(endpoint)\(advertised == endpoint ? "" : " (workers connect to \(advertised))"); iterations \(state.iteration)..<\(config.meta.iterations), meta-batch \(config.meta.metaBatch), \(config.meta.algorithm.rawValue)\(config.meta.isPipelined ? ", pipelined" : "")")
         // Updates that arrive ahead of an earlier slot wait in memory until it comes (`Scheduler.fold`): at worst an
         // iteration's meta-batch of them, and a few more (backups of stragglers, the frames being decoded). Keep that
         // much free heap for the next iteration instead of returning it to the system (`MessageAllocator.keepFree`);

@@ -21,7 +21,7 @@ struct ConfigCommand: ParsableCommand {
         } else {
             print("\(path): valid")
             print("run \(config.run.name), seed \(config.run.seed), folder \((config.run.runDir as NSString).appendingPathComponent(config.run.name))")
-            print("meta \(config.meta.algorithm.rawValue): \(config.meta.iterations) iterations × \(config.meta.metaBatch) tasks of \(config.family.kindName), \(config.innerLoop.budget) DQN steps each")
+            print("meta \(config.meta.algorithm.rawValue): \(config.meta.iterations) iterations × \(config.meta.metaBatch) tasks of \(config.family.kindName), \(config.innerLoop.budget) DQN steps each\(config.meta.isPipelined ? ", pipelined (iteration t adapts θ_{t−1})" : "")")
             print("coordinator binds \(config.coordinator.bind), workers connect to \(config.coordinator.advertise)")
             print("workers: " + config.workers.map { "\($0.host) ×\($0.count) (\($0.threads) thread(s))" }.joined(separator: ", "))
             print("config hash \(config.hash)")

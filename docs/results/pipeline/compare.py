@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
 """Pipelined vs synchronous Reptile on the same seeds and test tasks (docs/prereg/pipeline.md, part 2).
 
-usage: compare.py DIR  (DIR holds sync-seedS.json and pipelined-seedS.json, `metatrain eval --json` outputs)
+usage: compare.py DIR [DIR ...]  (each DIR holds sync-seedS.json and pipelined-seedS.json, `metatrain eval --json`
+outputs; several DIRs are pooled, their seeds distinct)
 Prints, at each scored step, the pooled mean greedy return of each mode and the paired difference pipelined − sync
 with a two-level percentile bootstrap 95% CI (seeds, then each seed's tasks; 10,000 resamples, seed 0), per seed too,
 and the verdict of the pre-registration at 2,000 steps.
 """
 import glob, json, os, random, sys
 
-d = sys.argv[1]
-seeds = sorted(int(os.path.basename(p)[len("sync-seed"):-5]) for p in glob.glob(os.path.join(d, "sync-seed*.json")))
-runs = {}
-for s in seeds:
-    for mode in ("sync", "pipelined"):
-        e = json.load(open(os.path.join(d, f"{mode}-seed{s}.json")))
-        runs[mode, s] = e
+runs, seeds = {}, []
+for d in sys.argv[1:]:
+    for s in sorted(int(os.path.basename(p)[len("sync-seed"):-5]) for p in glob.glob(os.path.join(d, "sync-seed*.json"))):
+        assert s not in seeds, f"seed {s} twice"
+        seeds.append(s)
+        for mode in ("sync", "pipelined"):
+            runs[mode, s] = json.load(open(os.path.join(d, f"{mode}-seed{s}.json")))
+seeds.sort()
 every, budget = runs["sync", seeds[0]]["every"], runs["sync", seeds[0]]["budget"]
 points = list(range(0, budget + 1, every))
 rng = random.Random(0)

@@ -2,12 +2,12 @@
 # Does pipelining change what Reptile learns? (docs/prereg/pipeline.md) Meta-trains CartPole physics with
 # benchmarks/results/cartpole-reptile.yaml, synchronous and pipelined, for each seed, and scores each final θ on the
 # 20 held-out test tasks (`metatrain eval --inits meta`, 2,000 steps, scored every 1,000).
-# usage: docs/results/pipeline/learning.sh "1 2 3 4 5"  -> docs/results/pipeline/learning/MODE-seedS.json
+# usage: [OUT=DIR] docs/results/pipeline/learning.sh "1 2 3 4 5"  -> DIR/MODE-seedS.json (default docs/results/pipeline/learning)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 seeds=${1:-1 2 3 4 5}
 bin=.build/release/metatrain
-out=docs/results/pipeline/learning
+out=${OUT:-docs/results/pipeline/learning}
 mkdir -p "$out"
 work=$(mktemp -d /tmp/pipeline-learning.XXXX)
 trap 'rm -rf "$work"' EXIT
