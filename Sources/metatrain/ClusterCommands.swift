@@ -213,6 +213,8 @@ struct CheckpointCommand: ParsableCommand {
                 "parameter_count": record.state.theta.count, "params_sha256": parametersSHA256(record.state.theta),
                 "meta_optimizer": record.state.optimizer.kind.rawValue, "run_seed": record.runSeed,
                 "created_unix_ms": record.createdUnixMs,
+                // A pipelined run's θ one version back, what the next slots adapt ("" when not pipelined).
+                "previous_params_sha256": record.state.previousTheta.map(parametersSHA256) ?? "",
             ]
             if json {
                 let data = try JSONSerialization.data(withJSONObject: info, options: [.sortedKeys])
