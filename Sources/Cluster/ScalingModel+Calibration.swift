@@ -33,8 +33,7 @@ extension ScalingModel.Costs {
                 try body()
                 times.append((clock.now - start) / .seconds(1))
             }
-            times.sort()
-            return times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+            return median(times)
         }
         func result(_ floats: Int) -> [UInt8] {
             WireCodec.encode(.result(SlotResult(runID: "calibrate", key: SlotKey(iteration: 1, slot: 2, attempt: 0), parameterVersion: 1,

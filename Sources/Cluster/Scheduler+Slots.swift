@@ -17,14 +17,14 @@ extension Scheduler {
             return
         }
         workers[peer]?.timeouts = 0
-        guard round(key.iteration) != nil, version == settings.baseVersion(of: key.iteration) else {
+        guard let round = round(key.iteration), version == settings.baseVersion(of: key.iteration) else {
             release(peer, key, requeue: true)
             counters.staleDropped += 1
             out.append(.log(.debug, "dropped stale result for \(key) (θ version \(version)); running iteration \(iteration)"))
             return
         }
         release(peer, key, requeue: false)
-        guard round(key.iteration)?.slots[key.slot] != nil else {
+        guard round.slots[key.slot] != nil else {
             strike(peer, "result names slot \(key.slot); iterations have \(settings.metaBatch) slots", now: workers[peer]?.lastHeard ?? 0, &out)
             return
         }
@@ -136,15 +136,16 @@ extension Scheduler {
             // Slots being recomputed by the shell (a divergence report) are not handed out meanwhile. Only as many
             // pending slots are looked at as there are free threads, and only the workers that can take work are
             // visited (`WorkerTable`), so an event's cost grows with neither the batch nor the cluster.
-            var pending: ArraySlice<(iteration: Int, slot: Int)> = []
+            // The current iteration's pending slots, then the next one's: the first `ofCurrent` are the current one's.
+            var pending: ArraySlice<Int> = []
+            var ofCurrent = 0
             if current.slots.hasPending || ahead?.slots.hasPending == true {
                 let free = workers.freeThreads
                 if free == 0 { return }
-                var found: [(iteration: Int, slot: Int)] = current.slots.pending(first: free, skipping: current.confirming)
-                    .map { (iteration: iteration, slot: $0) }
+                var found = current.slots.pending(first: free, skipping: current.confirming)
+                ofCurrent = found.count
                 if found.count < free, let ahead {
                     found += ahead.slots.pending(first: free - found.count, skipping: ahead.confirming)
-                        .map { (iteration: iteration + 1, slot: $0) }
                 }
                 pending = found[...]
             }
@@ -152,9 +153,10 @@ extension Scheduler {
                 assignBackups(now: now, &out)
             } else {
                 for peer in workers.availableInJoinOrder {
-                    while let next = pending.first, let worker = workers[peer], worker.canTakeWork {
+                    while let slot = pending.first, let worker = workers[peer], worker.canTakeWork {
                         pending.removeFirst()
-                        out.append(dispatch(next.iteration, next.slot, to: peer, now: now))
+                        out.append(dispatch(ofCurrent > 0 ? iteration : iteration + 1, slot, to: peer, now: now))
+                        ofCurrent -= 1
                     }
                     if pending.isEmpty { break }
                 }

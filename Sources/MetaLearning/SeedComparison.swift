@@ -247,7 +247,7 @@ public struct SeedComparison: Sendable {
 }
 
 /// The median of `values` (the mean of the middle two for an even count); NaN for none.
-func median(_ values: [Double]) -> Double {
+public func median(_ values: [Double]) -> Double {
     guard !values.isEmpty else { return .nan }
     let s = values.sorted(), n = s.count
     return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2

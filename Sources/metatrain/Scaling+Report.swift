@@ -196,10 +196,7 @@ extension Scaling {
                         let batch = max(8, perWorker * workers)
                         // The coordinator holds an iteration's updates until it applies them in slot order: past 8 GiB, no.
                         if batch > 4096 || batch * theta * 4 > 8 << 30 { continue }
-                        var workload = ScalingModel.Workload(thetaFloats: theta, metaBatch: batch, slotSeconds: slot)
-                        workload.slotSpread = spread
-                        workload.pipelined = pipelined
-                        if pipelined { workload.iterations = Self.pipelinedIterations }
+                        let workload = Self.workload(theta: theta, metaBatch: batch, slotSeconds: slot, spread: spread, pipelined: pipelined)
                         let p = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: workers), costs: cluster)
                         let limitedBy = p.efficiency < 0.9 ? try limit(workload, workers: workers, costs: cluster) : "none"
                         grid.append(Predicted(thetaFloats: theta, workers: workers, metaBatch: batch, slotsPerWorker: perWorker, pipelined: pipelined,
@@ -283,11 +280,8 @@ extension Scaling {
             let spreads = (Self.sensitivitySpreads + [measured]).sorted()
             return try Self.lineKinds.flatMap { perWorker, pipelined in
                 try spreads.map { spread in
-                    var workload = ScalingModel.Workload(thetaFloats: Self.thetaSizes[0], metaBatch: perWorker * Self.sensitivityWorkers,
-                                                         slotSeconds: slotSecondsSmall)
-                    workload.slotSpread = spread
-                    workload.pipelined = pipelined
-                    if pipelined { workload.iterations = Self.pipelinedIterations }
+                    let workload = Self.workload(theta: Self.thetaSizes[0], metaBatch: perWorker * Self.sensitivityWorkers,
+                                                 slotSeconds: slotSecondsSmall, spread: spread, pipelined: pipelined)
                     let p = try ScalingModel.predict(workload, on: ScalingModel.Cluster(workers: Self.sensitivityWorkers), costs: costs)
                     return SpreadRow(slotSpread: spread, slotsPerWorker: perWorker, pipelined: pipelined, workers: Self.sensitivityWorkers,
                                      efficiency: p.efficiency, measured: spread == measured)
@@ -418,6 +412,15 @@ extension Scaling {
         /// Iterations a pipelined line simulates: its window starts at the second update, so it needs more than the
         /// synchronous lines' 4 to measure as many intervals (4 of them, against 3).
         static let pipelinedIterations = 6
+
+        /// A predicted line's workload: the reference slot with `spread`, pipelined or not.
+        static func workload(theta: Int, metaBatch: Int, slotSeconds: Double, spread: Double, pipelined: Bool) -> ScalingModel.Workload {
+            var workload = ScalingModel.Workload(thetaFloats: theta, metaBatch: metaBatch, slotSeconds: slotSeconds)
+            workload.slotSpread = spread
+            workload.pipelined = pipelined
+            if pipelined { workload.iterations = pipelinedIterations }
+            return workload
+        }
 
         static func kindLabel(_ perWorker: Int, _ pipelined: Bool) -> String { pipelined ? "\(perWorker), pipelined" : "\(perWorker)" }
 
