@@ -100,19 +100,12 @@ extension Scaling {
             // (1) One worker count (`--fit-workers`; by default 8, the fewest of scripts/capacity.sh's counts that keep the
             // coordinator busy — the busiest count, which was the rule before, moved between 8 and 64 with the machine's
             // phase, and 64 processes on 2 cores charge the fit contention that the predictions' one core per worker does
-            // not have; without 8-worker runs, the busiest count, the highest slots/s at the smallest θ), at the smallest
-            // and the largest θ, each through both points: the I/O thread's CPU per slot (the process's less its loop
-            // thread's, where the runs measured it) against the bytes it moves per slot, for its per-message (half the
-            // intercept: a slot is a message in and one out) and per-byte CPU; the bookkeeping per iteration (a fixed part
-            // and one per float of θ: the time the loop spends writing an iteration's record, taken as CPU); the loop's CPU
-            // per slot (the whole process's in runs from before the split) less that bookkeeping against a result's bytes,
-            // whose line gives the per-message CPU and the per-byte CPU of a result; and the worker processes' CPU per slot
-            // against the bytes a worker handles per slot, for the workers' per-message and per-byte CPU. Microbenchmarks
-            // understate the per-message costs (they cannot see a loop woken for every message) and vary by a factor of 1.7
-            // on the per-byte ones from run to run; an idler run's CPU includes its idle polling. (2) One worker at the
-            // smallest θ, where slots go one after another: the workers' turnaround, from its cycle. Every other run checks
-            // the model, all in one window: the apply-to-apply cycle, which the CPU figures (differences over whole cycles)
-            // also cover.
+            // not have; without 8-worker runs, the busiest count, the highest slots/s at the smallest θ), at every θ size:
+            // the line through the smallest θ's run and each larger one's (`fit`). Microbenchmarks understate the
+            // per-message costs (they cannot see a loop woken for every message) and vary by a factor of 1.7 on the per-byte
+            // ones from run to run; an idler run's CPU includes its idle polling. (2) One worker at the smallest θ, where
+            // slots go one after another: the workers' turnaround, from its cycle. Every other run checks the model, all
+            // in one window: the apply-to-apply cycle, which the CPU figures (differences over whole cycles) also cover.
             let instant = measuredRuns.filter { $0.kind == "instant" }
             let smallest = instant.map(\.theta).min()
             let single = instant.first { $0.theta == smallest && $0.workers == 1 }
@@ -126,57 +119,40 @@ extension Scaling {
             var fitted: [(theta: Int, workers: Int, what: String)] = []
             let line = instant.filter { $0.workers == fitCount && $0.batch == batch && $0.coordinatorCPUPerSlot != nil }
                 .sorted { $0.theta < $1.theta }
-            if let low = line.first, let high = line.last, high.theta > low.theta,
-               var lowCPU = low.coordinatorCPUPerSlot, var highCPU = high.coordinatorCPUPerSlot {
-                // The I/O thread's share (the process's CPU less the loop's) against the bytes it moves per slot: its
-                // per-byte and per-message costs (two messages a slot); the loop keeps the rest.
-                if let lowLoop = low.coordinatorLoopCPUPerSlot, let highLoop = high.coordinatorLoopCPUPerSlot {
-                    let (lowIO, highIO) = (lowCPU - lowLoop, highCPU - highLoop)
-                    let (lowBytes, highBytes) = (Self.ioBytesPerSlot(low), Self.ioBytesPerSlot(high))
-                    let perByte = max((highIO - lowIO) / (highBytes - lowBytes), 0)
-                    measuredCosts.coordinatorIOPerByte = perByte
-                    measuredCosts.coordinatorIOPerMessage = max((lowIO - perByte * lowBytes) / 2, 0)
-                    (lowCPU, highCPU) = (lowLoop, highLoop)
-                }
-                // Through the smallest and the largest θ, so both ends are right and the sizes between check the line.
-                if let lowWriting = low.bookkeeping, let highWriting = high.bookkeeping {
-                    let perFloat = max((highWriting - lowWriting) / Double(high.theta - low.theta), 0)
-                    measuredCosts.coordinatorPerIterationFloat = perFloat
-                    measuredCosts.coordinatorPerIteration = max(lowWriting - perFloat * Double(low.theta), 0)
-                    lowCPU -= lowWriting / Double(low.batch)
-                    highCPU -= highWriting / Double(high.batch)
-                }
-                let slope = (highCPU - lowCPU) / Double(4 * (high.theta - low.theta))
-                measuredCosts.coordinatorPerResultByte = max(slope, 0)
-                measuredCosts.coordinatorPerMessage = max((lowCPU - slope * Double(4 * low.theta)) / 2, 0)
-                if let lowCPU = low.workersCPUPerSlot, let highCPU = high.workersCPUPerSlot {
-                    let (lowWorkers, lowBytes) = Self.perByteShare(low, cpu: lowCPU, receivedCost: measuredCosts.workerPerReceivedByte)
-                    let (highWorkers, highBytes) = Self.perByteShare(high, cpu: highCPU, receivedCost: measuredCosts.workerPerReceivedByte)
-                    let perByte = max((highWorkers - lowWorkers) / (highBytes - lowBytes), 0)
-                    measuredCosts.workerPerByte = perByte
-                    measuredCosts.workerPerMessage = max((lowWorkers - perByte * lowBytes) / 2, 0)
-                } else {
-                    // A capacity.json without the workers' CPU: the same code paths as the coordinator's.
-                    measuredCosts.workerPerByte = measuredCosts.coordinatorPerResultByte
-                    measuredCosts.workerPerMessage = measuredCosts.coordinatorPerMessage
-                }
-                for m in [low, high] { fitted.append((m.theta, m.workers, "fits the per-message, per-byte and bookkeeping costs")) }
+            // Costs per θ size: each calibrated size's through the smallest θ's run and its own, so that a message's
+            // per-byte cost is the one measured at its size (a 270 KB result costs about half as much per byte as a 4 MB
+            // one: caches); the predictions use the line through the smallest and the largest, as before.
+            var costsByTheta: [Int: ScalingModel.Costs] = [:]
+            if let low = line.first, let high = line.last, high.theta > low.theta {
+                let microbenchmarked = measuredCosts
+                measuredCosts = Self.fit(low, high, microbenchmarked)
+                for m in line.dropFirst() { costsByTheta[m.theta] = Self.fit(low, m, microbenchmarked) }
+                for m in line { fitted.append((m.theta, m.workers, "fits the per-message, per-byte and bookkeeping costs")) }
             }
             if let single {
                 measuredCosts.workerTurnaround = 0
                 let without = try ScalingModel.predict(single.workload, on: ScalingModel.Cluster(workers: 1, sharedCores: shared),
                                                        costs: Self.onOneMachine(measuredCosts))
                 measuredCosts.workerTurnaround = max(0, (single.seconds - without.iterationSeconds) / Double(single.batch))
+                for theta in costsByTheta.keys { costsByTheta[theta]!.workerTurnaround = measuredCosts.workerTurnaround }
                 fitted.append((single.theta, 1, "fits the turnaround"))
+            }
+            /// A measured run's costs: those of the smallest calibrated θ at least as large as its own (the largest's
+            /// above them); at or below the smallest, the predictions' costs.
+            func costsOfRun(theta: Int) -> ScalingModel.Costs {
+                let sizes = costsByTheta.keys.sorted()
+                guard let size = sizes.first(where: { $0 >= theta }) ?? sizes.last, theta > (line.first?.theta ?? 0) else { return measuredCosts }
+                return costsByTheta[size]!
             }
             var rows: [Checked] = []
             for m in measuredRuns {
+                let runCosts = costsOfRun(theta: m.theta)
                 let p = try ScalingModel.predict(m.workload, on: ScalingModel.Cluster(workers: m.workers, sharedCores: shared),
-                                                 costs: Self.onOneMachine(measuredCosts))
+                                                 costs: Self.onOneMachine(runCosts))
                 let fit = m.kind == "instant" && m.batch == batch ? fitted.first { $0.workers == m.workers && $0.theta == m.theta }?.what : nil
-                let own = try Self.ownCPU(m, measuredCosts).map {
+                let own = try Self.ownCPU(m, runCosts).map {
                     try ScalingModel.predict(m.workload, on: ScalingModel.Cluster(workers: m.workers, sharedCores: shared),
-                                             costs: Self.onOneMachine($0)).iterationSeconds
+                                             costs: Self.onOneMachine($0, loopbackReceive: false)).iterationSeconds
                 }
                 rows.append(Checked(kind: fit.map { "instant (\($0))" } ?? m.kind, thetaFloats: m.theta, workers: m.workers,
                                     metaBatch: m.batch, measuredSeconds: m.seconds, predictedSeconds: p.iterationSeconds,
@@ -229,6 +205,51 @@ extension Scaling {
             }
         }
 
+        /// `base` with the per-message, per-byte and bookkeeping costs of the line through two instant runs with the same
+        /// workers and meta-batch at two θ sizes (`low` the smaller); `base` where either lacks the coordinator's CPU.
+        ///
+        /// Through both points: the I/O thread's CPU per slot (the process's less its loop thread's, where the runs
+        /// measured it) against the bytes it moves per slot, for its per-message (half the intercept: a slot is a message
+        /// in and one out) and per-byte CPU; the bookkeeping per iteration (a fixed part and one per float of θ); the
+        /// loop's CPU per slot less that bookkeeping against a result's bytes, for the per-message CPU and the per-byte
+        /// CPU of a result; and the worker processes' CPU per slot against the bytes a worker handles per slot (less
+        /// what receiving θ costs on one machine, `receivedOnOneMachine`), for the workers' per-message and per-byte CPU.
+        static func fit(_ low: Measured, _ high: Measured, _ base: ScalingModel.Costs) -> ScalingModel.Costs {
+            guard high.theta > low.theta, var lowCPU = low.coordinatorCPUPerSlot, var highCPU = high.coordinatorCPUPerSlot else { return base }
+            var costs = base
+            if let lowLoop = low.coordinatorLoopCPUPerSlot, let highLoop = high.coordinatorLoopCPUPerSlot {
+                let (lowIO, highIO) = (lowCPU - lowLoop, highCPU - highLoop)
+                let (lowBytes, highBytes) = (ioBytesPerSlot(low), ioBytesPerSlot(high))
+                let perByte = max((highIO - lowIO) / (highBytes - lowBytes), 0)
+                costs.coordinatorIOPerByte = perByte
+                costs.coordinatorIOPerMessage = max((lowIO - perByte * lowBytes) / 2, 0)
+                (lowCPU, highCPU) = (lowLoop, highLoop)
+            }
+            if let lowWriting = low.bookkeeping, let highWriting = high.bookkeeping {
+                let perFloat = max((highWriting - lowWriting) / Double(high.theta - low.theta), 0)
+                costs.coordinatorPerIterationFloat = perFloat
+                costs.coordinatorPerIteration = max(lowWriting - perFloat * Double(low.theta), 0)
+                lowCPU -= lowWriting / Double(low.batch)
+                highCPU -= highWriting / Double(high.batch)
+            }
+            let slope = (highCPU - lowCPU) / Double(4 * (high.theta - low.theta))
+            costs.coordinatorPerResultByte = max(slope, 0)
+            costs.coordinatorPerMessage = max((lowCPU - slope * Double(4 * low.theta)) / 2, 0)
+            if let lowCPU = low.workersCPUPerSlot, let highCPU = high.workersCPUPerSlot {
+                let received = receivedOnOneMachine(base)
+                let (lowWorkers, lowBytes) = perByteShare(low, cpu: lowCPU, receivedCost: received)
+                let (highWorkers, highBytes) = perByteShare(high, cpu: highCPU, receivedCost: received)
+                let perByte = max((highWorkers - lowWorkers) / (highBytes - lowBytes), 0)
+                costs.workerPerByte = perByte
+                costs.workerPerMessage = max((lowWorkers - perByte * lowBytes) / 2, 0)
+            } else {
+                // A capacity.json without the workers' CPU: the same code paths as the coordinator's.
+                costs.workerPerByte = costs.coordinatorPerResultByte
+                costs.workerPerMessage = costs.coordinatorPerMessage
+            }
+            return costs
+        }
+
         /// `costs` with run `m`'s own measured CPU per slot in place of the fitted per-message and per-byte costs:
         /// the coordinator's loop thread's (less its bookkeeping, which keeps its own measured figure) as two messages
         /// per slot, its I/O thread's and the workers' likewise; nil where the run did not measure both. The turnaround (a delay, not CPU) stays.
@@ -259,10 +280,25 @@ extension Scaling {
         /// and getrusage counts that kernel time in the CPU per slot the costs are fitted to; charging the calibrated
         /// loopback throughput as well counted each result's bytes twice (a 1-worker run at θ 1M: 4.7 ms per result on
         /// top of the CPU that already held it). Latency stays: it is time spent waiting, not CPU.
-        static func onOneMachine(_ costs: ScalingModel.Costs) -> ScalingModel.Costs {
+        ///
+        /// What the loopback's copies cost where no fitted figure holds them: a worker receiving θ
+        /// (`receivedOnOneMachine`), unless `loopbackReceive` is false (costs from a run's own CPU, which holds them).
+        static func onOneMachine(_ costs: ScalingModel.Costs, loopbackReceive: Bool = true) -> ScalingModel.Costs {
             var free = costs
+            if loopbackReceive { free.workerPerReceivedByte = receivedOnOneMachine(costs) }
             free.linkBytesPerSecond = 1e15
             return free
+        }
+
+        /// A worker's CPU per byte of an assignment received over the loopback: decoding it (`workerPerReceivedByte`,
+        /// microbenchmarked without a socket) and the loopback's copies into the worker (the calibrated loopback's time
+        /// per byte, which is CPU on one machine).
+        ///
+        /// Why: the workers' CPU per slot the costs are fitted to holds θ's receive, but at 8 workers only an eighth of
+        /// a θ per slot, and with 64 workers each slot receives a whole θ; charged at the decode's microbenchmark alone
+        /// (0.09 ns a byte against the loopback's 0.8), 64 workers × θ 1M was predicted 20–65% short in every run.
+        static func receivedOnOneMachine(_ costs: ScalingModel.Costs) -> Double {
+            (costs.workerPerReceivedByte ?? costs.workerPerByte) + 1 / costs.linkBytesPerSecond
         }
 
         /// The workers at which efficiency against the slot-time spread is shown: the bar's (issue 15: ≥ 90% at 64).
