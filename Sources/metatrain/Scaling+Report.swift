@@ -217,6 +217,8 @@ extension Scaling {
         static func fit(_ low: Measured, _ high: Measured, _ base: ScalingModel.Costs) -> ScalingModel.Costs {
             guard high.theta > low.theta, var lowCPU = low.coordinatorCPUPerSlot, var highCPU = high.coordinatorCPUPerSlot else { return base }
             var costs = base
+            // The received bytes' cost the fit leaves out is the one the simulation charges (`onOneMachine`).
+            costs.workerPerReceivedByte = base.workerPerReceivedByte ?? base.workerPerByte
             if let lowLoop = low.coordinatorLoopCPUPerSlot, let highLoop = high.coordinatorLoopCPUPerSlot {
                 let (lowIO, highIO) = (lowCPU - lowLoop, highCPU - highLoop)
                 let (lowBytes, highBytes) = (ioBytesPerSlot(low), ioBytesPerSlot(high))
@@ -236,7 +238,7 @@ extension Scaling {
             costs.coordinatorPerResultByte = max(slope, 0)
             costs.coordinatorPerMessage = max((lowCPU - slope * Double(4 * low.theta)) / 2, 0)
             if let lowCPU = low.workersCPUPerSlot, let highCPU = high.workersCPUPerSlot {
-                let received = receivedOnOneMachine(base)
+                let received = receivedOnOneMachine(costs)
                 let (lowWorkers, lowBytes) = perByteShare(low, cpu: lowCPU, receivedCost: received)
                 let (highWorkers, highBytes) = perByteShare(high, cpu: highCPU, receivedCost: received)
                 let perByte = max((highWorkers - lowWorkers) / (highBytes - lowBytes), 0)
@@ -296,7 +298,8 @@ extension Scaling {
         ///
         /// Why: the workers' CPU per slot the costs are fitted to holds θ's receive, but at 8 workers only an eighth of
         /// a θ per slot, and with 64 workers each slot receives a whole θ; charged at the decode's microbenchmark alone
-        /// (0.09 ns a byte against the loopback's 0.8), 64 workers × θ 1M was predicted 20–65% short in every run.
+        /// (0.09 ns a byte against the loopback's 0.8), 64 workers × θ 1M was predicted 14–65% short in all twelve runs
+        /// stored from the Emerald Rapids VM (docs/results/scaling-emerald*).
         static func receivedOnOneMachine(_ costs: ScalingModel.Costs) -> Double {
             (costs.workerPerReceivedByte ?? costs.workerPerByte) + 1 / costs.linkBytesPerSecond
         }
@@ -432,12 +435,9 @@ extension Scaling {
         }
 
         /// The part of a worker's CPU per slot that the per-message and per-byte costs are fitted to, and the bytes
-        /// charged at the per-byte cost: the update's; the assignment's too when it has no measured cost of its own
-        /// (`receivedCost` nil, a cost file from before `workerPerReceivedByte`), else less its cost.
-        static func perByteShare(_ m: Measured, cpu: Double, receivedCost: Double?) -> (cpu: Double, bytes: Double) {
-            let received = workerBytesReceivedPerSlot(m), sent = Double(4 * m.theta + ScalingModel.resultOverheadBytes)
-            guard let receivedCost else { return (cpu, sent + received) }
-            return (cpu - receivedCost * received, sent)
+        /// charged at the per-byte cost: the update's, the assignment's received bytes taken out at `receivedCost`.
+        static func perByteShare(_ m: Measured, cpu: Double, receivedCost: Double) -> (cpu: Double, bytes: Double) {
+            (cpu - receivedCost * workerBytesReceivedPerSlot(m), Double(4 * m.theta + ScalingModel.resultOverheadBytes))
         }
 
         /// The θ sizes predicted (CartPole's 64-64 and 1000-1000 MLPs), and each line's slots per worker and whether its
