@@ -339,6 +339,7 @@ public struct ClusterConfig: Sendable, Equatable {
             x.successRadius = try f.double("success_radius", x.successRadius, { $0 > 0 }, "> 0")
             x.stayAction = try f.bool("stay_action", x.stayAction)
             x.terminateAtGoal = try f.bool("terminate_at_goal", x.terminateAtGoal)
+            x.controlRotations = try f.doubleList("control_rotations", x.controlRotations, maxCount: 360)
             family = .goalNavigation(x)
         case "tabular_mdp":
             var x = TaskFamily.TabularMDPRanges()

@@ -114,6 +114,19 @@ final class MappingReader {
         }
     }
 
+    /// A non-empty list of finite numbers of at most `maxCount`, or a single number (a list of one).
+    func doubleList(_ key: String, _ fallback: [Double], maxCount: Int) throws -> [Double] {
+        guard let (n, l) = node(key) else { return fallback }
+        if let v = n.float, v.isFinite { return [v] }
+        guard let seq = n.sequence, !seq.isEmpty, seq.count <= maxCount else {
+            throw bad(key, l, "must be a number or a list of 1 to \(maxCount) numbers")
+        }
+        return try seq.map { item in
+            guard let v = item.float, v.isFinite else { throw bad(key, item.mark?.line ?? l, "must hold finite numbers") }
+            return v
+        }
+    }
+
     /// A [lower, upper] pair or a single number (a fixed value).
     func range(_ key: String, _ fallback: (Double, Double)) throws -> (Double, Double) {
         guard let (n, l) = node(key) else { return fallback }

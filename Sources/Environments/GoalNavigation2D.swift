@@ -1,3 +1,4 @@
+import Foundation
 import NeuralNet
 
 /// What a GoalNavigation2D step pays: minus the distance to the goal, or 1 inside the success radius and 0 elsewhere.
@@ -29,18 +30,22 @@ public struct GoalNavigationParameters: Codable, Sendable, Equatable {
     public var stayAction = false
     /// End the episode (terminated, not truncated) after the first move that ends within `successRadius`.
     public var terminateAtGoal = false
+    /// Every move's direction turned counter-clockwise by this angle, hidden like the goal: at 180° each action
+    /// moves the point the opposite way, so a policy that is right for one task is wrong for the other.
+    public var controlRotationDegrees = 0.0
 
     public init(goalX: Double, goalY: Double, directions: Int = 8, stepSize: Double = 0.1, horizon: Int = 100,
                 reward: GoalReward = .dense, successRadius: Double = 0.2, stayAction: Bool = false,
-                terminateAtGoal: Bool = false) {
+                terminateAtGoal: Bool = false, controlRotationDegrees: Double = 0) {
         self.goalX = goalX; self.goalY = goalY; self.directions = directions
         self.stepSize = stepSize; self.horizon = horizon
         self.reward = reward; self.successRadius = successRadius; self.stayAction = stayAction
-        self.terminateAtGoal = terminateAtGoal
+        self.terminateAtGoal = terminateAtGoal; self.controlRotationDegrees = controlRotationDegrees
     }
 
     enum CodingKeys: String, CodingKey {
         case goalX, goalY, directions, stepSize, horizon, reward, successRadius, stayAction, terminateAtGoal
+        case controlRotationDegrees
     }
 
     public init(from decoder: Decoder) throws {
@@ -53,7 +58,9 @@ public struct GoalNavigationParameters: Codable, Sendable, Equatable {
                   reward: try c.decodeIfPresent(GoalReward.self, forKey: .reward) ?? d.reward,
                   successRadius: try c.decodeIfPresent(Double.self, forKey: .successRadius) ?? d.successRadius,
                   stayAction: try c.decodeIfPresent(Bool.self, forKey: .stayAction) ?? d.stayAction,
-                  terminateAtGoal: try c.decodeIfPresent(Bool.self, forKey: .terminateAtGoal) ?? d.terminateAtGoal)
+                  terminateAtGoal: try c.decodeIfPresent(Bool.self, forKey: .terminateAtGoal) ?? d.terminateAtGoal,
+                  controlRotationDegrees: try c.decodeIfPresent(Double.self, forKey: .controlRotationDegrees)
+                      ?? d.controlRotationDegrees)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -70,6 +77,9 @@ public struct GoalNavigationParameters: Codable, Sendable, Equatable {
         if successRadius != defaults.successRadius { try c.encode(successRadius, forKey: K(stringValue: "successRadius")!) }
         if stayAction != defaults.stayAction { try c.encode(stayAction, forKey: K(stringValue: "stayAction")!) }
         if terminateAtGoal != defaults.terminateAtGoal { try c.encode(terminateAtGoal, forKey: K(stringValue: "terminateAtGoal")!) }
+        if controlRotationDegrees != defaults.controlRotationDegrees {
+            try c.encode(controlRotationDegrees, forKey: K(stringValue: "controlRotationDegrees")!)
+        }
     }
 
     public func validate() throws {
@@ -80,6 +90,7 @@ public struct GoalNavigationParameters: Codable, Sendable, Equatable {
         try require(stepSize > 0, t, "step_size", stepSize, "finite and > 0")
         try require(horizon > 0, t, "horizon", Double(horizon), "> 0")
         try require(successRadius.isFinite && successRadius > 0, t, "success_radius", successRadius, "finite and > 0")
+        try require(controlRotationDegrees.isFinite, t, "control_rotation_degrees", controlRotationDegrees, "finite")
     }
 }
 
@@ -89,7 +100,8 @@ public struct GoalNavigationParameters: Codable, Sendable, Equatable {
 /// with `stayAction`, not at all); the reward is minus the Euclidean distance to the goal after the
 /// move, or with `reward: sparse` 1 within `successRadius` of it and 0 elsewhere. The observation is
 /// the position only: the goal is hidden and must be inferred from rewards, which is what makes the
-/// family a meta-learning problem. Episodes are truncated at `horizon`, and end early only with
+/// family a meta-learning problem. With `controlRotationDegrees` the moves are turned by a hidden angle too
+/// (the stay action stays put). Episodes are truncated at `horizon`, and end early only with
 /// `terminateAtGoal`.
 public struct GoalNavigation2D: Environment, Sendable {
     public let parameters: GoalNavigationParameters
@@ -103,8 +115,24 @@ public struct GoalNavigation2D: Environment, Sendable {
         clock = EpisodeClock(limit: parameters.horizon)
         let h = parameters.stepSize, d = parameters.stepSize / 2.0.squareRoot()
         let axis = [(h, 0.0), (-h, 0.0), (0.0, h), (0.0, -h)]
-        moves = (parameters.directions == 4 ? axis : axis + [(d, d), (d, -d), (-d, d), (-d, -d)])
-            + (parameters.stayAction ? [(0.0, 0.0)] : [])
+        let unturned = parameters.directions == 4 ? axis : axis + [(d, d), (d, -d), (-d, d), (-d, -d)]
+        moves = Self.turned(unturned, degrees: parameters.controlRotationDegrees) + (parameters.stayAction ? [(0.0, 0.0)] : [])
+    }
+
+    /// `moves` turned counter-clockwise by `degrees`; whole quarter turns are exact (180° negates each move), so the
+    /// common cases carry no rounding of π into the positions.
+    static func turned(_ moves: [(Double, Double)], degrees: Double) -> [(Double, Double)] {
+        let turns = degrees / 90
+        if turns == turns.rounded() {
+            switch Int(turns.truncatingRemainder(dividingBy: 4) + 4) % 4 {
+            case 1: return moves.map { (-$0.1, $0.0) }
+            case 2: return moves.map { (-$0.0, -$0.1) }
+            case 3: return moves.map { ($0.1, -$0.0) }
+            default: return moves
+            }
+        }
+        let (c, s) = (cos(degrees * .pi / 180), sin(degrees * .pi / 180))
+        return moves.map { (c * $0.0 - s * $0.1, s * $0.0 + c * $0.1) }
     }
 
     public var observationSize: Int { 2 }

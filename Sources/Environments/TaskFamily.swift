@@ -83,10 +83,15 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         public var successRadius = 0.2
         public var stayAction = false
         public var terminateAtGoal = false
+        /// The control rotations (degrees) a task draws one of, uniformly (`controlRotationDegrees`): [0, 180] reverses
+        /// the controls of half the tasks, a family whose mean policy goes nowhere and in which a pre-trained policy
+        /// is wrong for half the tasks. [0] (the default): no rotation, and nothing drawn.
+        public var controlRotations: [Double] = [0]
         public init() {}
 
         enum CodingKeys: String, CodingKey {
             case goalRadius, directions, stepSize, horizon, layout, arcDegrees, reward, successRadius, stayAction, terminateAtGoal
+            case controlRotations
         }
 
         public init(from decoder: Decoder) throws {
@@ -101,6 +106,7 @@ public enum TaskFamily: Codable, Sendable, Equatable {
             successRadius = try c.decodeIfPresent(Double.self, forKey: .successRadius) ?? successRadius
             stayAction = try c.decodeIfPresent(Bool.self, forKey: .stayAction) ?? stayAction
             terminateAtGoal = try c.decodeIfPresent(Bool.self, forKey: .terminateAtGoal) ?? terminateAtGoal
+            controlRotations = try c.decodeIfPresent([Double].self, forKey: .controlRotations) ?? controlRotations
         }
 
         /// The four original fields always, the later ones only when they differ from their defaults, so the
@@ -113,13 +119,22 @@ public enum TaskFamily: Codable, Sendable, Equatable {
             if layout != d.layout { try c.encode(layout, forKey: .layout) }
             if layout == .arc { try c.encode(arcDegrees, forKey: .arcDegrees) }
             try task(goalX: 0, goalY: 0).encodeSparseFields(GoalNavigationParameters(goalX: 0, goalY: 0), &c)
+            if controlRotations != d.controlRotations { try c.encode(controlRotations, forKey: .controlRotations) }
         }
 
-        /// A task of this family with its goal at (goalX, goalY).
-        func task(goalX: Double, goalY: Double) -> GoalNavigationParameters {
+        /// A task of this family with its goal at (goalX, goalY) and its controls turned by `rotation` degrees.
+        func task(goalX: Double, goalY: Double, rotation: Double = 0) -> GoalNavigationParameters {
             GoalNavigationParameters(goalX: goalX, goalY: goalY, directions: directions, stepSize: stepSize, horizon: horizon,
                                      reward: reward, successRadius: successRadius, stayAction: stayAction,
-                                     terminateAtGoal: terminateAtGoal)
+                                     terminateAtGoal: terminateAtGoal, controlRotationDegrees: rotation)
+        }
+
+        /// The control rotation drawn with `value`, after the goal; a family of one rotation draws nothing, so its
+        /// task stream is the one it had before rotations existed.
+        func rotation(_ value: (ParameterRange) -> Double) -> Double {
+            guard controlRotations.count > 1 else { return controlRotations.first ?? 0 }
+            let count = controlRotations.count
+            return controlRotations[min(Int(value(ParameterRange(0, Double(count)))), count - 1)]
         }
 
         /// The goal drawn with `value` (uniform in a range, or one of its ends for validation).
@@ -191,6 +206,13 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         case .goalNavigation(let r):
             try ParameterRange(-r.goalRadius, r.goalRadius).check(task, "goal_radius")
             try r.arcDegrees.check(task, "arc_degrees")
+            guard !r.controlRotations.isEmpty, r.controlRotations.count <= 360 else {
+                throw EnvironmentError.invalidParameter(task: task, name: "control_rotations", value: Double(r.controlRotations.count),
+                                                        requirement: "1 to 360 angles")
+            }
+            for angle in r.controlRotations {
+                try GoalNavigationParameters(goalX: 0, goalY: 0, controlRotationDegrees: angle).validate()
+            }
         case .tabularMDP(let r):
             if let d = r.sharedDynamics, !(1...1_000_000).contains(d.count) {
                 throw EnvironmentError.invalidParameter(task: task, name: "shared_dynamics", value: Double(d.count), requirement: "in 1...1000000")
@@ -218,9 +240,13 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         case let (.mountainCar(r), .mountainCar(p)):
             return scaled([(r.force, p.force), (r.gravity, p.gravity)])
         case let (.goalNavigation(r), .goalNavigation(p)):
-            // The goal's position in the square that holds every layout's goals: nearby goals, nearby coordinates.
+            // The goal's position in the square that holds every layout's goals: nearby goals, nearby coordinates; and
+            // which of the family's control rotations the task has (tasks that differ in it are far apart).
             let square = ParameterRange(-r.goalRadius, r.goalRadius)
+            let rotations = r.controlRotations.count
+            let rotation = Double(r.controlRotations.firstIndex(of: p.controlRotationDegrees) ?? 0)
             return scaled([(square, p.goalX), (square, p.goalY)])
+                + (rotations > 1 ? [rotation / Double(rotations - 1)] : [])
         default:
             return []
         }
@@ -242,7 +268,7 @@ public enum TaskFamily: Codable, Sendable, Equatable {
             return .mountainCar(MountainCarParameters(force: value(r.force), gravity: value(r.gravity)))
         case .goalNavigation(let r):
             let (x, y) = r.goal(value)
-            return .goalNavigation(r.task(goalX: x, goalY: y))
+            return .goalNavigation(r.task(goalX: x, goalY: y, rotation: r.rotation(value)))
         case .tabularMDP(let r):
             let dynamics = r.sharedDynamics.map { d in d.tableSeed(min(Int(value(ParameterRange(0, Double(d.count)))), d.count - 1)) }
             return .tabularMDP(TabularMDPParameters(states: r.states, actions: r.actions, horizon: r.horizon,

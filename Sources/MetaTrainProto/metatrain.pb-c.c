@@ -1421,7 +1421,7 @@ const ProtobufCMessageDescriptor metatrain__v1__mountain_car_task__descriptor =
   (ProtobufCMessageInit) metatrain__v1__mountain_car_task__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__goal_navigation_task__field_descriptors[9] =
+static const ProtobufCFieldDescriptor metatrain__v1__goal_navigation_task__field_descriptors[10] =
 {
   {
     "goal_x",
@@ -1531,8 +1531,21 @@ static const ProtobufCFieldDescriptor metatrain__v1__goal_navigation_task__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "control_rotation_degrees",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__GoalNavigationTask, control_rotation_degrees),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__goal_navigation_task__field_indices_by_name[] = {
+  9,   /* field[9] = control_rotation_degrees */
   2,   /* field[2] = directions */
   0,   /* field[0] = goal_x */
   1,   /* field[1] = goal_y */
@@ -1546,7 +1559,7 @@ static const unsigned metatrain__v1__goal_navigation_task__field_indices_by_name
 static const ProtobufCIntRange metatrain__v1__goal_navigation_task__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__goal_navigation_task__descriptor =
 {
@@ -1556,7 +1569,7 @@ const ProtobufCMessageDescriptor metatrain__v1__goal_navigation_task__descriptor
   "Metatrain__V1__GoalNavigationTask",
   "metatrain.v1",
   sizeof(Metatrain__V1__GoalNavigationTask),
-  9,
+  10,
   metatrain__v1__goal_navigation_task__field_descriptors,
   metatrain__v1__goal_navigation_task__field_indices_by_name,
   1,  metatrain__v1__goal_navigation_task__number_ranges,

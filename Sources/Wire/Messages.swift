@@ -17,7 +17,9 @@ import NeuralNet
 /// would silently send the TD query's gradient instead).
 /// Version 8 added `ALGORITHM_ES_MAML` and the inner loop's `es_sigma`, `es_fitness_every` and `es_fitness_episodes`
 /// (a version-7 worker would refuse every ES-MAML slot as malformed).
-public let protocolVersion: UInt32 = 8
+/// Version 9 added GoalNavigation2D's `control_rotation_degrees` (a version-8 worker would silently run the task with
+/// its controls unturned).
+public let protocolVersion: UInt32 = 9
 
 /// Identifies one attempt at one slot of one meta-iteration.
 public struct SlotKey: Hashable, Comparable, Sendable, CustomStringConvertible {

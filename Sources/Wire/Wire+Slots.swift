@@ -107,6 +107,7 @@ extension WireCodec {
             m.pointee.step_size = p.stepSize; m.pointee.horizon = UInt32(clamping: p.horizon)
             m.pointee.sparse_reward = p.reward == .sparse ? 1 : 0; m.pointee.success_radius = p.successRadius
             m.pointee.stay_action = p.stayAction ? 1 : 0; m.pointee.terminate_at_goal = p.terminateAtGoal ? 1 : 0
+            m.pointee.control_rotation_degrees = p.controlRotationDegrees
             t.pointee.kind_case = METATRAIN__V1__TASK_SPEC__KIND_GOAL_NAVIGATION
             t.pointee.goal_navigation = m
         case .tabularMDP(let p):
@@ -186,7 +187,8 @@ extension WireCodec.Decoder {
                                                             directions: Int(m.directions), stepSize: m.step_size,
                                                             horizon: Int(m.horizon), reward: m.sparse_reward != 0 ? .sparse : .dense,
                                                             successRadius: m.success_radius, stayAction: m.stay_action != 0,
-                                                            terminateAtGoal: m.terminate_at_goal != 0))
+                                                            terminateAtGoal: m.terminate_at_goal != 0,
+                                                            controlRotationDegrees: m.control_rotation_degrees))
         case METATRAIN__V1__TASK_SPEC__KIND_TABULAR_MDP:
             let m = t.tabular_mdp.pointee
             spec = .tabularMDP(TabularMDPParameters(states: Int(m.states), actions: Int(m.actions),

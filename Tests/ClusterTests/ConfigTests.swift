@@ -27,6 +27,18 @@ import Testing
         #expect(try ClusterConfig.parse("run: {seed: 3}\n").hash == "4170bd24c045c9c928b58227fc9c2cd2a762309891fa3f6ef3e83fa9ebc80d8e")
     }
 
+    /// A goal family's control rotations are read as a list (or one number), and only change the hash when set.
+    @Test func controlRotationsAreParsed() throws {
+        let plain = try ClusterConfig.parse("task_family: {env: goal_navigation, goals: arc, arc_degrees: [0, 30]}\n")
+        let reversed = try ClusterConfig.parse("task_family: {env: goal_navigation, goals: arc, arc_degrees: [0, 30], control_rotations: [0, 180]}\n")
+        let one = try ClusterConfig.parse("task_family: {env: goal_navigation, goals: arc, arc_degrees: [0, 30], control_rotations: 0}\n")
+        guard case .goalNavigation(let p) = plain.family, case .goalNavigation(let r) = reversed.family else {
+            Issue.record("kind"); return
+        }
+        #expect(p.controlRotations == [0] && r.controlRotations == [0, 180])
+        #expect(one.hash == plain.hash && reversed.hash != plain.hash)
+    }
+
     /// MAML's teacher query is read whole, and only where it applies; the TD query stays the default.
     @Test func teacherQueryIsParsed() throws {
         let td = try ClusterConfig.parse("meta: {algorithm: maml}\ninner_loop: {optimizer: sgd, max_gradient_norm: 0}\n")
@@ -116,6 +128,8 @@ import Testing
         ("task_family:\n  env: cartpole\n  length: [1.0, 0.5]\n", "lower bound 1.0 above upper bound 0.5", 3),
         ("task_family:\n  env: pong\n", "must be one of cartpole", 2),
         ("task_family:\n  env: goal_navigation\n  gravity: 9.8\n", "'task_family.gravity'", 3),
+        ("task_family:\n  env: goal_navigation\n  control_rotations: [0, .inf]\n", "'task_family.control_rotations' must hold finite numbers", 3),
+        ("task_family:\n  env: goal_navigation\n  control_rotations: []\n", "a list of 1 to 360 numbers", 3),
         ("coordinator:\n  bind: 127.0.0.1:5555\n", "tcp://", 2),
         ("coordinator:\n  liveness: 1\n", "liveness", 2),
         ("workers:\n  - host: a\n    cuont: 2\n", "'workers[0].cuont'", 3),

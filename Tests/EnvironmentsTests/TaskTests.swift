@@ -60,6 +60,70 @@ import Testing
         #expect(throws: EnvironmentError.self) { try GoalNavigation2D(bad) }
     }
 
+    /// A control rotation turns every move (whole quarter turns exactly), leaves the stay action still, and is encoded
+    /// only when set, so the hash of a configuration without it is unchanged.
+    @Test func controlRotationTurnsEveryMoveAndNotTheStay() throws {
+        let plain = GoalNavigationParameters(goalX: 1, goalY: 0, directions: 8, stepSize: 0.1, stayAction: true)
+        func move(_ p: GoalNavigationParameters, _ action: Int) throws -> [Double] {
+            var env = try GoalNavigation2D(p)
+            var rng = SeededRNG(seed: 0)
+            env.reset(using: &rng)
+            _ = env.step(action)
+            return env.state
+        }
+        for degrees in [180.0, 90, -270, 45] {
+            var turned = plain
+            turned.controlRotationDegrees = degrees
+            let (c, s) = (cos(degrees * .pi / 180), sin(degrees * .pi / 180))
+            for action in 0..<8 {
+                let (x, y) = (try move(plain, action)[0], try move(plain, action)[1])
+                let got = try move(turned, action)
+                #expect(abs(got[0] - (c * x - s * y)) < 1e-15 && abs(got[1] - (s * x + c * y)) < 1e-15, "\(degrees)° action \(action)")
+                if degrees == 180 { #expect(got == [-x, -y]) }   // exact: a reversal, not a rounded turn
+            }
+            #expect(try move(turned, 8) == [0, 0])
+        }
+        var bad = plain
+        bad.controlRotationDegrees = .infinity
+        #expect(throws: EnvironmentError.self) { try GoalNavigation2D(bad) }
+        var turned = plain
+        turned.controlRotationDegrees = 180
+        let text = String(decoding: try JSONEncoder().encode(turned), as: UTF8.self)
+        let plainText = String(decoding: try JSONEncoder().encode(plain), as: UTF8.self)
+        #expect(text.contains("controlRotationDegrees") && !plainText.contains("controlRotation"))
+        #expect(try JSONDecoder().decode(GoalNavigationParameters.self, from: Data(text.utf8)) == turned)
+    }
+
+    /// A family of rotations draws one per task, both about equally often, after the goal; a family of one rotation
+    /// draws nothing for it, so its tasks are the ones it had before rotations existed.
+    @Test func familiesDrawControlRotationsAfterTheGoal() throws {
+        var plain = TaskFamily.GoalNavigationRanges()
+        plain.layout = .arc; plain.goalRadius = 1.5; plain.arcDegrees = ParameterRange(0, 30); plain.reward = .sparse
+        var fixed = plain
+        fixed.controlRotations = [90]
+        var reversed = plain
+        reversed.controlRotations = [0, 180]
+        var a = SeededRNG(seed: 5), b = SeededRNG(seed: 5), c = SeededRNG(seed: 5)
+        var counts: [Double: Int] = [:]
+        for i in 0..<400 {
+            guard case .goalNavigation(let p) = try TaskFamily.goalNavigation(plain).sample(using: &a),
+                  case .goalNavigation(let f) = try TaskFamily.goalNavigation(fixed).sample(using: &b),
+                  case .goalNavigation(let r) = try TaskFamily.goalNavigation(reversed).sample(using: &c) else { Issue.record("kind"); return }
+            #expect(p.goalX == f.goalX && p.goalY == f.goalY && p.controlRotationDegrees == 0 && f.controlRotationDegrees == 90)
+            if i == 0 { #expect(r.goalX == p.goalX && r.goalY == p.goalY) }   // the goal comes first from the same stream
+            counts[r.controlRotationDegrees, default: 0] += 1
+            #expect(TaskFamily.goalNavigation(reversed).coordinates(of: .goalNavigation(r)).last == (r.controlRotationDegrees == 180 ? 1 : 0))
+        }
+        #expect(counts.keys.sorted() == [0, 180] && counts.values.allSatisfy { $0 > 160 })
+        let hash = String(decoding: try JSONEncoder().encode(TaskFamily.goalNavigation(plain)), as: UTF8.self)
+        #expect(!hash.contains("controlRotations"))
+        for bad in [[Double](), [0, .nan]] {
+            var family = plain
+            family.controlRotations = bad
+            #expect(throws: EnvironmentError.self) { try TaskFamily.goalNavigation(family).validate() }
+        }
+    }
+
     @Test func goalLayoutsPutGoalsOnTheArcAndAtTheCorners() throws {
         var arc = TaskFamily.GoalNavigationRanges()
         arc.layout = .arc; arc.goalRadius = 1.5; arc.arcDegrees = ParameterRange(0, 180); arc.reward = .sparse

@@ -40,6 +40,8 @@ import Testing
         ] + (TaskSpec.kindNames.compactMap(TaskSpec.defaultTask(kind:))
              + [.goalNavigation(GoalNavigationParameters(goalX: -1.5, goalY: 0.25, directions: 4, stepSize: 0.05, horizon: 150,
                                                          reward: .sparse, successRadius: 0.125, stayAction: true, terminateAtGoal: true)),
+                .goalNavigation(GoalNavigationParameters(goalX: 1.5, goalY: 0.4, reward: .sparse, stayAction: true,
+                                                         controlRotationDegrees: 180)),
                 .tabularMDP(TabularMDPParameters(states: 4, actions: 2, horizon: 7, seed: 3, dynamicsSeed: 0))]).map { task in
             var a = Self.assignment
             a.task = task

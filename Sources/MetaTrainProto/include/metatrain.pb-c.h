@@ -210,10 +210,15 @@ struct  Metatrain__V1__GoalNavigationTask
    * the episode ends at the first step within success_radius
    */
   protobuf_c_boolean terminate_at_goal;
+  /*
+   * Added in protocol version 9: every move turned counter-clockwise by this many degrees (finite; 180 reverses the
+   * controls). A version-8 peer would drop it and run the task unturned.
+   */
+  double control_rotation_degrees;
 };
 #define METATRAIN__V1__GOAL_NAVIGATION_TASK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__goal_navigation_task__descriptor) \
-    , 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Metatrain__V1__TabularMDPTask
