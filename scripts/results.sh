@@ -7,6 +7,7 @@
 #   scripts/results.sh goalarc  [reptile distill distilladv context context1 fomaml esmaml esmaml32]   # sparse goals on an arc (docs/prereg/goalarc-*.md)
 #   scripts/results.sh goalarc90 reptile                   # sparse goals on a quarter circle (docs/prereg/goalarc90-reptile.md)
 #   scripts/results.sh goalarc150 reptile                  # sparse goals on a 150° arc (validation so far: docs/RESULTS.md)
+#   scripts/results.sh goalrev reptile                     # sparse goals on a 30° arc, controls reversed in half the tasks (docs/prereg/goalrev-reptile.md)
 #   scripts/results.sh cartpole|goalnav distill context   # distillation and the context DQN on the other families
 #   scripts/results.sh acrobot reptile                     # a control: Acrobot physics (docs/prereg/acrobot-control.md)
 #
@@ -24,7 +25,7 @@
 # prints wall-clock and CPU seconds (user + sys of every process, i.e. core-seconds) per phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-family=${1:?usage: scripts/results.sh cartpole|goalnav|goalarc|goalarc90|goalarc150|goalfar|goalcorner|goalring|acrobot [algorithms...]}
+family=${1:?usage: scripts/results.sh cartpole|goalnav|goalarc|goalarc90|goalarc150|goalrev|goalfar|goalcorner|goalring|acrobot [algorithms...]}
 shift
 algorithms=("$@")
 [ ${#algorithms[@]} -gt 0 ] || algorithms=(reptile fomaml maml)
@@ -33,9 +34,9 @@ case "$family" in
   goalnav) budget=${EVAL_BUDGET:-2000}; every=${EVAL_EVERY:-100} ;;   # the inner loop's own budget
   goalarc) budget=${EVAL_BUDGET:-8000}; every=${EVAL_EVERY:-250} ;;   # the inner loop's own budget
   goalfar) budget=${EVAL_BUDGET:-16000}; every=${EVAL_EVERY:-500} ;;  # the inner loop's own budget
-  goalarc90|goalarc150|goalcorner|goalring) budget=${EVAL_BUDGET:-8000}; every=${EVAL_EVERY:-250} ;;  # the inner loop's own budget
+  goalarc90|goalarc150|goalrev|goalcorner|goalring) budget=${EVAL_BUDGET:-8000}; every=${EVAL_EVERY:-250} ;;  # the inner loop's own budget
   acrobot) budget=${EVAL_BUDGET:-30000}; every=${EVAL_EVERY:-1000} ;;  # a control: from scratch reaches -100 in 20-38k
-  *) echo "unknown family '$family' (cartpole, goalnav, goalarc, goalarc90, goalarc150, goalfar, goalcorner, goalring or acrobot)" >&2; exit 2 ;;
+  *) echo "unknown family '$family' (cartpole, goalnav, goalarc, goalarc90, goalarc150, goalrev, goalfar, goalcorner, goalring or acrobot)" >&2; exit 2 ;;
 esac
 tasks=${EVAL_TASKS:-20}
 split=${SPLIT:-test}
