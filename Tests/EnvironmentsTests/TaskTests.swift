@@ -103,12 +103,15 @@ import Testing
         fixed.controlRotations = [90]
         var reversed = plain
         reversed.controlRotations = [0, 180]
-        var a = SeededRNG(seed: 5), b = SeededRNG(seed: 5), c = SeededRNG(seed: 5)
+        var a = SeededRNG(seed: 5), b = SeededRNG(seed: 5), c = SeededRNG(seed: 5), direct = SeededRNG(seed: 5)
         var counts: [Double: Int] = [:]
         for i in 0..<400 {
             guard case .goalNavigation(let p) = try TaskFamily.goalNavigation(plain).sample(using: &a),
                   case .goalNavigation(let f) = try TaskFamily.goalNavigation(fixed).sample(using: &b),
                   case .goalNavigation(let r) = try TaskFamily.goalNavigation(reversed).sample(using: &c) else { Issue.record("kind"); return }
+            // The stream an arc family had before rotations existed: one draw per task, the goal's angle.
+            let angle = direct.nextDouble(in: 0, 30) * Double.pi / 180
+            #expect(p.goalX == 1.5 * cos(angle) && p.goalY == 1.5 * sin(angle), "task \(i)")
             #expect(p.goalX == f.goalX && p.goalY == f.goalY && p.controlRotationDegrees == 0 && f.controlRotationDegrees == 90)
             if i == 0 { #expect(r.goalX == p.goalX && r.goalY == p.goalY) }   // the goal comes first from the same stream
             counts[r.controlRotationDegrees, default: 0] += 1
