@@ -78,18 +78,28 @@ import Wire
 
     /// SIGKILL the coordinator at random moments (checkpoints are written every iteration, so some kills
     /// land during a write), again and again; each restart resumes from a checkpoint that verifies.
+    ///
+    /// Each kill waits for an iteration newer than any before it and then a random 0–0.5 s, so the kills are
+    /// spread over the run whatever this machine's speed; the workers are paced (compute + 3× idle) so one
+    /// iteration outlasts that window and the run cannot end inside it. A faster CI machine once finished the
+    /// 30 iterations after two kills when the kills were paced by wall time alone.
     @Test func coordinatorKilledRepeatedlyResumesEveryTime() throws {
         let folder = Harness.folder("coordchaos")
         let config = Harness.writeConfig(folder, Self.chaosConfig)
         let (firstCoordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
         var coordinator = firstCoordinator
-        let workers = try (0..<2).map { try Harness.worker(folder, endpoint: endpoint, index: $0) }
-        #expect(Harness.waitFor(seconds: 60) { !Harness.metrics(folder).isEmpty })
+        let pace = ["--slowdown", "4"]
+        let workers = try (0..<2).map { try Harness.worker(folder, endpoint: endpoint, index: $0, extra: pace) }
+        func newestIteration() -> Int { Harness.metrics(folder).compactMap { $0["iteration"] as? Int }.max() ?? -1 }
         var rng = SeededRNG(seed: 77)
-        var restarts = 0
+        var restarts = 0, killedAfter = -1
         while restarts < 12 {
-            usleep(UInt32(200_000 + rng.nextInt(below: 900_000)))
+            let before = killedAfter
+            #expect(Harness.waitFor(seconds: 60) { newestIteration() > before || !coordinator.process.isRunning },
+                    "no iteration after restart \(restarts): \(coordinator.output.suffix(1000))")
+            usleep(UInt32(rng.nextInt(below: 500_000)))
             guard coordinator.process.isRunning else { break }
+            killedAfter = newestIteration()
             coordinator.signal(SIGKILL)
             coordinator.wait(seconds: 10)
             restarts += 1
@@ -99,6 +109,7 @@ import Wire
             #expect(!coordinator.output.contains("skipped checkpoint"), "a kill left a checkpoint that does not verify")
         }
         #expect(coordinator.wait(seconds: 180) == 0, "\(coordinator.output.suffix(2000))")
+        print("coordinator chaos: \(restarts) SIGKILLs and resumes, the last after iteration \(killedAfter)")
         #expect(restarts >= 3, "\(restarts) restarts")
         #expect(try Harness.finalSHA(folder) == Self.chaosReference)
         for w in workers { w.wait(seconds: 10) }
