@@ -8,7 +8,7 @@
 # slots/s and the mean apply-to-apply cycle (also the median of metrics.jsonl's `seconds`, the same span per
 # iteration), the coordinator's bookkeeping per iteration (writing each update's record, after the next hand-out),
 # coordinator CPU per slot (and its loop thread's share: the rest is libzmq's I/O thread), the workers' CPU per
-# slot (each worker's own CPU from its first job to its exit, by difference of a run and a shorter one), bytes sent
+# slot (over the same window, from each worker's CPU timeline), the cores all of them kept busy, bytes sent
 # and received per iteration, θ bytes sent per iteration against θ's size × the workers holding an assignment, θ
 # encodings per iteration, and peak RSS.
 # Writes OUT_DIR/capacity.json and OUT_DIR/capacity.md; `metatrain scaling` reads the JSON to validate its model.
@@ -39,55 +39,53 @@ for spec in $runs; do
   case $size in
     5k) layers="[64, 64]"; iterations=$(( 60 * 64 / meta_batch + 4 )) ;;
     70k) layers="[256, 256]"; iterations=30 ;;
-    1m) layers="[1000, 1000]"; iterations=6 ;;
+    1m) layers="[1000, 1000]"; iterations=8 ;;
     *) echo "capacity: unknown size $size (5k, 70k or 1m)" >&2; exit 2 ;;
   esac
   {
     run="$work/$size-$workers-$meta_batch-r$round"
     mkdir -p "$run"
-    # Two runs that differ only in their iterations: the difference of their CPU (every process, from `time`) less
-    # the coordinator's is the workers' CPU for the extra slots, start-up and registration cancelled.
-    short=$(( iterations / 4 > 2 ? iterations / 4 : 2 ))
-    for its in "$iterations" "$short"; do
-      cat >"$run/c-$its.yaml" <<YAML
+    cat >"$run/c.yaml" <<YAML
 run: {name: capacity, seed: 3, checkpoint_interval: 100000}
 coordinator: {bind: "tcp://127.0.0.1:*", heartbeat_interval_ms: 1000, liveness: 30}
-meta: {algorithm: reptile, iterations: $its, meta_batch: $meta_batch}
+meta: {algorithm: reptile, iterations: $iterations, meta_batch: $meta_batch}
 task_family: {env: cartpole}
 inner_loop: {budget: 24, hidden_layers: $layers, batch_size: 8, learning_starts: 16, buffer_capacity: 64}
 evaluation: {tasks: 0}
 YAML
-      TIMEFORMAT='%U %S'
-      rm -rf "$run/wcpu-$its"; mkdir -p "$run/wcpu-$its"   # each worker writes its CPU from its first job on here
-      { time env METATRAIN_WORKER_CPU_DIR="$run/wcpu-$its" .build/release/metatrain local --config "$run/c-$its.yaml" --workers "$workers" --compute none --run-dir "$run/run-$its" \
-          --no-eval --log-level warning >"$run/local-$its.log" 2>&1 || { cat "$run/local-$its.log" >&2; exit 1; }; } 2>"$run/cpu-$its"
-    done
-    python3 - "$run/run-$iterations/metrics.jsonl" "$size" "$workers" "$meta_batch" "$run/cpu-$iterations" \
-      "$run/run-$short/metrics.jsonl" "$run/cpu-$short" "$run/wcpu-$iterations" "$run/wcpu-$short" "$round" >>"$rows" <<'PY'
-import glob, json, os, statistics, sys
+    mkdir -p "$run/wcpu"   # each worker writes its CPU timeline here (METATRAIN_WORKER_CPU_DIR)
+    env METATRAIN_WORKER_CPU_DIR="$run/wcpu" .build/release/metatrain local --config "$run/c.yaml" --workers "$workers" --compute none --run-dir "$run/run" \
+        --no-eval --log-level warning >"$run/local.log" 2>&1 || { cat "$run/local.log" >&2; exit 1; }
+    python3 - "$run/run/metrics.jsonl" "$size" "$workers" "$meta_batch" "$run/wcpu" "$round" >>"$rows" <<'PY'
+import bisect, glob, json, os, statistics, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 size, workers, meta_batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-def all_processes(path):  # user + sys of the run and every process it waited for
-    return sum(map(float, open(path).read().split()))
-short = [json.loads(l) for l in open(sys.argv[6])]
-extra_slots = lines[-1]["slots_applied"] - short[-1]["slots_applied"]
-def reported(folder):  # the workers' own CPU from their first job to their exit (METATRAIN_WORKER_CPU_DIR)
-    files = glob.glob(os.path.join(folder, "worker-*.cpu"))
-    return sum(float(open(f).read().split()[0]) for f in files) if len(files) == workers else None
-long_reported, short_reported = reported(sys.argv[8]), reported(sys.argv[9])
-if long_reported is not None and short_reported is not None:
-    # Start-up (process launch, numerics check, registration) is left out by each worker, not cancelled between runs:
-    # 64 workers' start-up CPU varies by about as much as the extra slots cost.
-    workers_cpu, workers_cpu_source = long_reported - short_reported, "workers' own accounts"
-else:  # a worker that did not report (killed, or an older binary): every process's CPU less the coordinator's
-    workers_cpu = ((all_processes(sys.argv[5]) - lines[-1]["coordinator_cpu_seconds"])
-                   - (all_processes(sys.argv[7]) - short[-1]["coordinator_cpu_seconds"]))
-    workers_cpu_source = "all processes less the coordinator"
 # Steady state: from the iteration after the last worker joined.
 first = next((i for i, l in enumerate(lines) if l["workers"] >= workers), len(lines) - 1) + 1
 steady = lines[first:] or lines[-1:]
 before = lines[first - 1] if first >= 1 else None
 slots = len(steady) * meta_batch
+def cpu_at(samples, t):  # a worker's CPU at time t, linear between its samples (before the first: its first)
+    times = [s[0] for s in samples]
+    i = bisect.bisect_right(times, t)
+    if i == 0: return samples[0][1]
+    if i == len(samples): return samples[-1][1]
+    (t0, c0), (t1, c1) = samples[i - 1], samples[i]
+    return c0 + (c1 - c0) * (t - t0) / (t1 - t0) if t1 > t0 else c1
+# The workers' CPU over the window the cycle is timed in (from the update before the first steady iteration to the
+# last update), from each worker's own CPU samples at every job and message, on the machine's monotonic clock: their
+# start-up, registration and the iterations before the window are left out, as they are from the coordinator's CPU.
+# (Until 2026-12-04 it was the difference of a run's and a shorter run's totals from the first job to the exit, which
+# also held the iterations before the window: 1.2-1.4x the machine's 2 vCPUs' worth at θ 1M with 64 workers.)
+timelines = []
+for path in glob.glob(os.path.join(sys.argv[5], "worker-*.cpu")):
+    samples = [tuple(map(float, l.split())) for l in open(path).read().splitlines()[1:] if l.strip()]
+    if samples: timelines.append(samples)
+if not before or "monotonic_seconds" not in before or len(timelines) != workers:
+    sys.exit(f"capacity: {sys.argv[1]}: {len(timelines)} of {workers} workers wrote a CPU timeline, or no monotonic stamps")
+start, end = before["monotonic_seconds"], steady[-1]["monotonic_seconds"]
+workers_cpu = sum(cpu_at(s, end) - cpu_at(s, start) for s in timelines)
+workers_cpu_source = "the workers' CPU timelines over the timed window"
 # The apply-to-apply cycle (`elapsed_seconds` stamps each update; `seconds` is the same span). The coordinator writes
 # each update's record (metrics, TensorBoard, status.json) after handing out the next iteration; `bookkeeping_seconds`
 # is the running total of that writing, up to the line before.
@@ -102,14 +100,16 @@ holders = min(workers, meta_batch)
 tensor = statistics.mean(l["tensor_bytes_sent"] for l in steady)
 encodings = (steady[-1]["tensor_encodings"] - (before["tensor_encodings"] if before else 0)) / len(steady)
 print(json.dumps({
-    "round": int(sys.argv[10]),
+    "round": int(sys.argv[6]),
     "size": size, "theta_floats": theta, "workers": workers, "meta_batch": meta_batch, "iterations_measured": len(steady),
     "slots_per_second": slots / seconds, "iteration_seconds": statistics.median(l["seconds"] for l in steady),
     "cycle_seconds": seconds / len(steady),
     "bookkeeping_seconds_per_iteration": bookkeeping,
     "coordinator_cpu_us_per_slot": cpu / slots * 1e6,
     "coordinator_loop_cpu_us_per_slot": None if loop_cpu is None else loop_cpu / slots * 1e6,
-    "workers_cpu_us_per_slot": workers_cpu / extra_slots * 1e6, "workers_cpu_source": workers_cpu_source,
+    "workers_cpu_us_per_slot": workers_cpu / slots * 1e6, "workers_cpu_source": workers_cpu_source,
+    # Coordinator and workers together, in cores' worth over the window: at most the machine's cores.
+    "cores_busy": (cpu + workers_cpu) / seconds,
     "bytes_sent_per_iteration": statistics.mean(l["bytes_sent"] for l in steady),
     "bytes_received_per_iteration": statistics.mean(l["bytes_received"] for l in steady),
     "tensor_bytes_per_iteration": tensor, "theta_bytes_times_holders": theta * 4 * holders,
@@ -145,14 +145,14 @@ with open(f"{sys.argv[2]}/capacity.md", "w") as f:
     f.write(f"Coordinator capacity (`scripts/capacity.sh`, workers `--compute none`) on "
             f"{machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}; coordinator and workers share the cores; "
             f"each row is the median of {sys.argv[3]} rounds by cycle (the rounds' cycles in the last column).\n\n")
-    f.write("| θ floats | workers | meta-batch | slots/s | cycle s (mean) | iteration s (median) | bookkeeping ms/iteration | coordinator CPU µs/slot | of it, its loop thread | workers' CPU µs/slot | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB | rounds' cycles s |\n")
-    f.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+    f.write("| θ floats | workers | meta-batch | slots/s | cycle s (mean) | iteration s (median) | bookkeeping ms/iteration | coordinator CPU µs/slot | of it, its loop thread | workers' CPU µs/slot | cores busy | MB sent/iter | MB received/iter | θ bytes ÷ (θ × holders) | θ encodings/iter | peak RSS MiB | rounds' cycles s |\n")
+    f.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
     for r in rows:
         f.write(f"| {r['theta_floats']:,} | {r['workers']} | {r['meta_batch']} | {r['slots_per_second']:,.0f} | {r['cycle_seconds']:.4f} | "
                 f"{r['iteration_seconds']:.4f} | {r['bookkeeping_seconds_per_iteration'] * 1e3:.2f} | "
                 f"{r['coordinator_cpu_us_per_slot']:,.0f} | "
                 f"{'—' if r['coordinator_loop_cpu_us_per_slot'] is None else format(r['coordinator_loop_cpu_us_per_slot'], ',.0f')} | "
-                f"{r['workers_cpu_us_per_slot']:,.0f} | {r['bytes_sent_per_iteration'] / 1e6:.2f} | "
+                f"{r['workers_cpu_us_per_slot']:,.0f} | {r['cores_busy']:.2f} | {r['bytes_sent_per_iteration'] / 1e6:.2f} | "
                 f"{r['bytes_received_per_iteration'] / 1e6:.2f} | {r['tensor_bytes_ratio']:.4f} | "
                 f"{r['tensor_encodings_per_iteration']:.2f} | {r['peak_rss_mib']:.0f} | "
                 f"{' / '.join(format(c, '.4f') for c in r['cycle_seconds_rounds'])} |\n")

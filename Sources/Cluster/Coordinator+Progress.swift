@@ -65,6 +65,8 @@ extension Coordinator {
         let line: [String: Any] = [
             "iteration": iteration, "mean_inner_return": meanReturn, "workers": scheduler.workerCount,
             "seconds": seconds, "elapsed_seconds": (appliedAt - started) / .seconds(1),
+            // The same moment on the machine's monotonic clock, which a worker's CPU samples share.
+            "monotonic_seconds": ProcessUsage.monotonicSeconds(),
             "slots_per_second": Double(statistics.count) / max(seconds, 1e-9),
             "bytes_sent": bytesSent, "bytes_received": bytesReceived, "messages_received": messagesIn,
             "messages_sent": messagesOut, "tensor_bytes_sent": tensorBytesSent, "tensor_encodings": tensorEncodings,

@@ -2,8 +2,9 @@ import Foundation
 
 /// This process's CPU time (user + system) and peak resident set, from `getrusage`.
 ///
-/// The coordinator stamps both into every metrics line; a worker reads its CPU at its first assignment and at its
-/// exit, so what it spent on slots can be told apart from what it spent starting up (`scripts/capacity.sh`).
+/// The coordinator stamps both into every metrics line; a worker can sample its CPU at every assignment and result
+/// (`Worker.Options.recordsCPUTimeline`), so what it spent on the slots of the iterations `scripts/capacity.sh` times
+/// can be told apart from its start-up and from the iterations before.
 public struct ProcessUsage: Sendable {
     public var cpuSeconds: Double
     public var maxRSSKilobytes: Int
@@ -14,6 +15,16 @@ public struct ProcessUsage: Sendable {
         let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) * 1e-6
             + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6
         return ProcessUsage(cpuSeconds: cpu, maxRSSKilobytes: usage.ru_maxrss)
+    }
+
+    /// Seconds on the system-wide monotonic clock (`CLOCK_MONOTONIC`), the same in every process of this machine.
+    ///
+    /// Why: the coordinator stamps each update with it and a worker each of its CPU samples, so that
+    /// `scripts/capacity.sh` can take the workers' CPU over exactly the iterations it times.
+    public static func monotonicSeconds() -> Double {
+        var time = timespec()
+        guard clock_gettime(CLOCK_MONOTONIC, &time) == 0 else { return 0 }
+        return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
     }
 
     /// The CPU time (user + system) of the calling thread alone.

@@ -95,6 +95,9 @@ public final class Worker {
         /// Testing knob: after this many jobs, compute threads hang for good (a stuck driver, a deadlock) while
         /// the socket thread keeps heartbeating, to test that liveness of work does not rest on heartbeats.
         public var hangAfterJobs: Int?
+        /// Measurement knob: sample (monotonic time, this process's CPU) at every job queued and result sent
+        /// (`cpuTimeline`), for `scripts/capacity.sh`; off in a real run, where the samples would grow without bound.
+        public var recordsCPUTimeline = false
         /// What slots compute: the inner loop, or an instant result for capacity measurements (`instantSlotOutcome`).
         public var compute = SlotCompute.train
         /// What this worker computes with (`NumericsReport.measure()`), sent in every hello.
@@ -143,6 +146,9 @@ public final class Worker {
     var finished = false
     /// This process's CPU seconds when the first job was queued (`cpuSinceFirstJob`).
     var cpuAtFirstJob: Double?
+    /// (monotonic seconds, process CPU seconds) at every job queued and every message sent after the first job,
+    /// when `Options.recordsCPUTimeline` is on.
+    public private(set) var cpuTimeline: [(monotonic: Double, cpu: Double)] = []
 
     /// - Parameter clock: milliseconds on a monotonic clock (default: since this call, on `ContinuousClock`).
     public init(options: Options, context: ZMQContext, stop: StopFlag, logger: Logger, clock: (() -> Tick)? = nil) {
@@ -223,6 +229,7 @@ public final class Worker {
             case .transmit(let reply): transmit(reply)
             case .compute(let job):
                 if cpuAtFirstJob == nil { cpuAtFirstJob = ProcessUsage.now().cpuSeconds }
+                sampleCPU()
                 jobs.put(job)
             case .log(let level, let text): logger.log(level: level.loggerLevel, "\(text)")
             case .finish: finished = true
@@ -258,6 +265,13 @@ public final class Worker {
         do { try dealer.send(borrowing: message.start, count: message.count, owner: message) } catch {
             logger.debug("send failed: \(error)")
         }
+        if cpuAtFirstJob != nil { sampleCPU() }
+    }
+
+    /// One `cpuTimeline` sample, when recording.
+    func sampleCPU() {
+        guard options.recordsCPUTimeline else { return }
+        cpuTimeline.append((ProcessUsage.monotonicSeconds(), ProcessUsage.now().cpuSeconds))
     }
 
     /// Starts a compute thread; it owns its own PUSH socket (sockets never cross threads).

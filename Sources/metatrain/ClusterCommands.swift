@@ -139,6 +139,7 @@ struct WorkerCommand: ParsableCommand {
         options.slowdownFactor = max(slowdown, 1)
         options.hangAfterJobs = testHangAfter
         options.compute = compute
+        options.recordsCPUTimeline = Self.cpuReportFolder != nil
         if compute == .instant { logger.warning("--compute none: slots return an instant result without training; the run's θ means nothing") }
         options.curve = try curve.load()
         do {
@@ -159,15 +160,23 @@ struct WorkerCommand: ParsableCommand {
 }
 
 extension WorkerCommand {
-    /// With `METATRAIN_WORKER_CPU_DIR` set (scripts/capacity.sh sets it for `metatrain local`, whose workers inherit
-    /// it), writes "CPU-SECONDS JOBS" — the CPU spent from the first job to now — to DIR/worker-PID.cpu, so the
-    /// workers' CPU per slot is measured without their start-up, which varies from run to run by as much as the slots.
+    /// The folder named by `METATRAIN_WORKER_CPU_DIR` (scripts/capacity.sh sets it for `metatrain local`, whose
+    /// workers inherit it); nil when unset.
+    static var cpuReportFolder: String? {
+        ProcessInfo.processInfo.environment["METATRAIN_WORKER_CPU_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// With `METATRAIN_WORKER_CPU_DIR` set, writes to DIR/worker-PID.cpu a first line "CPU-SECONDS JOBS" — the CPU
+    /// spent from the first job to now — and then one line "MONOTONIC-SECONDS CPU-SECONDS" per sample of the worker's
+    /// CPU timeline (every job queued and message sent), so the workers' CPU is measured over exactly the iterations
+    /// the coordinator's metrics time, without their start-up, which varies from run to run by as much as the slots.
     func writeCPUReport(_ worker: Worker) {
-        guard let dir = ProcessInfo.processInfo.environment["METATRAIN_WORKER_CPU_DIR"], !dir.isEmpty else { return }
+        guard let dir = Self.cpuReportFolder else { return }
         let (seconds, jobs) = worker.cpuSinceFirstJob()
         let path = (dir as NSString).appendingPathComponent("worker-\(getpid()).cpu")
+        let samples = worker.cpuTimeline.map { "\($0.monotonic) \($0.cpu)\n" }.joined()
         do {
-            try "\(seconds) \(jobs)\n".write(toFile: path, atomically: true, encoding: .utf8)
+            try ("\(seconds) \(jobs)\n" + samples).write(toFile: path, atomically: true, encoding: .utf8)
         } catch {
             FileHandle.standardError.write(Data("cannot write the CPU report \(path): \(error)\n".utf8))
         }
