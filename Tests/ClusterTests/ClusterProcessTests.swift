@@ -40,14 +40,32 @@ import Wire
                                      "--no-eval"], log: folder + "/local.log", environment: ["METATRAIN_WORKER_CPU_DIR": reports])
         #expect(run.wait(seconds: 120) == 0, "\(run.output.suffix(2000))")
         // Every worker wrote its own CPU from its first job on ("SECONDS JOBS"), as scripts/capacity.sh reads it — "0 0"
-        // if it registered after instant workers had done every slot.
-        let accounts = try FileManager.default.contentsOfDirectory(atPath: reports).filter { $0.hasSuffix(".cpu") }.map {
-            try String(contentsOfFile: reports + "/" + $0, encoding: .utf8).split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+        // if it registered after instant workers had done every slot — and then its CPU timeline, a "MONOTONIC CPU"
+        // line at every job and message, in time order and never losing CPU.
+        let files = try FileManager.default.contentsOfDirectory(atPath: reports).filter { $0.hasSuffix(".cpu") }.map {
+            try String(contentsOfFile: reports + "/" + $0, encoding: .utf8).split(separator: "\n").map {
+                $0.split(separator: " ").map { Double(String($0)) ?? -1 }
+            }
         }
-        #expect(accounts.count == 3, "\(accounts)")
-        #expect(accounts.allSatisfy { $0.count == 2 && (Double($0[0]) ?? -1) >= 0 }, "\(accounts)")
-        #expect(accounts.contains { (Double($0[0]) ?? 0) > 0 }, "the workers that ran slots spent CPU: \(accounts)")
-        #expect(accounts.compactMap { Int($0[1]) }.reduce(0, +) >= 10 * 4, "every slot was a worker's job: \(accounts)")
+        let accounts = files.compactMap(\.first)
+        #expect(files.count == 3 && accounts.count == 3, "\(files)")
+        #expect(accounts.allSatisfy { $0.count == 2 && $0[0] >= 0 }, "\(accounts)")
+        #expect(accounts.contains { $0[0] > 0 }, "the workers that ran slots spent CPU: \(accounts)")
+        #expect(accounts.map { Int($0[1]) }.reduce(0, +) >= 10 * 4, "every slot was a worker's job: \(accounts)")
+        let timelines = files.map { Array($0.dropFirst()) }
+        for (account, timeline) in zip(accounts, timelines) {
+            // A job queued and its result sent: at least two samples per job.
+            #expect(timeline.count >= 2 * Int(account[1]), "\(timeline.count) samples for \(Int(account[1])) jobs")
+            #expect(timeline.allSatisfy { $0.count == 2 && $0[0] > 0 && $0[1] > 0 }, "\(timeline.prefix(3))")
+            #expect(zip(timeline, timeline.dropFirst()).allSatisfy { $0[0] <= $1[0] && $0[1] <= $1[1] }, "time and CPU only go forward")
+        }
+        // The coordinator stamps each update on the same clock: the workers' samples lie between its first and last.
+        let stamps = Harness.metrics(folder + "/run").compactMap { $0["monotonic_seconds"] as? Double }
+        #expect(stamps.count == 10 && zip(stamps, stamps.dropFirst()).allSatisfy { $0 < $1 }, "\(stamps)")
+        let samples = timelines.flatMap { $0.map { $0[0] } }
+        if let first = stamps.first, let last = stamps.last, let earliest = samples.min(), let latest = samples.max() {
+            #expect(earliest < last && latest > first && latest - earliest < 120, "samples \(earliest)…\(latest), updates \(first)…\(last)")
+        }
         let lines = Harness.metrics(folder + "/run")
         let last = try #require(lines.last)
         #expect(last["slots_applied"] as? Int == 10 * 4)
@@ -65,11 +83,14 @@ import Wire
         let folder = Harness.folder("kill")
         let config = Harness.writeConfig(folder)
         let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
-        let workers = try (0..<3).map { try Harness.worker(folder, endpoint: endpoint, index: $0) }
+        // Paced (compute + 5× idle), so the 8 iterations after the kill outlast its detection (0.6 s) on any machine:
+        // unpaced, a fast one could finish the run first, and no death would ever be declared.
+        let workers = try (0..<3).map { try Harness.worker(folder, endpoint: endpoint, index: $0, extra: ["--slowdown", "6"]) }
         #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 2 })
         workers[0].signal(SIGKILL)
         let killed = Date()
-        let detected = Harness.waitFor(seconds: 60) { coordinator.output.contains("declared dead") }
+        let detected = Harness.waitFor(seconds: 60) { coordinator.output.contains("declared dead") || !coordinator.process.isRunning }
+            && coordinator.output.contains("declared dead")
         #expect(detected, "the killed worker was never declared dead")
         print("worker death detected \(String(format: "%.2f", Date().timeIntervalSince(killed))) s after SIGKILL (heartbeat 0.2 s × liveness 3)")
         #expect(coordinator.wait(seconds: 120) == 0, "\(coordinator.output.suffix(2000))")

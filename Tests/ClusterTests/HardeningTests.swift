@@ -48,10 +48,18 @@ import Wire
         var victim = try Harness.worker(folder, endpoint: endpoint, index: 0, extra: pace)
         let sleeper = try Harness.worker(folder, endpoint: endpoint, index: 1, extra: pace)
         let steady = try (2..<4).map { try Harness.worker(folder, endpoint: endpoint, index: $0, extra: pace) }
-        var kills = 0, stops = 0, round = 0
+        // One fault per new iteration (a kill, then on every other round a SIGSTOP longer than liveness), so the
+        // faults are spread over the run whatever this machine's speed; paced by wall time alone, a fast enough
+        // machine could finish the 30 iterations before the second kill.
+        func newestIteration() -> Int { Harness.metrics(folder).compactMap { $0["iteration"] as? Int }.max() ?? -1 }
+        var kills = 0, stops = 0, round = 0, seen = -1
         while coordinator.process.isRunning && round < 200 {
+            let before = seen
+            #expect(Harness.waitFor(seconds: 60) { newestIteration() > before || !coordinator.process.isRunning },
+                    "no iteration after round \(round): \(coordinator.output.suffix(1000))")
+            guard coordinator.process.isRunning else { break }
+            seen = newestIteration()
             round += 1
-            usleep(750_000)
             if round % 2 == 0 {
                 victim.signal(SIGKILL)
                 victim.wait(seconds: 5)
@@ -64,6 +72,7 @@ import Wire
                 stops += 1
             }
         }
+        print("worker chaos: \(kills) SIGKILLs and \(stops) SIGSTOPs over \(round) iterations")
         #expect(coordinator.wait(seconds: 180) == 0, "\(coordinator.output.suffix(2000))")
         #expect(kills >= 2 && stops >= 1, "faults injected: \(kills) kills, \(stops) stops")
         let lines = Harness.metrics(folder)

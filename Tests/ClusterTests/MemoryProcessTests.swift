@@ -76,9 +76,14 @@ import Transport
         let worker = try Harness.worker(folder, endpoint: endpoint, index: 0, extra: workerExtra)
         #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 1 })
         let pid = coordinator.process.processIdentifier
+        // The worker is stopped while the attack runs, so the run cannot end before it (the attack waits for the
+        // coordinator's memory to settle, up to a minute; 60 unpaced iterations can be over sooner on a fast machine).
+        // Its liveness runs out meanwhile; continued, it registers again and the run goes on to the same θ.
+        worker.signal(SIGSTOP)
         let baseline = peakRSSKiB(pid)
         let sent = try attack(endpoint, curveServerKey: serverKey, coordinator: pid)
         let peak = peakRSSKiB(pid)
+        worker.signal(SIGCONT)
         #expect(peak > 0 && coordinator.process.isRunning, "measured while the coordinator runs")
         #expect(coordinator.wait(seconds: 180) == 0, "\(coordinator.output.suffix(2000))")
         worker.wait(seconds: 10)
