@@ -21,7 +21,8 @@ import Testing
         let folder = Harness.folder("numerics-strict")
         let config = Harness.writeConfig(folder, Self.config("strict"))
         let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
-        let first = try Harness.worker(folder, endpoint: endpoint, index: 0, environment: Self.fused)
+        // Paced, so the run outlasts the second worker's start-up (its numerics check, then its hello) on any machine.
+        let first = try Harness.worker(folder, endpoint: endpoint, index: 0, extra: ["--slowdown", "4"], environment: Self.fused)
         #expect(Harness.waitFor(seconds: 60) { coordinator.output.contains("set by the first worker") })
         let second = try Harness.worker(folder, endpoint: endpoint, index: 1, environment: Self.plain)
         // Refused at hello, for good: it exits with status 3 and says why, naming both fingerprints.
@@ -65,7 +66,8 @@ import Testing
         let folder = Harness.folder("numerics-any")
         let config = Harness.writeConfig(folder, Self.config("any"))
         let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
-        let first = try Harness.worker(folder, endpoint: endpoint, index: 0, environment: Self.fused)
+        // Paced, so the run outlasts the second worker's start-up (its numerics check, then its hello) on any machine.
+        let first = try Harness.worker(folder, endpoint: endpoint, index: 0, extra: ["--slowdown", "4"], environment: Self.fused)
         #expect(Harness.waitFor(seconds: 60) { coordinator.output.contains("set by the first worker") })
         let second = try Harness.worker(folder, endpoint: endpoint, index: 1, environment: Self.plain)
         #expect(coordinator.wait(seconds: 120) == 0, "\(coordinator.output.suffix(2000))")
