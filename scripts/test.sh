@@ -65,6 +65,26 @@ scripts/learning-check.sh
 scripts/netns-cluster.sh all
 scripts/load-test.sh 64 2
 
+# The capacity measurement and the scaling model's report, end to end on a small grid: the workers' CPU timelines and
+# the coordinator's monotonic stamps line up (CPU over the timed window fits in this machine's cores), and the report
+# checks the model against the runs with each run's own CPU. No timing is judged here (docs/SCALING.md has the runs).
+smoke=$(mktemp -d)
+SIZES=5k WORKERS="1 8" REPEATS=1 LARGE_BATCH=0 scripts/capacity.sh "$smoke" >/dev/null
+stored=docs/results/scaling-zen5-timeline
+.build/release/metatrain scaling report --costs "$stored/costs.json" --capacity "$smoke/capacity.json" --runs "$stored/runs.json" \
+  --slot-seconds-small 0.027 --slot-seconds-large 5 --out "$smoke/report" >/dev/null
+python3 - "$smoke" "$(nproc)" <<'PY'
+import json, sys
+rows = json.load(open(f"{sys.argv[1]}/capacity.json"))["rows"]
+cores = int(sys.argv[2])
+bad = [r for r in rows if not (0 < r["workers_cpu_us_per_slot"] and 0 < r["cores_busy"] <= cores * 1.15)]
+assert len(rows) == 2 and not bad, f"capacity-smoke: CPU outside the machine's {cores} cores over the window: {bad or rows}"
+checked = json.load(open(f"{sys.argv[1]}/report/scaling.json"))["validation"]
+assert all(c.get("own_cpu_seconds", 0) > 0 for c in checked if c["kind"].startswith("instant")), checked
+PY
+rm -rf "$smoke"
+echo "capacity-smoke: 1 passed, 0 failed"
+
 # Shell completions and man pages generate and install (into a scratch prefix).
 prefix=$(mktemp -d)
 scripts/install-completions.sh "$prefix" >/dev/null
