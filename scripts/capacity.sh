@@ -39,7 +39,7 @@ for spec in $runs; do
   case $size in
     5k) layers="[64, 64]"; iterations=$(( 60 * 64 / meta_batch + 4 )) ;;
     70k) layers="[256, 256]"; iterations=30 ;;
-    1m) layers="[1000, 1000]"; iterations=8 ;;
+    1m) layers="[1000, 1000]"; iterations=16 ;;
     *) echo "capacity: unknown size $size (5k, 70k or 1m)" >&2; exit 2 ;;
   esac
   {
@@ -62,6 +62,8 @@ lines = [json.loads(l) for l in open(sys.argv[1])]
 size, workers, meta_batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 # Steady state: from the iteration after the last worker joined.
 first = next((i for i, l in enumerate(lines) if l["workers"] >= workers), len(lines) - 1) + 1
+if first >= len(lines):
+    sys.exit(f"capacity: {sys.argv[1]}: no iteration after the last of {workers} workers joined: raise the iterations")
 steady = lines[first:] or lines[-1:]
 before = lines[first - 1] if first >= 1 else None
 slots = len(steady) * meta_batch
@@ -77,6 +79,8 @@ def cpu_at(samples, t):  # a worker's CPU at time t, linear between its samples 
 # start-up, registration and the iterations before the window are left out, as they are from the coordinator's CPU.
 # (Until 2026-12-04 it was the difference of a run's and a shorter run's totals from the first job to the exit, which
 # also held the iterations before the window: 1.2-1.4x the machine's 2 vCPUs' worth at θ 1M with 64 workers.)
+# A worker samples at its jobs and sends, not at every wake-up, so up to one slot's messages per worker at the window's
+# edges fall outside it: θ 1M runs 16 iterations, so that each worker's edge is a small share of its slots.
 timelines = []
 for path in glob.glob(os.path.join(sys.argv[5], "worker-*.cpu")):
     samples = [tuple(map(float, l.split())) for l in open(path).read().splitlines()[1:] if l.strip()]

@@ -66,8 +66,8 @@ extension Scaling {
             let coordinatorCPUPerSlot: Double?
             /// Its loop thread's share, where the run measured it (the rest is libzmq's I/O thread).
             let coordinatorLoopCPUPerSlot: Double?
-            /// The worker processes' CPU per slot (their own accounts from the first job on, by difference of two runs),
-            /// where the run measured it.
+            /// The worker processes' CPU per slot over the same window (each worker's CPU timeline, interpolated at the
+            /// window's two updates), where the run measured it.
             let workersCPUPerSlot: Double?
             /// The coordinator's time writing each iteration's record (after the next hand-out).
             let bookkeeping: Double?

@@ -25,6 +25,7 @@ import Wire
             let registrations = last?["workers_registered"] as? Int ?? -1
             // (A worker starved on a loaded machine may register only after the short run has ended: at least one did.)
             #expect(registrations >= 1)
+            print("determinism: \(workers) worker(s) × \(threads) thread(s): \(registrations) registration(s), \(transfers) θ transfers")
             #expect(transfers >= 10 && transfers <= 10 * registrations,
                     "\(transfers) θ transfers to \(registrations) registrations of \(workers) worker(s)")
         }
@@ -55,8 +56,8 @@ import Wire
         #expect(accounts.map { Int($0[1]) }.reduce(0, +) >= 10 * 4, "every slot was a worker's job: \(accounts)")
         let timelines = files.map { Array($0.dropFirst()) }
         for (account, timeline) in zip(accounts, timelines) {
-            // A job queued and its result sent: at least two samples per job.
-            #expect(timeline.count >= 2 * Int(account[1]), "\(timeline.count) samples for \(Int(account[1])) jobs")
+            // A sample per job queued at least (a job's result may be dropped unsent, e.g. a backup finished after the end).
+            #expect(timeline.count >= Int(account[1]), "\(timeline.count) samples for \(Int(account[1])) jobs")
             #expect(timeline.allSatisfy { $0.count == 2 && $0[0] > 0 && $0[1] > 0 }, "\(timeline.prefix(3))")
             #expect(zip(timeline, timeline.dropFirst()).allSatisfy { $0[0] <= $1[0] && $0[1] <= $1[1] }, "time and CPU only go forward")
         }

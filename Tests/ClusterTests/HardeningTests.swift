@@ -36,8 +36,8 @@ import Wire
         #expect(coordinator.output.contains("stopped by signal"))
     }
 
-    /// 4 workers, one SIGKILLed and restarted every 1.5 s, one SIGSTOPped past the liveness window and
-    /// continued, 30 iterations: no slot lost or applied twice, θ equal to the fault-free computation.
+    /// 4 workers, one SIGKILLed and restarted every other iteration, one SIGSTOPped past the liveness window and
+    /// continued every fourth, 30 iterations: no slot lost or applied twice, θ equal to the fault-free computation.
     @Test func chaosKillsAndStopsLoseNothing() throws {
         let folder = Harness.folder("chaos")
         let config = Harness.writeConfig(folder, Self.chaosConfig)
@@ -48,9 +48,10 @@ import Wire
         var victim = try Harness.worker(folder, endpoint: endpoint, index: 0, extra: pace)
         let sleeper = try Harness.worker(folder, endpoint: endpoint, index: 1, extra: pace)
         let steady = try (2..<4).map { try Harness.worker(folder, endpoint: endpoint, index: $0, extra: pace) }
-        // One fault per new iteration (a kill, then on every other round a SIGSTOP longer than liveness), so the
-        // faults are spread over the run whatever this machine's speed; paced by wall time alone, a fast enough
-        // machine could finish the 30 iterations before the second kill.
+        // One round per new iteration — a kill of a registered victim on even rounds, a SIGSTOP longer than liveness on
+        // rounds 1, 5, 9, … — so the faults are spread over the run whatever this machine's speed; paced by wall time
+        // alone, a fast enough machine could finish the 30 iterations before the second kill. Only a victim that had
+        // registered counts as a kill (one killed before its hello tests nothing).
         func newestIteration() -> Int { Harness.metrics(folder).compactMap { $0["iteration"] as? Int }.max() ?? -1 }
         var kills = 0, stops = 0, round = 0, seen = -1
         while coordinator.process.isRunning && round < 200 {
@@ -61,9 +62,11 @@ import Wire
             seen = newestIteration()
             round += 1
             if round % 2 == 0 {
+                let registered = Harness.waitFor(seconds: 30) { victim.output.contains("registered as") || !coordinator.process.isRunning }
+                    && victim.output.contains("registered as")
                 victim.signal(SIGKILL)
                 victim.wait(seconds: 5)
-                kills += 1
+                if registered { kills += 1 }
                 victim = try Harness.worker(folder, endpoint: endpoint, index: 10 + round, extra: pace)
             } else if round % 4 == 1 {
                 sleeper.signal(SIGSTOP)
