@@ -148,11 +148,20 @@ import Wire
                     "elapsed \(stamps), seconds \(seconds)")
             return (seconds.reduce(0, +) / Double(max(seconds.count, 1)), Harness.metrics(folder).last?["backups_sent"] as? Int ?? 0)
         }
-        let (normal, _) = try meanIterationSeconds(slowdown: 1)
-        let (slowed, backups) = try meanIterationSeconds(slowdown: 10)
-        #expect(backups >= 1)
-        // Goal ≤ 1.5×; the bound here leaves room for a noisy 2-core machine. The note reports the measurement.
-        #expect(slowed <= 2.0 * normal, "mean iteration \(slowed) s with a 10× slow worker vs \(normal) s")
+        // Two alternated pairs, each side averaged: a burst of load from the suites running beside this one falls on
+        // one short run and is halved, instead of deciding the ratio (1.30-1.33× in full-suite runs, 1.05× alone).
+        var normals: [Double] = [], sloweds: [Double] = [], backupCounts: [Int] = []
+        for _ in 0..<2 {
+            normals.append(try meanIterationSeconds(slowdown: 1).0)
+            let (seconds, sent) = try meanIterationSeconds(slowdown: 10)
+            sloweds.append(seconds)
+            backupCounts.append(sent)
+        }
+        let normal = normals.reduce(0, +) / 2, slowed = sloweds.reduce(0, +) / 2, backups = backupCounts.reduce(0, +)
+        #expect(backupCounts.allSatisfy { $0 >= 1 }, "backups sent: \(backupCounts)")
+        // Goal ≤ 1.5×; the bound here leaves room for a noisy 2-core machine (held hostage, an iteration would wait for
+        // the 10× slot: about 5×). The note reports the measurement.
+        #expect(slowed <= 2.0 * normal, "mean iteration \(sloweds) s with a 10× slow worker vs \(normals) s")
         print("straggler: mean iteration \(String(format: "%.3f", slowed)) s with one 10× slow worker vs \(String(format: "%.3f", normal)) s undisturbed (\(String(format: "%.2f", slowed / normal))×), \(backups) backups")
     }
 
