@@ -64,8 +64,7 @@ size, workers, meta_batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 first = next((i for i, l in enumerate(lines) if l["workers"] >= workers), len(lines) - 1) + 1
 if first >= len(lines):
     sys.exit(f"capacity: {sys.argv[1]}: no iteration after the last of {workers} workers joined: raise the iterations")
-steady = lines[first:] or lines[-1:]
-before = lines[first - 1] if first >= 1 else None
+steady, before = lines[first:], lines[first - 1]
 slots = len(steady) * meta_batch
 def cpu_at(samples, t):  # a worker's CPU at time t, linear between its samples (before the first: its first)
     times = [s[0] for s in samples]
@@ -85,7 +84,7 @@ timelines = []
 for path in glob.glob(os.path.join(sys.argv[5], "worker-*.cpu")):
     samples = [tuple(map(float, l.split())) for l in open(path).read().splitlines()[1:] if l.strip()]
     if samples: timelines.append(samples)
-if not before or "monotonic_seconds" not in before or len(timelines) != workers:
+if "monotonic_seconds" not in before or len(timelines) != workers:
     sys.exit(f"capacity: {sys.argv[1]}: {len(timelines)} of {workers} workers wrote a CPU timeline, or no monotonic stamps")
 start, end = before["monotonic_seconds"], steady[-1]["monotonic_seconds"]
 workers_cpu = sum(cpu_at(s, end) - cpu_at(s, start) for s in timelines)
@@ -93,16 +92,16 @@ workers_cpu_source = "the workers' CPU timelines over the timed window"
 # The apply-to-apply cycle (`elapsed_seconds` stamps each update; `seconds` is the same span). The coordinator writes
 # each update's record (metrics, TensorBoard, status.json) after handing out the next iteration; `bookkeeping_seconds`
 # is the running total of that writing, up to the line before.
-seconds = steady[-1]["elapsed_seconds"] - before["elapsed_seconds"] if before else sum(l["seconds"] for l in steady)
-bookkeeping = (steady[-1]["bookkeeping_seconds"] - before["bookkeeping_seconds"]) / len(steady) if before else 0.0
-cpu = steady[-1]["coordinator_cpu_seconds"] - (before["coordinator_cpu_seconds"] if before else 0)
+seconds = steady[-1]["elapsed_seconds"] - before["elapsed_seconds"]
+bookkeeping = (steady[-1]["bookkeeping_seconds"] - before["bookkeeping_seconds"]) / len(steady)
+cpu = steady[-1]["coordinator_cpu_seconds"] - before["coordinator_cpu_seconds"]
 # The loop thread's own share (metrics from before it have none); the rest is libzmq's I/O thread.
-loop_cpu = (steady[-1]["coordinator_loop_cpu_seconds"] - (before["coordinator_loop_cpu_seconds"] if before else 0)
+loop_cpu = (steady[-1]["coordinator_loop_cpu_seconds"] - before["coordinator_loop_cpu_seconds"]
             if "coordinator_loop_cpu_seconds" in steady[-1] else None)
 theta = lines[-1]["parameters"]
 holders = min(workers, meta_batch)
 tensor = statistics.mean(l["tensor_bytes_sent"] for l in steady)
-encodings = (steady[-1]["tensor_encodings"] - (before["tensor_encodings"] if before else 0)) / len(steady)
+encodings = (steady[-1]["tensor_encodings"] - before["tensor_encodings"]) / len(steady)
 print(json.dumps({
     "round": int(sys.argv[6]),
     "size": size, "theta_floats": theta, "workers": workers, "meta_batch": meta_batch, "iterations_measured": len(steady),

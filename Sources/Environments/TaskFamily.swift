@@ -133,8 +133,7 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         /// task stream is the one it had before rotations existed.
         func rotation(_ value: (ParameterRange) -> Double) -> Double {
             guard controlRotations.count > 1 else { return controlRotations.first ?? 0 }
-            let count = controlRotations.count
-            return controlRotations[min(Int(value(ParameterRange(0, Double(count)))), count - 1)]
+            return controlRotations[TaskFamily.index(below: controlRotations.count, value)]
         }
 
         /// The goal drawn with `value` (uniform in a range, or one of its ends for validation).
@@ -252,6 +251,12 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         }
     }
 
+    /// One of `count` choices, drawn with `value` uniformly over [0, count) (the top end, which a range's upper bound
+    /// can give, is the last choice).
+    static func index(below count: Int, _ value: (ParameterRange) -> Double) -> Int {
+        min(Int(value(ParameterRange(0, Double(count)))), count - 1)
+    }
+
     /// Builds a spec choosing each ranged value with `value`.
     private func draw(_ value: (ParameterRange) -> Double, seed: () -> UInt64) -> TaskSpec {
         switch self {
@@ -270,7 +275,7 @@ public enum TaskFamily: Codable, Sendable, Equatable {
             let (x, y) = r.goal(value)
             return .goalNavigation(r.task(goalX: x, goalY: y, rotation: r.rotation(value)))
         case .tabularMDP(let r):
-            let dynamics = r.sharedDynamics.map { d in d.tableSeed(min(Int(value(ParameterRange(0, Double(d.count)))), d.count - 1)) }
+            let dynamics = r.sharedDynamics.map { d in d.tableSeed(Self.index(below: d.count, value)) }
             return .tabularMDP(TabularMDPParameters(states: r.states, actions: r.actions, horizon: r.horizon,
                                                     seed: seed(), dynamicsSeed: dynamics))
         }
