@@ -5,7 +5,7 @@ let package = Package(
     name: "metatrain",
     platforms: [.macOS(.v13)],
     products: [
-        .library(name: "MetaTrain", targets: ["NeuralNet", "Environments", "DQN", "MetaLearning", "Wire", "Transport", "Cluster"]),
+        .library(name: "MetaTrain", targets: ["NeuralNet", "Environments", "EnvironmentServer", "DQN", "MetaLearning", "Wire", "Transport", "Cluster"]),
         .executable(name: "metatrain", targets: ["metatrain"]),
     ],
     dependencies: [
@@ -30,6 +30,8 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2", "-ffp-contract=off"])]),
         .target(name: "NeuralNet", dependencies: ["CKernels", "COpenBLAS"]),
         .target(name: "Environments", dependencies: ["NeuralNet"]),
+        // Gymnasium environments in Python server processes, behind the `Environment` protocol.
+        .target(name: "EnvironmentServer", dependencies: ["Environments", "NeuralNet"]),
         .target(name: "DQN", dependencies: ["NeuralNet", "Environments"]),
         .target(name: "MetaLearning", dependencies: ["DQN", "Environments", "NeuralNet"]),
         .target(name: "Wire", dependencies: ["MetaTrainProto", "MetaLearning", "DQN", "Environments", "NeuralNet"]),
@@ -57,6 +59,7 @@ let package = Package(
             dependencies: ["Environments", "NeuralNet"],
             resources: [.copy("Fixtures")]
         ),
+        .testTarget(name: "EnvironmentServerTests", dependencies: ["EnvironmentServer", "DQN", "Environments", "NeuralNet"]),
         .testTarget(name: "DQNTests", dependencies: ["DQN", "Environments", "NeuralNet"]),
         .testTarget(name: "MetaLearningTests", dependencies: ["MetaLearning", "DQN", "Environments", "NeuralNet"]),
         .testTarget(

@@ -76,8 +76,10 @@ func adaptIn<E: Environment>(
     guard initial.count == mlp.parameterCount else {
         throw DQNError.parameterCount(expected: mlp.parameterCount, got: initial.count)
     }
-    return runInnerLoop(&environment, mlp: mlp, initial: initial, budget: budget, seed: seed, config: config,
-                        progress: progress, recorder: recorder, snapshots: snapshots)
+    let adaptation = runInnerLoop(&environment, mlp: mlp, initial: initial, budget: budget, seed: seed, config: config,
+                                  progress: progress, recorder: recorder, snapshots: snapshots)
+    try environment.checkFault()
+    return adaptation
 }
 
 /// Where and how often an inner loop hands out copies of its parameters.
@@ -124,6 +126,7 @@ func runInnerLoop<E: Environment>(
             returns.append(episodeReturn)
             progress?(step + 1, episodeReturn)
             episodeReturn = 0
+            if env.fault != nil { break }  // the caller throws it
             env.reset(using: &envRNG)
             env.writeObservation(to: &observation)
         } else {
@@ -164,6 +167,7 @@ public func evaluateGreedy(
             total += outcome.reward
             if outcome.terminated || outcome.truncated { break }
         }
+        try env.checkFault()
         returns.append(total)
     }
     return returns
@@ -182,6 +186,7 @@ public func evaluateRandom(task: TaskSpec, episodes: Int, seed: UInt64) throws -
             total += outcome.reward
             if outcome.terminated || outcome.truncated { break }
         }
+        try env.checkFault()
         returns.append(total)
     }
     return returns

@@ -53,6 +53,7 @@ func collectQuerySet(_ phi: ParameterVector, mlp: MLP, task: TaskSpec, steps: In
             }
         }
     }
+    try env.checkFault()
     return QuerySet(observations: observations, actions: actions, rewards: rewards, nextObservations: next,
                     terminals: terminals)
 }

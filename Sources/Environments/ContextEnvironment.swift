@@ -34,6 +34,7 @@ public struct ContextEnvironment<Base: Environment>: Environment {
     public var actionCount: Int { base.actionCount }
     public var maxEpisodeSteps: Int { base.maxEpisodeSteps }
     public var state: [Double] { base.state }
+    public var fault: (any Error)? { base.fault }
 
     public mutating func reset(using rng: inout SeededRNG) {
         base.reset(using: &rng)

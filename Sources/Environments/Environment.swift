@@ -33,6 +33,21 @@ public protocol Environment {
     mutating func step(_ action: Int) -> StepOutcome
     /// Writes the current observation (observationSize Floats).
     func writeObservation(to buffer: UnsafeMutablePointer<Float>)
+    /// Why this environment can no longer be stepped (an environment server that died, hung or sent garbage), or nil.
+    ///
+    /// `step` cannot throw (the built-in environments never fail), so an environment that can fails by latching its
+    /// fault here and ending every episode at once; every loop that steps an environment checks it at episode ends
+    /// and throws it, so the task fails with the reason. Built-in environments never have one.
+    var fault: (any Error)? { get }
+}
+
+extension Environment {
+    public var fault: (any Error)? { nil }
+
+    /// Throws the environment's fault, if it has one.
+    public func checkFault() throws {
+        if let fault { throw fault }
+    }
 }
 
 extension Environment {
@@ -50,6 +65,9 @@ public enum EnvironmentError: Error, Equatable, CustomStringConvertible {
     case invalidParameter(task: String, name: String, value: Double, requirement: String)
     case invalidRange(task: String, name: String, lower: Double, upper: Double)
     case stateSize(task: String, expected: Int, got: Int)
+    case invalidFamily(String)
+    case noEnvironmentServer(String)
+    case unsupported(task: String, what: String)
 
     public var description: String {
         switch self {
@@ -59,6 +77,12 @@ public enum EnvironmentError: Error, Equatable, CustomStringConvertible {
             return "\(task): range for '\(name)' is [\(lower), \(upper)]: lower bound exceeds upper bound"
         case let .stateSize(task, expected, got):
             return "\(task): a state has \(expected) values, got \(got)"
+        case let .invalidFamily(text):
+            return text
+        case let .noEnvironmentServer(name):
+            return "gymnasium task \(name): this process has no environment server (a worker starts one per compute thread; give it --python)"
+        case let .unsupported(task, what):
+            return "\(task): \(what) is not supported"
         }
     }
 }

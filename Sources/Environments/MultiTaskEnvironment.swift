@@ -23,6 +23,7 @@ public struct MultiTaskEnvironment: Environment {
     public var actionCount: Int { current.actionCount }
     public var maxEpisodeSteps: Int { current.maxEpisodeSteps }
     public var state: [Double] { current.state }
+    public var fault: (any Error)? { current.fault }
 
     /// Draws the next task from `rng`, then resets it with the same generator.
     public mutating func reset(using rng: inout SeededRNG) {

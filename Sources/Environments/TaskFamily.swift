@@ -33,6 +33,8 @@ public enum TaskFamily: Codable, Sendable, Equatable {
     case mountainCar(MountainCarRanges)
     case goalNavigation(GoalNavigationRanges)
     case tabularMDP(TabularMDPRanges)
+    /// Any gymnasium environment: an id or a user's entry point, with per-task `vary` distributions.
+    case gymnasium(GymnasiumFamily)
 
     public struct CartPoleRanges: Codable, Sendable, Equatable {
         /// The reference peer's family (shared/reference/reptile_ray.py).
@@ -180,11 +182,17 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         case .mountainCar: return "mountaincar"
         case .goalNavigation: return "goal_navigation"
         case .tabularMDP: return "tabular_mdp"
+        case .gymnasium: return "gymnasium"
         }
     }
 
     /// Draws one task. Throws only if the family is invalid (see `validate()`).
     public func sample(using rng: inout SeededRNG) throws -> TaskSpec {
+        if case .gymnasium(let family) = self {
+            let task = family.draw(&rng)
+            try task.validate()
+            return .gymnasium(task)
+        }
         let spec = draw { range in range.sample(&rng) } seed: { rng.next() }
         try spec.validate()
         return spec
@@ -193,6 +201,7 @@ public enum TaskFamily: Codable, Sendable, Equatable {
     /// Throws a message naming the first bad range or parameter.
     public func validate() throws {
         let task = kindName
+        if case .gymnasium(let family) = self { return try family.validate() }
         switch self {
         case .cartPole(let r):
             for (name, range) in [("gravity", r.gravity), ("masscart", r.massCart), ("masspole", r.massPole),
@@ -216,6 +225,7 @@ public enum TaskFamily: Codable, Sendable, Equatable {
             if let d = r.sharedDynamics, !(1...1_000_000).contains(d.count) {
                 throw EnvironmentError.invalidParameter(task: task, name: "shared_dynamics", value: Double(d.count), requirement: "in 1...1000000")
             }
+        case .gymnasium: break
         }
         try draw { $0.lower } seed: { 0 }.validate()
         try draw { $0.upper } seed: { 0 }.validate()
@@ -246,6 +256,8 @@ public enum TaskFamily: Codable, Sendable, Equatable {
             let rotation = Double(r.controlRotations.firstIndex(of: p.controlRotationDegrees) ?? 0)
             return scaled([(square, p.goalX), (square, p.goalY)])
                 + (rotations > 1 ? [rotation / Double(rotations - 1)] : [])
+        case let (.gymnasium(r), .gymnasium(p)):
+            return r.coordinates(of: p)
         default:
             return []
         }
@@ -274,6 +286,9 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         case .goalNavigation(let r):
             let (x, y) = r.goal(value)
             return .goalNavigation(r.task(goalX: x, goalY: y, rotation: r.rotation(value)))
+        case .gymnasium(let family):
+            var rng = SeededRNG(seed: seed())
+            return .gymnasium(family.draw(&rng))
         case .tabularMDP(let r):
             let dynamics = r.sharedDynamics.map { d in d.tableSeed(Self.index(below: d.count, value)) }
             return .tabularMDP(TabularMDPParameters(states: r.states, actions: r.actions, horizon: r.horizon,

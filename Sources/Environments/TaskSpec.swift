@@ -10,6 +10,8 @@ public enum TaskSpec: Codable, Sendable, Equatable {
     case mountainCar(MountainCarParameters)
     case goalNavigation(GoalNavigationParameters)
     case tabularMDP(TabularMDPParameters)
+    /// A task of a gymnasium environment, run by the worker's environment server (`ExternalEnvironments`).
+    case gymnasium(GymnasiumTask)
 
     /// Short name of the environment kind, as used in configuration ("cartpole", …).
     public var kindName: String {
@@ -19,6 +21,7 @@ public enum TaskSpec: Codable, Sendable, Equatable {
         case .mountainCar: return "mountaincar"
         case .goalNavigation: return "goal_navigation"
         case .tabularMDP: return "tabular_mdp"
+        case .gymnasium: return "gymnasium"
         }
     }
 
@@ -30,6 +33,7 @@ public enum TaskSpec: Codable, Sendable, Equatable {
         case .mountainCar(let p): try p.validate()
         case .goalNavigation(let p): try p.validate()
         case .tabularMDP(let p): try p.validate()
+        case .gymnasium(let p): try p.validate()
         }
     }
 
@@ -41,6 +45,7 @@ public enum TaskSpec: Codable, Sendable, Equatable {
         case .mountainCar(let p): return try MountainCar(p)
         case .goalNavigation(let p): return try GoalNavigation2D(p)
         case .tabularMDP(let p): return try TabularMDP(p)
+        case .gymnasium(let p): return try ExternalEnvironments.makeEnvironment(for: p)
         }
     }
 

@@ -106,5 +106,6 @@ func rollout(_ parameters: ParameterVector, task: TaskSpec, mlp: MLP, config: DQ
         let outcome = env.step(action)
         if outcome.terminated || outcome.truncated { env.reset(using: &envRNG) }
     }
+    try env.checkFault()
     return visited
 }

@@ -53,6 +53,7 @@ public func defaultTargetReturn(family: TaskFamily) -> Double? {
     case .mountainCar: return -110
     case .goalNavigation: return -10
     case .tabularMDP: return nil
+    case .gymnasium(let f): return f.targetReturn
     }
 }
 

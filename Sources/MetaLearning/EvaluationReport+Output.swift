@@ -151,6 +151,7 @@ func taskSpecJSON(_ task: TaskSpec) -> String? {
     case .mountainCar(let p): parameters = encoded(p)
     case .goalNavigation(let p): parameters = encoded(p)
     case .tabularMDP(let p): parameters = encoded(p)
+    case .gymnasium(let p): parameters = p.json
     }
     return parameters.map { "{\"kind\": \(jsonString(task.kindName)), \"parameters\": \($0)}" }
 }

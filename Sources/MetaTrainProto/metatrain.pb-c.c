@@ -277,6 +277,96 @@ void   metatrain__v1__tabular_mdptask__free_unpacked
   assert(message->base.descriptor == &metatrain__v1__tabular_mdptask__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   metatrain__v1__gymnasium_parameter__init
+                     (Metatrain__V1__GymnasiumParameter         *message)
+{
+  static const Metatrain__V1__GymnasiumParameter init_value = METATRAIN__V1__GYMNASIUM_PARAMETER__INIT;
+  *message = init_value;
+}
+size_t metatrain__v1__gymnasium_parameter__get_packed_size
+                     (const Metatrain__V1__GymnasiumParameter *message)
+{
+  assert(message->base.descriptor == &metatrain__v1__gymnasium_parameter__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t metatrain__v1__gymnasium_parameter__pack
+                     (const Metatrain__V1__GymnasiumParameter *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &metatrain__v1__gymnasium_parameter__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t metatrain__v1__gymnasium_parameter__pack_to_buffer
+                     (const Metatrain__V1__GymnasiumParameter *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &metatrain__v1__gymnasium_parameter__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Metatrain__V1__GymnasiumParameter *
+       metatrain__v1__gymnasium_parameter__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Metatrain__V1__GymnasiumParameter *)
+     protobuf_c_message_unpack (&metatrain__v1__gymnasium_parameter__descriptor,
+                                allocator, len, data);
+}
+void   metatrain__v1__gymnasium_parameter__free_unpacked
+                     (Metatrain__V1__GymnasiumParameter *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &metatrain__v1__gymnasium_parameter__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   metatrain__v1__gymnasium_task__init
+                     (Metatrain__V1__GymnasiumTask         *message)
+{
+  static const Metatrain__V1__GymnasiumTask init_value = METATRAIN__V1__GYMNASIUM_TASK__INIT;
+  *message = init_value;
+}
+size_t metatrain__v1__gymnasium_task__get_packed_size
+                     (const Metatrain__V1__GymnasiumTask *message)
+{
+  assert(message->base.descriptor == &metatrain__v1__gymnasium_task__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t metatrain__v1__gymnasium_task__pack
+                     (const Metatrain__V1__GymnasiumTask *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &metatrain__v1__gymnasium_task__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t metatrain__v1__gymnasium_task__pack_to_buffer
+                     (const Metatrain__V1__GymnasiumTask *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &metatrain__v1__gymnasium_task__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Metatrain__V1__GymnasiumTask *
+       metatrain__v1__gymnasium_task__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Metatrain__V1__GymnasiumTask *)
+     protobuf_c_message_unpack (&metatrain__v1__gymnasium_task__descriptor,
+                                allocator, len, data);
+}
+void   metatrain__v1__gymnasium_task__free_unpacked
+                     (Metatrain__V1__GymnasiumTask *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &metatrain__v1__gymnasium_task__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   metatrain__v1__task_spec__init
                      (Metatrain__V1__TaskSpec         *message)
 {
@@ -1679,7 +1769,200 @@ const ProtobufCMessageDescriptor metatrain__v1__tabular_mdptask__descriptor =
   (ProtobufCMessageInit) metatrain__v1__tabular_mdptask__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__task_spec__field_descriptors[5] =
+static const ProtobufCFieldDescriptor metatrain__v1__gymnasium_parameter__field_descriptors[6] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__GymnasiumParameter, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attribute",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__GymnasiumParameter, attribute),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bool_value",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    offsetof(Metatrain__V1__GymnasiumParameter, value_case),
+    offsetof(Metatrain__V1__GymnasiumParameter, bool_value),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "int_value",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_SINT64,
+    offsetof(Metatrain__V1__GymnasiumParameter, value_case),
+    offsetof(Metatrain__V1__GymnasiumParameter, int_value),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "double_value",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Metatrain__V1__GymnasiumParameter, value_case),
+    offsetof(Metatrain__V1__GymnasiumParameter, double_value),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "string_value",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Metatrain__V1__GymnasiumParameter, value_case),
+    offsetof(Metatrain__V1__GymnasiumParameter, string_value),
+    NULL,
+    &protobuf_c_empty_string,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned metatrain__v1__gymnasium_parameter__field_indices_by_name[] = {
+  1,   /* field[1] = attribute */
+  2,   /* field[2] = bool_value */
+  4,   /* field[4] = double_value */
+  3,   /* field[3] = int_value */
+  0,   /* field[0] = name */
+  5,   /* field[5] = string_value */
+};
+static const ProtobufCIntRange metatrain__v1__gymnasium_parameter__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor metatrain__v1__gymnasium_parameter__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "metatrain.v1.GymnasiumParameter",
+  "GymnasiumParameter",
+  "Metatrain__V1__GymnasiumParameter",
+  "metatrain.v1",
+  sizeof(Metatrain__V1__GymnasiumParameter),
+  6,
+  metatrain__v1__gymnasium_parameter__field_descriptors,
+  metatrain__v1__gymnasium_parameter__field_indices_by_name,
+  1,  metatrain__v1__gymnasium_parameter__number_ranges,
+  (ProtobufCMessageInit) metatrain__v1__gymnasium_parameter__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor metatrain__v1__gymnasium_task__field_descriptors[5] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__GymnasiumTask, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "entry_point",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__GymnasiumTask, entry_point),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "parameters",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Metatrain__V1__GymnasiumTask, n_parameters),
+    offsetof(Metatrain__V1__GymnasiumTask, parameters),
+    &metatrain__v1__gymnasium_parameter__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "seed",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__GymnasiumTask, seed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_episode_steps",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__GymnasiumTask, max_episode_steps),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned metatrain__v1__gymnasium_task__field_indices_by_name[] = {
+  1,   /* field[1] = entry_point */
+  0,   /* field[0] = id */
+  4,   /* field[4] = max_episode_steps */
+  2,   /* field[2] = parameters */
+  3,   /* field[3] = seed */
+};
+static const ProtobufCIntRange metatrain__v1__gymnasium_task__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor metatrain__v1__gymnasium_task__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "metatrain.v1.GymnasiumTask",
+  "GymnasiumTask",
+  "Metatrain__V1__GymnasiumTask",
+  "metatrain.v1",
+  sizeof(Metatrain__V1__GymnasiumTask),
+  5,
+  metatrain__v1__gymnasium_task__field_descriptors,
+  metatrain__v1__gymnasium_task__field_indices_by_name,
+  1,  metatrain__v1__gymnasium_task__number_ranges,
+  (ProtobufCMessageInit) metatrain__v1__gymnasium_task__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor metatrain__v1__task_spec__field_descriptors[6] =
 {
   {
     "cartpole",
@@ -1741,18 +2024,31 @@ static const ProtobufCFieldDescriptor metatrain__v1__task_spec__field_descriptor
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "gymnasium",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Metatrain__V1__TaskSpec, kind_case),
+    offsetof(Metatrain__V1__TaskSpec, gymnasium),
+    &metatrain__v1__gymnasium_task__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__task_spec__field_indices_by_name[] = {
   1,   /* field[1] = acrobot */
   0,   /* field[0] = cartpole */
   3,   /* field[3] = goal_navigation */
+  5,   /* field[5] = gymnasium */
   2,   /* field[2] = mountain_car */
   4,   /* field[4] = tabular_mdp */
 };
 static const ProtobufCIntRange metatrain__v1__task_spec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__task_spec__descriptor =
 {
@@ -1762,7 +2058,7 @@ const ProtobufCMessageDescriptor metatrain__v1__task_spec__descriptor =
   "Metatrain__V1__TaskSpec",
   "metatrain.v1",
   sizeof(Metatrain__V1__TaskSpec),
-  5,
+  6,
   metatrain__v1__task_spec__field_descriptors,
   metatrain__v1__task_spec__field_indices_by_name,
   1,  metatrain__v1__task_spec__number_ranges,

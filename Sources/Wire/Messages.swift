@@ -19,7 +19,8 @@ import NeuralNet
 /// (a version-7 worker would refuse every ES-MAML slot as malformed).
 /// Version 9 added GoalNavigation2D's `control_rotation_degrees` (a version-8 worker would silently run the task with
 /// its controls unturned).
-public let protocolVersion: UInt32 = 9
+/// Version 10 added gymnasium tasks (`GymnasiumTask`; a version-9 worker could not run them and would refuse each).
+public let protocolVersion: UInt32 = 10
 
 /// Identifies one attempt at one slot of one meta-iteration.
 public struct SlotKey: Hashable, Comparable, Sendable, CustomStringConvertible {

@@ -117,8 +117,35 @@ extension WireCodec {
             m.pointee.has_dynamics_seed = p.dynamicsSeed == nil ? 0 : 1; m.pointee.dynamics_seed = p.dynamicsSeed ?? 0
             t.pointee.kind_case = METATRAIN__V1__TASK_SPEC__KIND_TABULAR_MDP
             t.pointee.tabular_mdp = m
+        case .gymnasium(let p):
+            t.pointee.kind_case = METATRAIN__V1__TASK_SPEC__KIND_GYMNASIUM
+            t.pointee.gymnasium = encodeGymnasium(p, arena)
         }
         return t
+    }
+
+    static func encodeGymnasium(_ p: GymnasiumTask, _ arena: Arena) -> UnsafeMutablePointer<Metatrain__V1__GymnasiumTask> {
+        let m: UnsafeMutablePointer<Metatrain__V1__GymnasiumTask> = arena.message { metatrain__v1__gymnasium_task__init($0) }
+        if let id = p.environmentID { m.pointee.id = arena.string(id) }
+        if let entry = p.entryPoint { m.pointee.entry_point = arena.string(entry) }
+        let entries = p.kwargs.map { ($0.key, $0.value, false) } + p.attributes.map { ($0.key, $0.value, true) }
+        let parameters = entries.sorted { ($0.2 ? 1 : 0, $0.0) < ($1.2 ? 1 : 0, $1.0) }.map { name, value, attribute in
+            let q: UnsafeMutablePointer<Metatrain__V1__GymnasiumParameter> = arena.message { metatrain__v1__gymnasium_parameter__init($0) }
+            q.pointee.name = arena.string(name)
+            q.pointee.attribute = attribute ? 1 : 0
+            switch value {
+            case .bool(let b): q.pointee.value_case = METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE_BOOL_VALUE; q.pointee.bool_value = b ? 1 : 0
+            case .int(let i): q.pointee.value_case = METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE_INT_VALUE; q.pointee.int_value = i
+            case .double(let d): q.pointee.value_case = METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE_DOUBLE_VALUE; q.pointee.double_value = d
+            case .string(let s): q.pointee.value_case = METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE_STRING_VALUE; q.pointee.string_value = arena.string(s)
+            }
+            return Optional(q)
+        }
+        m.pointee.n_parameters = parameters.count
+        m.pointee.parameters = arena.array(parameters)
+        m.pointee.seed = p.seed
+        m.pointee.max_episode_steps = UInt32(clamping: p.maxEpisodeSteps ?? 0)
+        return m
     }
 }
 
@@ -194,6 +221,8 @@ extension WireCodec.Decoder {
             spec = .tabularMDP(TabularMDPParameters(states: Int(m.states), actions: Int(m.actions),
                                                     horizon: Int(m.horizon), seed: m.seed,
                                                     dynamicsSeed: m.has_dynamics_seed != 0 ? m.dynamics_seed : nil))
+        case METATRAIN__V1__TASK_SPEC__KIND_GYMNASIUM:
+            spec = .gymnasium(try gymnasium(t.gymnasium.pointee))
         default:
             throw .missingField("assignment.task.kind")
         }
@@ -201,6 +230,34 @@ extension WireCodec.Decoder {
         return spec
     }
 
+
+    /// A gymnasium task, its counts and texts bounded before anything is built from them.
+    func gymnasium(_ m: Metatrain__V1__GymnasiumTask) throws(WireError) -> GymnasiumTask {
+        let field = "assignment.task.gymnasium"
+        guard m.n_parameters <= GymnasiumTask.maxValues else {
+            throw .tooLarge("\(field).parameters", size: m.n_parameters, limit: GymnasiumTask.maxValues)
+        }
+        let limit = GymnasiumTask.maxTextBytes
+        let id = try string(m.id, "\(field).id", limit: limit), entry = try string(m.entry_point, "\(field).entry_point", limit: limit)
+        var task = GymnasiumTask(environmentID: id.isEmpty ? nil : id, entryPoint: entry.isEmpty ? nil : entry, seed: m.seed,
+                                 maxEpisodeSteps: m.max_episode_steps == 0 ? nil : Int(m.max_episode_steps))
+        for i in 0..<m.n_parameters {
+            guard let q = m.parameters[i]?.pointee else { throw .missingField("\(field).parameters") }
+            let name = try string(q.name, "\(field).parameters.name", limit: limit)
+            let value: GymValue
+            switch q.value_case {
+            case METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE_BOOL_VALUE: value = .bool(q.bool_value != 0)
+            case METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE_INT_VALUE: value = .int(q.int_value)
+            case METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE_DOUBLE_VALUE: value = .double(try finite(q.double_value, "\(field).parameters.\(name)"))
+            case METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE_STRING_VALUE:
+                value = .string(try string(q.string_value, "\(field).parameters.\(name)", limit: limit))
+            default: throw .missingField("\(field).parameters.\(name).value")
+            }
+            let known = q.attribute != 0 ? task.attributes.updateValue(value, forKey: name) : task.kwargs.updateValue(value, forKey: name)
+            guard known == nil else { throw .invalidField("\(field).parameters", reason: "'\(name)' is given twice") }
+        }
+        return task
+    }
 
     /// An assignment's inner loop; an eval job (`forEval`) has no query phase, so its query_steps may be 0.
     func innerLoop(_ p: UnsafeMutablePointer<Metatrain__V1__InnerLoopConfig>?, forEval: Bool = false) throws(WireError) -> InnerLoopSettings {

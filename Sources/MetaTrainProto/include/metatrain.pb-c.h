@@ -21,6 +21,8 @@ typedef struct Metatrain__V1__AcrobotTask Metatrain__V1__AcrobotTask;
 typedef struct Metatrain__V1__MountainCarTask Metatrain__V1__MountainCarTask;
 typedef struct Metatrain__V1__GoalNavigationTask Metatrain__V1__GoalNavigationTask;
 typedef struct Metatrain__V1__TabularMDPTask Metatrain__V1__TabularMDPTask;
+typedef struct Metatrain__V1__GymnasiumParameter Metatrain__V1__GymnasiumParameter;
+typedef struct Metatrain__V1__GymnasiumTask Metatrain__V1__GymnasiumTask;
 typedef struct Metatrain__V1__TaskSpec Metatrain__V1__TaskSpec;
 typedef struct Metatrain__V1__InnerLoopConfig Metatrain__V1__InnerLoopConfig;
 typedef struct Metatrain__V1__Numerics Metatrain__V1__Numerics;
@@ -240,12 +242,78 @@ struct  Metatrain__V1__TabularMDPTask
 
 
 typedef enum {
+  METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE__NOT_SET = 0,
+  METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE_BOOL_VALUE = 3,
+  METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE_INT_VALUE = 4,
+  METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE_DOUBLE_VALUE = 5,
+  METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE_STRING_VALUE = 6
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE__CASE)
+} Metatrain__V1__GymnasiumParameter__ValueCase;
+
+/*
+ * Added in protocol version 10: one keyword argument (or env.unwrapped attribute) of a gymnasium task. Plain values
+ * only: nothing that could carry code.
+ */
+struct  Metatrain__V1__GymnasiumParameter
+{
+  ProtobufCMessage base;
+  char *name;
+  /*
+   * set on env.unwrapped after it is made, not passed to gymnasium.make
+   */
+  protobuf_c_boolean attribute;
+  Metatrain__V1__GymnasiumParameter__ValueCase value_case;
+  union {
+    protobuf_c_boolean bool_value;
+    int64_t int_value;
+    double double_value;
+    char *string_value;
+  };
+};
+#define METATRAIN__V1__GYMNASIUM_PARAMETER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__gymnasium_parameter__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, METATRAIN__V1__GYMNASIUM_PARAMETER__VALUE__NOT_SET, {0} }
+
+
+/*
+ * Added in protocol version 10: a task of a gymnasium environment, run by the worker's environment server. It names a
+ * registered id or an entry point ("module:function"); a worker imports only modules it was started to allow.
+ */
+struct  Metatrain__V1__GymnasiumTask
+{
+  ProtobufCMessage base;
+  /*
+   * exactly one of id and entry_point
+   */
+  char *id;
+  char *entry_point;
+  /*
+   * sorted by (attribute, name), at most 64
+   */
+  size_t n_parameters;
+  Metatrain__V1__GymnasiumParameter **parameters;
+  /*
+   * the task's own seed (an entry point's task.seed)
+   */
+  uint64_t seed;
+  /*
+   * 0: the registered step limit
+   */
+  uint32_t max_episode_steps;
+};
+#define METATRAIN__V1__GYMNASIUM_TASK__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__gymnasium_task__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
+
+
+typedef enum {
   METATRAIN__V1__TASK_SPEC__KIND__NOT_SET = 0,
   METATRAIN__V1__TASK_SPEC__KIND_CARTPOLE = 1,
   METATRAIN__V1__TASK_SPEC__KIND_ACROBOT = 2,
   METATRAIN__V1__TASK_SPEC__KIND_MOUNTAIN_CAR = 3,
   METATRAIN__V1__TASK_SPEC__KIND_GOAL_NAVIGATION = 4,
-  METATRAIN__V1__TASK_SPEC__KIND_TABULAR_MDP = 5
+  METATRAIN__V1__TASK_SPEC__KIND_TABULAR_MDP = 5,
+  METATRAIN__V1__TASK_SPEC__KIND_GYMNASIUM = 6
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(METATRAIN__V1__TASK_SPEC__KIND__CASE)
 } Metatrain__V1__TaskSpec__KindCase;
 
@@ -262,6 +330,10 @@ struct  Metatrain__V1__TaskSpec
     Metatrain__V1__MountainCarTask *mountain_car;
     Metatrain__V1__GoalNavigationTask *goal_navigation;
     Metatrain__V1__TabularMDPTask *tabular_mdp;
+    /*
+     * protocol version 10
+     */
+    Metatrain__V1__GymnasiumTask *gymnasium;
   };
 };
 #define METATRAIN__V1__TASK_SPEC__INIT \
@@ -837,6 +909,44 @@ Metatrain__V1__TabularMDPTask *
 void   metatrain__v1__tabular_mdptask__free_unpacked
                      (Metatrain__V1__TabularMDPTask *message,
                       ProtobufCAllocator *allocator);
+/* Metatrain__V1__GymnasiumParameter methods */
+void   metatrain__v1__gymnasium_parameter__init
+                     (Metatrain__V1__GymnasiumParameter         *message);
+size_t metatrain__v1__gymnasium_parameter__get_packed_size
+                     (const Metatrain__V1__GymnasiumParameter   *message);
+size_t metatrain__v1__gymnasium_parameter__pack
+                     (const Metatrain__V1__GymnasiumParameter   *message,
+                      uint8_t             *out);
+size_t metatrain__v1__gymnasium_parameter__pack_to_buffer
+                     (const Metatrain__V1__GymnasiumParameter   *message,
+                      ProtobufCBuffer     *buffer);
+Metatrain__V1__GymnasiumParameter *
+       metatrain__v1__gymnasium_parameter__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   metatrain__v1__gymnasium_parameter__free_unpacked
+                     (Metatrain__V1__GymnasiumParameter *message,
+                      ProtobufCAllocator *allocator);
+/* Metatrain__V1__GymnasiumTask methods */
+void   metatrain__v1__gymnasium_task__init
+                     (Metatrain__V1__GymnasiumTask         *message);
+size_t metatrain__v1__gymnasium_task__get_packed_size
+                     (const Metatrain__V1__GymnasiumTask   *message);
+size_t metatrain__v1__gymnasium_task__pack
+                     (const Metatrain__V1__GymnasiumTask   *message,
+                      uint8_t             *out);
+size_t metatrain__v1__gymnasium_task__pack_to_buffer
+                     (const Metatrain__V1__GymnasiumTask   *message,
+                      ProtobufCBuffer     *buffer);
+Metatrain__V1__GymnasiumTask *
+       metatrain__v1__gymnasium_task__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   metatrain__v1__gymnasium_task__free_unpacked
+                     (Metatrain__V1__GymnasiumTask *message,
+                      ProtobufCAllocator *allocator);
 /* Metatrain__V1__TaskSpec methods */
 void   metatrain__v1__task_spec__init
                      (Metatrain__V1__TaskSpec         *message);
@@ -1199,6 +1309,12 @@ typedef void (*Metatrain__V1__GoalNavigationTask_Closure)
 typedef void (*Metatrain__V1__TabularMDPTask_Closure)
                  (const Metatrain__V1__TabularMDPTask *message,
                   void *closure_data);
+typedef void (*Metatrain__V1__GymnasiumParameter_Closure)
+                 (const Metatrain__V1__GymnasiumParameter *message,
+                  void *closure_data);
+typedef void (*Metatrain__V1__GymnasiumTask_Closure)
+                 (const Metatrain__V1__GymnasiumTask *message,
+                  void *closure_data);
 typedef void (*Metatrain__V1__TaskSpec_Closure)
                  (const Metatrain__V1__TaskSpec *message,
                   void *closure_data);
@@ -1270,6 +1386,8 @@ extern const ProtobufCMessageDescriptor metatrain__v1__acrobot_task__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__mountain_car_task__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__goal_navigation_task__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__tabular_mdptask__descriptor;
+extern const ProtobufCMessageDescriptor metatrain__v1__gymnasium_parameter__descriptor;
+extern const ProtobufCMessageDescriptor metatrain__v1__gymnasium_task__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__task_spec__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__inner_loop_config__descriptor;
 extern const ProtobufCMessageDescriptor metatrain__v1__numerics__descriptor;

@@ -1,0 +1,107 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Environments
+import Foundation
+
+/// The environment servers of one process: one per environment in use (so one per compute thread), started on
+/// demand, reused across tasks, and replaced when one dies, hangs or breaks the protocol.
+///
+/// Installed with `ExternalEnvironments.install(pool)`, it makes the environment of every gymnasium task.
+public final class EnvironmentServerPool: GymnasiumEnvironmentMaker, @unchecked Sendable {
+    public struct Options: Sendable, Equatable {
+        /// The interpreter (a path, or a name looked up on PATH) with metatrain_envserver and gymnasium installed.
+        public var python: String
+        /// Modules entry points (and `module:id` ids) may import; nothing else is imported on a task's behalf.
+        public var allowedModules: [String] = []
+        /// Folders put in front of the server's PYTHONPATH (a user's environments that are not installed).
+        public var pythonPath: [String] = []
+        /// A reset or step that takes longer fails its task and the server is killed.
+        public var stepTimeoutMs = 10_000
+        /// Starting a server and making a task's environment (imports, asset loading) may take this long.
+        public var startTimeoutMs = 120_000
+        /// Idle servers kept for reuse (at least the compute threads).
+        public var idleServers = 64
+
+        public init(python: String, allowedModules: [String] = [], pythonPath: [String] = []) {
+            self.python = python; self.allowedModules = allowedModules; self.pythonPath = pythonPath
+        }
+
+        /// `METATRAIN_PYTHON` when set, else the scripts' venv (`.build/envserver/venv`) when it exists here, else `python3`.
+        public static var defaultPython: String {
+            if let python = ProcessInfo.processInfo.environment["METATRAIN_PYTHON"], !python.isEmpty { return python }
+            let venv = ".build/envserver/venv/bin/python"
+            return FileManager.default.isExecutableFile(atPath: venv) ? (FileManager.default.currentDirectoryPath + "/" + venv) : "python3"
+        }
+    }
+
+    /// Bounds on what a server may describe (an observation is copied every step; DQN's outputs are actions).
+    public static let maxObservationSize = 1 << 20
+    public static let maxActions = 4_096
+
+    public let options: Options
+    private let lock = NSLock()
+    private var idle: [EnvironmentServerProcess] = []
+    private var startedCount = 0
+
+    public init(options: Options) {
+        self.options = options
+        // A write to a server that died must fail with EPIPE, not end the worker.
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    deinit { for server in idle { server.shutDown() } }
+
+    /// Server processes started so far (a replaced server counts again).
+    public var serversStarted: Int { lock.lock(); defer { lock.unlock() }; return startedCount }
+
+    public func makeEnvironment(for task: GymnasiumTask) throws -> any Environment {
+        try makeGymnasiumEnvironment(for: task)
+    }
+
+    /// The task's environment, on an idle server or a new one.
+    public func makeGymnasiumEnvironment(for task: GymnasiumTask) throws -> GymnasiumEnvironment {
+        try GymnasiumEnvironment(task: task, lease: ServerLease(pool: self, server: try checkout(), environment: task.name))
+    }
+
+    /// What the servers compute with: the interpreter's and packages' versions (the server's IDENTITY JSON).
+    public func identity() throws -> String {
+        let lease = ServerLease(pool: self, server: try checkout(), environment: "identity")
+        return String(decoding: try lease.call(.identity, payload: [], timeoutMs: options.startTimeoutMs), as: UTF8.self)
+    }
+
+    /// The median round trip of `count` empty requests, in seconds (`metatrain bench`).
+    public func pingSeconds(count: Int) throws -> Double {
+        let lease = ServerLease(pool: self, server: try checkout(), environment: "ping")
+        _ = try lease.call(.ping, payload: [], timeoutMs: options.startTimeoutMs)
+        var times: [Double] = []
+        times.reserveCapacity(count)
+        for _ in 0..<count {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = try lease.call(.ping, payload: [], timeoutMs: options.stepTimeoutMs)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+        }
+        times.sort()
+        return times[times.count / 2]
+    }
+
+    func checkout() throws -> EnvironmentServerProcess {
+        lock.lock()
+        while let server = idle.popLast() {
+            if server.ended == nil { lock.unlock(); return server }
+        }
+        startedCount += 1
+        lock.unlock()
+        return try EnvironmentServerProcess(python: options.python, allowedModules: options.allowedModules,
+                                            pythonPath: options.pythonPath)
+    }
+
+    /// Takes a server back; one that failed is dropped (the next checkout starts a fresh one).
+    func checkin(_ server: EnvironmentServerProcess) {
+        guard server.ended == nil else { server.terminate(); return }
+        lock.lock()
+        if idle.count < options.idleServers { idle.append(server); lock.unlock(); return }
+        lock.unlock()
+        server.shutDown()
+    }
+}

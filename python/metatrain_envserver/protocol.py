@@ -1,0 +1,91 @@
+"""The wire format between a metatrain worker and this server: length-prefixed frames over a pipe.
+
+Every frame is a little-endian ``u32`` body length followed by the body. A request's body starts with one
+command byte; a reply's with one status byte (``OK`` or ``ERROR``). All integers and floats are little-endian.
+
+=========  ==========================================  =====================================================
+command    request payload                             OK reply payload
+=========  ==========================================  =====================================================
+MAKE       UTF-8 JSON task (see ``tasks.TaskSpec``)    UTF-8 JSON: observation_size, action_count,
+                                                       max_episode_steps, observation_space, action_space
+RESET      ``u64`` seed                                observation: ``f32`` × observation_size
+STEP       ``u32`` action                              ``f64`` reward, ``u8`` flags (1 terminated,
+                                                       2 truncated), observation
+SET_STATE  ``f64`` × k: ``env.unwrapped.state``        observation (the episode restarts at that state)
+IDENTITY   (none)                                      UTF-8 JSON: python, gymnasium, numpy, modules
+PING       (none)                                      (none)
+CLOSE      (none)                                      (none); the server exits
+=========  ==========================================  =====================================================
+
+An ERROR reply's payload is UTF-8 JSON ``{"type", "message", "traceback"}``: the exception the request raised.
+The server keeps serving after an error; the worker decides whether the environment is still usable.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+MAKE = 1
+RESET = 2
+STEP = 3
+SET_STATE = 4
+IDENTITY = 5
+PING = 6
+CLOSE = 7
+
+OK = 0
+ERROR = 1
+
+TERMINATED = 1
+TRUNCATED = 2
+
+#: The largest frame either side accepts (a MAKE's JSON, an observation): 64 MiB.
+MAX_FRAME_BYTES = 64 << 20
+
+HEADER = struct.Struct("<I")
+U64 = struct.Struct("<Q")
+U32 = struct.Struct("<I")
+STEP_HEAD = struct.Struct("<dB")
+
+
+class ProtocolError(Exception):
+    """The peer sent something this protocol does not allow (a frame too large, a truncated frame)."""
+
+
+def read_exact(fd: int, count: int) -> bytes | None:
+    """Reads exactly ``count`` bytes from ``fd``; None at end of file before the first byte."""
+    chunks: list[bytes] = []
+    remaining = count
+    while remaining:
+        chunk = os.read(fd, remaining)
+        if not chunk:
+            if remaining == count:
+                return None
+            raise ProtocolError(f"pipe closed {count - remaining} bytes into a {count}-byte read")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def read_frame(fd: int) -> bytes | None:
+    """The next frame's body, or None when the peer closed the pipe between frames."""
+    header = read_exact(fd, HEADER.size)
+    if header is None:
+        return None
+    (length,) = HEADER.unpack(header)
+    if length == 0 or length > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {length} bytes (1 to {MAX_FRAME_BYTES} allowed)")
+    body = read_exact(fd, length)
+    if body is None:
+        raise ProtocolError("pipe closed after a frame header")
+    return body
+
+
+def write_frame(fd: int, status: int, payload: bytes = b"") -> None:
+    """Writes one frame: the status (or command) byte and its payload, in one write where the pipe allows."""
+    data = HEADER.pack(len(payload) + 1) + bytes((status,)) + payload
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
