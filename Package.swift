@@ -39,7 +39,7 @@ let package = Package(
         .target(
             name: "Cluster",
             dependencies: [
-                "Wire", "Transport", "MetaLearning", "DQN", "Environments", "NeuralNet",
+                "Wire", "Transport", "MetaLearning", "DQN", "Environments", "EnvironmentServer", "NeuralNet",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -48,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "metatrain",
             dependencies: [
-                "Cluster", "MetaLearning", "DQN", "Environments", "NeuralNet",
+                "Cluster", "MetaLearning", "DQN", "Environments", "EnvironmentServer", "NeuralNet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=.build/envserver/venv
-want=(gymnasium==1.4.0 numpy==2.4.6 pytest==8.3.5)
+want=(gymnasium==1.4.0 numpy==2.4.6 pytest==9.2.0)
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" >&2
 fi

@@ -1,5 +1,6 @@
 import Crypto
 import DQN
+import EnvironmentServer
 import Environments
 import Foundation
 import MetaLearning
@@ -88,6 +89,10 @@ public struct ClusterConfig: Sendable, Equatable {
     /// How the run treats workers whose numerics fingerprints differ (strict: refuse them; portable: every
     /// worker on its portable kernel; any: accept and mark the run not reproducible).
     public var numerics: NumericsPolicy = .strict
+    /// How this process runs gymnasium tasks (`environment_server`): the interpreter, the modules entry points may
+    /// import, time limits; relative paths are relative to the working directory, as on a command line. The
+    /// coordinator and `metatrain local`'s workers use it; a remote worker takes its own flags.
+    public var environmentServer = EnvironmentServerPool.Options(python: EnvironmentServerPool.Options.defaultPython)
     /// The YAML this configuration was parsed from (empty when built in code); the coordinator copies
     /// it into the run folder so `metatrain eval` can find the run's settings next to its checkpoints.
     public var sourceText = ""
@@ -247,6 +252,14 @@ public struct ClusterConfig: Sendable, Equatable {
 
         c.numerics = try top.choice("numerics", c.numerics)
 
+        let server = try top.mapping("environment_server")
+        c.environmentServer.python = try server.string("python", c.environmentServer.python)
+        c.environmentServer.allowedModules = try server.stringList("allow_modules")
+        c.environmentServer.pythonPath = try server.stringList("python_path")
+        c.environmentServer.stepTimeoutMs = try server.int("step_timeout_ms", c.environmentServer.stepTimeoutMs, 1...3_600_000)
+        c.environmentServer.startTimeoutMs = try server.int("start_timeout_ms", c.environmentServer.startTimeoutMs, 1...3_600_000)
+        try server.finish()
+
         try top.finish()
         c.sourceText = text
         return c
@@ -341,6 +354,8 @@ public struct ClusterConfig: Sendable, Equatable {
             x.terminateAtGoal = try f.bool("terminate_at_goal", x.terminateAtGoal)
             x.controlRotations = try f.doubleList("control_rotations", x.controlRotations, maxCount: 360)
             family = .goalNavigation(x)
+        case "gymnasium":
+            family = .gymnasium(try parseGymnasium(f))
         case "tabular_mdp":
             var x = TaskFamily.TabularMDPRanges()
             x.states = try f.int("states", x.states, 1...4096)
@@ -359,6 +374,45 @@ public struct ClusterConfig: Sendable, Equatable {
         }
         try f.finish()
         return family
+    }
+
+    /// `env: gymnasium`: `id` or `entry_point`, `kwargs` (fixed), `vary` (per name: a plain value, `uniform: [a, b]`,
+    /// `log_uniform: [a, b]`, `integer: [a, b]` or `choice: [...]`; `unwrapped.NAME` sets an attribute), `max_episode_steps`.
+    static func parseGymnasium(_ f: MappingReader) throws -> GymnasiumFamily {
+        var x = GymnasiumFamily()
+        let id = try f.string("id", ""), entry = try f.string("entry_point", "")
+        x.environmentID = id.isEmpty ? nil : id
+        x.entryPoint = entry.isEmpty ? nil : entry
+        guard (x.environmentID == nil) != (x.entryPoint == nil) else {
+            throw ConfigError.invalidValue(path: "task_family", line: f.line,
+                                           reason: "with env: gymnasium names exactly one of id (e.g. LunarLander-v3) and entry_point (package.module:function)")
+        }
+        let steps = try f.int("max_episode_steps", 0, 0...100_000_000)
+        x.maxEpisodeSteps = steps == 0 ? nil : steps
+        let kwargs = try f.mapping("kwargs")
+        for name in kwargs.keys {
+            let (node, line) = kwargs.node(name)!
+            guard let value = gymValue(node) else { throw kwargs.bad(name, line, "must be a number, a string or a boolean") }
+            x.kwargs[name] = value
+        }
+        let vary = try f.mapping("vary")
+        for name in vary.keys {
+            let (node, line) = vary.node(name)!
+            if let value = gymValue(node) { x.vary[name] = .fixed(value); continue }
+            do { x.vary[name] = try YAMLDecoder().decode(GymDistribution.self, from: node, userInfo: [:]) } catch {
+                throw vary.bad(name, line, "must be a value or one of uniform: [a, b], log_uniform: [a, b], integer: [a, b], choice: [values]")
+            }
+        }
+        return x
+    }
+
+    /// A YAML scalar as a gymnasium value (booleans, whole numbers and other numbers as such, anything else a string).
+    static func gymValue(_ node: Node) -> GymValue? {
+        guard node.scalar != nil else { return nil }
+        if let b = node.bool { return .bool(b) }
+        if let i = node.int { return .int(Int64(i)) }
+        if let d = node.float, d.isFinite { return .double(d) }
+        return node.string.map { .string($0) }
     }
 
     static func parseInnerLoop(_ i: MappingReader) throws -> InnerLoopSettings {

@@ -138,6 +138,18 @@ final class MappingReader {
         return (lo, hi)
     }
 
+    /// A list of strings (empty when absent).
+    func stringList(_ key: String) throws -> [String] {
+        guard let (n, l) = node(key) else { return [] }
+        guard let seq = n.sequence, let list = Optional(seq.compactMap { $0.scalar?.string }), list.count == seq.count else {
+            throw bad(key, l, "must be a list of strings")
+        }
+        return list
+    }
+
+    /// Every key of the mapping, in file order (for mappings whose keys are the user's names).
+    var keys: [String] { entries.map(\.key) }
+
     func sequence(_ key: String) -> [Node]? { node(key)?.0.sequence.map(Array.init) }
 
     /// Throws for the first key that no reader asked for.

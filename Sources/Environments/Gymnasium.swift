@@ -160,7 +160,7 @@ public enum GymDistribution: Codable, Sendable, Equatable {
     /// One of the values, each equally likely.
     case choice([GymValue])
 
-    enum CodingKeys: String, CodingKey { case uniform, logUniform, integer, choice }
+    enum CodingKeys: String, CodingKey { case uniform, logUniform = "log_uniform", integer, choice }
 
     /// `{uniform: [a, b]}`, `{log_uniform: [a, b]}`, `{integer: [a, b]}`, `{choice: [...]}`, or a plain value.
     public init(from decoder: Decoder) throws {
@@ -245,16 +245,14 @@ public struct GymnasiumFamily: Codable, Sendable, Equatable {
     /// keyword argument (for an entry point: a key of `task.parameters`).
     public var vary: [String: GymDistribution] = [:]
     public var maxEpisodeSteps: Int?
-    /// The return that counts as solved (`metatrain eval`'s steps to target); gymnasium has no general one.
-    public var targetReturn: Double?
 
     public init(environmentID: String? = nil, entryPoint: String? = nil, kwargs: [String: GymValue] = [:],
-                vary: [String: GymDistribution] = [:], maxEpisodeSteps: Int? = nil, targetReturn: Double? = nil) {
+                vary: [String: GymDistribution] = [:], maxEpisodeSteps: Int? = nil) {
         self.environmentID = environmentID; self.entryPoint = entryPoint; self.kwargs = kwargs
-        self.vary = vary; self.maxEpisodeSteps = maxEpisodeSteps; self.targetReturn = targetReturn
+        self.vary = vary; self.maxEpisodeSteps = maxEpisodeSteps
     }
 
-    enum CodingKeys: String, CodingKey { case environmentID = "id", entryPoint, kwargs, vary, maxEpisodeSteps, targetReturn }
+    enum CodingKeys: String, CodingKey { case environmentID = "id", entryPoint, kwargs, vary, maxEpisodeSteps }
 
     static let attributePrefix = "unwrapped."
 

@@ -45,7 +45,8 @@ public func validationTask(_ family: TaskFamily, runSeed: UInt64, index: Int) th
 ///
 /// −10 on GoalNavigation2D (100 steps, goals within radius 0.5) needs the goal found within a few
 /// steps and held; standing at the origin scores about −33 on an average goal, a random walk about −75.
-/// Tabular MDPs have no natural threshold (their scale depends on the drawn rewards): nil.
+/// Tabular MDPs have no natural threshold (their scale depends on the drawn rewards), nor has an arbitrary gymnasium
+/// environment: nil.
 public func defaultTargetReturn(family: TaskFamily) -> Double? {
     switch family {
     case .cartPole: return 195
@@ -53,7 +54,7 @@ public func defaultTargetReturn(family: TaskFamily) -> Double? {
     case .mountainCar: return -110
     case .goalNavigation: return -10
     case .tabularMDP: return nil
-    case .gymnasium(let f): return f.targetReturn
+    case .gymnasium: return nil  // no general threshold: evaluation.target_return sets one
     }
 }
 

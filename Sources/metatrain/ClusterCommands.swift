@@ -1,5 +1,7 @@
 import ArgumentParser
 import Cluster
+import EnvironmentServer
+import Environments
 import Foundation
 import Logging
 import MetaLearning
@@ -9,7 +11,12 @@ import Wire
 
 /// Loads cluster.yaml, turning configuration errors into messages the user can act on.
 func loadConfig(_ path: String) throws -> ClusterConfig {
-    do { return try ClusterConfig.load(path: path) } catch let error as ConfigError {
+    do {
+        let config = try ClusterConfig.load(path: path)
+        // Gymnasium tasks of this run (θ₀'s shape, divergence checks, eval) run on servers the config describes.
+        ExternalEnvironments.install(EnvironmentServerPool(options: config.environmentServer))
+        return config
+    } catch let error as ConfigError {
         throw ValidationError("\(path): \(error)")
     }
 }
@@ -117,6 +124,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "What slots compute: train (the inner loop), or none (an instant, valid, meaningless result: measures the coordinator alone, as scripts/capacity.sh does).")
     var compute = SlotCompute.train
     @OptionGroup var curve: CurveClientOptions
+    @OptionGroup var environmentServer: EnvironmentServerOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -142,6 +150,7 @@ struct WorkerCommand: ParsableCommand {
         options.recordsCPUTimeline = Self.cpuReportFolder != nil
         if compute == .instant { logger.warning("--compute none: slots return an instant result without training; the run's θ means nothing") }
         options.curve = try curve.load()
+        ExternalEnvironments.install(EnvironmentServerPool(options: environmentServer.options))
         do {
             try userFacing {
                 let worker = Worker(options: options, context: try ZMQContext(), stop: stop, logger: logger)
@@ -247,5 +256,30 @@ struct KeygenCommand: ParsableCommand {
     func run() throws {
         let keys = try userFacing { try KeyFiles.generate(prefix: prefix) }
         print("wrote \(prefix).key and \(prefix).pub (public key \(keys.publicKey))")
+    }
+}
+
+/// How a worker runs gymnasium tasks: its own choice, never the coordinator's (which only names the task).
+struct EnvironmentServerOptions: ParsableArguments {
+    @Option(help: "The Python that runs environment servers (metatrain_envserver and gymnasium installed; default: METATRAIN_PYTHON, else .build/envserver/venv/bin/python when present, else python3).")
+    var python: String?
+    @Option(name: .customLong("allow-module"), help: "A module (or package) gymnasium entry points may import; repeatable. Nothing else is imported on a task's behalf.")
+    var allowModules: [String] = []
+    @Option(name: .customLong("python-path"), help: "A folder put on the servers' PYTHONPATH (a user's environments that are not installed); repeatable.")
+    var pythonPath: [String] = []
+    @Option(help: "A reset or step slower than this fails its task, and the server is killed and replaced (ms).")
+    var envStepTimeoutMs = 10_000
+
+    var options: EnvironmentServerPool.Options {
+        var o = EnvironmentServerPool.Options(python: python ?? EnvironmentServerPool.Options.defaultPython,
+                                              allowedModules: allowModules, pythonPath: pythonPath)
+        o.stepTimeoutMs = max(envStepTimeoutMs, 1)
+        return o
+    }
+
+    /// The same settings as `metatrain worker` flags (for workers `metatrain local` starts).
+    static func arguments(_ o: EnvironmentServerPool.Options) -> [String] {
+        ["--python", o.python, "--env-step-timeout-ms", "\(o.stepTimeoutMs)"]
+            + o.allowedModules.flatMap { ["--allow-module", $0] } + o.pythonPath.flatMap { ["--python-path", $0] }
     }
 }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Cluster
+import EnvironmentServer
+import Environments
 import Foundation
 
 /// `metatrain config`: validate cluster.yaml and print what scripts need from it.
@@ -25,6 +27,29 @@ struct ConfigCommand: ParsableCommand {
             print("coordinator binds \(config.coordinator.bind), workers connect to \(config.coordinator.advertise)")
             print("workers: " + config.workers.map { "\($0.host) ×\($0.count) (\($0.threads) thread(s))" }.joined(separator: ", "))
             print("config hash \(config.hash)")
+            if case .gymnasium = config.family { try checkGymnasium(config) }
         }
+    }
+
+    /// Starts the family once, as a worker would: its spaces, a sample task's parameters, and the server's versions.
+    func checkGymnasium(_ config: ClusterConfig) throws {
+        let pool = EnvironmentServerPool(options: config.environmentServer)
+        let task = try config.task(iteration: 0, slot: 0)
+        guard case .gymnasium(let gym) = task else { return }
+        do {
+            let env = try pool.makeGymnasiumEnvironment(for: gym)
+            print("gymnasium \(gym.name): observation \(env.observationSpace) → \(env.observationSize) inputs, action \(env.actionSpace) → \(env.actionCount) actions, \(env.maxEpisodeSteps) steps per episode")
+            let drawn = gym.kwargs.merging(gym.attributes.mapKeys { "unwrapped." + $0 }) { a, _ in a }
+            print("sample task (iteration 0, slot 0): " + (drawn.isEmpty ? "no parameters" : drawn.keys.sorted().map { "\($0)=\(drawn[$0]!)" }.joined(separator: ", ")) + ", seed \(gym.seed)")
+            print("environment server: \(try pool.identity())")
+        } catch {
+            throw ValidationError("\(path): the gymnasium family does not start with python '\(config.environmentServer.python)': \(error)")
+        }
+    }
+}
+
+extension Dictionary {
+    fileprivate func mapKeys(_ transform: (Key) -> Key) -> [Key: Value] {
+        Dictionary(uniqueKeysWithValues: map { (transform($0.key), $0.value) })
     }
 }

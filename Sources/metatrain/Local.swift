@@ -1,6 +1,7 @@
 import ArgumentParser
 import Cluster
 import DQN
+import EnvironmentServer
 import Foundation
 import Logging
 import MetaLearning
@@ -43,7 +44,8 @@ struct Local: ParsableCommand {
             let coordinator = try Coordinator(config: cfg, runDirectory: folder, resume: false, context: try ZMQContext(),
                                               stop: stop, logger: logger)
             let processes = try (0..<count).map { i in
-                try spawnWorker(index: i, endpoint: coordinator.advertised, threads: threadCount, folder: folder)
+                try spawnWorker(index: i, endpoint: coordinator.advertised, threads: threadCount, folder: folder,
+                                environmentServer: cfg.environmentServer)
             }
             logger.info("started \(count) worker process(es) with \(threadCount) thread(s) each; logs in \(folder)/worker-*.log")
             defer { reap(processes) }
@@ -54,11 +56,12 @@ struct Local: ParsableCommand {
         try userFacing { try printComparison(cfg, theta: summary.theta, folder: folder) }
     }
 
-    func spawnWorker(index: Int, endpoint: String, threads: Int, folder: String) throws -> Process {
+    func spawnWorker(index: Int, endpoint: String, threads: Int, folder: String,
+                     environmentServer: EnvironmentServerPool.Options) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         p.arguments = ["worker", "--connect", endpoint, "--threads", "\(threads)", "--log-level", logging.logLevel,
-                       "--compute", compute.rawValue]
+                       "--compute", compute.rawValue] + EnvironmentServerOptions.arguments(environmentServer)
         let log = (folder as NSString).appendingPathComponent("worker-\(index).log")
         guard FileManager.default.createFile(atPath: log, contents: nil), let handle = FileHandle(forWritingAtPath: log) else {
             throw ClusterError.aborted("cannot create the worker log \(log): is the run folder writable?")
