@@ -10,6 +10,8 @@
 #   scripts/results.sh goalrev reptile                     # sparse goals on a 30° arc, controls reversed in half the tasks (docs/prereg/goalrev-reptile.md)
 #   scripts/results.sh cartpole|goalnav distill context   # distillation and the context DQN on the other families
 #   scripts/results.sh acrobot reptile                     # a control: Acrobot physics (docs/prereg/acrobot-control.md)
+#   scripts/results.sh lunarlander reptile                 # gymnasium's LunarLander-v3, gravity/wind/turbulence per task
+#   scripts/results.sh minigrid reptile                    # a MiniGrid room with a hidden goal cell (an entry point)
 #
 # SEEDS="1 2 3" meta-trains (and evaluates, with a multitask baseline per seed) once per seed, in
 # runs/results/FAMILY-ALGO-seedS, and pools the evaluations with `metatrain compare` (bootstrap CIs) into
@@ -25,7 +27,7 @@
 # prints wall-clock and CPU seconds (user + sys of every process, i.e. core-seconds) per phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-family=${1:?usage: scripts/results.sh cartpole|goalnav|goalarc|goalarc90|goalarc150|goalrev|goalfar|goalcorner|goalring|acrobot [algorithms...]}
+family=${1:?usage: scripts/results.sh cartpole|goalnav|goalarc|goalarc90|goalarc150|goalrev|goalfar|goalcorner|goalring|acrobot|lunarlander|minigrid [algorithms...]}
 shift
 algorithms=("$@")
 [ ${#algorithms[@]} -gt 0 ] || algorithms=(reptile fomaml maml)
@@ -36,8 +38,15 @@ case "$family" in
   goalfar) budget=${EVAL_BUDGET:-16000}; every=${EVAL_EVERY:-500} ;;  # the inner loop's own budget
   goalarc90|goalarc150|goalrev|goalcorner|goalring) budget=${EVAL_BUDGET:-8000}; every=${EVAL_EVERY:-250} ;;  # the inner loop's own budget
   acrobot) budget=${EVAL_BUDGET:-30000}; every=${EVAL_EVERY:-1000} ;;  # a control: from scratch reaches -100 in 20-38k
-  *) echo "unknown family '$family' (cartpole, goalnav, goalarc, goalarc90, goalarc150, goalrev, goalfar, goalcorner, goalring or acrobot)" >&2; exit 2 ;;
+  lunarlander) budget=${EVAL_BUDGET:-20000}; every=${EVAL_EVERY:-1000}; extra_python="box2d==2.3.10" ;;
+  minigrid) budget=${EVAL_BUDGET:-6000}; every=${EVAL_EVERY:-250}; extra_python="minigrid==3.2.0" ;;
+  *) echo "unknown family '$family' (cartpole, goalnav, goalarc, goalarc90, goalarc150, goalrev, goalfar, goalcorner, goalring, acrobot, lunarlander or minigrid)" >&2; exit 2 ;;
 esac
+# Gymnasium families run in environment servers: a venv with gymnasium and what the family needs.
+if [ -n "${extra_python:-}" ]; then
+  METATRAIN_PYTHON=$(EXTRA_PACKAGES="$extra_python" scripts/envserver-venv.sh)
+  export METATRAIN_PYTHON
+fi
 tasks=${EVAL_TASKS:-20}
 split=${SPLIT:-test}
 protocol=${PROTOCOL:-benchmarks/results/$family.eval}

@@ -5,6 +5,12 @@ cd "$(dirname "$0")/.."
 
 scripts/bootstrap.sh
 
+# The environment servers' Python: a venv with gymnasium, numpy and python/ (the Swift tests start servers with
+# it), and the server's own tests.
+METATRAIN_PYTHON=$(scripts/envserver-venv.sh)
+export METATRAIN_PYTHON
+(cd python && "$METATRAIN_PYTHON" -m pytest -q -p no:cacheprovider)
+
 # The gymnasium fixtures are copied into the test target; the copy must match the shared oracle.
 shared=../shared/fixtures/gymnasium
 copy=Tests/EnvironmentsTests/Fixtures/gymnasium
@@ -60,6 +66,10 @@ ran=$(grep -oE 'Test run with [0-9]+ tests?' /tmp/metatrain-swift-test.log | gre
 [ "${ran:-0}" -ge 100 ] || { echo "test.sh: swift test ran ${ran:-0} tests; expected at least 100" >&2; exit 1; }
 
 scripts/learning-check.sh
+
+# Gymnasium task families end to end: determinism across worker counts, servers that die or hang mid-run, the
+# example families (LunarLander physics, a MiniGrid entry point) and eval on one.
+scripts/gymnasium-check.sh
 
 # Multi-host scenarios in network namespaces (skips itself where namespaces cannot be made), and load.
 scripts/netns-cluster.sh all

@@ -367,7 +367,7 @@ public struct ClusterConfig: Sendable, Equatable {
             if tables > 0 { x.sharedDynamics = TaskFamily.SharedDynamics(count: tables, seed: tableSeed) }
             family = .tabularMDP(x)
         default:
-            throw f.bad("env", f.node("env")?.1 ?? f.line, "is '\(env)'; it must be one of \(TaskSpec.kindNames.joined(separator: ", "))")
+            throw f.bad("env", f.node("env")?.1 ?? f.line, "is '\(env)'; it must be one of \((TaskSpec.kindNames + ["gymnasium"]).joined(separator: ", "))")
         }
         do { try family.validate() } catch {
             throw ConfigError.invalidValue(path: "task_family", line: f.line, reason: "is invalid: \(error)")

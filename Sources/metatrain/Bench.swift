@@ -20,6 +20,8 @@ struct Bench: ParsableCommand {
     var adaptSteps = 20_000
     @Option(help: "GEMM kernels to compare besides the selected one: none, all (every one this CPU runs), or a comma-separated list of \(GEMMBackend.allCases.map(\.rawValue)).")
     var backends = "all"
+    @Flag(inversion: .prefixedNo, help: "Also time the gymnasium environment server (a Python with metatrain_envserver: scripts/envserver-venv.sh).")
+    var environmentServer = true
 
     func run() throws {
         let selected = GEMMBackend.selected
@@ -49,6 +51,7 @@ struct Bench: ParsableCommand {
         }
         emit("env.cartpole", try cartPoleStepsPerSecond(), "steps/s")
         emit("adapt.cartpole", try adaptStepsPerSecond(), "steps/s")
+        if environmentServer { benchEnvironmentServer() }
         for algorithm in MetaAlgorithm.allCases {
             emit("slot.\(algorithm.rawValue).cartpole", try slotSeconds(algorithm), "s")
         }

@@ -21,8 +21,9 @@ class Faulty(gymnasium.Env[np.ndarray, int]):
     observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (3,), np.float32)
     action_space = gymnasium.spaces.Discrete(2)
 
-    def __init__(self, fault: str, at_step: int) -> None:
+    def __init__(self, fault: str, at_step: int, once: str = "") -> None:
         self.fault, self.at_step, self.position, self.steps = fault, at_step, 0.0, 0
+        self.once = once
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
@@ -37,7 +38,7 @@ class Faulty(gymnasium.Env[np.ndarray, int]):
         _steps = self.steps
         self.position += 0.1 if action == 1 else -0.1
         reward = -abs(self.position)
-        if _steps == self.at_step or (self.fault.endswith("-always") and _steps >= self.at_step):
+        if (_steps == self.at_step or (self.fault.endswith("-always") and _steps >= self.at_step)) and self._first_time():
             kind = self.fault.removesuffix("-always")
             if kind == "raise":
                 raise RuntimeError(f"the simulator broke at step {_steps}")
@@ -58,10 +59,23 @@ class Faulty(gymnasium.Env[np.ndarray, int]):
         return self._obs(), reward, abs(self.position) > 1.5, False, {}
 
 
+    def _first_time(self) -> bool:
+        """With ``once`` (a file path), only the first environment of all processes to get here faults."""
+        if not self.once:
+            return True
+        try:
+            os.close(os.open(self.once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        return True
+
+
 def make(task: Any) -> gymnasium.Env[np.ndarray, int]:
     """The faulty walk: ``parameters`` give ``fault`` (raise, exit, segfault, hang, nan, inf-reward, shape, print) and
-    ``at_step``; a fault with the suffix '-always' comes on every step from then on."""
-    env = Faulty(str(task.parameters.get("fault", "none")), int(task.parameters.get("at_step", 0)))
+    ``at_step``; a fault with the suffix '-always' comes on every step from then on; with ``once`` (a file that must
+    not exist yet) only the first environment to reach its step faults, so a retried task succeeds."""
+    env = Faulty(str(task.parameters.get("fault", "none")), int(task.parameters.get("at_step", 0)),
+                 str(task.parameters.get("once", "")))
     return gymnasium.wrappers.TimeLimit(env, 50)
 
 

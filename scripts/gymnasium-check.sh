@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Gymnasium task families end to end on the release build, with real coordinator, worker and environment-server
+# processes (test.sh runs it). Each check can fail:
+#  1. `metatrain config` starts a gymnasium family once and prints its spaces.
+#  2. The same seed gives the same θ (params_sha256) with 1 and with 3 workers.
+#  3. An environment server that exits (os._exit), segfaults or hangs mid-task fails that slot with the reason in the
+#     coordinator's log, is replaced, and the run ends with the θ of a run without the fault.
+#  4. The shipped example families (LunarLander-v3 physics, a MiniGrid entry point) meta-train for a few
+#     iterations, and `metatrain eval` adapts on the MiniGrid run's held-out tasks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+METATRAIN_PYTHON=$(EXTRA_PACKAGES="box2d==2.3.10 minigrid==3.2.0" scripts/envserver-venv.sh)
+export METATRAIN_PYTHON
+swift build -c release --product metatrain >/dev/null
+bin=$PWD/.build/release/metatrain
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0; failed=0
+pass() { passed=$((passed + 1)); echo "PASS $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && tail -20 "$2"; return 0; }
+
+# A short version of a configuration: 3 tasks of 400 steps per iteration, no evaluation.
+small() {
+  sed -e 's/^  budget: [0-9]* *# env steps per task/  budget: 400/' -e 's/^  meta_batch: [0-9]*/  meta_batch: 3/' \
+      -e 's/^  learning_starts: [0-9]*/  learning_starts: 100/' -e 's/^  tasks: [0-9]*/  tasks: 0/' \
+      -e 's/^  interval: [0-9]*/  interval: 0/' "$1" >"$2"
+}
+# Runs `metatrain local` and prints the run's params_sha256 (the log in $work/NAME.log).
+run() {  # name config local-args...
+  local name=$1 config=$2; shift 2
+  "$bin" local --config "$config" --run-dir "$work/$name" --no-eval "$@" >"$work/$name.log" 2>&1 || { echo "failed"; return 0; }
+  grep -oE 'params_sha256 [0-9a-f]{64}' "$work/$name.log" | cut -d' ' -f2
+}
+
+small benchmarks/gymnasium-cartpole.yaml "$work/cartpole.yaml"
+if "$bin" config "$work/cartpole.yaml" >"$work/config.log" 2>&1 && grep -q "CartPole-v1: observation Box" "$work/config.log" &&
+   grep -q "→ 4 inputs, action Discrete(2) → 2 actions, 500 steps" "$work/config.log"; then
+  pass "config starts the gymnasium family once and prints its spaces"
+else fail "config check" "$work/config.log"; fi
+
+one=$(run one "$work/cartpole.yaml" --workers 1 --iterations 3)
+three=$(run three "$work/cartpole.yaml" --workers 3 --iterations 3)
+if [ ${#one} -eq 64 ] && [ "$one" = "$three" ]; then
+  pass "gymnasium CartPole: 1 and 3 workers give the same θ ($one)"
+else fail "determinism across worker counts: '$one' vs '$three'" "$work/three.log"; fi
+
+# The faulty walk of python/tests/faulty_envs.py: each fault strikes the first environment to reach step 150, once.
+faulty() {  # fault step-timeout-ms
+  cat >"$work/faulty-$1.yaml" <<YAML
+run: {name: faulty-$1, seed: 3}
+coordinator: {heartbeat_interval_ms: 500, liveness: 20}
+meta: {algorithm: reptile, iterations: 3, meta_batch: 3}
+task_family:
+  env: gymnasium
+  entry_point: faulty_envs:make
+  kwargs: {fault: "$1", at_step: 150, once: "$work/once-$1"}
+inner_loop: {budget: 300, learning_starts: 50, hidden_layers: [32]}
+evaluation: {tasks: 0, interval: 0}
+environment_server:
+  allow_modules: [faulty_envs]
+  python_path: [python/tests]
+  step_timeout_ms: $2
+YAML
+}
+faulty none 10000
+clean=$(run clean "$work/faulty-none.yaml" --workers 2)
+for fault in exit segfault hang; do
+  faulty "$fault" 1500
+  got=$(run "fault-$fault" "$work/faulty-$fault.yaml" --workers 2)
+  case $fault in exit) reason="exited with status 9" ;; segfault) reason="killed by signal 11" ;; hang) reason="did not answer step within 1500 ms" ;; esac
+  if [ ${#clean} -eq 64 ] && [ "$got" = "$clean" ] && [ -e "$work/once-$fault" ] &&
+     grep -q "failed.*gymnasium environment faulty_envs:make: the environment server.*$reason" "$work/fault-$fault.log"; then
+    pass "a server that ${fault}s mid-task fails the slot ($reason), is replaced, and the run ends with the fault-free θ"
+  else fail "fault $fault: θ '$got' vs '$clean'" "$work/fault-$fault.log"; fi
+done
+
+for family in lunarlander minigrid; do
+  small "benchmarks/results/$family-reptile.yaml" "$work/$family.yaml"
+  sha=$(run "$family" "$work/$family.yaml" --workers 2 --iterations 2)
+  if [ ${#sha} -eq 64 ]; then pass "example family $family meta-trains"; else fail "example family $family" "$work/$family.log"; fi
+done
+if "$bin" eval --checkpoint "$work/minigrid" --tasks 2 --budget 300 --every 100 --json >"$work/eval.json" 2>"$work/eval.log" &&
+   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['tasks'] == 2 and d['task_specs'][0]['kind'] == 'gymnasium', d" "$work/eval.json"; then
+  pass "metatrain eval adapts every init on the MiniGrid family's held-out tasks"
+else fail "eval on minigrid" "$work/eval.log"; fi
+
+echo "gymnasium-check: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
