@@ -66,11 +66,14 @@ YAML
 faulty none 10000
 clean=$(run clean "$work/faulty-none.yaml" --workers 2)
 for fault in exit segfault hang; do
-  faulty "$fault" 1500
+  faulty "$fault" 500
   got=$(run "fault-$fault" "$work/faulty-$fault.yaml" --workers 2)
-  case $fault in exit) reason="exited with status 9" ;; segfault) reason="killed by signal 11" ;; hang) reason="did not answer step within 1500 ms" ;; esac
+  case $fault in exit) reason="exited with status 9" ;; segfault) reason="killed by signal 11" ;; hang) reason="did not answer step within 500 ms" ;; esac
+  # The coordinator logs the failure it is told of; a hung slot may instead be taken back at its deadline and run
+  # elsewhere, its worker logging the timeout (or ending with the run before it fires).
   if [ ${#clean} -eq 64 ] && [ "$got" = "$clean" ] && [ -e "$work/once-$fault" ] &&
-     grep -q "failed.*gymnasium environment faulty_envs:make: the environment server.*$reason" "$work/fault-$fault.log"; then
+     { grep -q "failed.*gymnasium environment faulty_envs:make: the environment server.*$reason" "$work/fault-$fault.log" ||
+       { [ "$fault" = hang ] && grep -q "past the deadline" "$work/fault-$fault.log"; }; }; then
     pass "a server that ${fault}s mid-task fails the slot ($reason), is replaced, and the run ends with the fault-free θ"
   else fail "fault $fault: θ '$got' vs '$clean'" "$work/fault-$fault.log"; fi
 done

@@ -13,6 +13,8 @@ import json
 import os
 import platform
 import sys
+import threading
+import time
 import traceback
 from typing import Any, Callable
 
@@ -163,8 +165,37 @@ def main(argv: list[str] | None = None) -> int:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
+    close_inherited({request_fd, reply_fd})
+    die_with_parent()
     return serve(request_fd, reply_fd, frozenset(args.allow_module))
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def close_inherited(keep: set[int]) -> None:
+    """Closes every descriptor above 2 but ``keep``: whatever the worker's own parent handed it (a process monitor's
+    socket, say) must not be held open by a server that outlives or hangs past the worker."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def die_with_parent() -> None:
+    """Exits when the worker is gone (this process re-parented), so a server hung inside a step does not outlive it.
+
+    A watchdog thread rather than PR_SET_PDEATHSIG, which fires when the *thread* that started the server ends, and
+    a worker's pool outlives the thread that started a server.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
