@@ -31,7 +31,9 @@ let package = Package(
         .target(name: "NeuralNet", dependencies: ["CKernels", "COpenBLAS"]),
         .target(name: "Environments", dependencies: ["NeuralNet"]),
         // Gymnasium environments in Python server processes, behind the `Environment` protocol.
-        .target(name: "EnvironmentServer", dependencies: ["Environments", "NeuralNet"]),
+        // glibc's CPU-affinity calls (GNU extensions Swift's Glibc module does not show).
+        .target(name: "CAffinity"),
+        .target(name: "EnvironmentServer", dependencies: ["CAffinity", "Environments", "NeuralNet"]),
         .target(name: "DQN", dependencies: ["NeuralNet", "Environments"]),
         .target(name: "MetaLearning", dependencies: ["DQN", "Environments", "NeuralNet"]),
         .target(name: "Wire", dependencies: ["MetaTrainProto", "MetaLearning", "DQN", "Environments", "NeuralNet"]),

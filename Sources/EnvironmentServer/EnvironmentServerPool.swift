@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CAffinity
 import Environments
 import Foundation
 
@@ -22,6 +23,9 @@ public final class EnvironmentServerPool: GymnasiumEnvironmentMaker, @unchecked 
         public var startTimeoutMs = 120_000
         /// Idle servers kept for reuse (at least the compute threads).
         public var idleServers = 64
+        /// Runs each server on one CPU with the thread that steps it, spreading the pairs over the CPUs this process
+        /// may use (see `ServerLease`).
+        public var pinsCPUs = true
 
         public init(python: String, allowedModules: [String] = [], pythonPath: [String] = []) {
             self.python = python; self.allowedModules = allowedModules; self.pythonPath = pythonPath
@@ -43,6 +47,12 @@ public final class EnvironmentServerPool: GymnasiumEnvironmentMaker, @unchecked 
     private let lock = NSLock()
     private var idle: [EnvironmentServerProcess] = []
     private var startedCount = 0
+    /// The CPUs this process may use, and how many leases hold each.
+    private lazy var cpuClaims: [Int: Int] = {
+        var cpus = [Int32](repeating: 0, count: 4096)
+        let n = mt_allowed_cpus(&cpus, Int32(cpus.count))
+        return Dictionary(uniqueKeysWithValues: cpus.prefix(max(Int(n), 0)).map { (Int($0), 0) })
+    }()
 
     public init(options: Options) {
         self.options = options
@@ -83,6 +93,18 @@ public final class EnvironmentServerPool: GymnasiumEnvironmentMaker, @unchecked 
         }
         times.sort()
         return times[times.count / 2]
+    }
+
+    /// The allowed CPU fewest leases hold (the lowest such), claimed; nil when none is known.
+    func claimCPU() -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        guard let cpu = cpuClaims.min(by: { ($0.value, $0.key) < ($1.value, $1.key) })?.key else { return nil }
+        cpuClaims[cpu]! += 1
+        return cpu
+    }
+
+    func releaseCPU(_ cpu: Int) {
+        lock.lock(); cpuClaims[cpu, default: 1] -= 1; lock.unlock()
     }
 
     func checkout() throws -> EnvironmentServerProcess {

@@ -136,9 +136,10 @@ def error_payload(error: BaseException) -> bytes:
 def serve(request_fd: int, reply_fd: int, allowed: frozenset[str]) -> int:
     """Answers requests until CLOSE or the end of the pipe; 0 on a clean end."""
     server = Server(allowed)
+    frames = protocol.FrameReader(request_fd)
     try:
         while True:
-            body = protocol.read_frame(request_fd)
+            body = frames.next()
             if body is None or body[0] == protocol.CLOSE:
                 if body is not None:
                     protocol.write_frame(reply_fd, protocol.OK)
