@@ -27,7 +27,7 @@ extension Scheduler {
         worker.host = hello.host
         workers[peer] = worker
         out.append(.send(peer, .welcome(workerID: worker.id)))
-        let (kernel, fingerprint) = hello.numerics.effective(under: numerics.policy)
+        let (kernel, fingerprint) = hello.numerics.effective(under: numerics.policy, environment: settings.holdsEnvironment)
         out.append(.log(.info, "worker \(worker.id) joined from \(hello.host) with \(hello.threads) thread(s); \(workers.count) alive; numerics \(fingerprint) (kernel \(kernel), CPU \(hello.numerics.cpu))"))
         if isDone { out.append(.send(peer, .goodbye("run finished"))) }
     }
@@ -37,7 +37,7 @@ extension Scheduler {
     /// bits, and θ would depend on which worker ran what); the first worker sets the run's fingerprint.
     /// Under `any` every worker is accepted and a difference is logged. Returns false when refused.
     mutating func admitNumerics(_ peer: Peer, _ hello: Hello, _ out: inout [SchedulerCommand<Payload>]) -> Bool {
-        let (kernel, fingerprint) = hello.numerics.effective(under: numerics.policy)
+        let (kernel, fingerprint) = hello.numerics.effective(under: numerics.policy, environment: settings.holdsEnvironment)
         guard let expected = numerics.fingerprint else {
             numerics.fingerprint = fingerprint
             numerics.kernel = kernel
@@ -53,7 +53,10 @@ extension Scheduler {
             out.append(.log(.warning, "worker from \(hello.host) computes other bits: \(theirs), not \(run); numerics: any, so the run is not bit-reproducible"))
             return true
         }
-        let advice = numerics.policy == .strict
+        let environmentDiffers = settings.holdsEnvironment && !expected.hasSuffix("+env \(hello.numerics.environment)")
+        let advice = environmentDiffers
+            ? "its environment servers differ from the run's: give it a Python with the same versions of Python, gymnasium, numpy and the allowed modules (--python), or start the run with `numerics: any`"
+            : numerics.policy == .strict
             ? "start the run with `numerics: portable` (every x86-64 CPU computes the same bits), run this worker with METATRAIN_KERNEL=\(numerics.kernel) if its CPU has that kernel, or resume with --force-numerics to adopt the first worker's"
             : "a difference outside the kernels (libm, compiler or build): run workers from the same build and system libraries"
         out.append(.send(peer, .error(ErrorReply(code: .numericsMismatch,

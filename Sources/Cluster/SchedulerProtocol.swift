@@ -42,6 +42,9 @@ public struct SchedulerSettings: Sendable, Equatable {
     /// Keep serving eval requests after the last meta-iteration, until the shell stops (`--serve`).
     /// Without it the run ends once training is done and no eval request is outstanding.
     public var serve = false
+    /// The run's tasks run in environment servers (gymnasium families): a worker's environment identity joins its
+    /// numerics fingerprint, so `strict` and `portable` refuse a worker whose Python side differs.
+    public var holdsEnvironment = false
     /// An eval job running longer than this multiple of its request's median job time is also given to
     /// an idle worker (once); the first outcome wins. It also rescues a job whose message was lost.
     public var evalBackupAfterMedianMultiple: Double? = 4

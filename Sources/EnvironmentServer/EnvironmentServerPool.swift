@@ -4,6 +4,7 @@ import Glibc
 import CAffinity
 import Environments
 import Foundation
+import NeuralNet
 
 /// The environment servers of one process: one per environment in use (so one per compute thread), started on
 /// demand, reused across tasks, and replaced when one dies, hangs or breaks the protocol.
@@ -80,6 +81,34 @@ public final class EnvironmentServerPool: GymnasiumEnvironmentMaker, @unchecked 
         return String(decoding: try lease.call(.identity, payload: [], timeoutMs: options.startTimeoutMs), as: UTF8.self)
     }
 
+    /// What these servers compute with, for the numerics fingerprint: "HASH (python …, gymnasium …, numpy …[, module
+    /// version …])", HASH 16 hex digits over the server's identity (interpreter, gymnasium, numpy, the allowed modules'
+    /// versions) and a fixed 200-step rollout of gymnasium's CartPole-v1 (observations, rewards, ends, bit for bit).
+    public func environmentFingerprint() throws -> String {
+        let identity = try self.identity()
+        var hash = FNV1a64()
+        hash.add(Array(identity.utf8))
+        var env = try makeGymnasiumEnvironment(for: GymnasiumTask(environmentID: "CartPole-v1"))
+        var rng = SeededRNG(seed: 0x656e_7669_726f_6e6d)
+        env.reset(using: &rng)
+        var observation = [Float](repeating: 0, count: env.observationSize)
+        for step in 0..<200 {
+            let outcome = env.step((step * 7 / 3) % env.actionCount)
+            env.writeObservation(to: &observation)
+            for v in observation { hash.add(UInt64(v.bitPattern)) }
+            hash.add(outcome.reward.bitPattern)
+            hash.add(outcome.terminated ? 1 : outcome.truncated ? 2 : 0)
+            if outcome.terminated || outcome.truncated { env.reset(using: &rng) }
+        }
+        try env.checkFault()
+        let summary = (try? JSONSerialization.jsonObject(with: Data(identity.utf8)) as? [String: Any]).map { o in
+            var parts = ["python \(o["python"] ?? "?")", "gymnasium \(o["gymnasium"] ?? "?")", "numpy \(o["numpy"] ?? "?")"]
+            for (name, version) in ((o["modules"] as? [String: Any]) ?? [:]).sorted(by: { $0.key < $1.key }) { parts.append("\(name) \(version)") }
+            return parts.joined(separator: ", ")
+        } ?? "?"
+        return String(String(format: "%016llx (%@)", hash.value, summary).prefix(500))
+    }
+
     /// The median round trip of `count` empty requests, in seconds (`metatrain bench`).
     public func pingSeconds(count: Int) throws -> Double {
         let lease = ServerLease(pool: self, server: try checkout(), environment: "ping")
@@ -126,4 +155,11 @@ public final class EnvironmentServerPool: GymnasiumEnvironmentMaker, @unchecked 
         lock.unlock()
         server.shutDown()
     }
+}
+
+/// 64-bit FNV-1a over words and bytes: the environment fingerprint's hash (stable across processes and builds).
+struct FNV1a64 {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    mutating func add(_ bytes: [UInt8]) { for b in bytes { value = (value ^ UInt64(b)) &* 0x100_0000_01b3 } }
+    mutating func add(_ word: UInt64) { for i in 0..<8 { value = (value ^ ((word >> (8 * UInt64(i))) & 0xff)) &* 0x100_0000_01b3 } }
 }

@@ -97,10 +97,15 @@ public struct NumericsReport: Equatable, Sendable {
     public var portableKernel: String
     public var portableFingerprint: String
     public var cpu: String
+    /// What the worker's gymnasium environment servers compute with ("HASH (python …, gymnasium …, numpy …)"), or
+    /// "none" when it has none; a run of gymnasium tasks holds it to the run's like the fingerprint.
+    public var environment: String
 
-    public init(kernel: String, fingerprint: String, portableKernel: String, portableFingerprint: String, cpu: String) {
+    public init(kernel: String, fingerprint: String, portableKernel: String, portableFingerprint: String, cpu: String,
+                environment: String = "none") {
         self.kernel = kernel; self.fingerprint = fingerprint
         self.portableKernel = portableKernel; self.portableFingerprint = portableFingerprint; self.cpu = cpu
+        self.environment = environment
     }
 
     /// Runs the fingerprint workload on this process's kernel (`GEMMBackend.selected`) and on the portable one.
@@ -114,6 +119,13 @@ public struct NumericsReport: Equatable, Sendable {
     /// The kernel and fingerprint that count under `policy` (strict and any: the default kernel's).
     public func effective(under policy: NumericsPolicy) -> (kernel: String, fingerprint: String) {
         policy == .portable ? (portableKernel, portableFingerprint) : (kernel, fingerprint)
+    }
+
+    /// The fingerprint that counts under `policy` for a run whose tasks run in environment servers (`environment`:
+    /// their identity joins it, so a worker with another gymnasium, numpy or Python is told apart) or not.
+    public func effective(under policy: NumericsPolicy, environment holdsEnvironment: Bool) -> (kernel: String, fingerprint: String) {
+        let (kernel, fingerprint) = effective(under: policy)
+        return (kernel, holdsEnvironment ? "\(fingerprint)+env \(environment)" : fingerprint)
     }
 }
 

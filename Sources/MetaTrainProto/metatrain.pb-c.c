@@ -2415,7 +2415,7 @@ const ProtobufCMessageDescriptor metatrain__v1__inner_loop_config__descriptor =
   (ProtobufCMessageInit) metatrain__v1__inner_loop_config__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__numerics__field_descriptors[5] =
+static const ProtobufCFieldDescriptor metatrain__v1__numerics__field_descriptors[6] =
 {
   {
     "kernel",
@@ -2477,9 +2477,22 @@ static const ProtobufCFieldDescriptor metatrain__v1__numerics__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "environment",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Numerics, environment),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__numerics__field_indices_by_name[] = {
   4,   /* field[4] = cpu */
+  5,   /* field[5] = environment */
   1,   /* field[1] = fingerprint */
   0,   /* field[0] = kernel */
   3,   /* field[3] = portable_fingerprint */
@@ -2488,7 +2501,7 @@ static const unsigned metatrain__v1__numerics__field_indices_by_name[] = {
 static const ProtobufCIntRange metatrain__v1__numerics__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__numerics__descriptor =
 {
@@ -2498,7 +2511,7 @@ const ProtobufCMessageDescriptor metatrain__v1__numerics__descriptor =
   "Metatrain__V1__Numerics",
   "metatrain.v1",
   sizeof(Metatrain__V1__Numerics),
-  5,
+  6,
   metatrain__v1__numerics__field_descriptors,
   metatrain__v1__numerics__field_indices_by_name,
   1,  metatrain__v1__numerics__number_ranges,

@@ -21,6 +21,7 @@ extension WireCodec {
         n.pointee.portable_kernel = arena.string(h.numerics.portableKernel)
         n.pointee.portable_fingerprint = arena.string(h.numerics.portableFingerprint)
         n.pointee.cpu = arena.string(h.numerics.cpu)
+        n.pointee.environment = arena.string(h.numerics.environment)
         m.pointee.numerics = n
         return m
     }
@@ -82,10 +83,17 @@ extension WireCodec.Decoder {
             fingerprint: try fingerprint(n.fingerprint, "hello.numerics.fingerprint"),
             portableKernel: try kernelName(n.portable_kernel, "hello.numerics.portable_kernel"),
             portableFingerprint: try fingerprint(n.portable_fingerprint, "hello.numerics.portable_fingerprint"),
-            cpu: try string(n.cpu, "hello.numerics.cpu"))
+            cpu: try string(n.cpu, "hello.numerics.cpu"),
+            environment: try environment(n.environment))
         return .hello(Hello(host: try string(m.host, "hello.host"), cores: Int(m.cores), threads: threads,
                             previousWorkerID: try string(m.previous_worker_id, "hello.previous_worker_id"),
                             numerics: numerics))
+    }
+
+    /// A hello's environment identity: "none" when empty (a worker without environment servers), at most 512 bytes.
+    func environment(_ p: UnsafeMutablePointer<CChar>?) throws(WireError) -> String {
+        let text = try string(p, "hello.numerics.environment", limit: 512)
+        return text.isEmpty ? "none" : text
     }
 
     func welcome(_ m: Metatrain__V1__Welcome) throws(WireError) -> Message {

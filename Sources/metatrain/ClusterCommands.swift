@@ -138,7 +138,17 @@ struct WorkerCommand: ParsableCommand {
         let logger = try logging.bootstrap(label: "metatrain.worker")
         let stop = StopFlag()
         stop.installSignalHandlers()
-        let numerics = try userFacing { try NumericsReport.measure() }
+        var numerics = try userFacing { try NumericsReport.measure() }
+        let pool = EnvironmentServerPool(options: environmentServer.options)
+        // Only a worker told which Python to use describes it (starting Python costs every other worker a second).
+        if environmentServer.python != nil {
+            do {
+                numerics.environment = try pool.environmentFingerprint()
+                logger.info("environment servers: \(numerics.environment) with python '\(pool.options.python)'")
+            } catch {
+                logger.warning("the environment servers do not start (\(error)): gymnasium tasks will fail on this worker")
+            }
+        }
         logger.info("numerics: kernel \(numerics.kernel) fingerprint \(numerics.fingerprint), portable kernel \(numerics.portableKernel) fingerprint \(numerics.portableFingerprint); CPU \(numerics.cpu) (\(Numerics.cpuFeatures))")
         var options = Worker.Options(endpoint: connect ?? "", threads: threads, numerics: numerics)
         options.endpointFile = connectFile
@@ -150,7 +160,7 @@ struct WorkerCommand: ParsableCommand {
         options.recordsCPUTimeline = Self.cpuReportFolder != nil
         if compute == .instant { logger.warning("--compute none: slots return an instant result without training; the run's θ means nothing") }
         options.curve = try curve.load()
-        ExternalEnvironments.install(EnvironmentServerPool(options: environmentServer.options))
+        ExternalEnvironments.install(pool)
         do {
             try userFacing {
                 let worker = Worker(options: options, context: try ZMQContext(), stop: stop, logger: logger)
@@ -261,7 +271,7 @@ struct KeygenCommand: ParsableCommand {
 
 /// How a worker runs gymnasium tasks: its own choice, never the coordinator's (which only names the task).
 struct EnvironmentServerOptions: ParsableArguments {
-    @Option(help: "The Python that runs environment servers (metatrain_envserver and gymnasium installed; default: METATRAIN_PYTHON, else .build/envserver/venv/bin/python when present, else python3).")
+    @Option(help: "The Python that runs environment servers (metatrain_envserver and gymnasium installed; default: METATRAIN_PYTHON, else .build/envserver/venv/bin/python when present, else python3). Given, the worker also reports its versions and a rollout hash, which gymnasium runs under numerics strict or portable require.")
     var python: String?
     @Option(name: .customLong("allow-module"), help: "A module (or package) gymnasium entry points may import; repeatable. Nothing else is imported on a task's behalf.")
     var allowModules: [String] = []

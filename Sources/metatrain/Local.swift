@@ -45,7 +45,7 @@ struct Local: ParsableCommand {
                                               stop: stop, logger: logger)
             let processes = try (0..<count).map { i in
                 try spawnWorker(index: i, endpoint: coordinator.advertised, threads: threadCount, folder: folder,
-                                environmentServer: cfg.environmentServer)
+                                environmentServer: cfg.environmentServer, gymnasium: cfg.family.kindName == "gymnasium")
             }
             logger.info("started \(count) worker process(es) with \(threadCount) thread(s) each; logs in \(folder)/worker-*.log")
             defer { reap(processes) }
@@ -57,11 +57,12 @@ struct Local: ParsableCommand {
     }
 
     func spawnWorker(index: Int, endpoint: String, threads: Int, folder: String,
-                     environmentServer: EnvironmentServerPool.Options) throws -> Process {
+                     environmentServer: EnvironmentServerPool.Options, gymnasium: Bool) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         p.arguments = ["worker", "--connect", endpoint, "--threads", "\(threads)", "--log-level", logging.logLevel,
-                       "--compute", compute.rawValue] + EnvironmentServerOptions.arguments(environmentServer)
+                       "--compute", compute.rawValue]
+            + (gymnasium ? EnvironmentServerOptions.arguments(environmentServer) : [])
         let log = (folder as NSString).appendingPathComponent("worker-\(index).log")
         guard FileManager.default.createFile(atPath: log, contents: nil), let handle = FileHandle(forWritingAtPath: log) else {
             throw ClusterError.aborted("cannot create the worker log \(log): is the run folder writable?")

@@ -80,3 +80,16 @@ import Testing
         #expect(reason.contains("could not start the environment server"), "\(reason)")
     }
 }
+
+@Suite struct EnvironmentFingerprintTests {
+    @Test func theFingerprintIsStableAndNamesTheVersions() throws {
+        let pool = try ServerTestSupport.pool()
+        let first = try pool.environmentFingerprint(), second = try pool.environmentFingerprint()
+        #expect(first == second)
+        #expect(first.range(of: #"^[0-9a-f]{16} \(python \d+\.\d+\.\d+, gymnasium \d+\.\d+\.\d+, numpy .*faulty_envs "#, options: .regularExpression) != nil, "\(first)")
+        // Another allowed module set is another identity.
+        var options = ServerTestSupport.options()
+        options.allowedModules = []
+        #expect(try EnvironmentServerPool(options: options).environmentFingerprint() != first)
+    }
+}

@@ -65,6 +65,18 @@ import Testing
         WireCodecTests.expectRejected(spliced) { "\($0)".contains("given twice") }
     }
 
+    @Test func aHellosEnvironmentIdentityRoundTrips() throws {
+        let report = NumericsReport(kernel: "avx2-fma", fingerprint: "0123456789abcdef", portableKernel: "avx",
+                                    portableFingerprint: "fedcba9876543210", cpu: "AMD EPYC",
+                                    environment: "00000000000000aa (python 3.11.7, gymnasium 1.4.0, numpy 2.4.6)")
+        let hello = Message.hello(Hello(host: "h", cores: 2, threads: 1, numerics: report))
+        #expect(try WireCodec.decode(WireCodec.encode(hello)) == hello)
+        var none = report
+        none.environment = "none"
+        #expect(try WireCodec.decode(WireCodec.encode(.hello(Hello(host: "h", cores: 2, threads: 1, numerics: none)))) ==
+                .hello(Hello(host: "h", cores: 2, threads: 1, numerics: none)))
+    }
+
     @Test func theMakeRequestIsSortedJSONOfPlainValues() {
         let task = GymnasiumTask(environmentID: "CartPole-v1", kwargs: ["b": .bool(true), "a": .string("x\"y")],
                                  attributes: ["gravity": .double(12), "length": .double(0.7)], seed: 9, maxEpisodeSteps: 50)

@@ -429,10 +429,15 @@ struct  Metatrain__V1__Numerics
    * the CPU's brand string, for the log
    */
   char *cpu;
+  /*
+   * Protocol version 10: the worker's environment servers — a hash of their interpreter's and packages' versions and
+   * of a fixed gymnasium rollout, with the versions for the log — or "none". Held to the run's in gymnasium runs.
+   */
+  char *environment;
 };
 #define METATRAIN__V1__NUMERICS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__numerics__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*
