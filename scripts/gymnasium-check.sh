@@ -49,7 +49,7 @@ else fail "determinism across worker counts: '$one' vs '$three'" "$work/three.lo
 faulty() {  # fault step-timeout-ms
   cat >"$work/faulty-$1.yaml" <<YAML
 run: {name: faulty-$1, seed: 3}
-coordinator: {heartbeat_interval_ms: 500, liveness: 20}
+coordinator: {bind: "tcp://127.0.0.1:*", heartbeat_interval_ms: 500, liveness: 20}
 meta: {algorithm: reptile, iterations: 3, meta_batch: 3}
 task_family:
   env: gymnasium
@@ -77,6 +77,28 @@ for fault in exit segfault hang; do
     pass "a server that ${fault}s mid-task fails the slot ($reason), is replaced, and the run ends with the fault-free θ"
   else fail "fault $fault: θ '$got' vs '$clean'" "$work/fault-$fault.log"; fi
 done
+
+# Numerics strict: a worker whose environment servers differ (here: another allowed-module set) is refused, with
+# both identities named; the first worker set the run's. Waits for log lines, never for time alone.
+wait_for() {  # file pattern: up to 120 s for a line matching pattern
+  for _ in $(seq 1200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1
+}
+faulty none 10000
+sed -i -e 's/iterations: 3,/iterations: 100000,/' "$work/faulty-none.yaml"
+"$bin" coordinator --config "$work/faulty-none.yaml" --run-dir "$work/strict" >"$work/strict.log" 2>&1 &
+coordinator=$!
+wait_for "$work/strict/coordinator.endpoint" tcp || true
+"$bin" worker --connect-file "$work/strict/coordinator.endpoint" --python "$METATRAIN_PYTHON" --allow-module faulty_envs \
+  --python-path python/tests >"$work/strict-a.log" 2>&1 &
+first=$!
+wait_for "$work/strict.log" "set by the first worker" || true
+"$bin" worker --connect-file "$work/strict/coordinator.endpoint" --python "$METATRAIN_PYTHON" --allow-module faulty_envs \
+  --allow-module minigrid --python-path python/tests >"$work/strict-b.log" 2>&1 && refused=0 || refused=$?
+kill -TERM "$coordinator" 2>/dev/null || true
+wait "$coordinator" "$first" 2>/dev/null || true
+if [ "$refused" -eq 3 ] && grep -q "environment servers differ" "$work/strict-b.log" && grep -q "minigrid 3.2.0" "$work/strict-b.log"; then
+  pass "numerics strict refuses a worker whose environment servers differ (exit 3, both named)"
+else fail "strict environment refusal (exit $refused)" "$work/strict-b.log"; fi
 
 for family in lunarlander minigrid; do
   small "benchmarks/results/$family-reptile.yaml" "$work/$family.yaml"

@@ -103,10 +103,10 @@ public enum CheckpointCodec {
         }
         var numerics: RunNumerics?
         if m.numerics_policy != METATRAIN__V1__NUMERICS_POLICY__NUMERICS_UNSPECIFIED {
-            let fingerprint = try d.string(m.numerics_fingerprint, "checkpoint.numerics_fingerprint")
+            let fingerprint = try d.string(m.numerics_fingerprint, "checkpoint.numerics_fingerprint", limit: 16 + 5 + 512)
             numerics = RunNumerics(
                 policy: try d.numericsPolicy(m.numerics_policy, "checkpoint.numerics_policy"),
-                fingerprint: fingerprint.isEmpty ? nil : try d.fingerprint(m.numerics_fingerprint, "checkpoint.numerics_fingerprint"),
+                fingerprint: fingerprint.isEmpty ? nil : try d.runFingerprint(m.numerics_fingerprint, "checkpoint.numerics_fingerprint"),
                 kernel: try d.string(m.numerics_kernel, "checkpoint.numerics_kernel"),
                 cpu: try d.string(m.numerics_cpu, "checkpoint.numerics_cpu"))
         }

@@ -266,6 +266,19 @@ extension WireCodec {
             return s
         }
 
+        /// A run's fingerprint as a checkpoint keeps it: 16 hex digits, then for a gymnasium run "+env " and the
+        /// environment servers' identity (at most 512 bytes: `NumericsReport.effective(under:environment:)`).
+        func runFingerprint(_ p: UnsafeMutablePointer<CChar>?, _ field: String) throws(WireError) -> String {
+            let s = try string(p, field, limit: 16 + 5 + 512)
+            guard let marker = s.range(of: "+env ") else { return try fingerprint(p, field) }
+            let hex = String(s[..<marker.lowerBound])
+            guard hex.utf8.count == 16, hex.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }),
+                  !s[marker.upperBound...].isEmpty else {
+                throw .invalidField(field, reason: "'\(s.prefix(40))' is not 16 hex digits and an environment")
+            }
+            return s
+        }
+
         /// A kernel name this build knows (a worker of another build may know others: shown, not used).
         func kernelName(_ p: UnsafeMutablePointer<CChar>?, _ field: String) throws(WireError) -> String {
             try token(p, field, maxBytes: 32) { "'\($0.prefix(32))' is not a kernel name" }

@@ -77,6 +77,21 @@ import Testing
                 .hello(Hello(host: "h", cores: 2, threads: 1, numerics: none)))
     }
 
+    @Test func aGymnasiumRunsFingerprintSurvivesItsCheckpoint() throws {
+        let settings = MetaSettings()
+        let state = MetaState(theta: ParameterVector([1, 2, 3]), settings: settings)
+        for fingerprint in ["0123456789abcdef", "0123456789abcdef+env 00000000000000aa (python 3.11.7, gymnasium 1.4.0, numpy 2.4.6)"] {
+            let record = CheckpointRecord(runID: "r-1", algorithm: .reptile, runSeed: 9, configHash: "abc", state: state, createdUnixMs: 5,
+                                          numerics: RunNumerics(policy: .strict, fingerprint: fingerprint, kernel: "avx2-fma", cpu: "cpu"))
+            #expect(try CheckpointCodec.decode(CheckpointCodec.encode(record), settings: settings) == record)
+        }
+        for bad in ["0123456789abcdeg+env x", "0123456789abcdef+env ", "0123+env x"] {
+            let record = CheckpointRecord(runID: "r-1", algorithm: .reptile, runSeed: 9, configHash: "abc", state: state, createdUnixMs: 5,
+                                          numerics: RunNumerics(policy: .strict, fingerprint: bad, kernel: "avx2-fma", cpu: "cpu"))
+            #expect(throws: WireError.self, "\(bad)") { try CheckpointCodec.decode(CheckpointCodec.encode(record), settings: settings) }
+        }
+    }
+
     @Test func theMakeRequestIsSortedJSONOfPlainValues() {
         let task = GymnasiumTask(environmentID: "CartPole-v1", kwargs: ["b": .bool(true), "a": .string("x\"y")],
                                  attributes: ["gravity": .double(12), "length": .double(0.7)], seed: 9, maxEpisodeSteps: 50)
