@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "MetaTrain", targets: ["NeuralNet", "Environments", "EnvironmentServer", "DQN", "MetaLearning", "Wire", "Transport", "Cluster"]),
+        .library(name: "MetaTrainCLI", targets: ["MetaTrainCLI"]),
         .executable(name: "metatrain", targets: ["metatrain"]),
     ],
     dependencies: [
@@ -47,14 +48,16 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .executableTarget(
-            name: "metatrain",
+        // Every command, as a library, so a program of one's own (examples/swift-family) can be a whole metatrain.
+        .target(
+            name: "MetaTrainCLI",
             dependencies: [
                 "Cluster", "MetaLearning", "DQN", "Environments", "EnvironmentServer", "NeuralNet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .executableTarget(name: "metatrain", dependencies: ["MetaTrainCLI"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"]),
         .testTarget(
             name: "EnvironmentsTests",

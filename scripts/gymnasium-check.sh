@@ -7,6 +7,8 @@
 #     coordinator's log, is replaced, and the run ends with the θ of a run without the fault.
 #  4. The shipped example families (LunarLander-v3 physics, a MiniGrid entry point) meta-train for a few
 #     iterations, and `metatrain eval` adapts on the MiniGrid run's held-out tasks.
+#  5. examples/swift-family, a package of its own that registers a Swift task family and runs MetaTrain.main(),
+#     builds against the library products and meta-trains its family.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
@@ -109,6 +111,18 @@ if "$bin" eval --checkpoint "$work/minigrid" --tasks 2 --budget 300 --every 100 
    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['tasks'] == 2 and d['task_specs'][0]['kind'] == 'gymnasium', d" "$work/eval.json"; then
   pass "metatrain eval adapts every init on the MiniGrid family's held-out tasks"
 else fail "eval on minigrid" "$work/eval.log"; fi
+
+# A debug build of the example package (its own scratch folder: it builds metatrain again, as a user's would).
+if swift build --package-path examples/swift-family --scratch-path .build/examples >"$work/example-build.log" 2>&1; then
+  example=.build/examples/debug/moving-target
+  sed -e 's/^  budget: [0-9]* *# env steps per task/  budget: 300/' -e 's/^  tasks: [0-9]*/  tasks: 0/' \
+      -e 's/^  interval: [0-9]*/  interval: 0/' examples/swift-family/cluster.yaml >"$work/swift.yaml"
+  if "$example" config "$work/swift.yaml" 2>&1 | grep -q "Swift family swift (MovingTarget): 1 inputs, 3 actions" &&
+     "$example" local --config "$work/swift.yaml" --run-dir "$work/swift" --iterations 2 --no-eval >"$work/swift.log" 2>&1 &&
+     grep -q "params_sha256" "$work/swift.log"; then
+    pass "examples/swift-family builds on the library products and meta-trains its Swift family"
+  else fail "swift family example" "$work/swift.log"; fi
+else fail "examples/swift-family does not build" "$work/example-build.log"; fi
 
 echo "gymnasium-check: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -356,6 +356,8 @@ public struct ClusterConfig: Sendable, Equatable {
             family = .goalNavigation(x)
         case "gymnasium":
             family = .gymnasium(try parseGymnasium(f))
+        case "swift":
+            family = .gymnasium(try parseGymnasium(f, swift: true))
         case "tabular_mdp":
             var x = TaskFamily.TabularMDPRanges()
             x.states = try f.int("states", x.states, 1...4096)
@@ -367,7 +369,7 @@ public struct ClusterConfig: Sendable, Equatable {
             if tables > 0 { x.sharedDynamics = TaskFamily.SharedDynamics(count: tables, seed: tableSeed) }
             family = .tabularMDP(x)
         default:
-            throw f.bad("env", f.node("env")?.1 ?? f.line, "is '\(env)'; it must be one of \((TaskSpec.kindNames + ["gymnasium"]).joined(separator: ", "))")
+            throw f.bad("env", f.node("env")?.1 ?? f.line, "is '\(env)'; it must be one of \((TaskSpec.kindNames + ["gymnasium", "swift"]).joined(separator: ", "))")
         }
         do { try family.validate() } catch {
             throw ConfigError.invalidValue(path: "task_family", line: f.line, reason: "is invalid: \(error)")
@@ -378,11 +380,21 @@ public struct ClusterConfig: Sendable, Equatable {
 
     /// `env: gymnasium`: `id` or `entry_point`, `kwargs` (fixed), `vary` (per name: a plain value, `uniform: [a, b]`,
     /// `log_uniform: [a, b]`, `integer: [a, b]` or `choice: [...]`; `unwrapped.NAME` sets an attribute), `max_episode_steps`.
-    static func parseGymnasium(_ f: MappingReader) throws -> GymnasiumFamily {
+    /// `env: swift` takes `name` (a family the running program registered) in place of id and entry point.
+    static func parseGymnasium(_ f: MappingReader, swift: Bool = false) throws -> GymnasiumFamily {
         var x = GymnasiumFamily()
-        let id = try f.string("id", ""), entry = try f.string("entry_point", "")
-        x.environmentID = id.isEmpty ? nil : id
-        x.entryPoint = entry.isEmpty ? nil : entry
+        if swift {
+            let name = try f.string("name", "")
+            guard !name.isEmpty, !name.contains(":") else {
+                throw ConfigError.invalidValue(path: "task_family.name", line: f.line,
+                                               reason: "with env: swift names the Swift family the program registered (ExternalEnvironments.register)")
+            }
+            x.entryPoint = ExternalEnvironments.swiftPrefix + name
+        } else {
+            let id = try f.string("id", ""), entry = try f.string("entry_point", "")
+            x.environmentID = id.isEmpty ? nil : id
+            x.entryPoint = entry.isEmpty ? nil : entry
+        }
         guard (x.environmentID == nil) != (x.entryPoint == nil) else {
             throw ConfigError.invalidValue(path: "task_family", line: f.line,
                                            reason: "with env: gymnasium names exactly one of id (e.g. LunarLander-v3) and entry_point (package.module:function)")

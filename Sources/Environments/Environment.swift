@@ -67,6 +67,7 @@ public enum EnvironmentError: Error, Equatable, CustomStringConvertible {
     case stateSize(task: String, expected: Int, got: Int)
     case invalidFamily(String)
     case noEnvironmentServer(String)
+    case unknownSwiftFamily(String)
     case unsupported(task: String, what: String)
 
     public var description: String {
@@ -81,6 +82,8 @@ public enum EnvironmentError: Error, Equatable, CustomStringConvertible {
             return text
         case let .noEnvironmentServer(name):
             return "gymnasium task \(name): this process has no environment server (a worker starts one per compute thread; give it --python)"
+        case let .unknownSwiftFamily(name):
+            return "Swift task family '\(name)' is not registered in this program: run the program that registers it (ExternalEnvironments.register), as coordinator and as worker"
         case let .unsupported(task, what):
             return "\(task): \(what) is not supported"
         }

@@ -97,6 +97,12 @@ public struct GymnasiumTask: Codable, Sendable, Hashable {
     /// The environment's name for messages: its id or entry point.
     public var name: String { environmentID ?? entryPoint ?? "?" }
 
+    /// The registered Swift family's name, for a task of one (entry point `swift:NAME`); nil for a Python one.
+    public var swiftFamily: String? {
+        guard let entryPoint, entryPoint.hasPrefix(ExternalEnvironments.swiftPrefix) else { return nil }
+        return String(entryPoint.dropFirst(ExternalEnvironments.swiftPrefix.count))
+    }
+
     public func validate() throws {
         let t = "gymnasium"
         guard (environmentID == nil) != (entryPoint == nil) else {
@@ -256,6 +262,9 @@ public struct GymnasiumFamily: Codable, Sendable, Equatable {
 
     static let attributePrefix = "unwrapped."
 
+    /// A family of Swift tasks (`env: swift`): made in-process by a registered function, no Python involved.
+    public var isSwift: Bool { entryPoint?.hasPrefix(ExternalEnvironments.swiftPrefix) == true }
+
     /// Draws each varied parameter (in name order), then the task's seed.
     func draw(_ rng: inout SeededRNG) -> GymnasiumTask {
         var task = GymnasiumTask(environmentID: environmentID, entryPoint: entryPoint, kwargs: kwargs, maxEpisodeSteps: maxEpisodeSteps)
@@ -300,9 +309,24 @@ public protocol GymnasiumEnvironmentMaker: Sendable {
     func makeEnvironment(for task: GymnasiumTask) throws -> any Environment
 }
 
+/// The environment makers of a process: its gymnasium environment servers, and the Swift task families it registered.
+///
+/// A Swift family is a family whose entry point is `swift:NAME` (cluster.yaml: `env: swift`, `name: NAME`): its tasks
+/// are made in-process by the function registered under NAME, in every process that runs them — a program of one's
+/// own that registers it and runs `MetaTrain.main()` (examples/swift-family), as coordinator and as worker.
 public enum ExternalEnvironments {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var maker: (any GymnasiumEnvironmentMaker)?
+    nonisolated(unsafe) private static var swiftFamilies: [String: @Sendable (GymnasiumTask) throws -> any Environment] = [:]
+
+    /// The entry-point prefix of Swift families.
+    public static let swiftPrefix = "swift:"
+
+    /// Registers the Swift task family `name`: `make` builds a task's environment from its kwargs (and drawn values),
+    /// attributes and seed.
+    public static func register(_ name: String, make: @escaping @Sendable (GymnasiumTask) throws -> any Environment) {
+        lock.lock(); swiftFamilies[name] = make; lock.unlock()
+    }
 
     /// Sets (or, with nil, removes) the process's gymnasium environment maker.
     public static func install(_ newMaker: (any GymnasiumEnvironmentMaker)?) {
@@ -313,6 +337,11 @@ public enum ExternalEnvironments {
     public static var installed: (any GymnasiumEnvironmentMaker)? { lock.lock(); defer { lock.unlock() }; return maker }
 
     static func makeEnvironment(for task: GymnasiumTask) throws -> any Environment {
+        if let name = task.swiftFamily {
+            lock.lock(); let make = swiftFamilies[name]; lock.unlock()
+            guard let make else { throw EnvironmentError.unknownSwiftFamily(name) }
+            return try make(task)
+        }
         guard let maker = installed else { throw EnvironmentError.noEnvironmentServer(task.name) }
         return try maker.makeEnvironment(for: task)
     }

@@ -182,7 +182,7 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         case .mountainCar: return "mountaincar"
         case .goalNavigation: return "goal_navigation"
         case .tabularMDP: return "tabular_mdp"
-        case .gymnasium: return "gymnasium"
+        case .gymnasium(let f): return f.isSwift ? "swift" : "gymnasium"
         }
     }
 

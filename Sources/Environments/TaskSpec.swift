@@ -21,7 +21,7 @@ public enum TaskSpec: Codable, Sendable, Equatable {
         case .mountainCar: return "mountaincar"
         case .goalNavigation: return "goal_navigation"
         case .tabularMDP: return "tabular_mdp"
-        case .gymnasium: return "gymnasium"
+        case .gymnasium(let t): return t.swiftFamily == nil ? "gymnasium" : "swift"
         }
     }
 

@@ -27,7 +27,9 @@ struct ConfigCommand: ParsableCommand {
             print("coordinator binds \(config.coordinator.bind), workers connect to \(config.coordinator.advertise)")
             print("workers: " + config.workers.map { "\($0.host) ×\($0.count) (\($0.threads) thread(s))" }.joined(separator: ", "))
             print("config hash \(config.hash)")
-            if case .gymnasium = config.family { try checkGymnasium(config) }
+            if case .gymnasium(let family) = config.family {
+                if family.isSwift { try checkSwift(config) } else { try checkGymnasium(config) }
+            }
         }
     }
 
@@ -44,6 +46,19 @@ struct ConfigCommand: ParsableCommand {
             print("environment server: \(try pool.identity())")
         } catch {
             throw ValidationError("\(path): the gymnasium family does not start with python '\(config.environmentServer.python)': \(error)")
+        }
+    }
+}
+
+extension ConfigCommand {
+    /// Makes a Swift family's sample task in this program: its sizes, or why it cannot.
+    func checkSwift(_ config: ClusterConfig) throws {
+        let task = try config.task(iteration: 0, slot: 0)
+        do {
+            let env = try task.makeEnvironment()
+            print("Swift family \(task.kindName) (\(String(describing: type(of: env)))): \(env.observationSize) inputs, \(env.actionCount) actions, \(env.maxEpisodeSteps) steps per episode")
+        } catch {
+            throw ValidationError("\(path): \(error)")
         }
     }
 }

@@ -4,9 +4,12 @@ import Logging
 import NeuralNet
 import Transport
 
-@main
-struct MetaTrain: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// The `metatrain` command and its subcommands, as a library: a program of one's own that registers Swift task
+/// families (`ExternalEnvironments.register`) calls `MetaTrain.main()` and is a complete `metatrain`.
+public struct MetaTrain: ParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         commandName: "metatrain",
         abstract: "Meta-trains DQN agents across a cluster: Reptile / first-order / second-order MAML over ZeroMQ workers, and measures whether it helped.",
         subcommands: [Local.self, CoordinatorCommand.self, WorkerCommand.self, CheckpointCommand.self, ConfigCommand.self, KeygenCommand.self, Train.self, Eval.self, Compare.self, Bench.self, ExportCommand.self, StatusCommand.self, Scaling.self]
@@ -15,7 +18,7 @@ struct MetaTrain: ParsableCommand {
     /// Checks METATRAIN_KERNEL before any command computes: a kernel that does not exist, or that this CPU
     /// cannot run, is an error rather than a silent fallback to another kernel (and other bits). Then sets the
     /// allocator up for θ-sized message buffers (`MessageAllocator`; METATRAIN_ALLOCATOR=default keeps glibc's own).
-    static func main() {
+    public static func main() {
         do {
             try Numerics.validateEnvironment()
             try MessageAllocator.configure(environment: ProcessInfo.processInfo.environment)
