@@ -27,7 +27,7 @@ if [ -z "${BASE:-}" ] && ! podman image exists "$base"; then
   rootfs=$(mktemp -d)
   trap 'rm -rf "$rootfs"' EXIT
   echo "container: making $base with debootstrap" >&2
-  debootstrap --variant=minbase --include=libzmq5,libprotobuf-c1,libopenblas0-pthread,libstdc++6 \
+  debootstrap --variant=minbase --include=libzmq5,libprotobuf-c1,libopenblas0-pthread,libstdc++6,python3,python3-venv \
     bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
   tar -C "$rootfs" -c . | podman import - "$base" >/dev/null
 fi
@@ -53,5 +53,16 @@ outside=$(.build/release/metatrain local --config cluster.yaml --iterations 3 --
 rm -rf "$host"
 [ -n "$inside" ] && [ "$inside" = "$outside" ] || {
   echo "container: FAIL: inside the image ${inside:-no result}, outside ${outside:-no result}" >&2; exit 1; }
+# A gymnasium family through the image's environment servers: the same θ inside and outside too.
+gym=(local --config /etc/metatrain/benchmarks/gymnasium-cartpole.yaml --iterations 2 --no-eval)
+inside_gym=$("${podman[@]}" run --rm --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 \
+  -v "$PWD/benchmarks:/etc/metatrain/benchmarks:ro" "$image" "${gym[@]}" --run-dir /runs/gym 2>&1 | grep -oE 'params_sha256 [0-9a-f]{64}' | tail -1)
+host=$(mktemp -d)
+METATRAIN_PYTHON=$(scripts/envserver-venv.sh)
+outside_gym=$(METATRAIN_PYTHON=$METATRAIN_PYTHON .build/release/metatrain local --config benchmarks/gymnasium-cartpole.yaml --iterations 2 \
+  --no-eval --run-dir "$host/gym" 2>&1 | grep -oE 'params_sha256 [0-9a-f]{64}' | tail -1)
+rm -rf "$host"
+[ -n "$inside_gym" ] && [ "$inside_gym" = "$outside_gym" ] || {
+  echo "container: FAIL: gymnasium CartPole inside the image ${inside_gym:-no result}, outside ${outside_gym:-no result}" >&2; exit 1; }
 echo "container: $image runs a 3-iteration meta-training to ${inside#params_sha256 } (the same bits as outside it);" \
      "$(podman image inspect "$image" --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}')"

@@ -5,11 +5,11 @@ cd "$(dirname "$0")/.."
 
 scripts/bootstrap.sh
 
-# The environment servers' Python: a venv with gymnasium, numpy and python/ (the Swift tests start servers with
-# it), and the server's own tests.
-METATRAIN_PYTHON=$(scripts/envserver-venv.sh)
-export METATRAIN_PYTHON
-(cd python && "$METATRAIN_PYTHON" -m pytest -q -p no:cacheprovider)
+# The environment servers' Python: a venv with gymnasium, numpy and python/ in .build/envserver (the Swift tests
+# start servers with it, found there), and the server's own tests. Not exported as METATRAIN_PYTHON: every worker
+# the process tests start would then describe its Python at start-up, a second of CPU each.
+envserver_python=$(scripts/envserver-venv.sh)
+(cd python && "$envserver_python" -m pytest -q -p no:cacheprovider)
 
 # The gymnasium fixtures are copied into the test target; the copy must match the shared oracle.
 shared=../shared/fixtures/gymnasium

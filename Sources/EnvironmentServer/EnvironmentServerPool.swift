@@ -66,6 +66,10 @@ public final class EnvironmentServerPool: GymnasiumEnvironmentMaker, @unchecked 
     /// Server processes started so far (a replaced server counts again).
     public var serversStarted: Int { lock.lock(); defer { lock.unlock() }; return startedCount }
 
+    /// The process ids of the servers this pool started, oldest first (for tests that kill one from outside).
+    public var serverPIDs: [pid_t] { lock.lock(); defer { lock.unlock() }; return startedPIDs }
+    private var startedPIDs: [pid_t] = []
+
     public func makeEnvironment(for task: GymnasiumTask) throws -> any Environment {
         try makeGymnasiumEnvironment(for: task)
     }
@@ -143,8 +147,10 @@ public final class EnvironmentServerPool: GymnasiumEnvironmentMaker, @unchecked 
         }
         startedCount += 1
         lock.unlock()
-        return try EnvironmentServerProcess(python: options.python, allowedModules: options.allowedModules,
-                                            pythonPath: options.pythonPath)
+        let server = try EnvironmentServerProcess(python: options.python, allowedModules: options.allowedModules,
+                                                  pythonPath: options.pythonPath)
+        lock.lock(); startedPIDs.append(server.pid); lock.unlock()
+        return server
     }
 
     /// Takes a server back; one that failed is dropped (the next checkout starts a fresh one).

@@ -140,8 +140,9 @@ struct WorkerCommand: ParsableCommand {
         stop.installSignalHandlers()
         var numerics = try userFacing { try NumericsReport.measure() }
         let pool = EnvironmentServerPool(options: environmentServer.options)
-        // Only a worker told which Python to use describes it (starting Python costs every other worker a second).
-        if environmentServer.python != nil {
+        // Only a worker told which Python to use (--python or METATRAIN_PYTHON) describes it: starting Python costs a
+        // second, which a worker of built-in families need not spend.
+        if environmentServer.python != nil || ProcessInfo.processInfo.environment["METATRAIN_PYTHON"] != nil {
             do {
                 numerics.environment = try pool.environmentFingerprint()
                 logger.info("environment servers: \(numerics.environment) with python '\(pool.options.python)'")
@@ -271,7 +272,7 @@ struct KeygenCommand: ParsableCommand {
 
 /// How a worker runs gymnasium tasks: its own choice, never the coordinator's (which only names the task).
 struct EnvironmentServerOptions: ParsableArguments {
-    @Option(help: "The Python that runs environment servers (metatrain_envserver and gymnasium installed; default: METATRAIN_PYTHON, else .build/envserver/venv/bin/python when present, else python3). Given, the worker also reports its versions and a rollout hash, which gymnasium runs under numerics strict or portable require.")
+    @Option(help: "The Python that runs environment servers (metatrain_envserver and gymnasium installed; default: METATRAIN_PYTHON, else .build/envserver/venv/bin/python when present, else python3). Given (or METATRAIN_PYTHON set), the worker also reports its versions and a rollout hash, which gymnasium runs under numerics strict or portable require.")
     var python: String?
     @Option(name: .customLong("allow-module"), help: "A module (or package) gymnasium entry points may import; repeatable. Nothing else is imported on a task's behalf.")
     var allowModules: [String] = []

@@ -3,6 +3,9 @@ import Environments
 import EnvironmentServer
 import NeuralNet
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Every way a user's environment can fail ends the task with a reason naming it, never the worker, and the
 /// next task gets a working server (the same one when it survived, a new one when it did not).
@@ -43,6 +46,23 @@ import Testing
         #expect(crashed.contains("signal 11"), "\(crashed)")
         Self.recovers(pool)
         #expect(pool.serversStarted == 3)
+    }
+
+    @Test func aServerKilledFromOutsideFailsTheTaskNamingTheSignal() throws {
+        let pool = try ServerTestSupport.pool()
+        var env = try pool.makeGymnasiumEnvironment(for: ServerTestSupport.faulty("none", atStep: 0))
+        var rng = SeededRNG(seed: 1)
+        env.reset(using: &rng)
+        _ = env.step(1)
+        #expect(env.fault == nil)
+        // The server the environment holds is the one the pool started: kill -9 it, as an OOM killer would.
+        kill(try #require(pool.serverPIDs.first), SIGKILL)
+        let outcome = env.step(0)
+        #expect(outcome.terminated)
+        let reason = "\(try #require(env.fault))"
+        #expect(reason.contains("killed by signal 9") && reason.contains("during step"), "\(reason)")
+        Self.recovers(pool)
+        #expect(pool.serversStarted == 2)
     }
 
     @Test func aHungStepTimesOutAndTheServerIsKilled() throws {
