@@ -36,7 +36,7 @@ public enum GymValue: Codable, Sendable, Hashable, CustomStringConvertible {
         case .int(let i): return String(i)
         // Shortest round-tripping text, which Python's json reads back to the same double.
         case .double(let d): return d.isFinite ? (d == d.rounded() && abs(d) < 1e15 ? String(format: "%.1f", d) : "\(d)") : "null"
-        case .string(let s): return GymValue.quoted(s)
+        case .string(let s): return jsonString(s)
         }
     }
 
@@ -53,22 +53,6 @@ public enum GymValue: Codable, Sendable, Hashable, CustomStringConvertible {
         case .double(let d): return d
         default: return nil
         }
-    }
-
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out + "\""
     }
 }
 
@@ -137,11 +121,11 @@ public struct GymnasiumTask: Codable, Sendable, Hashable {
     /// The MAKE request the environment server reads (keys sorted, so equal tasks give equal bytes).
     public var json: String {
         func object(_ values: [String: GymValue]) -> String {
-            "{" + values.keys.sorted().map { "\(GymValue.quoted($0)):\(values[$0]!.json)" }.joined(separator: ",") + "}"
+            "{" + values.keys.sorted().map { "\(jsonString($0)):\(values[$0]!.json)" }.joined(separator: ",") + "}"
         }
         var fields: [String] = []
-        if let environmentID { fields.append("\"id\":\(GymValue.quoted(environmentID))") }
-        if let entryPoint { fields.append("\"entry_point\":\(GymValue.quoted(entryPoint))") }
+        if let environmentID { fields.append("\"id\":\(jsonString(environmentID))") }
+        if let entryPoint { fields.append("\"entry_point\":\(jsonString(entryPoint))") }
         fields.append("\"kwargs\":\(object(kwargs))")
         fields.append("\"attributes\":\(object(attributes))")
         fields.append("\"seed\":\(seed)")

@@ -156,21 +156,6 @@ func taskSpecJSON(_ task: TaskSpec) -> String? {
     return parameters.map { "{\"kind\": \(jsonString(task.kindName)), \"parameters\": \($0)}" }
 }
 
-/// A JSON string literal: quotes, backslashes and control characters escaped.
-public func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-        default: out.unicodeScalars.append(u)
-        }
-    }
-    return out + "\""
-}
-
 /// A JSON number, or null where it is not finite (JSON has neither NaN nor infinity).
 public func jsonNumber(_ x: Double?, digits: Int = 4) -> String {
     guard let x, x.isFinite else { return "null" }
