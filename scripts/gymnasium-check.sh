@@ -6,7 +6,8 @@
 #  3. An environment server that exits (os._exit), segfaults or hangs mid-task fails that slot with the reason in the
 #     coordinator's log, is replaced, and the run ends with the θ of a run without the fault.
 #  4. The shipped example families (LunarLander-v3 physics, a MiniGrid entry point) meta-train for a few
-#     iterations, and `metatrain eval` adapts on the MiniGrid run's held-out tasks.
+#     iterations; `metatrain eval` adapts on the MiniGrid run's held-out tasks and `export` writes its θ; `train`
+#     runs plain DQN on a gymnasium id.
 #  5. examples/swift-family, a package of its own that registers a Swift task family and runs MetaTrain.main(),
 #     builds against the library products and meta-trains its family.
 set -euo pipefail
@@ -111,6 +112,12 @@ if "$bin" eval --checkpoint "$work/minigrid" --tasks 2 --budget 300 --every 100 
    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['tasks'] == 2 and d['task_specs'][0]['kind'] == 'gymnasium', d" "$work/eval.json"; then
   pass "metatrain eval adapts every init on the MiniGrid family's held-out tasks"
 else fail "eval on minigrid" "$work/eval.log"; fi
+if "$bin" export "$work/minigrid" --format safetensors --out "$work/minigrid.safetensors" >"$work/export.log" 2>&1 &&
+   [ -s "$work/minigrid.safetensors" ] &&
+   "$bin" train --env gymnasium:CartPole-v1 --steps 1500 --eval-episodes 2 --json >"$work/train.json" 2>"$work/train.log" &&
+   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['steps'] == 1500 and d['episodes'] > 0, d" "$work/train.json"; then
+  pass "export writes the MiniGrid run's θ, and train runs DQN on gymnasium:CartPole-v1"
+else fail "export or train" "$work/export.log"; tail -5 "$work/train.log"; fi
 
 # A debug build of the example package (its own scratch folder: it builds metatrain again, as a user's would).
 if swift build --package-path examples/swift-family --scratch-path .build/examples >"$work/example-build.log" 2>&1; then

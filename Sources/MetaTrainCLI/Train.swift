@@ -1,5 +1,6 @@
 import ArgumentParser
 import DQN
+import EnvironmentServer
 import Environments
 import Foundation
 import NeuralNet
@@ -16,8 +17,9 @@ struct Train: ParsableCommand {
         case solver
     }
 
-    @Option(help: "Environment: \(TaskSpec.kindNames.joined(separator: ", ")).")
+    @Option(help: "Environment: \(TaskSpec.kindNames.joined(separator: ", ")), or gymnasium:ID (any registered gymnasium id, e.g. gymnasium:LunarLander-v3, through an environment server).")
     var env = "cartpole"
+    @OptionGroup var environmentServer: EnvironmentServerOptions
     @Option(help: "Env steps to train.")
     var steps = 50_000
     @Option(help: "Seed of the network initialisation and the inner loop.")
@@ -65,8 +67,13 @@ struct Train: ParsableCommand {
 
     func run() throws {
         var task = TaskSpec.defaultTask(kind: env)
+        if env.hasPrefix("gymnasium:") {
+            let id = String(env.dropFirst("gymnasium:".count))
+            task = .gymnasium(GymnasiumTask(environmentID: id))
+            ExternalEnvironments.install(EnvironmentServerPool(options: environmentServer.options))
+        }
         guard task != nil else {
-            throw ValidationError("unknown environment '\(env)'; choose one of \(TaskSpec.kindNames.joined(separator: ", "))")
+            throw ValidationError("unknown environment '\(env)'; choose one of \(TaskSpec.kindNames.joined(separator: ", ")), or gymnasium:ID")
         }
         if env == "goal_navigation" {
             let parts = goal.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
