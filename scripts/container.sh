@@ -38,6 +38,13 @@ rm -rf "$stage"; mkdir -p "$stage/lib"
 cp .build/release/metatrain "$stage/metatrain"
 # The Swift runtime is not in Debian: stage the libraries of the toolchain the binary links.
 ldd .build/release/metatrain | awk '$3 ~ /\/swift\/linux\// {print $3}' | xargs -r -I{} cp {} "$stage/lib/"
+# The environment servers' wheels for the image's Python (bookworm's 3.11): gymnasium, numpy, metatrain_envserver.
+mkdir -p "$stage/wheels"
+python3 -m pip download -q --disable-pip-version-check --only-binary=:all: --python-version 3.11 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d "$stage/wheels" gymnasium==1.4.0 numpy==2.4.6 >&2
+python3 -m pip wheel -q --disable-pip-version-check --no-deps -w "$stage/wheels" ./python >&2
+rm -rf python/build python/*.egg-info
 "${podman[@]}" build --build-arg BASE="$base" -t "$image" -f Containerfile . >&2
 
 run=("${podman[@]}" run --rm --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 "$image")
