@@ -44,6 +44,7 @@ TRUNCATED = 2
 MAX_FRAME_BYTES = 64 << 20
 
 HEADER = struct.Struct("<I")
+FRAME_HEAD = struct.Struct("<IB")
 U64 = struct.Struct("<Q")
 U32 = struct.Struct("<I")
 STEP_HEAD = struct.Struct("<dB")
@@ -79,6 +80,10 @@ class FrameReader:
     def next(self) -> bytes | None:
         """The next frame's body, or None when the peer closed the pipe between frames."""
         data = self.pending
+        if not data:  # the usual case: one whole request per read
+            data = os.read(self.fd, 65536)
+            if not data:
+                return None
         while len(data) < HEADER.size:
             chunk = os.read(self.fd, 65536)
             if not chunk:
@@ -101,8 +106,9 @@ class FrameReader:
 
 def write_frame(fd: int, status: int, payload: bytes = b"") -> None:
     """Writes one frame: the status (or command) byte and its payload, in one write where the pipe allows."""
-    data = HEADER.pack(len(payload) + 1) + bytes((status,)) + payload
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    data = FRAME_HEAD.pack(len(payload) + 1, status) + payload
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view):]
