@@ -119,7 +119,10 @@ if "$bin" export "$work/minigrid" --format safetensors --out "$work/minigrid.saf
   pass "export writes the MiniGrid run's θ, and train runs DQN on gymnasium:CartPole-v1"
 else fail "export or train" "$work/export.log"; tail -5 "$work/train.log"; fi
 
-# A debug build of the example package (its own scratch folder: it builds metatrain again, as a user's would).
+# A debug build of the example package (its own scratch folder: it builds metatrain again, as a user's would). From
+# scratch each time, as on a fresh clone: SwiftPM keeps a path dependency's file list from an earlier build, and a
+# source file added to metatrain since would be missing.
+rm -rf .build/examples
 if swift build --package-path examples/swift-family --scratch-path .build/examples >"$work/example-build.log" 2>&1; then
   example=.build/examples/debug/moving-target
   sed -e 's/^  budget: [0-9]* *# env steps per task/  budget: 300/' -e 's/^  tasks: [0-9]*/  tasks: 0/' \
