@@ -1,0 +1,3 @@
+from metatrain_envserver.server import main
+
+raise SystemExit(main())
