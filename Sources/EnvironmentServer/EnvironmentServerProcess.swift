@@ -55,8 +55,16 @@ public final class EnvironmentServerProcess {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        // Its own process group; no signal blocked and SIGPIPE, SIGINT, SIGTERM at their defaults, whatever the
+        // spawning thread (a compute thread, the coordinator's main thread) had blocked or ignored.
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         posix_spawnattr_setpgroup(&attributes, 0)
+        var none = sigset_t(), defaults = sigset_t()
+        sigemptyset(&none)
+        sigemptyset(&defaults)
+        for signal in [SIGPIPE, SIGINT, SIGTERM] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
 
         let arguments = [python, "-m", "metatrain_envserver"] + allowedModules.map { "--allow-module=\($0)" }
         var environment = ProcessInfo.processInfo.environment

@@ -116,6 +116,8 @@ def make_env(spec: TaskSpec, allowed: frozenset[str]) -> gymnasium.Env:
     extra = {} if spec.max_episode_steps is None else {"max_episode_steps": spec.max_episode_steps}
     env = gymnasium.make(spec.env_id, **spec.kwargs, **extra)
     for name, value in spec.attributes.items():
+        if not name.isidentifier() or name.startswith("_"):
+            raise TaskError(f"attribute '{name}' cannot be set: only public attribute names (no leading underscore)")
         if not hasattr(env.unwrapped, name):
             raise TaskError(f"{spec.env_id} has no attribute '{name}' on env.unwrapped to set")
         setattr(env.unwrapped, name, value)

@@ -61,6 +61,14 @@ def test_only_allowed_modules_are_imported(client: Client) -> None:
     assert module_allowed("a.b.c", frozenset({"a"})) and not module_allowed("ab", frozenset({"a"}))
 
 
+def test_only_public_attributes_can_be_set(client: Client) -> None:
+    for name in ("__class__", "_np_random", "not an identifier"):
+        error = client.error(protocol.MAKE, json.dumps({"id": "CartPole-v1", "attributes": {name: 1}}).encode())
+        assert "only public attribute names" in error["message"], error
+    missing = client.error(protocol.MAKE, json.dumps({"id": "CartPole-v1", "attributes": {"no_such": 1}}).encode())
+    assert "no attribute 'no_such'" in missing["message"]
+
+
 def test_unsupported_spaces_are_refused_with_the_wrapper_that_fits(client: Client) -> None:
     pendulum = client.error(protocol.MAKE, json.dumps({"id": "Pendulum-v1"}).encode())
     assert "Discrete actions" in pendulum["message"] and "DiscretizeAction" in pendulum["message"]

@@ -1,3 +1,0 @@
-from metatrain_envserver.server import main
-
-raise SystemExit(main())
