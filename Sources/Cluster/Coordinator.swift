@@ -181,7 +181,7 @@ public final class Coordinator {
         settings.slotTimeoutMs = Int64(config.slotTimeoutMs)
         settings.evalTimeoutMs = Int64(config.coordinator.evalTimeoutMs)
         settings.pipelined = config.meta.isPipelined
-        if case .gymnasium(let family) = config.family, !family.isSwift { settings.holdsEnvironment = true }
+        settings.holdsEnvironment = config.family.usesEnvironmentServers
         scheduler = try Scheduler(settings: settings, startIteration: state.iteration, numerics: numerics)
         started = clock.now
         iterationStarted = started

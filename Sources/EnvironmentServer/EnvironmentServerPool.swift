@@ -82,7 +82,7 @@ public final class EnvironmentServerPool: GymnasiumEnvironmentMaker, @unchecked 
     /// What the servers compute with: the interpreter's and packages' versions (the server's IDENTITY JSON).
     public func identity() throws -> String {
         let lease = ServerLease(pool: self, server: try checkout(), environment: "identity")
-        return String(decoding: try lease.call(.identity, payload: [], timeoutMs: options.startTimeoutMs), as: UTF8.self)
+        return String(decoding: try lease.call(.identity, timeoutMs: options.startTimeoutMs), as: UTF8.self)
     }
 
     /// What these servers compute with, for the numerics fingerprint: "HASH (python …, gymnasium …, numpy …[, module
@@ -90,8 +90,8 @@ public final class EnvironmentServerPool: GymnasiumEnvironmentMaker, @unchecked 
     /// versions) and a fixed 200-step rollout of gymnasium's CartPole-v1 (observations, rewards, ends, bit for bit).
     public func environmentFingerprint() throws -> String {
         let identity = try self.identity()
-        var hash = FNV1a64()
-        hash.add(Array(identity.utf8))
+        var hash = FNV1a()
+        for byte in identity.utf8 { hash.add(UInt64(byte)) }
         var env = try makeGymnasiumEnvironment(for: GymnasiumTask(environmentID: "CartPole-v1"))
         var rng = SeededRNG(seed: 0x656e_7669_726f_6e6d)
         env.reset(using: &rng)
@@ -101,7 +101,7 @@ public final class EnvironmentServerPool: GymnasiumEnvironmentMaker, @unchecked 
             env.writeObservation(to: &observation)
             for v in observation { hash.add(UInt64(v.bitPattern)) }
             hash.add(outcome.reward.bitPattern)
-            hash.add(outcome.terminated ? 1 : outcome.truncated ? 2 : 0)
+            hash.add(UInt64(outcome.terminated ? 1 : outcome.truncated ? 2 : 0))
             if outcome.terminated || outcome.truncated { env.reset(using: &rng) }
         }
         try env.checkFault()
@@ -110,18 +110,18 @@ public final class EnvironmentServerPool: GymnasiumEnvironmentMaker, @unchecked 
             for (name, version) in ((o["modules"] as? [String: Any]) ?? [:]).sorted(by: { $0.key < $1.key }) { parts.append("\(name) \(version)") }
             return parts.joined(separator: ", ")
         } ?? "?"
-        return String(String(format: "%016llx (%@)", hash.value, summary).prefix(500))
+        return String("\(hash.hex) (\(summary))".prefix(500))
     }
 
     /// The median round trip of `count` empty requests, in seconds (`metatrain bench`).
     public func pingSeconds(count: Int) throws -> Double {
         let lease = ServerLease(pool: self, server: try checkout(), environment: "ping")
-        _ = try lease.call(.ping, payload: [], timeoutMs: options.startTimeoutMs)
+        _ = try lease.call(.ping, timeoutMs: options.startTimeoutMs)
         var times: [Double] = []
         times.reserveCapacity(count)
         for _ in 0..<count {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            _ = try lease.call(.ping, payload: [], timeoutMs: options.stepTimeoutMs)
+            _ = try lease.call(.ping, timeoutMs: options.stepTimeoutMs)
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
         }
         times.sort()
@@ -161,11 +161,4 @@ public final class EnvironmentServerPool: GymnasiumEnvironmentMaker, @unchecked 
         lock.unlock()
         server.shutDown()
     }
-}
-
-/// 64-bit FNV-1a over words and bytes: the environment fingerprint's hash (stable across processes and builds).
-struct FNV1a64 {
-    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
-    mutating func add(_ bytes: [UInt8]) { for b in bytes { value = (value ^ UInt64(b)) &* 0x100_0000_01b3 } }
-    mutating func add(_ word: UInt64) { for i in 0..<8 { value = (value ^ ((word >> (8 * UInt64(i))) & 0xff)) &* 0x100_0000_01b3 } }
 }

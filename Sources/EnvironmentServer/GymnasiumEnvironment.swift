@@ -24,7 +24,7 @@ public struct GymnasiumEnvironment: Environment {
         self.task = task
         self.lease = lease
         let text = task.json
-        let reply = try lease.call(.make, payload: Array(text.utf8), timeoutMs: lease.pool.options.startTimeoutMs)
+        let reply = try Array(text.utf8).withUnsafeBytes { try lease.call(.make, payload: $0, timeoutMs: lease.pool.options.startTimeoutMs) }
         guard let object = try? JSONSerialization.jsonObject(with: Data(reply)) as? [String: Any],
               let size = object["observation_size"] as? Int, let actions = object["action_count"] as? Int,
               let steps = object["max_episode_steps"] as? Int else {
@@ -48,10 +48,10 @@ public struct GymnasiumEnvironment: Environment {
     public mutating func reset(using rng: inout SeededRNG) {
         let seed = rng.next()
         guard fault == nil else { return }
-        var word = seed.littleEndian
-        let payload = withUnsafeBytes(of: &word) { Array($0) }
         do {
-            let reply = try lease.call(.reset, payload: payload, timeoutMs: lease.pool.options.stepTimeoutMs)
+            let reply = try withUnsafeBytes(of: seed.littleEndian) {
+                try lease.call(.reset, payload: $0, timeoutMs: lease.pool.options.stepTimeoutMs)
+            }
             try take(observation: reply, after: "reset")
         } catch { fault = error }
     }
@@ -59,17 +59,18 @@ public struct GymnasiumEnvironment: Environment {
     /// Restarts the episode at `state` (`env.unwrapped.state`, for classic-control environments).
     public mutating func setState(_ state: [Double]) throws {
         try checkFault()
-        let payload = state.flatMap { value in withUnsafeBytes(of: value.bitPattern.littleEndian) { Array($0) } }
-        let reply = try lease.call(.setState, payload: payload, timeoutMs: lease.pool.options.stepTimeoutMs)
+        let values = state.map { $0.bitPattern.littleEndian }
+        let reply = try values.withUnsafeBytes { try lease.call(.setState, payload: $0, timeoutMs: lease.pool.options.stepTimeoutMs) }
         try take(observation: reply, after: "set_state")
     }
 
     public mutating func step(_ action: Int) -> StepOutcome {
         guard fault == nil else { return StepOutcome(reward: 0, terminated: true, truncated: false) }
-        var word = UInt32(truncatingIfNeeded: action).littleEndian
-        let payload = withUnsafeBytes(of: &word) { Array($0) }
         do {
-            let reply = try lease.call(.step, payload: payload, timeoutMs: lease.pool.options.stepTimeoutMs)
+            // The action's four bytes go straight from the stack: nothing is allocated per step on this side.
+            let reply = try withUnsafeBytes(of: UInt32(truncatingIfNeeded: action).littleEndian) {
+                try lease.call(.step, payload: $0, timeoutMs: lease.pool.options.stepTimeoutMs)
+            }
             guard reply.count == 9 + 4 * observationSize else {
                 throw EnvironmentFailure(environment: task.name, reason: .badValues(
                     "step sent \(reply.count) bytes; \(9 + 4 * observationSize) expected"))
@@ -140,12 +141,10 @@ final class ServerLease: @unchecked Sendable {
     }
 
     /// One request; the environment's failures come back as `EnvironmentFailure` naming it.
-    func call(_ command: EnvironmentServerProcess.Command, payload: [UInt8], timeoutMs: Int) throws -> UnsafeRawBufferPointer {
-        var failure: EnvironmentServerError?
-        let reply = payload.withUnsafeBytes { bytes -> UnsafeRawBufferPointer? in
-            do { return try server.call(command, payload: bytes, timeoutMs: timeoutMs) } catch { failure = error as? EnvironmentServerError ?? .protocolViolation("\(error)"); return nil }
+    func call(_ command: EnvironmentServerProcess.Command, payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+              timeoutMs: Int) throws -> UnsafeRawBufferPointer {
+        do { return try server.call(command, payload: payload, timeoutMs: timeoutMs) } catch {
+            throw EnvironmentFailure(environment: environment, reason: error)
         }
-        guard let reply else { throw EnvironmentFailure(environment: environment, reason: failure!) }
-        return reply
     }
 }

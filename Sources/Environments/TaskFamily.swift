@@ -186,6 +186,12 @@ public enum TaskFamily: Codable, Sendable, Equatable {
         }
     }
 
+    /// Whether the family's tasks run in Python environment servers (a gymnasium family, not a Swift one).
+    public var usesEnvironmentServers: Bool {
+        if case .gymnasium(let family) = self { return !family.isSwift }
+        return false
+    }
+
     /// Draws one task. Throws only if the family is invalid (see `validate()`).
     public func sample(using rng: inout SeededRNG) throws -> TaskSpec {
         if case .gymnasium(let family) = self {

@@ -57,27 +57,6 @@ public struct NumericsFingerprint: Sendable, Equatable, CustomStringConvertible 
     }
 }
 
-/// 64-bit FNV-1a over bit patterns: enough to tell two computations apart (nobody forges a fingerprint to
-/// join a run; CURVE keys are for that).
-struct FNV1a {
-    private var state: UInt64 = 0xcbf2_9ce4_8422_2325
-
-    mutating func add(_ word: UInt64) {
-        for shift in stride(from: 0, to: 64, by: 8) {
-            state ^= (word >> UInt64(shift)) & 0xff
-            state = state &* 0x0000_0100_0000_01b3
-        }
-    }
-
-    mutating func add(_ values: [Float]) { for v in values { add(UInt64(v.bitPattern)) } }
-    mutating func add(_ value: Double) { add(value.bitPattern) }
-
-    var hex: String {
-        let digits = String(state, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
-    }
-}
-
 /// How a run treats workers whose numerics differ (cluster.yaml `numerics`).
 public enum NumericsPolicy: String, Sendable, CaseIterable, Codable {
     /// The run's fingerprint is the first worker's (or the checkpoint's); a worker with another is refused.

@@ -45,7 +45,7 @@ struct Local: ParsableCommand {
                                               stop: stop, logger: logger)
             let processes = try (0..<count).map { i in
                 try spawnWorker(index: i, endpoint: coordinator.advertised, threads: threadCount, folder: folder,
-                                environmentServer: cfg.environmentServer, gymnasium: { if case .gymnasium(let f) = cfg.family { return !f.isSwift } else { return false } }())
+                                environmentServer: cfg.environmentServer, gymnasium: cfg.family.usesEnvironmentServers)
             }
             logger.info("started \(count) worker process(es) with \(threadCount) thread(s) each; logs in \(folder)/worker-*.log")
             defer { reap(processes) }
