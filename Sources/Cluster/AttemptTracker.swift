@@ -5,10 +5,11 @@ import Foundation
 ///
 /// The Scheduler keeps one for the current iteration's training slots and one per eval request, so both kinds
 /// of work follow the same rules: an item runs until some attempt delivers; a lost attempt makes it pending
-/// again only if no other holder still runs it (holders live with the workers, so the caller says); a straggler —
-/// running longer than `multiple` × the median attempt — gets one backup; the first result wins and later
-/// ones are duplicates. Pure and value-typed, so the simulation and the transcript tests drive it directly.
-struct AttemptTracker<Key: Hashable, Result> {
+/// again only if no other holder still runs it; a straggler — running longer than `multiple` × the median
+/// attempt — gets one backup, on a worker that does not hold it; the first result wins and later ones are
+/// duplicates. The tracker owns who holds each item (`holders(of:)`), so no caller scans the workers to find out.
+/// Pure and value-typed, so the simulation and the transcript tests drive it directly.
+struct AttemptTracker<Key: Hashable, Result, Holder: Hashable> {
     enum Status {
         case pending
         case running
@@ -45,6 +46,8 @@ struct AttemptTracker<Key: Hashable, Result> {
     private var pendingPositions: [Int] = []
     private(set) var runningKeys: Set<Key> = []
     private var doneCount = 0
+    /// Who holds an attempt of each item, one entry per attempt held (a holder may hold two attempts of one item).
+    private var holding: [Key: [Holder]] = [:]
     /// When each run of attempts began, oldest first, with entries left by items that have since been delivered,
     /// backed up or requeued (dropped when they come to the front): the straggler check is over at once while the
     /// oldest item that could straggle is younger than the limit. Valid while hand-outs come in time order
@@ -68,6 +71,7 @@ struct AttemptTracker<Key: Hashable, Result> {
         pendingPositions = Array(keys.indices)
         runningKeys = []
         doneCount = 0
+        holding = [:]
         starts = []
         startsFront = 0
         startsInOrder = true
@@ -131,9 +135,13 @@ struct AttemptTracker<Key: Hashable, Result> {
     /// The upper median of the attempt times; nil before any completed.
     var median: Tick? { sortedDurations.isEmpty ? nil : sortedDurations[sortedDurations.count / 2] }
 
-    /// Records a new attempt of `key` handed out at `now` and returns its number.
-    mutating func start(_ key: Key, now: Tick) -> Int {
+    /// The holders of attempts of `key` (one entry per attempt held).
+    func holders(of key: Key) -> [Holder] { holding[key] ?? [] }
+
+    /// Records a new attempt of `key` handed to `holder` at `now` and returns its number.
+    mutating func start(_ key: Key, holder: Holder, now: Tick) -> Int {
         setStatus(key, .running)
+        holding[key, default: []].append(holder)
         var item = items[key]!
         let attempt = item.attempts
         item.attempts += 1
@@ -165,10 +173,20 @@ struct AttemptTracker<Key: Hashable, Result> {
         return true
     }
 
-    /// An attempt of `key` was lost (timed out, refused, its worker gone): the item is pending again unless it
-    /// is done or `stillHeld` (another attempt runs). True when it went back to pending.
-    mutating func requeue(_ key: Key, stillHeld: Bool) -> Bool {
-        guard isRunning(key), !stillHeld else { return false }
+    /// `holder` no longer holds its attempt of `key` (it delivered, failed, timed out or is gone); with `requeue`,
+    /// the item is pending again unless it is done or another attempt of it is still held. True when it went back
+    /// to pending. A holder that held no attempt of `key` changes nothing but the requeue.
+    mutating func release(_ key: Key, holder: Holder, requeue: Bool) -> Bool {
+        if var held = holding[key], let i = held.firstIndex(of: holder) {
+            held.remove(at: i)
+            holding[key] = held.isEmpty ? nil : held
+        }
+        return requeue && requeueIfUnheld(key)
+    }
+
+    /// Makes a running item that nobody holds pending again; true when it did.
+    mutating func requeueIfUnheld(_ key: Key) -> Bool {
+        guard isRunning(key), holding[key] == nil else { return false }
         setStatus(key, .pending)
         items[key]!.startedAt = nil
         return true
@@ -190,27 +208,46 @@ struct AttemptTracker<Key: Hashable, Result> {
 
     /// Running items without a backup that have run longer than `multiple` × the median attempt time, in order,
     /// with how long they have run and that median; none until `minimumSamples` attempts completed.
+    ///
+    /// While hand-outs come in time order, only the runs of attempts older than the limit are visited, and entries
+    /// left by items since delivered, backed up or requeued are dropped as they are passed: an event costs the
+    /// stragglers it finds, not the batch (issue 39: a straggler no idle worker could back up made every event at an
+    /// iteration's tail scan and sort every running item).
     mutating func stragglers(now: Tick, multiple: Double, minimumSamples: Int) -> [(key: Key, ranFor: Tick, median: Tick)] {
         guard durations.count >= minimumSamples, let median else { return [] }
         let limit = Tick(Double(max(median, 1)) * multiple)
+        func straggles(_ key: Key, startedAt: Tick?) -> Bool {
+            guard let item = items[key], case .running = item.status, item.backups == 0, let started = item.startedAt else { return false }
+            return startedAt == nil || started == startedAt
+        }
+        var found: [(key: Key, ranFor: Tick, median: Tick)] = []
         if startsInOrder {
-            // Drop the entries of items that can no longer straggle in this run of attempts; the front is then the
-            // oldest that can, and if it is within the limit so is every other.
-            while startsFront < starts.count {
-                let (startedAt, key) = starts[startsFront]
-                if let item = items[key], case .running = item.status, item.backups == 0, item.startedAt == startedAt { break }
-                startsFront += 1
+            var kept: [(startedAt: Tick, key: Key)] = []
+            var seen = Set<Key>()   // a run requeued and started again at the same tick left two entries
+            var i = startsFront
+            while i < starts.count, now - starts[i].startedAt > limit {
+                let (startedAt, key) = starts[i]
+                if straggles(key, startedAt: startedAt), seen.insert(key).inserted {
+                    kept.append(starts[i])
+                    found.append((key, now - startedAt, median))
+                }
+                i += 1
             }
+            // The stragglers found move up to just before the first entry not visited, in their order; the entries
+            // they replace are stale or themselves.
+            startsFront = i - kept.count
+            for (j, entry) in kept.enumerated() { starts[startsFront + j] = entry }
             if startsFront > 1024, startsFront * 2 > starts.count {
                 starts.removeFirst(startsFront)
                 startsFront = 0
             }
-            guard startsFront < starts.count, now - starts[startsFront].startedAt > limit else { return [] }
+        } else {
+            for key in runningKeys where straggles(key, startedAt: nil) {
+                let ranFor = now - items[key]!.startedAt!
+                if ranFor > limit { found.append((key, ranFor, median)) }
+            }
         }
-        return runningKeys.compactMap { key -> (key: Key, ranFor: Tick, median: Tick)? in
-            guard let item = items[key], item.backups == 0, let started = item.startedAt, now - started > limit else { return nil }
-            return (key, now - started, median)
-        }.sorted { position[$0.key]! < position[$1.key]! }
+        return found.sorted { position[$0.key]! < position[$1.key]! }
     }
 
     mutating func noteBackup(_ key: Key) { items[key]?.backups += 1 }

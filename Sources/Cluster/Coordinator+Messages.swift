@@ -119,17 +119,12 @@ extension Coordinator {
             case .finished:
                 finished = true
             case .abort(let reason):
-                // θ has not taken the failing iteration's update: it is the last good one, checkpointed here.
-                let advice = "θ after \(state.iteration) meta-updates is checkpointed; lower meta.outer_step (now \(config.meta.outerStep)) or inner_loop.learning_rate (now \(config.innerLoop.dqn.learningRate)), then continue with --resume --force-config"
-                logger.error("\(reason); \(advice)")
-                try shutdown(reason: "run stopped: \(reason)")
-                throw ClusterError.aborted("\(reason); \(advice)")
+                try stopDiverged(reason)
             case let .confirmDivergence(key, reason):
                 guard let base = state.theta(version: config.meta.baseVersion(of: key.iteration)) else {
-                    logger.error("internal: no θ for a divergence report of \(key) at iteration \(state.iteration)")
-                    break
+                    try stopRun(.internalInconsistency("no θ of version \(config.meta.baseVersion(of: key.iteration)) for a divergence report of \(key) at iteration \(state.iteration)"))
                 }
-                divergence.confirm(key, reported: reason, theta: base, config: config, numerics: scheduler.numerics.policy)
+                divergence.confirm(key, reported: reason, theta: base, config: config, numerics: scheduler.numerics)
             case let .forwardEvalOutcome(client, key):
                 if let outcome = inboundOutcome, outcome.key == key { send(client, .evalOutcome(outcome)) }
             case .forgetEvalRequest(let number):
@@ -150,12 +145,10 @@ extension Coordinator {
         case .goodbye(let reason): message = .goodbye(reason: reason)
         case .evalJob(let key):
             guard let job = evalJobs[key.request]?[key.job] else {
-                logger.error("internal: no job content for \(key)")
-                return
+                try stopRun(.internalInconsistency("no job content for eval job \(key)"))
             }
             guard let initial = evalTensors[key.request]?[key.job] else {
-                logger.error("internal: no parameters frame for \(key)")
-                return
+                try stopRun(.internalInconsistency("no parameters frame for eval job \(key)"))
             }
             send(peer, .evalJob(EvalJobMessage(key: key, job: job)), sharing: initial)
             return
@@ -168,8 +161,7 @@ extension Coordinator {
                 parameterVersion: version, parameters: nil))
             if includeParameters {
                 guard let tensor = try thetaTensor(version: version) else {
-                    logger.error("internal: no θ of version \(version) for \(key) at iteration \(state.iteration)")
-                    return
+                    try stopRun(.internalInconsistency("no θ of version \(version) for \(key) at iteration \(state.iteration)"))
                 }
                 send(peer, message, sharing: tensor)
                 return

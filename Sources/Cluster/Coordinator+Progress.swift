@@ -34,7 +34,7 @@ extension Coordinator {
     /// Adds slot `slot`'s update to the iteration's sum (the Scheduler hands them on in slot order, each once).
     func fold(iteration: Int, slot: Int, payload: SlotPayload) throws {
         guard iteration == state.iteration, slot == (folded.iteration == iteration ? folded.statistics.count : 0) else {
-            throw ClusterError.aborted("internal: the scheduler folded slot \(slot) of iteration \(iteration) after \(folded.statistics.count) slots of iteration \(folded.iteration), θ at \(state.iteration)")
+            try stopRun(.internalInconsistency("the scheduler folded slot \(slot) of iteration \(iteration) after \(folded.statistics.count) slots of iteration \(folded.iteration), θ at \(state.iteration)"))
         }
         if folded.iteration != iteration { folded = IterationFold(iteration: iteration, keepsUpdates: config.meta.algorithm == .distill) }
         folded.add(payload)
@@ -42,19 +42,25 @@ extension Coordinator {
 
     func apply(iteration: Int) throws {
         guard iteration == state.iteration, folded.iteration == iteration, folded.statistics.count == config.meta.metaBatch else {
-            throw ClusterError.aborted("internal: the scheduler applied iteration \(iteration) with \(folded.statistics.count) slots of iteration \(folded.iteration) folded, θ at \(state.iteration)")
+            try stopRun(.internalInconsistency("the scheduler applied iteration \(iteration) with \(folded.statistics.count) slots of iteration \(folded.iteration) folded, θ at \(state.iteration)"))
         }
         let fold = folded
         folded = IterationFold(iteration: -1, keepsUpdates: false)  // the sum's memory goes before θ's next version
+        // The update is applied to a copy and kept only if θ stays finite: a non-finite θ never replaces the last
+        // good one, which the stop checkpoints (and every worker is told why: issue 39, defect 4).
+        var next = state
         if fold.keepsUpdates {
             let kernel: GEMMBackend = scheduler.numerics.policy == .portable ? .portable : .selected
             let updates = try config.metaUpdates(iteration: iteration, theta: state.theta, slotUpdates: fold.updates, kernel: kernel)
-            state.apply(updates: updates, settings: config.meta)
+            next.apply(updates: updates, settings: config.meta)
         } else {
-            state.apply(mean: fold.sum.mean, settings: config.meta)
+            next.apply(mean: fold.sum.mean, settings: config.meta)
         }
+        guard next.theta.isFinite else {
+            try stopDiverged("θ became non-finite at meta-update \(iteration + 1) (every slot's update was finite and within bounds; their mean step was not)")
+        }
+        state = next
         let statistics = fold.statistics
-        guard state.theta.isFinite else { throw ClusterError.aborted("θ became non-finite after iteration \(iteration)") }
         if evaluation.isDue(state.iteration) { evaluation.start(iteration: state.iteration, theta: state.theta) }
         // Everything cheap is taken now, at the update; writing it out waits until the commands of this event (the
         // next iteration's hand-out among them) have run: `writeProgress`.

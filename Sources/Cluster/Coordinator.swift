@@ -263,7 +263,7 @@ public final class Coordinator {
                 }
             }
             for (key, found) in divergence.takeFinished() {
-                try execute(scheduler.handle(.divergenceChecked(key, diverged: found), now: now))
+                try execute(scheduler.handle(.divergenceChecked(key, found), now: now))
             }
             try execute(scheduler.handle(.tick, now: now))
             busy += clock.now - t0
@@ -278,10 +278,32 @@ public final class Coordinator {
                            paramsSHA256: parametersSHA256(state.theta), interrupted: interrupted, counters: scheduler.counters)
     }
 
-    /// Final checkpoint, goodbye to every worker.
+    /// Goodbye to every worker and client, then a final checkpoint.
+    ///
+    /// The goodbyes go first: a checkpoint that fails (a full disk) must not leave welcomed workers retrying a
+    /// coordinator that is gone (issue 39, defect 4). A failed checkpoint is thrown; the caller names both.
     func shutdown(reason: String) throws {
-        logger.info("\(reason): writing a final checkpoint and telling \(scheduler.workerCount) worker(s) to stop")
-        if lastCheckpoint != state.iteration { try checkpoint() }
+        logger.info("\(reason): telling \(scheduler.workerCount) worker(s) to stop and writing a final checkpoint")
         for peer in scheduler.peers + scheduler.clientPeers { send(peer, .goodbye(reason: reason)) }
+        if lastCheckpoint != state.iteration { try checkpoint() }
+    }
+
+    /// Stops the run for `error`: every peer is told why (goodbye), θ as it stands (the last good one: no failing
+    /// update was applied) is checkpointed, and `error` is thrown — or, if the checkpoint fails, an error that names
+    /// both, so the reason is never replaced by the disk's complaint.
+    func stopRun(_ error: ClusterError) throws -> Never {
+        logger.error("\(error)")
+        do {
+            try shutdown(reason: "\(error)")
+        } catch let failure {
+            throw ClusterError.checkpointFailed(reason: "\(error)", error: "\(failure)")
+        }
+        throw error
+    }
+
+    /// Stops a run that diverged (confirmed on the coordinator) with the advice that gets it going again.
+    func stopDiverged(_ reason: String) throws -> Never {
+        let advice = "θ after \(state.iteration) meta-updates is checkpointed; lower meta.outer_step (now \(config.meta.outerStep)) or inner_loop.learning_rate (now \(config.innerLoop.dqn.learningRate)), then continue with --resume --force-config"
+        try stopRun(.diverged("\(reason); \(advice)"))
     }
 }

@@ -14,6 +14,9 @@ public struct SchedulerLimits: Sendable, Equatable {
     public var maxEvalRequestsPerClient = 4
     /// Deadlines a worker may miss in a row, without delivering anything in between, before it is disconnected.
     public var maxTimeouts = 3
+    /// Failures (or deaths of its holders) after which an eval job is given up and its request abandoned, the client
+    /// told why: a job that fails everywhere fails deterministically.
+    public var evalGiveUpAttempts = 5
 
     public init() {}
 }

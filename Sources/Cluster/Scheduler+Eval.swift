@@ -36,7 +36,7 @@ extension Scheduler {
     mutating func acceptEval(_ peer: Peer, _ key: EvalKey, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         // As for slots: the time of this attempt, from its hand-out to its outcome.
         let heldSince = workers[peer]?.evalRunning[key]
-        unholdEval(peer, key)
+        releaseEval(peer, key, requeue: false)
         workers[peer]?.timeouts = 0
         guard var request = evalRequests[key.request], request.jobs.complete(key.job, (), took: heldSince.map { now - $0 }) else {
             counters.evalDuplicatesDropped += 1
@@ -58,12 +58,12 @@ extension Scheduler {
     }
 
     mutating func failEval(_ peer: Peer, _ key: EvalKey, _ reason: String, _ out: inout [SchedulerCommand<Payload>]) {
-        unholdEval(peer, key)
+        releaseEval(peer, key, requeue: false)
         workers[peer]?.timeouts = 0
         guard let request = evalRequests[key.request], request.jobs[key.job] != nil, !request.jobs.isDone(key.job) else { return }
         out.append(.log(.error, "worker \(workers[peer]?.id ?? "\(peer)") failed \(key): \(reason)"))
         let failures = evalRequests[key.request]!.jobs.fail(key.job)
-        if failures >= settings.failedAttemptsWarning {
+        if failures >= settings.limits.evalGiveUpAttempts {
             // A job that fails everywhere fails deterministically: tell the client instead of retrying forever.
             out.append(.send(request.client, .error(ErrorReply(
                 code: .taskFailed, message: "eval job \(key.job) failed \(failures) times; last: \(reason)"))))
@@ -73,17 +73,16 @@ extension Scheduler {
         requeueEval(key)
     }
 
-    /// Makes an eval job pending again unless it is done or another worker still runs it.
-    mutating func requeueEval(_ key: EvalKey) {
-        guard evalRequests[key.request] != nil else { return }
-        if evalRequests[key.request]!.jobs.requeue(key.job, stillHeld: !evalHolders(key.request, key.job).isEmpty) {
-            counters.evalRequeued += 1
-        }
+    /// Frees `peer`'s capacity for eval attempt `key`; with `requeue`, the job is pending again unless it is done or
+    /// another worker still runs it (nothing for a request no longer outstanding).
+    mutating func releaseEval(_ peer: Peer, _ key: EvalKey, requeue: Bool) {
+        workers[peer]?.evalRunning[key] = nil
+        if evalRequests[key.request]?.jobs.release(key.job, holder: peer, requeue: requeue) == true { counters.evalRequeued += 1 }
     }
 
-    /// The workers running an attempt of job `job` of request `request`.
-    func evalHolders(_ request: Int, _ job: Int) -> Set<Peer> {
-        Set(workers.byPeer.filter { $0.value.evalRunning.keys.contains { $0.request == request && $0.job == job } }.map(\.key))
+    /// Makes an eval job pending again unless it is done or a worker still runs it.
+    mutating func requeueEval(_ key: EvalKey) {
+        if evalRequests[key.request]?.jobs.requeueIfUnheld(key.job) == true { counters.evalRequeued += 1 }
     }
 
     /// Drops a request whose client is gone or whose job cannot succeed; running attempts finish and are dropped.
@@ -122,7 +121,7 @@ extension Scheduler {
         for number in numbers {
             let stragglers = evalRequests[number]!.jobs.stragglers(now: now, multiple: multiple, minimumSamples: settings.backupMinimumSamples)
             for (index, ranFor, median) in stragglers {
-                let holders = evalHolders(number, index)
+                let holders = evalRequests[number]!.jobs.holders(of: index)
                 guard let at = free.firstIndex(where: { !holders.contains($0) }) else { continue }
                 let peer = free[at]
                 evalRequests[number]!.jobs.noteBackup(index)
@@ -135,7 +134,7 @@ extension Scheduler {
     }
 
     mutating func dispatchEval(_ number: Int, _ index: Int, to peer: Peer, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
-        let key = EvalKey(request: number, job: index, attempt: evalRequests[number]!.jobs.start(index, now: now))
+        let key = EvalKey(request: number, job: index, attempt: evalRequests[number]!.jobs.start(index, holder: peer, now: now))
         workers[peer]!.evalRunning[key] = now
         workers[peer]!.lastSent = now
         counters.evalJobsSent += 1

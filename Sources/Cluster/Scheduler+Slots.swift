@@ -101,7 +101,7 @@ extension Scheduler {
     mutating func assignBackups(now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         guard let multiple = settings.backupAfterMedianMultiple else { return }
         for (slot, ranFor, median) in current.slots.stragglers(now: now, multiple: multiple, minimumSamples: settings.backupMinimumSamples) {
-            let busy = Set(workers.byPeer.filter { $0.value.running.keys.contains { $0.iteration == iteration && $0.slot == slot } }.map(\.key))
+            let busy = current.slots.holders(of: slot)
             // No candidate for this straggler (its holders are the only free ones) does not mean none for the next.
             guard let peer = workers.availableInJoinOrder.first(where: { !busy.contains($0) }) else { continue }
             current.slots.noteBackup(slot)
@@ -114,7 +114,7 @@ extension Scheduler {
     /// Records a new attempt of slot `slot` of `iteration` on `peer` and returns the command that sends it (with θ
     /// when the worker does not hold the version the slot adapts).
     mutating func dispatch(_ iteration: Int, _ slot: Int, to peer: Peer, now: Tick) -> SchedulerCommand<Payload> {
-        let attempt = withRound(iteration) { $0.slots.start(slot, now: now) }!
+        let attempt = withRound(iteration) { $0.slots.start(slot, holder: peer, now: now) }!
         let key = SlotKey(iteration: iteration, slot: slot, attempt: attempt)
         let base = settings.baseVersion(of: iteration)
         var worker = workers[peer]!
@@ -194,10 +194,9 @@ extension Scheduler {
             let stallLimit = max(slotLimit, settings.minimumStallMs)
             let stalled = now - worker.envStepsMovedAt > stallLimit
             for (key, since) in worker.evalRunning.sorted(by: { $0.key < $1.key }) {
-                guard evalRequests[key.request] != nil else { unholdEval(peer, key); continue }
+                guard evalRequests[key.request] != nil else { releaseEval(peer, key, requeue: false); continue }
                 guard now - since > settings.evalTimeoutMs || (stalled && now - since > stallLimit) else { continue }
-                unholdEval(peer, key)
-                requeueEval(key)
+                releaseEval(peer, key, requeue: true)
                 missed.append("eval job \(key.job) of request \(key.request) (held \(now - since) ms)")
             }
             if !missed.isEmpty {
@@ -220,11 +219,6 @@ extension Scheduler {
         }
     }
 
-    /// Forgets that `peer` holds eval attempt `key` (it delivered, failed, or lost it).
-    mutating func unholdEval(_ peer: Peer, _ key: EvalKey) {
-        workers[peer]?.evalRunning[key] = nil
-    }
-
     /// The slots being run (the current iteration's, and a pipelined run's next iteration's) that are neither done,
     /// pending, nor held by a live worker: always empty (the fault simulation checks it after every step; a refused
     /// result must never strand a slot).
@@ -232,7 +226,9 @@ extension Scheduler {
         guard !isFinished else { return [] }
         return [(iteration, current), (iteration + 1, ahead)].flatMap { (iteration: Int, round: Round?) -> [SlotKey] in
             guard let slots = round?.slots else { return [] }
-            return slots.order.filter { slots.isRunning($0) && !isRunningElsewhere(iteration, $0) }
+            // Found by scanning the workers, not from the tracker's holders: the check is that the two agree.
+            let held = Set(workers.values.flatMap { $0.running.keys.filter { $0.iteration == iteration }.map(\.slot) })
+            return slots.order.filter { slots.isRunning($0) && (!held.contains($0) || slots.holders(of: $0).isEmpty) }
                 .map { SlotKey(iteration: iteration, slot: $0, attempt: slots[$0]?.attempts ?? 0) }
         }
     }

@@ -14,6 +14,8 @@ extension Scheduler {
         private(set) var joinOrder: [Peer] = []
         /// The free threads of each worker that can take work (`Worker.canTakeWork`), with its join number.
         private var free: [Peer: (threads: Int, number: Int)] = [:]
+        /// The same workers by join number, ascending (kept as they change, so no event sorts them).
+        private var freeByNumber: [(number: Int, peer: Peer)] = []
         /// The free threads of all workers that can take work.
         private(set) var freeThreads = 0
 
@@ -45,20 +47,31 @@ extension Scheduler {
         var inJoinOrder: [(key: Peer, value: Worker)] { joinOrder.compactMap { peer in byPeer[peer].map { (peer, $0) } } }
 
         /// The workers that can take work, in the order they joined.
-        var availableInJoinOrder: [Peer] {
-            free.sorted { $0.value.number < $1.value.number }.map(\.key)
-        }
+        var availableInJoinOrder: [Peer] { freeByNumber.map(\.peer) }
 
         private mutating func refresh(_ peer: Peer) {
-            let before = free[peer]?.threads ?? 0
+            let before = free[peer]
             var now = 0
-            if let worker = byPeer[peer], worker.canTakeWork {
+            if let worker = byPeer[peer], worker.canTakeWork, worker.threads > worker.load {
                 now = worker.threads - worker.load
                 free[peer] = (now, worker.number)
-            } else if before > 0 {
+                if before == nil { freeByNumber.insert((worker.number, peer), at: place(of: worker.number)) }
+            } else if let before {
                 free[peer] = nil
+                let i = place(of: before.number)
+                if i < freeByNumber.count, freeByNumber[i].peer == peer { freeByNumber.remove(at: i) }
             }
-            freeThreads += now - before
+            freeThreads += now - (before?.threads ?? 0)
+        }
+
+        /// The first index of `freeByNumber` whose number is ≥ `number`.
+        private func place(of number: Int) -> Int {
+            var low = 0, high = freeByNumber.count
+            while low < high {
+                let mid = (low + high) / 2
+                if freeByNumber[mid].number < number { low = mid + 1 } else { high = mid }
+            }
+            return low
         }
     }
 }

@@ -8,8 +8,13 @@ extension Scheduler {
 
     mutating func register(_ peer: Peer, _ hello: Hello, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         if let known = workers[peer] {
-            // A repeated hello on a live connection (several "unknown worker" replies crossed): same worker.
+            // A repeated hello on a live connection (several "unknown worker" replies crossed, or a worker that
+            // re-registered without reconnecting): same worker, id and number. A welcome empties the worker's θ cache
+            // and its queue of jobs not started (`WorkerSession`), so the record here starts empty too: no θ version
+            // held, and its attempts run elsewhere (one it still finishes is applied if it comes first).
             workers[peer]!.lastHeard = now
+            workers[peer]!.knownVersions = []
+            releaseAll(peer, requeue: true)
             out.append(.send(peer, .welcome(workerID: known.id)))
             return
         }
@@ -124,40 +129,35 @@ extension Scheduler {
     /// Forgets a worker and requeues the slots and eval jobs only it was running; `died` counts the
     /// loss against each eval job it held.
     mutating func drop(_ peer: Peer, died: Bool = false, _ out: inout [SchedulerCommand<Payload>]) {
-        guard let worker = workers.removeValue(forKey: peer) else { return }
-        for key in worker.running.keys.sorted() { requeue(key) }
-        out.append(.forget(peer))
+        guard let worker = workers[peer] else { return }
         for key in worker.evalRunning.keys.sorted() {
             if died, evalRequests[key.request]?.jobs.isRunning(key.job) == true {
                 let losses = evalRequests[key.request]!.jobs.lose(key.job)
-                if losses >= settings.failedAttemptsWarning {
+                if losses >= settings.limits.evalGiveUpAttempts {
                     let client = evalRequests[key.request]!.client
                     out.append(.send(client, .error(ErrorReply(
                         code: .taskFailed, message: "eval job \(key.job) was running on \(losses) workers that died: it is not retried again"))))
                     out.append(.log(.error, "eval request \(key.request) abandoned: job \(key.job) was running on \(losses) workers that died"))
                     abandon(key.request, &out)
-                    continue
                 }
             }
-            requeueEval(key)
         }
+        releaseAll(peer, requeue: true)
+        workers.removeValue(forKey: peer)
+        out.append(.forget(peer))
     }
 
-    /// Whether any live worker holds an attempt of slot `slot` of `iteration`.
-    func isRunningElsewhere(_ iteration: Int, _ slot: Int) -> Bool {
-        workers.values.contains { w in w.running.keys.contains { $0.iteration == iteration && $0.slot == slot } }
+    /// Releases every slot and eval job attempt `peer` holds (in key order); with `requeue`, each that nobody else
+    /// holds is pending again.
+    mutating func releaseAll(_ peer: Peer, requeue: Bool) {
+        guard let worker = workers[peer] else { return }
+        for key in worker.running.keys.sorted() { release(peer, key, requeue: requeue) }
+        for key in worker.evalRunning.keys.sorted() { releaseEval(peer, key, requeue: requeue) }
     }
 
-    /// Frees `peer`'s capacity for `key`; with `requeue`, the slot is pending again unless done or running elsewhere.
+    /// Frees `peer`'s capacity for `key`; with `requeue`, the slot is pending again unless done or held elsewhere.
     mutating func release(_ peer: Peer, _ key: SlotKey, requeue: Bool) {
         workers[peer]?.running[key] = nil
-        if requeue { self.requeue(key) }
-    }
-
-    /// Makes `key`'s slot pending again unless it is done or still running elsewhere (nothing for an iteration no
-    /// longer run).
-    mutating func requeue(_ key: SlotKey) {
-        let elsewhere = isRunningElsewhere(key.iteration, key.slot)
-        if withRound(key.iteration, { $0.slots.requeue(key.slot, stillHeld: elsewhere) }) == true { counters.requeued += 1 }
+        if withRound(key.iteration, { $0.slots.release(key.slot, holder: peer, requeue: requeue) }) == true { counters.requeued += 1 }
     }
 }

@@ -55,7 +55,7 @@ public struct Scheduler<Payload> {
     struct EvalRequestState {
         let client: Peer
         /// Its jobs by index, in the order they are handed out.
-        var jobs: AttemptTracker<Int, Void>
+        var jobs: AttemptTracker<Int, Void, Peer>
     }
 
     public let settings: SchedulerSettings
@@ -75,12 +75,25 @@ public struct Scheduler<Payload> {
 
     /// One iteration's slots, and the divergence reports of them.
     struct Round {
-        var slots: AttemptTracker<Int, Payload>
-        /// Slots the shell is recomputing after a divergence report (not handed out meanwhile), and those it found
-        /// usable (a further report of them is a bad message).
+        var slots: AttemptTracker<Int, Payload, Peer>
+        /// Slots reported diverged, waiting for the shell's recomputation or in it: not handed out meanwhile.
         var confirming: Set<Int> = []
-        var refuted: Set<Int> = []
     }
+
+    /// A divergence report waiting for the shell's recomputation: the slot, and who reported it (struck if the
+    /// coordinator finds the slot usable).
+    struct DivergenceReport {
+        let key: SlotKey
+        let reporter: Peer
+        let reporterID: String
+        let reason: String
+    }
+    /// The report being recomputed (at most one at a time: each is a whole inner loop on the coordinator), and those
+    /// waiting, oldest first. At most one per slot of the two rounds being run, so bounded by twice the meta-batch.
+    var checking: DivergenceReport?
+    var checksWaiting: [DivergenceReport] = []
+    /// Why the run stopped (`.abort`); once set, `handle` answers nothing: an abort is the last command.
+    public internal(set) var abortReason: String?
 
     /// The slots of `iteration` while it is being run: the current iteration, or a pipelined run's next one.
     func round(_ iteration: Int) -> Round? {
@@ -152,6 +165,9 @@ public struct Scheduler<Payload> {
     public var peers: [Peer] { workers.joinOrder }
 
     public mutating func handle(_ event: SchedulerEvent<Payload>, now: Tick) -> [SchedulerCommand<Payload>] {
+        // An aborted run takes no more events: `.abort` was its last command (issue 39, defect 2: slots were handed
+        // out again after it, in the same batch of commands).
+        guard abortReason == nil else { return [] }
         var out: [SchedulerCommand<Payload>] = []
         switch event {
         case let .hello(peer, hello):
@@ -190,16 +206,9 @@ public struct Scheduler<Payload> {
         case let .slotDiverged(peer, key, reason):
             guard touch(peer, now: now, &out) else { break }
             workers[peer]!.timeouts = 0
-            release(peer, key, requeue: true)
             reportDivergence(peer, key, reason, now: now, &out)
-        case let .divergenceChecked(key, diverged):
-            guard withRound(key.iteration, { $0.confirming.remove(key.slot) != nil }) == true else { break }
-            if let diverged {
-                out.append(.abort("iteration \(key.iteration), slot \(key.slot) diverged (confirmed by recomputing it on the coordinator): \(diverged)"))
-            } else {
-                withRound(key.iteration) { $0.refuted.insert(key.slot) }
-                out.append(.log(.warning, "slot \(key.slot) of iteration \(key.iteration) was reported diverged, but the coordinator computed a usable update: the reporting worker computes other bits (or lied); the slot runs again"))
-            }
+        case let .divergenceChecked(key, finding):
+            divergenceChecked(key, finding, now: now, &out)
         case let .malformed(peer, reason, code):
             strike(peer, reason, code: code, now: now, &out)
         case let .invalidResult(peer, key, reason):
@@ -219,8 +228,15 @@ public struct Scheduler<Payload> {
             reclaimOverdue(now: now, &out)
             heartbeat(now: now, &out)
         }
+        if abortReason != nil { return out }
         assign(now: now, &out)
         return out
+    }
+
+    /// Stops the run: `.abort` is the last command the Scheduler gives.
+    mutating func abort(_ reason: String, _ out: inout [SchedulerCommand<Payload>]) {
+        abortReason = reason
+        out.append(.abort(reason))
     }
 
     /// Reports a slot that keeps failing: likely deterministic (e.g. the inner loop diverged), so the
@@ -233,16 +249,56 @@ public struct Scheduler<Payload> {
 
     /// Records a divergence report. A worker's word never stops a run: the shell recomputes the slot itself
     /// (slots are deterministic) and only its confirmation stops the run; meanwhile the slot is not handed out,
-    /// so a diverged run does not spin. A report of a slot the coordinator already found usable is a strike.
+    /// so a diverged run does not spin. Only a report of an attempt the reporter holds, of a slot not done, counts;
+    /// one check runs at a time and the others wait (issue 39, defect 1: every report started a whole inner loop on
+    /// the coordinator at once, from any worker, for any slot of the round).
     mutating func reportDivergence(_ peer: Peer, _ key: SlotKey, _ reason: String, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
-        guard let round = round(key.iteration), round.slots[key.slot] != nil, let worker = workers[peer] else { return }
-        if round.refuted.contains(key.slot) {
-            strike(peer, "reported slot \(key.slot) diverged, which the coordinator computed usable: \(reason)", now: now, &out)
+        guard let worker = workers[peer], worker.running[key] != nil else {
+            out.append(.log(.debug, "ignored a divergence report of \(key), which \(workers[peer]?.id ?? "\(peer)") does not hold"))
             return
         }
+        release(peer, key, requeue: true)
+        guard let round = round(key.iteration), round.slots[key.slot] != nil, !round.slots.isDone(key.slot) else { return }
         out.append(.log(.error, "worker \(worker.id) reports slot \(key.slot) of iteration \(key.iteration) diverged: \(reason)"))
-        if withRound(key.iteration, { $0.confirming.insert(key.slot).inserted }) == true {
-            out.append(.confirmDivergence(key, reason: reason))
+        guard withRound(key.iteration, { $0.confirming.insert(key.slot).inserted }) == true else { return }
+        checksWaiting.append(DivergenceReport(key: key, reporter: peer, reporterID: worker.id, reason: reason))
+        startNextCheck(&out)
+    }
+
+    /// Asks the shell to recompute the oldest waiting report whose slot still needs it, unless a check is running.
+    mutating func startNextCheck(_ out: inout [SchedulerCommand<Payload>]) {
+        while checking == nil, !checksWaiting.isEmpty {
+            let next = checksWaiting.removeFirst()
+            guard let round = round(next.key.iteration), round.confirming.contains(next.key.slot) else { continue }
+            checking = next
+            out.append(.confirmDivergence(next.key, reason: next.reason))
+        }
+    }
+
+    /// The shell's recomputation of a reported slot. Confirmed: the run stops. Usable: the coordinator's own update is
+    /// the slot's result (computed on the run's kernel class, it is the update every honest worker computes), so the
+    /// slot is not handed out again and the report cannot recur (issue 39, defect 3: a refuted slot ran again,
+    /// each further report was a strike, struck workers registered again, and the run looped); the reporter, which
+    /// computed other bits or lied, gets a strike. Not checkable here: the run stops with the reason.
+    mutating func divergenceChecked(_ key: SlotKey, _ finding: DivergenceFinding<Payload>, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        guard let report = checking, report.key.iteration == key.iteration, report.key.slot == key.slot else { return }
+        checking = nil
+        defer { startNextCheck(&out) }
+        guard withRound(key.iteration, { $0.confirming.remove(key.slot) != nil }) == true else { return }
+        switch finding {
+        case .diverged(let problem):
+            abort("iteration \(key.iteration), slot \(key.slot) diverged (confirmed by recomputing it on the coordinator): \(problem)", &out)
+        case .unverifiable(let why):
+            abort("worker \(report.reporterID) reports iteration \(key.iteration), slot \(key.slot) diverged (\(report.reason)), and the coordinator cannot check it: \(why)", &out)
+        case .usable(let payload):
+            out.append(.log(.warning, "slot \(key.slot) of iteration \(key.iteration) was reported diverged by worker \(report.reporterID), but the coordinator computed a usable update on the run's kernel class: the reporter computes other bits (or lied); the coordinator's update is used"))
+            if workers[report.reporter] != nil {
+                strike(report.reporter, "reported slot \(key.slot) of iteration \(key.iteration) diverged, which the coordinator computed usable: \(report.reason)", now: now, &out)
+            }
+            guard withRound(key.iteration, { $0.slots.complete(key.slot, payload, took: nil) }) == true else { return }
+            counters.slotsApplied += 1
+            foldCompletedPrefix(&out)
+            completeIterationIfDone(&out)
         }
     }
 }

@@ -93,9 +93,8 @@ public enum SchedulerEvent<Payload> {
     case taskFailed(Peer, SlotKey, String)
     /// The worker's update for the slot is not finite or out of bounds (`ErrorCode.diverged`).
     case slotDiverged(Peer, SlotKey, String)
-    /// The coordinator recomputed a slot a worker reported diverged: `diverged` says what it found
-    /// (nil: a usable update, so the reports were not the run's).
-    case divergenceChecked(SlotKey, diverged: String?)
+    /// The coordinator recomputed a slot a worker reported diverged (`confirmDivergence`): what it found.
+    case divergenceChecked(SlotKey, DivergenceFinding<Payload>)
     /// A result that decoded but cannot be used (wrong size, values out of bounds): a strike for the
     /// worker, and the slot runs again elsewhere.
     case invalidResult(Peer, SlotKey, String)
@@ -132,15 +131,26 @@ public enum SchedulerCommand<Payload> {
     case log(LogLevel, String)
     /// The last meta-update has been applied.
     case finished
-    /// The run cannot go on: the shell stops after a final checkpoint of the last good θ.
+    /// The run cannot go on: the shell tells every peer why and stops after a final checkpoint of the last good θ.
+    /// The last command the Scheduler gives (it answers no event after it).
     case abort(String)
-    /// A worker reported `key` diverged: recompute it here (slots are deterministic, so a peer cannot
-    /// stop the run by lying) and report back with `.divergenceChecked`.
+    /// A worker reported `key` diverged: recompute it here on the run's kernel class (slots are deterministic, so a
+    /// peer cannot stop the run by lying) and report back with `.divergenceChecked`. At most one is outstanding.
     case confirmDivergence(SlotKey, reason: String)
     /// Send the outcome the shell holds for `key` to `client`, the peer that asked for it.
     case forwardEvalOutcome(client: Peer, EvalKey)
     /// An eval request is complete or abandoned: the shell can drop its jobs.
     case forgetEvalRequest(Int)
+}
+
+/// What the coordinator's own recomputation of a slot reported diverged found.
+public enum DivergenceFinding<Payload> {
+    /// The slot diverges here too: the run cannot go on.
+    case diverged(String)
+    /// A usable update, computed on the run's kernel class: the slot's result.
+    case usable(Payload)
+    /// The coordinator cannot compute on the run's kernel class (its CPU lacks it), so it cannot settle the report.
+    case unverifiable(String)
 }
 
 public enum LogLevel: Sendable { case debug, info, warning, error }

@@ -86,7 +86,7 @@ import Wire
 
         _ = s.handle(.evalRequest(client, request: 2, jobs: [0]), now: 302)
         var failure: [SchedulerCommand<Int>] = []
-        for attempt in 0..<settings.failedAttemptsWarning {
+        for attempt in 0..<settings.limits.evalGiveUpAttempts {
             failure = s.handle(.evalFailed(w1, EvalKey(request: 2, job: 0, attempt: attempt), "diverged"), now: 303 + Int64(attempt))
         }
         #expect(sends(failure).contains { $0.0 == client && { if case .error(let e) = $0 { return e.code == .taskFailed } else { return false } }($0.1) })
@@ -126,7 +126,7 @@ import Wire
         var now: Tick = 0
         _ = s.handle(.evalRequest(client, request: 1, jobs: [0]), now: now)
         var last: [SchedulerCommand<Int>] = []
-        for n in 0..<settings.failedAttemptsWarning {
+        for n in 0..<settings.limits.evalGiveUpAttempts {
             // A fresh worker takes the job, then goes silent (OOM-killed by it) and is declared dead.
             let peer = Peer([UInt8(20 + n)])
             _ = s.handle(.heartbeat(client), now: now)
@@ -145,12 +145,12 @@ import Wire
         _ = s.handle(.hello(w1, Hello(host: "h", cores: 1, threads: 1)), now: 0)
         _ = s.handle(.evalRequest(client, request: 1, jobs: [0]), now: 0)
         // Four failures, each answered by a retry; the fifth gives up.
-        for attempt in 0..<(settings.failedAttemptsWarning - 1) {
+        for attempt in 0..<(settings.limits.evalGiveUpAttempts - 1) {
             let out = s.handle(.evalFailed(w1, EvalKey(request: 1, job: 0, attempt: attempt), "flaky"), now: 1)
             #expect(evalJobs(out).map(\.1.attempt) == [attempt + 1])
         }
         #expect(s.outstandingEvalRequests == 1)
-        _ = s.handle(.evalFailed(w1, EvalKey(request: 1, job: 0, attempt: settings.failedAttemptsWarning - 1), "flaky"), now: 2)
+        _ = s.handle(.evalFailed(w1, EvalKey(request: 1, job: 0, attempt: settings.limits.evalGiveUpAttempts - 1), "flaky"), now: 2)
         #expect(s.outstandingEvalRequests == 0)
     }
 

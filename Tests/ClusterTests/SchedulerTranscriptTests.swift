@@ -9,11 +9,15 @@ import Wire
 /// rewrites the files with what the Scheduler says now, for review in the diff.
 ///
 /// Events: `settings KEY=VALUE…` (first line: iterations, batch, heartbeat, liveness, checkpoint, backup
-/// (a multiple or off), slot_timeout, min_timeout, stall, serve (1: stay up for eval requests)), then `at MS EVENT`, where EVENT is
-/// `hello PEER threads=N`, `heartbeat PEER [steps=N]`, `result PEER IT/SLOT/ATTEMPT [v=VERSION] [run=ID]
-/// payload=N`, `failed PEER IT/SLOT/ATTEMPT REASON`, `missing PEER IT/SLOT/ATTEMPT`, `goodbye PEER`,
-/// `eval PEER request=N jobs=I,J…`, `outcome PEER REQ/JOB/ATTEMPT` or `tick`. Commands print one per line;
-/// debug and info logs are left out (their text is not part of the contract), warnings and errors are kept.
+/// (a multiple or off), slot_timeout, min_timeout, stall, serve (1: stay up for eval requests), strikes), then
+/// `at MS EVENT`, where EVENT is `hello PEER [threads=N]`, `heartbeat PEER [steps=N]`, `result PEER IT/SLOT/ATTEMPT
+/// [v=VERSION] [run=ID] [payload=N]`, `failed PEER IT/SLOT/ATTEMPT REASON`, `missing PEER IT/SLOT/ATTEMPT`,
+/// `diverged PEER IT/SLOT/ATTEMPT REASON`, `checked IT/SLOT/ATTEMPT usable [payload=N] | diverged REASON |
+/// unverifiable REASON` (the shell's recomputation), `invalid PEER IT/SLOT/ATTEMPT REASON`, `malformed PEER REASON`,
+/// `goodbye PEER`, `eval PEER [request=N] jobs=I,J…`, `outcome PEER REQ/JOB/ATTEMPT`, `evalfailed PEER
+/// REQ/JOB/ATTEMPT REASON` or `tick`. Parsing is strict: an unknown event or key, a missing argument or a number
+/// that does not parse is an error naming the line. Commands print one per line; debug and info logs are left out
+/// (their text is not part of the contract), warnings and errors are kept.
 @Suite struct SchedulerTranscriptTests {
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scenarios")
 
@@ -79,39 +83,94 @@ import Wire
                 throw fail("expected `settings …` first, then `at MS EVENT`")
             }
             let args = Array(words.dropFirst(3))
-            func option(_ key: String) -> String? { args.first { $0.hasPrefix(key + "=") }.map { String($0.dropFirst(key.count + 1)) } }
+            // Options (KEY=VALUE) and the plain words before them; every option must be one the event takes.
+            let options = Dictionary(args.filter { $0.contains("=") }.map {
+                let kv = $0.split(separator: "=", maxSplits: 1).map(String.init)
+                return (kv[0], kv.count > 1 ? kv[1] : "")
+            }, uniquingKeysWith: { $1 })
+            let plain = args.filter { !$0.contains("=") }
+            func takes(_ keys: Set<String>, plain count: Int, text: Bool = false) throws {
+                if let unknown = options.keys.sorted().first(where: { !keys.contains($0) }) { throw fail("unknown key `\(unknown)`") }
+                if plain.count < count { throw fail("\(words[2]) takes \(count) argument(s)") }
+                if !text && plain.count > count { throw fail("unexpected `\(plain[count])`") }
+            }
+            func integer<T: FixedWidthInteger>(_ key: String, _ fallback: T) throws -> T {
+                guard let raw = options[key] else { return fallback }
+                guard let value = T(raw) else { throw fail("`\(key)=\(raw)` is not a number") }
+                return value
+            }
+            func key3(_ s: String, _ what: String) throws -> [Int] {
+                let p = s.split(separator: "/", omittingEmptySubsequences: false).map { Int($0) }
+                guard p.count == 3, p.allSatisfy({ $0 != nil }) else { throw fail("\(what) is three numbers A/B/C, not `\(s)`") }
+                return p.map { $0! }
+            }
             func slotKey(_ s: String) throws -> SlotKey {
-                let p = s.split(separator: "/").compactMap { Int($0) }
-                guard p.count == 3 else { throw fail("a slot key is ITERATION/SLOT/ATTEMPT") }
+                let p = try key3(s, "a slot key (ITERATION/SLOT/ATTEMPT)")
                 return SlotKey(iteration: p[0], slot: p[1], attempt: p[2])
             }
+            func evalKey(_ s: String) throws -> EvalKey {
+                let p = try key3(s, "an eval key (REQUEST/JOB/ATTEMPT)")
+                return EvalKey(request: p[0], job: p[1], attempt: p[2])
+            }
+            func reason(from index: Int) -> String { plain.dropFirst(index).joined(separator: " ") }
             let event: SchedulerEvent<Int>
             switch words[2] {
             case "hello":
-                event = .hello(peer(args[0]), Hello(host: args[0], cores: 1, threads: Int(option("threads") ?? "1") ?? 1))
+                try takes(["threads"], plain: 1)
+                event = .hello(peer(plain[0]), Hello(host: plain[0], cores: 1, threads: try integer("threads", 1)))
             case "heartbeat":
-                event = .heartbeat(peer(args[0]), envSteps: option("steps").flatMap { UInt64($0) })
+                try takes(["steps"], plain: 1)
+                event = .heartbeat(peer(plain[0]), envSteps: options["steps"] == nil ? nil : try integer("steps", UInt64(0)))
             case "result":
-                let key = try slotKey(args[1])
-                event = .result(peer(args[0]), runID: option("run") ?? "run-1", key: key,
-                                parameterVersion: Int(option("v") ?? "") ?? key.iteration, payload: Int(option("payload") ?? "0") ?? 0)
+                try takes(["v", "run", "payload"], plain: 2)
+                let key = try slotKey(plain[1])
+                event = .result(peer(plain[0]), runID: options["run"] ?? "run-1", key: key,
+                                parameterVersion: try integer("v", key.iteration), payload: try integer("payload", 0))
             case "failed":
-                event = .taskFailed(peer(args[0]), try slotKey(args[1]), args.dropFirst(2).joined(separator: " "))
+                try takes([], plain: 3, text: true)
+                event = .taskFailed(peer(plain[0]), try slotKey(plain[1]), reason(from: 2))
             case "missing":
-                event = .parametersMissing(peer(args[0]), try slotKey(args[1]))
+                try takes([], plain: 2)
+                event = .parametersMissing(peer(plain[0]), try slotKey(plain[1]))
+            case "diverged":
+                try takes([], plain: 3, text: true)
+                event = .slotDiverged(peer(plain[0]), try slotKey(plain[1]), reason(from: 2))
+            case "checked":
+                try takes(["payload"], plain: 2, text: true)
+                let key = try slotKey(plain[0])
+                switch plain[1] {
+                case "usable": event = .divergenceChecked(key, .usable(try integer("payload", 0)))
+                case "diverged": event = .divergenceChecked(key, .diverged(reason(from: 2)))
+                case "unverifiable": event = .divergenceChecked(key, .unverifiable(reason(from: 2)))
+                default: throw fail("a check finds `usable`, `diverged` or `unverifiable`")
+                }
+            case "invalid":
+                try takes([], plain: 3, text: true)
+                event = .invalidResult(peer(plain[0]), try slotKey(plain[1]), reason(from: 2))
+            case "malformed":
+                try takes([], plain: 2, text: true)
+                event = .malformed(peer(plain[0]), reason(from: 1), code: .malformed)
             case "goodbye":
-                event = .goodbye(peer(args[0]))
+                try takes([], plain: 1)
+                event = .goodbye(peer(plain[0]))
             case "eval":
-                event = .evalRequest(peer(args[0]), request: Int(option("request") ?? "1") ?? 1,
-                                     jobs: (option("jobs") ?? "").split(separator: ",").compactMap { Int($0) })
+                try takes(["request", "jobs"], plain: 1)
+                let jobs = try (options["jobs"] ?? "").split(separator: ",").map { j -> Int in
+                    guard let n = Int(j) else { throw fail("`jobs=` takes numbers separated by commas") }
+                    return n
+                }
+                event = .evalRequest(peer(plain[0]), request: try integer("request", 1), jobs: jobs)
             case "outcome":
-                let p = args[1].split(separator: "/").compactMap { Int($0) }
-                guard p.count == 3 else { throw fail("an eval key is REQUEST/JOB/ATTEMPT") }
-                event = .evalOutcome(peer(args[0]), EvalKey(request: p[0], job: p[1], attempt: p[2]))
+                try takes([], plain: 2)
+                event = .evalOutcome(peer(plain[0]), try evalKey(plain[1]))
+            case "evalfailed":
+                try takes([], plain: 3, text: true)
+                event = .evalFailed(peer(plain[0]), try evalKey(plain[1]), reason(from: 2))
             case "tick":
+                try takes([], plain: 0)
                 event = .tick
             default:
-                throw fail("unknown event")
+                throw fail("unknown event `\(words[2])`")
             }
             for command in s.handle(event, now: now) {
                 if let text = describe(command, names) { out.append("  " + text) }
@@ -123,19 +182,31 @@ import Wire
 
     static func settings(_ words: ArraySlice<String>, _ fail: (String) -> Error) throws -> SchedulerSettings {
         var values: [String: String] = [:]
+        let known: Set<String> = ["iterations", "batch", "heartbeat", "liveness", "checkpoint", "backup", "slot_timeout",
+                                  "min_timeout", "stall", "serve", "strikes"]
         for w in words {
             let kv = w.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2 else { throw fail("settings take KEY=VALUE") }
+            guard known.contains(kv[0]) else { throw fail("unknown setting `\(kv[0])`") }
             values[kv[0]] = kv[1]
         }
-        func int(_ k: String, _ d: Int) -> Int { values[k].flatMap { Int($0) } ?? d }
-        var s = SchedulerSettings(runID: "run-1", iterations: int("iterations", 1), metaBatch: int("batch", 2),
-                                  heartbeatIntervalMs: int("heartbeat", 100), liveness: int("liveness", 3),
-                                  checkpointInterval: int("checkpoint", 1))
-        if let b = values["backup"] { s.backupAfterMedianMultiple = b == "off" ? nil : Double(b) }
-        if let t = values["slot_timeout"].flatMap({ Int64($0) }) { s.slotTimeoutMs = t }
-        if let t = values["min_timeout"].flatMap({ Int64($0) }) { s.minimumTimeoutMs = t }
-        if let t = values["stall"].flatMap({ Int64($0) }) { s.minimumStallMs = t }
+        func int<T: FixedWidthInteger>(_ k: String, _ d: T) throws -> T {
+            guard let raw = values[k] else { return d }
+            guard let v = T(raw) else { throw fail("`\(k)=\(raw)` is not a number") }
+            return v
+        }
+        var s = SchedulerSettings(runID: "run-1", iterations: try int("iterations", 1), metaBatch: try int("batch", 2),
+                                  heartbeatIntervalMs: try int("heartbeat", 100), liveness: try int("liveness", 3),
+                                  checkpointInterval: try int("checkpoint", 1))
+        if let b = values["backup"] {
+            guard b == "off" || Double(b) != nil else { throw fail("`backup=\(b)` is a multiple or off") }
+            s.backupAfterMedianMultiple = b == "off" ? nil : Double(b)
+        }
+        s.slotTimeoutMs = try int("slot_timeout", s.slotTimeoutMs)
+        s.minimumTimeoutMs = try int("min_timeout", s.minimumTimeoutMs)
+        s.minimumStallMs = try int("stall", s.minimumStallMs)
+        s.limits.maxStrikes = try int("strikes", s.limits.maxStrikes)
+        guard values["serve"] == nil || values["serve"] == "0" || values["serve"] == "1" else { throw fail("`serve=` is 0 or 1") }
         s.serve = values["serve"] == "1"
         return s
     }

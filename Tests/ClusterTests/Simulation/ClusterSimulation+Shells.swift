@@ -149,7 +149,11 @@ extension ClusterSimulation {
             case let .send(peer, outbound):
                 guard let w = workerOf[peer] else { fail("send to a peer no worker ever had"); continue }
                 switch outbound {
-                case .welcome(let id): registrationOf[peer] = id
+                case .welcome(let id):
+                    // Every welcome empties the worker's θ cache (a repeated hello on a live connection too), so θ
+                    // travels once per version per welcome: each welcome starts a registration of its own here.
+                    welcomes[peer, default: 0] += 1
+                    registrationOf[peer] = "\(id)#\(welcomes[peer]!)"
                 case let .assign(key, true): transfers[registrationOf[peer] ?? "?", default: [:]][settings.baseVersion(of: key.iteration), default: 0] += 1
                 default: break
                 }

@@ -75,6 +75,7 @@ final class ClusterSimulation {
     var workers: [SimWorker] = []
     var workerOf: [Peer: Int] = [:]
     var registrationOf: [Peer: String] = [:]
+    var welcomes: [Peer: Int] = [:]
     /// θ sends per registration and version, and θ-missing replies per registration (invariant 7).
     var transfers: [String: [Int: Int]] = [:], missing: [String: Int] = [:]
 
@@ -103,7 +104,7 @@ final class ClusterSimulation {
         // The chaos here kills or pauses a worker every 2 s among a handful: an eval job can meet 5 dying workers
         // in a row by chance, which the give-up rule for jobs that kill workers (tested in SchedulerEvalTests)
         // would take for a poison job. Give it more room here.
-        settings.failedAttemptsWarning = 12
+        settings.limits.evalGiveUpAttempts = 12
         settings.pipelined = pipelined
         scheduler = try Scheduler<Payload>(settings: settings)
         jobs = (0..<(1 + rng.nextInt(below: 12))).map(SchedulerSimulationTests.evalJob)
@@ -158,7 +159,7 @@ final class ClusterSimulation {
         outcome.evalServed = accepted && allForwarded
         if !outcome.finished { fail("run did not finish by \(end) ms: \(applied)/\(iterations) applied") }
         if outcome.finished && theta != reference[iterations] { fail("final θ differs from the reference") }
-        // Invariant 7: θ travels once per connection per version.
+        // Invariant 7: θ travels once per welcome per version.
         for (registration, versions) in transfers {
             for (version, count) in versions where count > 1 + (missing[registration] ?? 0) {
                 fail("θ version \(version) sent \(count) times to \(registration)")
