@@ -202,5 +202,41 @@ final class HostilePeer: @unchecked Sendable {
         let last = try Harness.inspect(folder + "/run")
         let iteration = try #require(last["iteration"] as? Int)
         #expect(iteration >= 1 && iteration < 10, "the last good θ is checkpointed (iteration \(iteration))")
+        for index in 0..<2 {
+            let log = (try? String(contentsOfFile: folder + "/run/worker-\(index).log", encoding: .utf8)) ?? ""
+            #expect(log.contains("coordinator said goodbye: run stopped"), "worker \(index) is told why: \(log.suffix(600))")
+        }
+    }
+
+    /// A meta-step that makes θ non-finite (each slot's update finite, their scaled mean not) stops the run the same
+    /// way: every worker is told why and leaves, and the checkpoint holds the last finite θ (issue 39, defect 4: the
+    /// coordinator threw without a goodbye, and welcomed workers retried it for ever).
+    @Test func aNonFiniteThetaStopsTheRunAndTellsTheWorkers() throws {
+        let folder = Harness.folder("nonfinite")
+        let text = Harness.configText.replacingOccurrences(of: """
+        meta:
+          algorithm: reptile
+        """, with: """
+        meta:
+          algorithm: reptile
+          outer_step: 3.0e38
+          schedule: constant
+          optimizer: sgd
+        """).replacingOccurrences(of: "  learning_starts: 100\n", with: "  learning_starts: 100\n  learning_rate: 1.0\n")
+        // Adam at rate 1 moves φ by hundreds (finite, within the update bound); 3e38 × that is past Float's range.
+        #expect(text.contains("3.0e38") && text.contains("learning_rate: 1.0"))
+        let config = Harness.writeConfig(folder, text)
+        let run = try Harness.Child(["local", "--config", config, "--workers", "2", "--run-dir", folder + "/run", "--no-eval"],
+                                    log: folder + "/local.log")
+        let status = run.wait(seconds: 180)
+        #expect(status != nil && status != 0, "the run stopped, with a failure status: \(run.output.suffix(2000))")
+        #expect(run.output.contains("θ became non-finite at meta-update 1"))
+        #expect(run.output.contains("lower meta.outer_step"), "the setting to change is named")
+        let last = try Harness.inspect(folder + "/run")
+        #expect(last["iteration"] as? Int == 0, "θ before the failing update is the one checkpointed")
+        for index in 0..<2 {
+            let log = (try? String(contentsOfFile: folder + "/run/worker-\(index).log", encoding: .utf8)) ?? ""
+            #expect(log.contains("coordinator said goodbye: run stopped"), "worker \(index) is told why: \(log.suffix(600))")
+        }
     }
 }
