@@ -29,22 +29,59 @@ public struct WorkerRefused: Error, CustomStringConvertible {
     public var description: String { "the coordinator refused this worker: \(reason)" }
 }
 
-/// A blocking queue of jobs between the socket thread and the compute threads.
+/// A blocking queue of jobs between the socket thread and the compute threads, holding at most `capacity` jobs
+/// queued or running.
+///
+/// Why bounded: an honest coordinator gives a worker no more jobs than it has threads (its record of the worker's load
+/// frees a thread only when the result arrives, after the compute thread let go of the job). More means jobs are
+/// stuck behind hung ones — a worker disconnected for stalling registers again with its full thread count — and each
+/// queued job holds a θ copy. A job over the bound is dropped: the coordinator's deadline takes it back and suspects
+/// this worker, which is what a worker that cannot start it should get (issue 39, defect 6).
 final class JobQueue: @unchecked Sendable {
     private let condition = NSCondition()
     private var jobs: [WorkerJob] = []
+    private var running = 0
     private var closed = false
+    let capacity: Int
 
-    func put(_ job: WorkerJob) {
-        condition.lock(); jobs.append(job); condition.signal(); condition.unlock()
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// Queues `job`; false (and not queued) when `capacity` jobs are already queued or running.
+    func put(_ job: WorkerJob) -> Bool {
+        condition.lock(); defer { condition.unlock() }
+        guard jobs.count + running < capacity else { return false }
+        jobs.append(job)
+        condition.signal()
+        return true
     }
 
-    /// The next job, or nil once the queue is closed.
+    /// The next job, or nil once the queue is closed; the caller calls `finished()` when it is done with it.
     func take() -> WorkerJob? {
         condition.lock()
         defer { condition.unlock() }
         while jobs.isEmpty && !closed { condition.wait() }
-        return closed ? nil : jobs.removeFirst()
+        if closed { return nil }
+        running += 1
+        return jobs.removeFirst()
+    }
+
+    /// A job taken is done (its reply is about to be handed back).
+    func finished() {
+        condition.lock(); running -= 1; condition.unlock()
+    }
+
+    /// Drops the jobs not started and returns how many there were.
+    func dropQueued() -> Int {
+        condition.lock(); defer { condition.unlock() }
+        let count = jobs.count
+        jobs = []
+        return count
+    }
+
+    /// Jobs queued and running.
+    var load: (queued: Int, running: Int) {
+        condition.lock(); defer { condition.unlock() }
+        return (jobs.count, running)
     }
 
     func close() {
@@ -132,7 +169,7 @@ public final class Worker {
     let context: ZMQContext
     let stop: StopFlag
     let logger: Logger
-    let jobs = JobQueue()
+    let jobs: JobQueue
     let replies = ReplyQueue()
     let envSteps = SharedCounter()
     let jobsStarted = SharedCounter()
@@ -157,6 +194,7 @@ public final class Worker {
         self.stop = stop
         self.logger = logger
         session = WorkerSession(settings: options.session)
+        jobs = JobQueue(capacity: max(1, options.threads))
         resultsEndpoint = "inproc://metatrain-results-\(getpid())-\(UInt(bitPattern: ObjectIdentifier(jobs).hashValue))"
         if let clock { now = clock } else {
             let continuous = ContinuousClock(), started = continuous.now
@@ -230,7 +268,13 @@ public final class Worker {
             case .compute(let job):
                 if cpuAtFirstJob == nil { cpuAtFirstJob = ProcessUsage.now().cpuSeconds }
                 sampleCPU()
-                jobs.put(job)
+                if !jobs.put(job) {
+                    let load = jobs.load
+                    logger.warning("dropped a job: \(load.running) running and \(load.queued) queued already fill this worker's \(jobs.capacity) thread(s) (compute threads stuck?); the coordinator takes it back at its deadline")
+                }
+            case .dropQueuedJobs:
+                let dropped = jobs.dropQueued()
+                if dropped > 0 { logger.info("dropped \(dropped) queued job(s) the coordinator no longer counts as this worker's") }
             case .log(let level, let text): logger.log(level: level.loggerLevel, "\(text)")
             case .finish: finished = true
             case .giveUp(let afterMs): throw WorkerGaveUp(endpoint: connectedTo, seconds: Double(afterMs) / 1000)
@@ -323,6 +367,7 @@ public final class Worker {
                     reply = .evalOutcome(GEMMBackend.$current.withValue(kernel) { Self.runEval(e, logger: logger, progress: progress) })
                 }
                 if slowdown > 1 { usleep(UInt32(min(Date().timeIntervalSince(started) * (slowdown - 1), 3600) * 1e6)) }
+                jobs.finished()
                 replies.put(WireCodec.encodeMessage(reply))
                 do { try push.send([[]], dontWait: false) } catch {
                     logger.error("compute thread could not wake the socket thread for a reply (it goes with the next one): \(error)")

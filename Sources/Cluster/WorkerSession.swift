@@ -74,6 +74,11 @@ public struct WorkerSession {
         /// Send a reply a compute thread encoded.
         case transmit(EncodedMessage)
         case compute(WorkerJob)
+        /// Drop the jobs queued and not started: the coordinator no longer counts them as this worker's (a welcome is
+        /// a new registration; a lost connection gets its work requeued), so computing them only delays new work and
+        /// keeps their θ copies (issue 39, defect 6). Jobs already running finish; their replies are dropped or, if
+        /// they arrive first, applied (slots are deterministic).
+        case dropQueuedJobs
         case log(LogLevel, String)
         /// The run is over (the coordinator said goodbye, or a stop signal): the shell returns.
         case finish
@@ -194,6 +199,7 @@ public struct WorkerSession {
     /// Closes the connection and connects again after the backoff (doubled at each reconnect, reset by a welcome).
     mutating func backOff(_ now: Tick, _ out: inout [Action]) {
         out.append(.disconnect)
+        out.append(.dropQueuedJobs)
         connection = .backingOff(until: now + Tick(backoffMs))
     }
 
@@ -237,8 +243,10 @@ public struct WorkerSession {
         switch message {
         case .welcome(let w):
             if let old = runID, runID != w.runID { out.append(.log(.info, "joined run \(w.runID) (was \(old)): dropping cached θ")) }
-            // A welcome is a new registration, whose record at the coordinator holds no θ: neither does the cache.
+            // A welcome is a new registration, whose record at the coordinator holds no θ and no work: neither does
+            // the cache, nor the queue of jobs not started.
             cached = []
+            out.append(.dropQueuedJobs)
             runID = w.runID
             workerID = w.workerID
             heartbeatIntervalMs = w.heartbeatIntervalMs

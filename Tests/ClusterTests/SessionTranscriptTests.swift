@@ -169,6 +169,7 @@ import Wire
             return "  compute slot \(a.key.iteration)/\(a.key.slot)/\(a.key.attempt) v=\(a.parameterVersion) theta=\(theta.values.map { "\($0)" }.joined(separator: ","))"
                 + (kernel == .portable ? " portable" : "")
         case let .compute(.eval(j, _)): return "  compute eval \(j.key.request)/\(j.key.job)"
+        case .dropQueuedJobs: return "  drop queued jobs"
         case .log(let level, let text): return level == .warning || level == .error ? "  log \(level): \(text)" : nil
         case .finish: return "  finish"
         case .giveUp(let ms): return "  give up after \(ms) ms"

@@ -42,6 +42,8 @@ extension ClusterSimulation {
                 guard !workers[w].blackHole else { break }
                 let compute = 50 + Tick(rng.nextInt(below: 300))
                 workers[w].queue.append((job, now + (workers[w].slow ? 10 * compute : compute)))
+            case .dropQueuedJobs:
+                break   // a simulated worker starts every job at once: none waits in a queue
             case .log(_, let text):
                 trace("worker \(w): \(text)")
             case .finish:
