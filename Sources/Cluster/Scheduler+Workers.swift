@@ -8,13 +8,13 @@ extension Scheduler {
 
     mutating func register(_ peer: Peer, _ hello: Hello, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
         if let known = workers[peer] {
-            // A repeated hello on a live connection (several "unknown worker" replies crossed, or a worker that
-            // re-registered without reconnecting): same worker, id and number. A welcome empties the worker's θ cache
-            // and its queue of jobs not started (`WorkerSession`), so the record here starts empty too: no θ version
-            // held, and its attempts run elsewhere (one it still finishes is applied if it comes first).
+            // A repeated hello on a live connection ("unknown worker" replies crossed a hello): same worker, id and
+            // number. A welcome empties the worker's θ cache (`WorkerSession`), so the record here holds no θ version
+            // either (issue 39, defect 5: θ was assumed held, and every assignment cost a `parametersMissing` round
+            // trip). Its attempts stay its own: they are running (a worker never holds more jobs than threads, so a
+            // welcome's flush of jobs not started finds none unless its threads are stuck, which the deadline handles).
             workers[peer]!.lastHeard = now
             workers[peer]!.knownVersions = []
-            releaseAll(peer, requeue: true)
             out.append(.send(peer, .welcome(workerID: known.id)))
             return
         }

@@ -30,13 +30,14 @@ public struct WorkerRefused: Error, CustomStringConvertible {
 }
 
 /// A blocking queue of jobs between the socket thread and the compute threads, holding at most `capacity` jobs
-/// queued or running.
+/// queued or running (twice the threads).
 ///
 /// Why bounded: an honest coordinator gives a worker no more jobs than it has threads (its record of the worker's load
-/// frees a thread only when the result arrives, after the compute thread let go of the job). More means jobs are
-/// stuck behind hung ones — a worker disconnected for stalling registers again with its full thread count — and each
-/// queued job holds a θ copy. A job over the bound is dropped: the coordinator's deadline takes it back and suspects
-/// this worker, which is what a worker that cannot start it should get (issue 39, defect 6).
+/// frees a thread only when the result arrives, after the compute thread let go of the job). A worker registered anew
+/// (its coordinator restarted, or it was disconnected) may still be finishing its earlier jobs, so up to as many again
+/// wait behind them; past that its threads are stuck — a worker disconnected for stalling registers again with its full
+/// thread count — and each queued job holds a θ copy. A job over the bound is dropped: the coordinator's deadline takes
+/// it back and suspects this worker, which is what a worker that cannot start it should get (issue 39, defect 6).
 final class JobQueue: @unchecked Sendable {
     private let condition = NSCondition()
     private var jobs: [WorkerJob] = []
@@ -194,7 +195,7 @@ public final class Worker {
         self.stop = stop
         self.logger = logger
         session = WorkerSession(settings: options.session)
-        jobs = JobQueue(capacity: max(1, options.threads))
+        jobs = JobQueue(capacity: 2 * max(1, options.threads))
         resultsEndpoint = "inproc://metatrain-results-\(getpid())-\(UInt(bitPattern: ObjectIdentifier(jobs).hashValue))"
         if let clock { now = clock } else {
             let continuous = ContinuousClock(), started = continuous.now
@@ -270,7 +271,7 @@ public final class Worker {
                 sampleCPU()
                 if !jobs.put(job) {
                     let load = jobs.load
-                    logger.warning("dropped a job: \(load.running) running and \(load.queued) queued already fill this worker's \(jobs.capacity) thread(s) (compute threads stuck?); the coordinator takes it back at its deadline")
+                    logger.warning("dropped a job: \(load.running) running and \(load.queued) queued already, on \(options.threads) thread(s) (compute threads stuck?); the coordinator takes it back at its deadline")
                 }
             case .dropQueuedJobs:
                 let dropped = jobs.dropQueued()

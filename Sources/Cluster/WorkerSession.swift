@@ -114,6 +114,8 @@ public struct WorkerSession {
     var startedAt: Tick = 0
     var lastHeard: Tick = 0
     var lastSent: Tick = 0
+    /// When the last hello went out (a reply of "unknown worker" within a heartbeat interval of it is one it answers).
+    var lastHelloAt: Tick = .min / 2
 
     public init(settings: Settings) {
         self.settings = settings
@@ -194,6 +196,7 @@ public struct WorkerSession {
         connection = .connected
         lastHeard = now
         send(.hello(hello), now, &out)
+        lastHelloAt = now
     }
 
     /// Closes the connection and connects again after the backoff (doubled at each reconnect, reset by a welcome).
@@ -264,8 +267,12 @@ public struct WorkerSession {
         case .error(let e):
             switch e.code {
             case .unknownWorker:
+                // Every message sent before the welcome gets this reply: one hello per heartbeat interval answers them
+                // all (a hello per reply made the coordinator register, and welcome, the same worker several times).
+                guard now - lastHelloAt >= Tick(heartbeatIntervalMs) else { break }
                 out.append(.log(.info, "coordinator does not know this worker (restarted?): registering again"))
                 send(.hello(hello), now, &out)
+                lastHelloAt = now
             case .numericsMismatch:
                 out.append(.log(.error, "coordinator refused this worker: \(e.message)"))
                 out.append(.disconnect)
