@@ -23,6 +23,13 @@ extension Coordinator {
         }
         let peer = Peer(frames.bytes(0))
         bytesReceived += frames.size(1)
+        // A result or eval outcome (θ-sized) from a peer that is not a registered worker is refused unread, the way
+        // the Scheduler refuses any message of an unknown worker: it is told to say hello (issue 39, defect 8).
+        if !scheduler.isWorker(peer),
+           let body = frames.withUnsafeBytes(1, { WireCodec.bodyField($0) }), WireCodec.workerOnlyBodies.contains(body) {
+            try execute(scheduler.handle(.heartbeat(peer), now: now))
+            return
+        }
         let event: SchedulerEvent<SlotPayload>
         do {
             let message = try frames.withUnsafeBytes(1) { (payload) throws(WireError) -> Message in try WireCodec.decode(payload) }
@@ -72,6 +79,11 @@ extension Coordinator {
     /// replay buffer no larger than the run's (or the job's budget) and a batch no larger than `ClusterLimits.maxEvalBatchSize`, so
     /// no client can hand out a job that exhausts a worker's memory.
     func evalRequest(_ peer: Peer, _ r: EvalRequest) -> SchedulerEvent<SlotPayload> {
+        // The decoder refuses repeated indices; a request built some other way must not trap here either (issue 39,
+        // defect 9).
+        guard let byIndex = Self.jobsByIndex(r.jobs) else {
+            return .malformed(peer, "eval request \(r.requestID) names a job index twice", code: .malformed)
+        }
         let run = config.innerLoop.dqn
         for (index, job) in r.jobs {
             do {
@@ -92,9 +104,18 @@ extension Coordinator {
         } catch {
             return .malformed(peer, "eval request \(r.requestID): the coordinator could not hold its parameters: \(error)", code: .malformed)
         }
-        evalJobs[number] = Dictionary(uniqueKeysWithValues: r.jobs.map { ($0.index, $0.job) })
+        evalJobs[number] = byIndex
         logger.info("eval request \(r.requestID) numbered \(number): \(r.jobs.count) job(s)")
         return .evalRequest(peer, request: number, jobs: r.jobs.map(\.index))
+    }
+
+    /// An eval request's jobs by index; nil when an index repeats.
+    static func jobsByIndex(_ jobs: [(index: Int, job: AdaptationJob)]) -> [Int: AdaptationJob]? {
+        var byIndex: [Int: AdaptationJob] = [:]
+        for (index, job) in jobs {
+            guard byIndex.updateValue(job, forKey: index) == nil else { return nil }
+        }
+        return byIndex
     }
 
     // MARK: - Commands

@@ -148,6 +148,8 @@ public struct Scheduler<Payload> {
 
     /// Workers alive right now.
     public var workerCount: Int { workers.count }
+    /// Whether `peer` is a registered worker.
+    public func isWorker(_ peer: Peer) -> Bool { workers[peer] != nil }
 
     /// What `metatrain status` shows of each worker, in join order.
     public struct WorkerStatus: Sendable {

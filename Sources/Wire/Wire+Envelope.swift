@@ -135,10 +135,14 @@ extension WireCodec {
 
     /// `decode` with protobuf-c unpacking every field (the tensors copied out of `bytes` first).
     static func decodeWhole(_ bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Message {
-        let unpacked = metatrain__v1__envelope__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
-        guard let envelope = unpacked else { throw .undecodable(bytes: bytes.count) }
-        defer { metatrain__v1__envelope__free_unpacked(envelope, nil) }
-        let e = envelope.pointee
+        try withEnvelope(bytes) { (unpacked) throws(WireError) -> Message in
+            guard let envelope = unpacked else { throw .undecodable(bytes: bytes.count) }
+            return try decodeWhole(envelope.pointee, limits: limits)
+        }
+    }
+
+    /// Validates an unpacked envelope into a message.
+    static func decodeWhole(_ e: Metatrain__V1__Envelope, limits: WireLimits) throws(WireError) -> Message {
         guard e.protocol_version == protocolVersion else {
             throw .protocolVersion(got: e.protocol_version, expected: protocolVersion)
         }

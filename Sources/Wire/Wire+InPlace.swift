@@ -49,9 +49,19 @@ extension WireCodec {
         writer.lengthDelimitedHeader(carrier.envelopeField, count: body.count)
         var reframed = writer.bytes
         reframed.append(contentsOf: body)
-        let unpacked = reframed.withUnsafeBufferPointer { metatrain__v1__envelope__unpack(nil, $0.count, $0.baseAddress) }
-        guard let envelope = unpacked else { return nil }
-        defer { metatrain__v1__envelope__free_unpacked(envelope, nil) }
+        return try reframed.withUnsafeBytes { head in
+            Result { () throws(WireError) -> Message? in
+                try withEnvelope(head) { (unpacked) throws(WireError) -> Message? in
+                    guard let envelope = unpacked else { return nil }
+                    return try decodeHead(envelope, carrier: carrier, shape: shape, data: data, limits: limits)
+                }
+            }
+        }.get()
+    }
+
+    /// The message a head of `carrier`'s kind and its shared tensor make; nil where the head holds a tensor itself.
+    static func decodeHead(_ envelope: UnsafeMutablePointer<Metatrain__V1__Envelope>, carrier: SharedTensorField.Carrier,
+                           shape: [UInt32], data: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Message? {
         let d = Decoder(limits: limits)
         switch carrier {
         case .assignment:
@@ -99,13 +109,16 @@ extension WireCodec {
         var rest = writer.bytes
         rest.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[body..<update.start]))
         rest.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[update.end...]))
-        let unpacked = rest.withUnsafeBufferPointer { metatrain__v1__envelope__unpack(nil, $0.count, $0.baseAddress) }
-        guard let envelope = unpacked else { return nil }
-        defer { metatrain__v1__envelope__free_unpacked(envelope, nil) }
-        guard let m = envelope.pointee.result, m.pointee.update == nil else { return nil }
-        let d = Decoder(limits: limits)
-        let values = try d.tensor(shape: update.shape, data: update.data, "result.update")
-        return .result(try d.result(m.pointee, shared: values))
+        return try rest.withUnsafeBytes { head in
+            Result { () throws(WireError) -> Message? in
+                try withEnvelope(head) { (unpacked) throws(WireError) -> Message? in
+                    guard let envelope = unpacked, let m = envelope.pointee.result, m.pointee.update == nil else { return nil }
+                    let d = Decoder(limits: limits)
+                    let values = try d.tensor(shape: update.shape, data: update.data, "result.update")
+                    return .result(try d.result(m.pointee, shared: values))
+                }
+            }
+        }.get()
     }
 }
 
@@ -160,6 +173,10 @@ struct ProtoReader {
     /// The rest of the bytes as a Tensor (`repeated uint32 shape = 1; bytes data = 2`): the shape's values from
     /// every shape entry in order (packed or not, as protobuf reads them) and the one data field; nil for any other
     /// field, a second data field or a shape value over 32 bits.
+    /// Shape values kept before a tensor is handed to protobuf-c instead (whose budget and checks refuse it): one more
+    /// than the 8 dimensions a tensor may have, so a long shape is never held (issue 39, defect 8).
+    static let maxShapeKept = 9
+
     mutating func tensor() -> (shape: [UInt32], data: UnsafeRawBufferPointer)? {
         var shape: [UInt32] = []
         var data: UnsafeRawBufferPointer?
@@ -167,13 +184,13 @@ struct ProtoReader {
             guard let key = key() else { return nil }
             switch key {
             case 1 << 3:  // one shape value
-                guard let v = varint(), let dim = UInt32(exactly: v) else { return nil }
+                guard shape.count <= Self.maxShapeKept, let v = varint(), let dim = UInt32(exactly: v) else { return nil }
                 shape.append(dim)
             case 1 << 3 | 2:  // packed shape values
                 guard let length = varint(), let packed = take(length) else { return nil }
                 var values = ProtoReader(packed)
                 while values.remaining > 0 {
-                    guard let v = values.varint(), let dim = UInt32(exactly: v) else { return nil }
+                    guard shape.count <= Self.maxShapeKept, let v = values.varint(), let dim = UInt32(exactly: v) else { return nil }
                     shape.append(dim)
                 }
             case 2 << 3 | 2:
@@ -186,4 +203,18 @@ struct ProtoReader {
         guard let data else { return nil }
         return (shape, data)
     }
+}
+
+extension WireCodec {
+    /// The envelope field number of the message's body (`Envelope.body`: 2 hello … 13 status reply), read without
+    /// decoding anything: nil where the bytes do not start as this protocol's envelope does. Lets a receiver refuse a
+    /// body its sender may not send before paying to decode it.
+    public static func bodyField(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
+        var r = ProtoReader(bytes)
+        guard r.key() == 1 << 3, r.varint() != nil, let key = r.key(), key & 7 == 2 else { return nil }
+        return key >> 3
+    }
+
+    /// Envelope fields of the bodies only a registered worker sends: a result (6) and an eval outcome (11).
+    public static let workerOnlyBodies: Set<UInt64> = [6, 11]
 }

@@ -174,6 +174,12 @@ import Wire
         func code(_ m: Message?) -> ErrorCode? { if case .error(let e) = m { return e.code } else { return nil } }
 
         #expect(code(try exchange([0xFF, 0x01, 0x02, 0x03, 0x99])) == .malformed)
+        // A result from a peer that never said hello is refused unread (issue 39, defect 8): even one whose body is
+        // garbage gets "say hello first", not a decoding error — the coordinator did not decode it.
+        var garbage = ProtoWriter()
+        garbage.varint(1, UInt64(protocolVersion))
+        garbage.bytes(6, [0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x01])
+        #expect(code(try exchange(garbage.bytes)) == .unknownWorker)
         #expect(code(try exchange(WireCodec.encode(.hello(Hello(host: "x", cores: 1, threads: 1)), version: 99))) == .protocolVersion)
         guard case .welcome(let welcome) = try exchange(WireCodec.encode(.hello(Hello(host: "rogue", cores: 1, threads: 1)))) else {
             Issue.record("no welcome for a valid hello"); return

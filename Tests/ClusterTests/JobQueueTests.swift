@@ -29,3 +29,13 @@ import Wire
         #expect(q.put(Self.job(5)) && q.put(Self.job(6)) && !q.put(Self.job(7)))
     }
 }
+
+/// An eval request whose job indices repeat is refused, not trapped on (issue 39, defect 9: the coordinator built its
+/// job table with `Dictionary(uniqueKeysWithValues:)`, and only the decoder kept duplicates out).
+@Suite struct EvalRequestJobTableTests {
+    @Test func repeatedIndicesAreRefused() {
+        let job = SchedulerSimulationTests.evalJob(0)
+        #expect(Coordinator.jobsByIndex([(0, job), (1, job), (0, job)]) == nil)
+        #expect(Coordinator.jobsByIndex([(0, job), (2, job)])?.keys.sorted() == [0, 2])
+    }
+}

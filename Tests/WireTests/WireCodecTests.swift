@@ -493,3 +493,55 @@ import Testing
         #expect(throws: WireError.self) { try CheckpointCodec.decode(CheckpointCodec.encode(wrong), settings: settings) }
     }
 }
+
+/// A message built to amplify — few bytes that decode into many — is refused before the memory is taken (issue 39,
+/// defect 8: a frame of packed one-byte shape values became a `[UInt32]` four times its size before the ≤ 8
+/// dimension check).
+@Suite struct DecodeAmplificationTests {
+    /// An envelope whose body `field` holds a message whose field `inner` is a Tensor with `count` one-byte shape values.
+    static func amplifying(body field: UInt64, inner: UInt64, count: Int) -> [UInt8] {
+        var tensor = ProtoWriter()
+        tensor.bytes(1, [UInt8](repeating: 1, count: count))   // shape [1, 1, 1, …], packed
+        tensor.bytes(2, [0, 0, 0, 0])
+        var body = ProtoWriter()
+        body.message(inner, tensor)
+        var envelope = ProtoWriter()
+        envelope.varint(1, UInt64(protocolVersion))
+        envelope.message(field, body)
+        return envelope.bytes
+    }
+
+    @Test func aResultWithMillionsOfShapeValuesIsRefusedUnexpanded() {
+        let bytes = Self.amplifying(body: 6, inner: 6, count: 4 << 20)   // Result.update
+        #expect {
+            try WireCodec.decode(bytes)
+        } throws: { error in
+            guard case let WireError.tooLarge(field, size, limit)? = error as? WireError else { return false }
+            return field.contains("memory to decode") && size >= 4 * (4 << 20) && limit < size
+        }
+    }
+
+    @Test func anEvalRequestWithMillionsOfShapeValuesIsRefusedUnexpanded() {
+        // EvalRequest (envelope field 9) carries its jobs' parameters as Tensors (field 3): unpacked whole.
+        let bytes = Self.amplifying(body: 9, inner: 3, count: 4 << 20)
+        #expect {
+            try WireCodec.decode(bytes)
+        } throws: { error in
+            guard case let WireError.tooLarge(field, _, limit)? = error as? WireError else { return false }
+            return field.contains("memory to decode") && limit == UnpackBudget.limit(forMessageOf: bytes.count)
+        }
+    }
+
+    @Test func ordinaryMessagesFitTheBudget() throws {
+        // θ of a million floats, the largest tensors a run sends, decodes as before.
+        let result = SlotResult(runID: "r", key: SlotKey(iteration: 1, slot: 2, attempt: 0), parameterVersion: 1,
+                                update: ParameterVector([Float](repeating: 0.5, count: 1 << 20)),
+                                statistics: SlotStatistics(meanReturn: 1, episodes: 1, environmentSteps: 1, seconds: 0.1))
+        let bytes = WireCodec.encode(.result(result))
+        guard case .result(let back) = try WireCodec.decode(bytes) else { Issue.record("not a result"); return }
+        #expect(back.update.count == 1 << 20)
+        let whole = try bytes.withUnsafeBytes { try WireCodec.decodeWhole($0, limits: WireLimits()) }
+        guard case .result(let again) = whole else { Issue.record("not a result"); return }
+        #expect(again.update.count == 1 << 20, "protobuf-c's own copy of the tensor fits too")
+    }
+}
