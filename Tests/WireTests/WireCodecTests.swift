@@ -545,3 +545,15 @@ import Testing
         #expect(again.update.count == 1 << 20, "protobuf-c's own copy of the tensor fits too")
     }
 }
+
+/// The .proto states the protocol version a foreign implementer must speak, in one place at its top, and it is this
+/// build's.
+@Suite struct ProtoHeaderTests {
+    @Test func theProtoFileNamesTheCurrentVersion() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("proto/metatrain.proto")
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let header = text.split(separator: "\n").prefix(12).joined(separator: "\n")
+        #expect(header.contains("CURRENT PROTOCOL VERSION: \(protocolVersion) "), "proto/metatrain.proto's header: \(header)")
+    }
+}
