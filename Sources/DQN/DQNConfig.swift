@@ -41,7 +41,7 @@ public struct DQNConfig: Codable, Sendable, Equatable {
 
     public init() {}
 
-    /// The setting the CartPole learning check uses (see README: it solves default CartPole).
+    /// The setting the CartPole learning check uses (see docs/TESTING.md: it solves default CartPole).
     public static var cartPoleSolver: DQNConfig {
         var c = DQNConfig()
         c.learningRate = 5e-4
