@@ -64,6 +64,16 @@ fi
 # A run that selected no test passes too: require a healthy count.
 ran=$(grep -oE 'Test run with [0-9]+ tests?' /tmp/metatrain-swift-test.log | grep -oE '[0-9]+' | tail -1)
 [ "${ran:-0}" -ge 100 ] || { echo "test.sh: swift test ran ${ran:-0} tests; expected at least 100" >&2; exit 1; }
+# Here nothing may be skipped: the tests that need a Python reader skip outside test.sh, and a missing Python must
+# fail the run, not turn it green. The three are also named, so a renamed one cannot drop out unnoticed.
+if grep -E 'Test .* skipped' /tmp/metatrain-swift-test.log >&2; then
+  echo "test.sh: the tests above were skipped; scripts/test.sh runs every test" >&2; exit 1
+fi
+for t in pythonReadsWhatWeWriteAndWeReadWhatItWrites tensorBoardReadsEveryScalarWithItsStepAndValue \
+         exportedThetaGivesMetatrainsQValuesInPythonLibraries; do
+  grep -qE "Test $t\(\) passed" /tmp/metatrain-swift-test.log || {
+    echo "test.sh: $t did not run and pass (full log in /tmp/metatrain-swift-test.log)" >&2; exit 1; }
+done
 
 scripts/learning-check.sh
 

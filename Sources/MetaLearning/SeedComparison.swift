@@ -252,3 +252,52 @@ public func median(_ values: [Double]) -> Double {
     let s = values.sorted(), n = s.count
     return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2
 }
+
+/// Seed-level statistics: the meta-training seed, not the task, as the unit (issue 36). Tasks of one seed share its θ,
+/// so a task-level interval over 3 seeds says little about another seed's θ; these say how the ratio varies between
+/// seeds.
+extension SeedComparison {
+    public struct SeedLevelRatio: Sendable, Equatable {
+        /// A baseline's name, or "best baseline" (per seed, the baseline with the smaller median).
+        public var baseline: String
+        /// Per seed: the baseline's median steps ÷ meta's (censored tasks count as `censoredAt`).
+        public var perSeed: [Double]
+        /// The geometric mean of the per-seed ratios with the 95% Student-t interval of the mean log ratio,
+        /// exponentiated (NaN ends for one seed).
+        public var geometricMean: Estimate
+        /// The same geometric mean with a 95% percentile-bootstrap interval over seeds (seeds drawn with replacement).
+        public var seedBootstrap: Estimate
+    }
+
+    /// Per baseline (and the best baseline, when there are several), the ratio of medians seed by seed, with a t and
+    /// a seed-bootstrap interval.
+    public func seedLevelRatios() -> [SeedLevelRatio] {
+        let steps = names.map { n in runs.map { $0.steps(n) } }
+        let medians = steps.map { perRun in perRun.map { median($0) } }   // medians[init][run]
+        var rows: [(String, [Double])] = baselines.indices.map { b in
+            (baselines[b], runs.indices.map { medians[b + 1][$0] / medians[0][$0] })
+        }
+        if baselines.count > 1 {
+            rows.append(("best baseline", runs.indices.map { r in baselines.indices.map { medians[$0 + 1][r] }.min()! / medians[0][r] }))
+        }
+        return rows.map { name, perSeed in
+            let logs = perSeed.map { Foundation.log($0) }
+            let (mean, half) = meanAndCI95(logs)
+            let t = Estimate(value: exp(mean), low: exp(mean - half), high: exp(mean + half))
+            var rng = SeededRNG(seed: bootstrapSeed)
+            let draws = (0..<resamples).map { _ -> Double in
+                let drawn = (0..<logs.count).map { _ in logs[Int(rng.next() % UInt64(logs.count))] }
+                return exp(drawn.reduce(0, +) / Double(drawn.count))
+            }
+            return SeedLevelRatio(baseline: name, perSeed: perSeed, geometricMean: t, seedBootstrap: Self.estimate(exp(mean), draws))
+        }
+    }
+
+    /// Per init, the fraction of (seed, task) pairs that never reached the target within the budget (censored).
+    public func censoredFractions() -> [(name: String, censored: Int, tasks: Int)] {
+        names.map { n in
+            let all = runs.flatMap { $0.steps(n) }
+            return (n, all.filter { $0 >= censoredAt }.count, all.count)
+        }
+    }
+}

@@ -22,6 +22,8 @@ struct Compare: ParsableCommand {
     @Option(help: "Criterion: the better baseline's median ÷ meta's median must be at least this.") var requireRatio: Double?
     @Option(help: "Criterion: the lower end of that ratio's 95% CI must be above this.") var requireCiLow: Double?
     @Option(help: "Criterion: every baseline's median steps to target must be at least this.") var requireBaselineSteps: Double?
+    @Option(help: "Criterion: the lower end of the seed-level 95% interval of the better baseline's ratio (Student t over the per-seed log ratios of medians) must be above this.") var requireSeedCiLow: Double?
+    @Option(help: "Criterion: meta's fraction of censored (seed, task) pairs — never reaching the target within the budget — must be at most this.") var requireCensoredAtMost: Double?
     @Option(help: "Also report, per init, the fraction of tasks whose return is ≥ this at every scored point (does fine-tuning keep a solving policy?).") var staysAbove: Double?
     @Option(help: "Criterion (with --stays-above): meta's fraction of such tasks must be at least this.") var requireStaysFraction: Double?
     @Option(help: "Folder for compare.md/.csv/.json/.svg (default: write nothing).") var out: String?
@@ -82,6 +84,16 @@ struct Compare: ParsableCommand {
         var out: [(String, Double, Double, Bool)] = []
         if let r = requireRatio { out.append(("ratio vs \(best.baseline) ≥", r, best.ratio.value, best.ratio.value >= r)) }
         if let r = requireCiLow { out.append(("ratio vs \(best.baseline): CI low >", r, best.ratio.low, best.ratio.low > r)) }
+        if let r = requireSeedCiLow {
+            let seed = comparison.seedLevelRatios().last!
+            out.append(("ratio vs \(seed.baseline): seed-level CI low >", r, seed.geometricMean.low,
+                        seed.geometricMean.low.isFinite && seed.geometricMean.low > r))
+        }
+        if let f = requireCensoredAtMost {
+            let meta = comparison.censoredFractions()[0]
+            let fraction = Double(meta.censored) / Double(max(meta.tasks, 1))
+            out.append(("\(comparison.meta): censored fraction ≤", f, fraction, fraction <= f))
+        }
         if let r = requireBaselineSteps {
             let lowest = inits.dropFirst().map(\.median.value).min() ?? .nan
             out.append(("every baseline's median steps ≥", r, lowest, lowest >= r))
@@ -104,6 +116,17 @@ struct Compare: ParsableCommand {
         lines += ["", "| baseline ÷ \(c.meta) | ratio of medians [95% CI] | \(c.meta) sooner / tie / later (tasks) |", "|---|---|---|"]
         for r in ratios {
             lines.append("| \(r.baseline) | \(interval(r.ratio, digits: 2)) | \(r.wins) / \(r.ties) / \(r.losses) |")
+        }
+        let censored = c.censoredFractions()
+        lines += ["", "| init | censored (never reached the target) |", "|---|---|"]
+        for x in censored {
+            lines.append("| \(x.name) | \(x.censored)/\(x.tasks) (\(String(format: "%.0f", 100 * Double(x.censored) / Double(max(x.tasks, 1))))%) |")
+        }
+        let seedLevel = c.seedLevelRatios()
+        lines += ["", "Seed-level: each meta-training seed's ratio of medians is one observation (\(c.runs.count) seed(s)).", "",
+                  "| baseline ÷ \(c.meta) | per seed | geometric mean [t 95% CI] | [seed bootstrap 95% CI] |", "|---|---|---|---|"]
+        for r in seedLevel {
+            lines.append("| \(r.baseline) | \(r.perSeed.map { String(format: "%.2f", $0) }.joined(separator: ", ")) | \(interval(r.geometricMean, digits: 2)) | \(interval(r.seedBootstrap, digits: 2)) |")
         }
         if inits[0].median.value >= c.censoredAt {
             lines.append("\n\(c.meta)'s own median is censored (it never reached the target on most tasks): the ratios are not lower bounds.")
@@ -137,11 +160,16 @@ struct Compare: ParsableCommand {
         let ratioObjects = ratios.map { r in
             "\(jsonString(r.baseline)): {\"ratio\": \(estimate(r.ratio)), \"meta_sooner\": \(r.wins), \"ties\": \(r.ties), \"meta_later\": \(r.losses)}"
         }
+        let seedObjects = c.seedLevelRatios().map { r in
+            "\(jsonString(r.baseline)): {\"per_seed\": [\(r.perSeed.map { jsonNumber($0) }.joined(separator: ", "))], \"geometric_mean_t\": \(estimate(r.geometricMean)), \"seed_bootstrap\": \(estimate(r.seedBootstrap))}"
+        }
+        let censoredObjects = c.censoredFractions().map { "\(jsonString($0.name)): {\"censored\": \($0.censored), \"tasks\": \($0.tasks)}" }
         let criteriaObjects = criteria.map { "{\"criterion\": \(jsonString($0.0)), \"required\": \(jsonNumber($0.1)), \"measured\": \(jsonNumber($0.2)), \"met\": \($0.3)}" }
         return "{\"family\": \(jsonString(r0.family)), \"split\": \(jsonString(r0.split)), \"budget\": \(r0.budget), \"every\": \(r0.every), "
             + "\"target_return\": \(jsonNumber(r0.target)), \"censored_at\": \(Int(c.censoredAt)), \"meta\": \(jsonString(c.meta)), "
             + "\"resamples\": \(c.resamples), \"bootstrap_seed\": \(c.bootstrapSeed), \"runs\": [\(runs.joined(separator: ", "))], "
             + "\"inits\": {\(initObjects.joined(separator: ", "))}, \"ratios\": {\(ratioObjects.joined(separator: ", "))}, "
+            + "\"seed_level_ratios\": {\(seedObjects.joined(separator: ", "))}, \"censored\": {\(censoredObjects.joined(separator: ", "))}, "
             + "\"meta_censored\": \(inits[0].median.value >= c.censoredAt), \"criteria\": [\(criteriaObjects.joined(separator: ", "))]}"
     }
 

@@ -99,12 +99,19 @@ import Testing
         let compared = (folder as NSString).appendingPathComponent("compared")
         let file = run + "/eval-iter000003.json"
         let (cStatus, cOutput) = try Self.run(["compare", file, file, "--baselines", "random", "--resamples", "200",
-                                               "--require-ratio", "1000", "--out", compared, "--json"], folder: folder)
+                                               "--require-ratio", "1000", "--require-seed-ci-low", "1.5",
+                                               "--require-censored-at-most", "1", "--out", compared, "--json"], folder: folder)
         #expect(cStatus == 0, "\(cOutput.suffix(2000))")
         let comparison = (try? JSONSerialization.jsonObject(with: Data((cOutput.split(separator: "\n").last ?? "").utf8))) as? [String: Any] ?? [:]
         #expect((comparison["runs"] as? [Any])?.count == 2 && (comparison["ratios"] as? [String: Any])?["random"] != nil)
         #expect(((comparison["runs"] as? [[String: Any]])?.first?["kernel"] as? String)?.isEmpty == false, "the kernel is recorded")
         #expect((comparison["criteria"] as? [[String: Any]])?.first?["met"] as? Bool == false)
+        // Seed-level statistics (issue 36): each seed's ratio of medians, and the censored fraction per init.
+        let seedLevel = (comparison["seed_level_ratios"] as? [String: Any])?["random"] as? [String: Any]
+        #expect((seedLevel?["per_seed"] as? [Any])?.count == 2 && seedLevel?["geometric_mean_t"] != nil)
+        #expect((comparison["censored"] as? [String: Any])?["meta"] != nil)
+        #expect((comparison["criteria"] as? [[String: Any]])?.count == 3, "ratio, seed-level CI and censored fraction")
+        #expect((comparison["criteria"] as? [[String: Any]])?.last?["met"] as? Bool == true, "at most 100% censored holds")
         for suffix in [".md", ".csv", ".json", ".svg"] {
             #expect(FileManager.default.fileExists(atPath: compared + "/compare" + suffix), "missing compare\(suffix)")
         }

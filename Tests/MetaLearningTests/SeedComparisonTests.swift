@@ -69,4 +69,35 @@ import Testing
         let old = Data("{\"family\": \"x\", \"budget\": 100, \"every\": 50, \"target_return\": 1, \"inits\": {}}".utf8)
         #expect(throws: EvaluationError.self) { try EvaluationRun(json: old, source: "old") }
     }
+
+    /// The seed-level ratio takes each seed's ratio of medians as one observation: a t interval on their mean log,
+    /// hand-computed here, and a seed bootstrap that never leaves the per-seed range.
+    @Test func seedLevelRatiosTreatEachSeedAsOneObservation() throws {
+        // Per seed, meta's median is 100 and random's 400, 200 and 800: ratios 4, 2, 8.
+        let runs = try [(1, 400), (2, 200), (3, 800)].map { seed, r in
+            try EvaluationRun(json: Self.run(seed: seed, budget: 1000, every: 100,
+                                             [("meta", [100, 100, 100]), ("random", [r, r, r])]), source: "s\(seed)")
+        }
+        let c = try SeedComparison(runs: runs, resamples: 2000, bootstrapSeed: 5)
+        let level = try #require(c.seedLevelRatios().first)
+        #expect(level.baseline == "random" && level.perSeed == [4, 2, 8])
+        // log ratios: ln 4, ln 2, ln 8 = 2, 1, 3 × ln 2; mean 2 ln 2 (geometric mean 4); sd ln 2; half-width
+        // 4.303 × ln 2 / √3.
+        let half = 4.303 * log(2.0) / 3.0.squareRoot()
+        #expect(abs(level.geometricMean.value - 4) < 1e-9)
+        #expect(abs(level.geometricMean.low - exp(2 * log(2.0) - half)) < 1e-6)
+        #expect(abs(level.geometricMean.high - exp(2 * log(2.0) + half)) < 1e-6)
+        #expect(level.seedBootstrap.low >= 2 && level.seedBootstrap.high <= 8 && level.seedBootstrap.value == 4)
+        // One seed: the t interval is undefined (NaN ends), not a zero-width certainty.
+        let one = try SeedComparison(runs: [runs[0]], resamples: 500).seedLevelRatios()[0]
+        #expect(one.geometricMean.value == 4 && one.geometricMean.low.isNaN)
+    }
+
+    @Test func censoredFractionsCountTheTasksThatNeverReachedTheTarget() throws {
+        let run = try EvaluationRun(json: Self.run(seed: 1, [("meta", [100, nil, 200, nil]), ("random", [nil, nil, nil, 300])]), source: "c")
+        let c = try SeedComparison(runs: [run], resamples: 500)
+        let fractions = c.censoredFractions()
+        #expect(fractions.map(\.name) == ["meta", "random"])
+        #expect(fractions.map(\.censored) == [2, 3] && fractions.allSatisfy { $0.tasks == 4 })
+    }
 }
