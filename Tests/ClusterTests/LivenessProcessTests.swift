@@ -177,66 +177,46 @@ final class HostilePeer: @unchecked Sendable {
 /// A meta-run whose θ diverges stops with a clear error after a checkpoint of the last good θ, instead of
 /// retrying (and striking honest workers for) a slot that fails the same way everywhere.
 @Suite(.serialized) struct DivergenceProcessTests {
-    @Test func aDivergedRunStopsWithTheReasonAndTheLastGoodCheckpoint() throws {
-        let folder = Harness.folder("diverged")
-        // FOMAML with a plain-SGD outer step of 1,000: θ blows up within two iterations.
-        let text = Harness.configText.replacingOccurrences(of: """
-        meta:
-          algorithm: reptile
-        """, with: """
-        meta:
-          algorithm: fomaml
-          outer_step: 1000.0
-          schedule: constant
-          optimizer: sgd
-        """)
-        #expect(text.contains("fomaml"))
+    /// Runs `metatrain local` with 2 workers on the test config with its `meta:` section given as `meta`, and expects it
+    /// to stop with a failure status, every worker told why (a goodbye that says the run stopped). Returns the output
+    /// and the iteration of the last checkpoint.
+    func runThatStops(_ name: String, algorithm: String, outerStep: String, innerLoop: String = "") throws
+        -> (output: String, iteration: Int?) {
+        let folder = Harness.folder(name)
+        let meta = "meta:\n  algorithm: \(algorithm)\n  outer_step: \(outerStep)\n  schedule: constant\n  optimizer: sgd\n"
+        let text = Harness.configText.replacingOccurrences(of: "meta:\n  algorithm: reptile\n", with: meta)
+            .replacingOccurrences(of: "  learning_starts: 100\n", with: "  learning_starts: 100\n" + innerLoop)
+        #expect(text.contains(meta) && (innerLoop.isEmpty || text.contains(innerLoop)), "the test config changed shape")
         let config = Harness.writeConfig(folder, text)
         let run = try Harness.Child(["local", "--config", config, "--workers", "2", "--run-dir", folder + "/run", "--no-eval"],
                                     log: folder + "/local.log")
         let status = run.wait(seconds: 180)
         #expect(status != nil && status != 0, "the run stopped, with a failure status: \(run.output.suffix(2000))")
-        #expect(run.output.contains("diverged (confirmed by recomputing it on the coordinator)"))
-        #expect(run.output.contains("lower meta.outer_step (now 1000.0)"), "the setting to change is named")
-        #expect(!run.output.contains("bad message"), "honest workers reporting a divergence are not struck")
-        let last = try Harness.inspect(folder + "/run")
-        let iteration = try #require(last["iteration"] as? Int)
-        #expect(iteration >= 1 && iteration < 10, "the last good θ is checkpointed (iteration \(iteration))")
         for index in 0..<2 {
             let log = (try? String(contentsOfFile: folder + "/run/worker-\(index).log", encoding: .utf8)) ?? ""
             #expect(log.contains("coordinator said goodbye: run stopped"), "worker \(index) is told why: \(log.suffix(600))")
         }
+        return (run.output, try Harness.inspect(folder + "/run")["iteration"] as? Int)
+    }
+
+    @Test func aDivergedRunStopsWithTheReasonAndTheLastGoodCheckpoint() throws {
+        // FOMAML with a plain-SGD outer step of 1,000: θ blows up within two iterations.
+        let (output, iteration) = try runThatStops("diverged", algorithm: "fomaml", outerStep: "1000.0")
+        #expect(output.contains("diverged (confirmed by recomputing it on the coordinator)"))
+        #expect(output.contains("lower meta.outer_step (now 1000.0)"), "the setting to change is named")
+        #expect(!output.contains("bad message"), "honest workers reporting a divergence are not struck")
+        #expect((iteration ?? -1) >= 1 && (iteration ?? 99) < 10, "the last good θ is checkpointed (iteration \(String(describing: iteration)))")
     }
 
     /// A meta-step that makes θ non-finite (each slot's update finite, their scaled mean not) stops the run the same
     /// way: every worker is told why and leaves, and the checkpoint holds the last finite θ (issue 39, defect 4: the
     /// coordinator threw without a goodbye, and welcomed workers retried it for ever).
     @Test func aNonFiniteThetaStopsTheRunAndTellsTheWorkers() throws {
-        let folder = Harness.folder("nonfinite")
-        let text = Harness.configText.replacingOccurrences(of: """
-        meta:
-          algorithm: reptile
-        """, with: """
-        meta:
-          algorithm: reptile
-          outer_step: 3.0e38
-          schedule: constant
-          optimizer: sgd
-        """).replacingOccurrences(of: "  learning_starts: 100\n", with: "  learning_starts: 100\n  learning_rate: 1.0\n")
         // Adam at rate 1 moves φ by hundreds (finite, within the update bound); 3e38 × that is past Float's range.
-        #expect(text.contains("3.0e38") && text.contains("learning_rate: 1.0"))
-        let config = Harness.writeConfig(folder, text)
-        let run = try Harness.Child(["local", "--config", config, "--workers", "2", "--run-dir", folder + "/run", "--no-eval"],
-                                    log: folder + "/local.log")
-        let status = run.wait(seconds: 180)
-        #expect(status != nil && status != 0, "the run stopped, with a failure status: \(run.output.suffix(2000))")
-        #expect(run.output.contains("θ became non-finite at meta-update 1"))
-        #expect(run.output.contains("lower meta.outer_step"), "the setting to change is named")
-        let last = try Harness.inspect(folder + "/run")
-        #expect(last["iteration"] as? Int == 0, "θ before the failing update is the one checkpointed")
-        for index in 0..<2 {
-            let log = (try? String(contentsOfFile: folder + "/run/worker-\(index).log", encoding: .utf8)) ?? ""
-            #expect(log.contains("coordinator said goodbye: run stopped"), "worker \(index) is told why: \(log.suffix(600))")
-        }
+        let (output, iteration) = try runThatStops("nonfinite", algorithm: "reptile", outerStep: "3.0e38",
+                                                   innerLoop: "  learning_rate: 1.0\n")
+        #expect(output.contains("θ became non-finite at meta-update 1"))
+        #expect(output.contains("lower meta.outer_step"), "the setting to change is named")
+        #expect(iteration == 0, "θ before the failing update is the one checkpointed")
     }
 }

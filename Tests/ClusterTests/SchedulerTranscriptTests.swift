@@ -113,8 +113,16 @@ import Wire
                 return EvalKey(request: p[0], job: p[1], attempt: p[2])
             }
             func reason(from index: Int) -> String { plain.dropFirst(index).joined(separator: " ") }
+            // The events of a worker, a slot and a reason.
+            let aboutASlot: [String: (Peer, SlotKey, String) -> SchedulerEvent<Int>] = [
+                "failed": { .taskFailed($0, $1, $2) }, "diverged": { .slotDiverged($0, $1, $2) },
+                "invalid": { .invalidResult($0, $1, $2) },
+            ]
             let event: SchedulerEvent<Int>
             switch words[2] {
+            case let kind where aboutASlot[kind] != nil:
+                try takes([], plain: 3, text: true)
+                event = aboutASlot[kind]!(peer(plain[0]), try slotKey(plain[1]), reason(from: 2))
             case "hello":
                 try takes(["threads"], plain: 1)
                 event = .hello(peer(plain[0]), Hello(host: plain[0], cores: 1, threads: try integer("threads", 1)))
@@ -126,15 +134,9 @@ import Wire
                 let key = try slotKey(plain[1])
                 event = .result(peer(plain[0]), runID: options["run"] ?? "run-1", key: key,
                                 parameterVersion: try integer("v", key.iteration), payload: try integer("payload", 0))
-            case "failed":
-                try takes([], plain: 3, text: true)
-                event = .taskFailed(peer(plain[0]), try slotKey(plain[1]), reason(from: 2))
             case "missing":
                 try takes([], plain: 2)
                 event = .parametersMissing(peer(plain[0]), try slotKey(plain[1]))
-            case "diverged":
-                try takes([], plain: 3, text: true)
-                event = .slotDiverged(peer(plain[0]), try slotKey(plain[1]), reason(from: 2))
             case "checked":
                 try takes(["payload"], plain: 2, text: true)
                 let key = try slotKey(plain[0])
@@ -144,9 +146,6 @@ import Wire
                 case "unverifiable": event = .divergenceChecked(key, .unverifiable(reason(from: 2)))
                 default: throw fail("a check finds `usable`, `diverged` or `unverifiable`")
                 }
-            case "invalid":
-                try takes([], plain: 3, text: true)
-                event = .invalidResult(peer(plain[0]), try slotKey(plain[1]), reason(from: 2))
             case "malformed":
                 try takes([], plain: 2, text: true)
                 event = .malformed(peer(plain[0]), reason(from: 1), code: .malformed)
