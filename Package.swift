@@ -5,7 +5,7 @@ let package = Package(
     name: "metatrain",
     platforms: [.macOS(.v13)],
     products: [
-        .library(name: "MetaTrain", targets: ["NeuralNet", "Environments", "EnvironmentServer", "DQN", "MetaLearning", "Wire", "Transport", "Cluster"]),
+        .library(name: "MetaTrain", targets: ["NeuralNet", "Environments", "EnvironmentServer", "DQN", "MetaLearning", "Wire", "Transport", "ClusterCore", "Cluster"]),
         .library(name: "MetaTrainCLI", targets: ["MetaTrainCLI"]),
         .executable(name: "metatrain", targets: ["metatrain"]),
     ],
@@ -39,20 +39,26 @@ let package = Package(
         .target(name: "MetaLearning", dependencies: ["DQN", "Environments", "NeuralNet"]),
         .target(name: "Wire", dependencies: ["MetaTrainProto", "MetaLearning", "DQN", "Environments", "NeuralNet"]),
         .target(name: "Transport", dependencies: ["CZeroMQ", "CMalloc"]),
+        // The coordinator's and the sessions' decisions as pure state machines: no socket, thread, clock, file, YAML or
+        // crypto can be imported here, so the core is pure by construction and tested by simulation and transcripts.
+        .target(name: "ClusterCore", dependencies: ["Wire", "MetaLearning", "NeuralNet"]),
         .target(
             name: "Cluster",
             dependencies: [
-                "Wire", "Transport", "MetaLearning", "DQN", "Environments", "EnvironmentServer", "NeuralNet",
+                "ClusterCore", "Wire", "Transport", "MetaLearning", "DQN", "Environments", "EnvironmentServer", "NeuralNet",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The Scheduler in simulated time with modelled workers, link and CPU (`metatrain scaling`): a capacity tool, not
+        // runtime code.
+        .target(name: "CapacityModel", dependencies: ["ClusterCore", "Cluster", "Transport", "Wire", "MetaLearning", "DQN", "Environments", "NeuralNet"]),
         // Every command, as a library, so a program of one's own (examples/swift-family) can be a whole metatrain.
         .target(
             name: "MetaTrainCLI",
             dependencies: [
-                "Cluster", "MetaLearning", "DQN", "Environments", "EnvironmentServer", "NeuralNet",
+                "Cluster", "ClusterCore", "CapacityModel", "MetaLearning", "DQN", "Environments", "EnvironmentServer", "NeuralNet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -73,7 +79,7 @@ let package = Package(
         ),
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
         .testTarget(
-            name: "ClusterTests", dependencies: ["Cluster", "Wire", "Transport", "MetaLearning", "NeuralNet", "DQN", "Environments"],
+            name: "ClusterTests", dependencies: ["Cluster", "ClusterCore", "CapacityModel", "Wire", "Transport", "MetaLearning", "NeuralNet", "DQN", "Environments"],
             exclude: ["export_check.py", "tensorboard_check.py", "Scenarios"]
         ),
     ]

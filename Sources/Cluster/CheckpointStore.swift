@@ -1,3 +1,4 @@
+import ClusterCore
 import Crypto
 import Foundation
 import MetaLearning

@@ -1,3 +1,4 @@
+import ClusterCore
 import Crypto
 import DQN
 import EnvironmentServer
@@ -21,7 +22,8 @@ public struct ClusterConfig: Sendable, Equatable {
         public var keepLast = 3
     }
 
-    public struct Coordinator: Sendable, Equatable {
+    /// cluster.yaml's `coordinator:` section (the process is `Coordinator`).
+    public struct CoordinatorSettings: Sendable, Equatable {
         public var bind = "tcp://127.0.0.1:5555"
         /// The address workers connect to (what launch.sh passes to `metatrain worker --connect`).
         public var advertise = "tcp://127.0.0.1:5555"
@@ -79,7 +81,7 @@ public struct ClusterConfig: Sendable, Equatable {
     }
 
     public var run = Run()
-    public var coordinator = Coordinator()
+    public var coordinator = CoordinatorSettings()
     public var workers: [WorkerHost] = [WorkerHost(host: "localhost", count: 2, threads: 1)]
     public var meta = MetaSettings()
     public var family: TaskFamily = .cartPole(TaskFamily.CartPoleRanges())

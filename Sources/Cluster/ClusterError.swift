@@ -1,3 +1,4 @@
+import ClusterCore
 import Foundation
 
 /// Errors that end a cluster process, by what went wrong: the command line prints the description and exits

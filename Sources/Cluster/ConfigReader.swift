@@ -1,3 +1,4 @@
+import ClusterCore
 import Yams
 
 /// A configuration error that names the key and the line, so the user can fix the file.

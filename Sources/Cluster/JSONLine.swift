@@ -1,3 +1,4 @@
+import ClusterCore
 import Foundation
 
 /// A JSON value built from the `[String: Any]` records the coordinator keeps (metrics.jsonl's lines), so that

@@ -1,3 +1,4 @@
+import ClusterCore
 import DQN
 import Foundation
 import Logging

@@ -1,3 +1,4 @@
+import ClusterCore
 import Foundation
 
 /// This process's CPU time (user + system) and peak resident set, from `getrusage`.

@@ -1,3 +1,4 @@
+import ClusterCore
 import Foundation
 
 /// A run's folder: where each of its files lives, and the writes the coordinator makes there.

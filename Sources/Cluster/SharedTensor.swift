@@ -1,3 +1,4 @@
+import ClusterCore
 import NeuralNet
 import Transport
 import Wire

@@ -1,3 +1,4 @@
+import ClusterCore
 import Foundation
 
 /// status.json and a status request's answer: where a run stands, for `metatrain status` and for people.

@@ -1,3 +1,4 @@
+import CapacityModel
 import ArgumentParser
 import Cluster
 import Foundation

@@ -1,4 +1,5 @@
 @testable import Cluster
+@testable import ClusterCore
 import NeuralNet
 import Testing
 

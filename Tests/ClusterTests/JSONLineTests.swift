@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Cluster
+@testable import ClusterCore
 
 /// metrics.jsonl's lines and status.json (JSONEncoder instead of JSONSerialization): the same JSON, keys sorted.
 @Suite struct JSONLineTests {

@@ -1,4 +1,5 @@
 import Cluster
+@testable import CapacityModel
 import Testing
 
 /// The scaling model (issue 15) against cases whose answer is known by hand: it drives the real Scheduler, so

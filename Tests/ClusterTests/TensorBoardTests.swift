@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Cluster
+@testable import ClusterCore
 
 /// The coordinator's TensorBoard event files, read back by tensorboard's own EventAccumulator: every metrics.jsonl
 /// scalar at its iteration, and the periodic meta-eval returns. scripts/test.sh provides the Python.

@@ -1,5 +1,7 @@
 import DQN
 import Environments
+import Cluster
+import ClusterCore
 import Foundation
 import MetaLearning
 import NeuralNet

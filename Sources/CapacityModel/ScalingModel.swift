@@ -1,3 +1,5 @@
+import Cluster
+import ClusterCore
 import Foundation
 import MetaLearning
 import NeuralNet

@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import MetaLearning
 import Wire
 
@@ -154,18 +153,6 @@ public enum DivergenceFinding<Payload> {
 }
 
 public enum LogLevel: Sendable { case debug, info, warning, error }
-
-extension LogLevel {
-    /// The swift-log level the shells log a pure core's `.log` at.
-    var loggerLevel: Logger.Level {
-        switch self {
-        case .debug: return .debug
-        case .info: return .info
-        case .warning: return .warning
-        case .error: return .error
-        }
-    }
-}
 
 /// A message the shell builds and sends; assignments are filled in with task, config and θ by the shell.
 public enum Outbound: Equatable, Sendable {

@@ -9,10 +9,10 @@ extension Scheduler {
     /// join order), a dictionary lookup and a copy each: `metatrain bench` timed the Scheduler at 20.6 µs per result
     /// with 64 workers and 224.6 µs with 1,024 — the coordinator's whole budget per slot at that size.
     struct WorkerTable {
-        private(set) var byPeer: [Peer: Worker] = [:]
+        private(set) var byPeer: [Peer: WorkerRecord] = [:]
         /// Their connections in the order they joined (their numbers ascending), kept as they come and go.
         private(set) var joinOrder: [Peer] = []
-        /// The free threads of each worker that can take work (`Worker.canTakeWork`), with its join number.
+        /// The free threads of each worker that can take work (`WorkerRecord.canTakeWork`), with its join number.
         private var free: [Peer: (threads: Int, number: Int)] = [:]
         /// The same workers by join number, ascending (kept as they change, so no event sorts them).
         private var freeByNumber: [(number: Int, peer: Peer)] = []
@@ -20,9 +20,9 @@ extension Scheduler {
         private(set) var freeThreads = 0
 
         var count: Int { byPeer.count }
-        var values: Dictionary<Peer, Worker>.Values { byPeer.values }
+        var values: Dictionary<Peer, WorkerRecord>.Values { byPeer.values }
 
-        subscript(peer: Peer) -> Worker? {
+        subscript(peer: Peer) -> WorkerRecord? {
             get { byPeer[peer] }
             _modify {
                 let joined = byPeer[peer] != nil
@@ -36,7 +36,7 @@ extension Scheduler {
             }
         }
 
-        mutating func removeValue(forKey peer: Peer) -> Worker? {
+        mutating func removeValue(forKey peer: Peer) -> WorkerRecord? {
             defer { refresh(peer) }
             guard let worker = byPeer.removeValue(forKey: peer) else { return nil }
             joinOrder.removeAll { $0 == peer }
@@ -44,7 +44,7 @@ extension Scheduler {
         }
 
         /// (connection, worker) of every worker, in join order.
-        var inJoinOrder: [(key: Peer, value: Worker)] { joinOrder.compactMap { peer in byPeer[peer].map { (peer, $0) } } }
+        var inJoinOrder: [(key: Peer, value: WorkerRecord)] { joinOrder.compactMap { peer in byPeer[peer].map { (peer, $0) } } }
 
         /// The workers that can take work, in the order they joined.
         var availableInJoinOrder: [Peer] { freeByNumber.map(\.peer) }

@@ -27,7 +27,7 @@ extension Scheduler {
         let number = nextWorkerNumber
         nextWorkerNumber += 1
         counters.workersRegistered += 1
-        var worker = Worker(id: "\(settings.incarnation)-w\(number)", number: number, threads: hello.threads, lastHeard: now,
+        var worker = WorkerRecord(id: "\(settings.incarnation)-w\(number)", number: number, threads: hello.threads, lastHeard: now,
                             lastSent: now, envStepsMovedAt: now)
         worker.host = hello.host
         workers[peer] = worker

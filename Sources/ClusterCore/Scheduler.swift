@@ -13,8 +13,15 @@ import Wire
 /// Its second kind of work is eval jobs from eval clients (`metatrain eval --coordinator`): they run on
 /// threads no training slot is waiting for, are requeued like slots, and each outcome is forwarded to
 /// its client once. They never touch θ, so the trajectory is the same with or without them.
+/// Settings no run can be scheduled with (cluster.yaml's validation refuses them first, with the line named).
+public enum SchedulerError: Error, CustomStringConvertible {
+    case invalidSettings(String)
+    public var description: String { if case .invalidSettings(let r) = self { return r } else { return "" } }
+}
+
 public struct Scheduler<Payload> {
-    struct Worker {
+    /// What the Scheduler knows of one registered worker (the process itself is `Worker`, the shell, in Cluster).
+    struct WorkerRecord {
         let id: String
         let number: Int
         let threads: Int
@@ -126,8 +133,7 @@ public struct Scheduler<Payload> {
                 numerics: RunNumerics = RunNumerics(policy: .strict)) throws {
         guard settings.metaBatch > 0, settings.iterations >= 0, settings.liveness > 0, settings.heartbeatIntervalMs > 0,
               settings.checkpointInterval > 0, startIteration >= 0 else {
-            throw ConfigError.invalidValue(path: "meta/coordinator", line: 0,
-                                           reason: "cannot schedule with these settings: \(settings), start \(startIteration)")
+            throw SchedulerError.invalidSettings("cannot schedule with these settings: \(settings), start \(startIteration)")
         }
         self.settings = settings
         self.numerics = numerics
