@@ -58,15 +58,12 @@ public struct EvalClientSession {
     public let settings: Settings
     public let jobs: [AdaptationJob]
     public private(set) var outcomes: [AdaptationOutcome?]
-    public private(set) var connection = SessionConnection.idle
+    /// The link to the coordinator: connection, liveness both ways, backoff (`ClientLink`, as the worker's).
+    public private(set) var link: ClientLink
+    public var connection: SessionConnection { link.connection }
     /// Submissions made so far (the first included).
     public private(set) var submissions = 0
     public private(set) var requestID = ""
-    var heartbeatIntervalMs: Int
-    var liveness: Int
-    var backoffMs: Int
-    var lastHeard: Tick = 0
-    var lastSent: Tick = 0
     /// Anything from any coordinator: the unreachable timeout runs from here.
     var lastAnswer: Tick = 0
     var lastOutcome: Tick = 0
@@ -77,9 +74,8 @@ public struct EvalClientSession {
         self.settings = settings
         outcomes = Array(repeating: nil, count: jobs.count)
         missing = jobs.count
-        heartbeatIntervalMs = settings.heartbeatIntervalMs
-        liveness = settings.liveness
-        backoffMs = settings.initialBackoffMs
+        link = ClientLink(heartbeatIntervalMs: settings.heartbeatIntervalMs, liveness: settings.liveness,
+                          initialBackoffMs: settings.initialBackoffMs, maxBackoffMs: settings.maxBackoffMs)
     }
 
     /// Jobs whose outcome has not arrived: a count kept with `outcomes`, so each outcome costs O(1), not a scan of
@@ -93,14 +89,14 @@ public struct EvalClientSession {
             guard connection == .idle else { break }
             lastAnswer = now; lastOutcome = now; lastReport = now
             if jobs.isEmpty {
-                connection = .ended
+                link.end()
                 out.append(.finished([]))
             } else {
                 submit(now, &out)
             }
         case .received(let frames):
             guard connection == .connected else { break }
-            lastHeard = now
+            link.heard(now)
             lastAnswer = now
             receive(frames, now, &out)
         case .tick:
@@ -122,20 +118,17 @@ public struct EvalClientSession {
         out.append(.connect)
         out.append(.send(.evalRequest(EvalRequest(requestID: requestID, jobs: pending))))
         out.append(.log(.info, "submitted \(requestID): \(pending.count) job(s) to \(settings.endpoint)"))
-        connection = .connected
-        lastHeard = now
-        lastSent = now
+        link.connected(now)
     }
 
     mutating func backOff(_ now: Tick, _ out: inout [Action]) {
         out.append(.disconnect)
-        connection = .backingOff(until: now + Tick(backoffMs))
-        backoffMs = min(backoffMs * 2, settings.maxBackoffMs)
+        link.backOff(now)
     }
 
     mutating func fail(_ reason: String, _ out: inout [Action]) {
         if connection == .connected { out.append(.disconnect) }
-        connection = .ended
+        link.end()
         out.append(.failed(reason))
     }
 
@@ -149,13 +142,13 @@ public struct EvalClientSession {
                 return
             }
         }
-        if case .backingOff(let until) = connection {
-            if now >= until { submit(now, &out) }
+        if case .backingOff = connection {
+            if link.reconnectDue(now) { submit(now, &out) }
             return
         }
-        if now - lastSent >= Tick(heartbeatIntervalMs) {
+        if link.heartbeatDue(now) {
             out.append(.send(.heartbeat(envSteps: 0)))
-            lastSent = now
+            link.sent(now)
         }
         if now - lastReport >= Tick(settings.reportEveryMs) {
             let stalled = now - lastOutcome > Tick(settings.reportEveryMs)
@@ -163,8 +156,8 @@ public struct EvalClientSession {
                 ? "; no outcome for \((now - lastOutcome) / 1000) s (does the coordinator have workers?)" : "")))
             lastReport = now
         }
-        if now - lastHeard > Tick(heartbeatIntervalMs) * Tick(liveness) {
-            out.append(.log(.warning, "coordinator silent for \(now - lastHeard) ms: reconnecting in \(backoffMs) ms and submitting the \(missing) missing job(s) again"))
+        if let quiet = link.silence(now) {
+            out.append(.log(.warning, "coordinator silent for \(quiet) ms: reconnecting in \(link.backoffMs) ms and submitting the \(missing) missing job(s) again"))
             backOff(now, &out)
         }
     }
@@ -181,9 +174,7 @@ public struct EvalClientSession {
         }
         switch message {
         case .welcome(let w):
-            heartbeatIntervalMs = w.heartbeatIntervalMs
-            liveness = w.liveness
-            backoffMs = settings.initialBackoffMs
+            link.welcomed(heartbeatIntervalMs: w.heartbeatIntervalMs, liveness: w.liveness)
             out.append(.log(.info, "coordinator of run \(w.runID) accepted \(requestID) as \(w.workerID)"))
         case .heartbeat:
             break
@@ -202,7 +193,7 @@ public struct EvalClientSession {
             if missing == 0 {
                 out.append(.send(.goodbye(reason: "eval batch complete")))
                 out.append(.disconnect)
-                connection = .ended
+                link.end()
                 out.append(.finished(outcomes.compactMap { $0 }))
             }
         case .error(let e):
@@ -214,7 +205,7 @@ public struct EvalClientSession {
                 fail("an eval job failed on the workers: \(e.message)", &out)
             case .rejected:
                 // The coordinator holds as many requests as it takes: wait, then try again.
-                out.append(.log(.warning, "the coordinator refused \(requestID) (\(e.message)): submitting again in \(backoffMs) ms"))
+                out.append(.log(.warning, "the coordinator refused \(requestID) (\(e.message)): submitting again in \(link.backoffMs) ms"))
                 backOff(now, &out)
             default:
                 fail("the coordinator refused the eval request (\(e.code)): \(e.message)", &out)

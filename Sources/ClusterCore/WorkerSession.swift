@@ -89,7 +89,9 @@ public struct WorkerSession {
     }
 
     public let settings: Settings
-    public private(set) var connection = SessionConnection.idle
+    /// The link to the coordinator: connection, liveness both ways, backoff (`ClientLink`).
+    public private(set) var link: ClientLink
+    public var connection: SessionConnection { link.connection }
     public private(set) var runID: String?
     public private(set) var workerID = ""
     /// θ received since the last welcome, the two highest versions in version order: a pipelined run hands out slots
@@ -105,24 +107,21 @@ public struct WorkerSession {
         return Array(kept.sorted { version($0) < version($1) }.suffix(cachedVersions))
     }
     public private(set) var kernel: GEMMBackend
-    public private(set) var heartbeatIntervalMs: Int
-    public private(set) var liveness: Int
-    public private(set) var backoffMs: Int
+    public var heartbeatIntervalMs: Int { link.heartbeatIntervalMs }
+    public var liveness: Int { link.liveness }
+    public var backoffMs: Int { link.backoffMs }
     public private(set) var everWelcomed = false
     /// Job replies handed back (results and failures alike), whether or not a connection was up to take them.
     public private(set) var jobsCompleted = 0
     var startedAt: Tick = 0
-    var lastHeard: Tick = 0
-    var lastSent: Tick = 0
     /// When the last hello went out (a reply of "unknown worker" within a heartbeat interval of it is one it answers).
     var lastHelloAt: Tick = .min / 2
 
     public init(settings: Settings) {
         self.settings = settings
         kernel = settings.kernel
-        heartbeatIntervalMs = settings.heartbeatIntervalMs
-        liveness = settings.liveness
-        backoffMs = settings.initialBackoffMs
+        link = ClientLink(heartbeatIntervalMs: settings.heartbeatIntervalMs, liveness: settings.liveness,
+                          initialBackoffMs: settings.initialBackoffMs, maxBackoffMs: settings.maxBackoffMs)
     }
 
     /// How long the shell may wait for a socket before the next tick is due.
@@ -137,17 +136,17 @@ public struct WorkerSession {
             connect(now, &out)
         case .received(let frames):
             guard connection == .connected else { break }
-            lastHeard = now
+            link.heard(now)
             receive(frames, now, &out)
         case .decoded(let message):
             guard connection == .connected else { break }
-            lastHeard = now
+            link.heard(now)
             receive(message, now, &out)
         case .computed(let bytes):
             jobsCompleted += 1
             if connection == .connected {
                 out.append(.transmit(bytes))
-                lastSent = now
+                link.sent(now)
             } else {
                 out.append(.log(.debug, "a reply computed while disconnected is dropped (the coordinator runs that work again)"))
             }
@@ -166,16 +165,15 @@ public struct WorkerSession {
         switch connection {
         case .idle, .ended:
             return
-        case .backingOff(let until):
-            guard now >= until else { return }
+        case .backingOff:
+            guard link.reconnectDue(now) else { return }
             if giveUpIfNeverWelcomed(now, &out) { return }
-            backoffMs = min(backoffMs * 2, settings.maxBackoffMs)
             connect(now, &out)
         case .connected:
-            if now - lastSent >= Tick(heartbeatIntervalMs) { send(.heartbeat(envSteps: envSteps), now, &out) }
-            if now - lastHeard > Tick(heartbeatIntervalMs) * Tick(liveness) {
+            if link.heartbeatDue(now) { send(.heartbeat(envSteps: envSteps), now, &out) }
+            if let quiet = link.silence(now) {
                 if giveUpIfNeverWelcomed(now, &out) { return }
-                out.append(.log(.warning, "coordinator silent for \(now - lastHeard) ms: reconnecting in \(backoffMs) ms"))
+                out.append(.log(.warning, "coordinator silent for \(quiet) ms: reconnecting in \(backoffMs) ms"))
                 backOff(now, &out)
             }
         }
@@ -186,29 +184,28 @@ public struct WorkerSession {
     mutating func giveUpIfNeverWelcomed(_ now: Tick, _ out: inout [Action]) -> Bool {
         guard !everWelcomed, let limit = settings.giveUpAfterMs, now - startedAt > Tick(limit) else { return false }
         if connection == .connected { out.append(.disconnect) }
-        connection = .ended
+        link.end()
         out.append(.giveUp(afterMs: now - startedAt))
         return true
     }
 
     mutating func connect(_ now: Tick, _ out: inout [Action]) {
         out.append(.connect)
-        connection = .connected
-        lastHeard = now
+        link.connected(now)
         send(.hello(hello), now, &out)
         lastHelloAt = now
     }
 
-    /// Closes the connection and connects again after the backoff (doubled at each reconnect, reset by a welcome).
+    /// Closes the connection and connects again after the backoff (`ClientLink.backOff`).
     mutating func backOff(_ now: Tick, _ out: inout [Action]) {
         out.append(.disconnect)
         out.append(.dropQueuedJobs)
-        connection = .backingOff(until: now + Tick(backoffMs))
+        link.backOff(now)
     }
 
     mutating func end(_ out: inout [Action]) {
         if connection == .connected { out.append(.disconnect) }
-        connection = .ended
+        link.end()
         out.append(.finish)
     }
 
@@ -221,7 +218,7 @@ public struct WorkerSession {
     mutating func send(_ message: Message, _ now: Tick, _ out: inout [Action]) {
         guard connection == .connected else { return }
         out.append(.send(message))
-        lastSent = now
+        link.sent(now)
     }
 
     mutating func receive(_ frames: [[UInt8]], _ now: Tick, _ out: inout [Action]) {
@@ -252,9 +249,7 @@ public struct WorkerSession {
             out.append(.dropQueuedJobs)
             runID = w.runID
             workerID = w.workerID
-            heartbeatIntervalMs = w.heartbeatIntervalMs
-            liveness = w.liveness
-            backoffMs = settings.initialBackoffMs
+            link.welcomed(heartbeatIntervalMs: w.heartbeatIntervalMs, liveness: w.liveness)
             everWelcomed = true
             kernel = w.numerics == .portable ? .portable : settings.kernel
             out.append(.log(.info, "registered as \(w.workerID) in run \(w.runID); numerics \(w.numerics.rawValue), computing on kernel \(kernel.rawValue)"))
@@ -276,7 +271,7 @@ public struct WorkerSession {
             case .numericsMismatch:
                 out.append(.log(.error, "coordinator refused this worker: \(e.message)"))
                 out.append(.disconnect)
-                connection = .ended
+                link.end()
                 out.append(.refused(e.message))
             case .rejected:
                 out.append(.log(.error, "coordinator disconnected this worker: \(e.message)"))
