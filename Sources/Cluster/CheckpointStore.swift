@@ -41,7 +41,7 @@ public struct CheckpointStore {
     public let keepLast: Int
 
     public init(runDirectory: String, keepLast: Int) {
-        directory = (runDirectory as NSString).appendingPathComponent("checkpoints")
+        directory = RunFolder(runDirectory).checkpoints
         self.keepLast = keepLast
     }
 
@@ -166,12 +166,12 @@ public struct CheckpointStore {
 
     /// The run id recorded in the run folder when the run started (RUN_DIR/run.id), if any.
     public static func recordedRunID(runDirectory: String) -> String? {
-        let path = (runDirectory as NSString).appendingPathComponent("run.id")
+        let path = RunFolder(runDirectory).runID
         return (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     public static func recordRunID(_ runID: String, runDirectory: String) throws {
-        let path = (runDirectory as NSString).appendingPathComponent("run.id")
+        let path = RunFolder(runDirectory).runID
         try Data((runID + "\n").utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 }

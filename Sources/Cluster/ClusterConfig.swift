@@ -4,6 +4,7 @@ import DQN
 import EnvironmentServer
 import Environments
 import Foundation
+import Wire
 import MetaLearning
 import NeuralNet
 import Yams
@@ -128,6 +129,8 @@ public struct ClusterConfig: Sendable, Equatable {
         do { root = try Yams.compose(yaml: text) } catch { throw ConfigError.syntax("\(error)") }
         let top = try MappingReader(root, path: "")
         var c = ClusterConfig()
+        // Ranges a message carries are the wire's own: a config the decoder would refuse is refused here, with its line.
+        let wire = WireLimits()
 
         let run = try top.mapping("run")
         c.run.name = try run.string("name", c.run.name)
@@ -147,8 +150,9 @@ public struct ClusterConfig: Sendable, Equatable {
         for (key, value) in [("bind", c.coordinator.bind), ("advertise", c.coordinator.advertise)] where !value.hasPrefix("tcp://") {
             throw co.bad(key, co.node(key)?.1 ?? co.line, "is '\(value)'; it must be a tcp:// endpoint")
         }
-        c.coordinator.heartbeatIntervalMs = try co.int("heartbeat_interval_ms", c.coordinator.heartbeatIntervalMs, 10...600_000)
-        c.coordinator.liveness = try co.int("liveness", c.coordinator.liveness, 2...1000)
+        c.coordinator.heartbeatIntervalMs = try co.int("heartbeat_interval_ms", c.coordinator.heartbeatIntervalMs,
+                                                       10...min(600_000, wire.welcomeHeartbeatIntervalMs.upperBound))
+        c.coordinator.liveness = try co.int("liveness", c.coordinator.liveness, 2...wire.welcomeLiveness.upperBound)
         c.coordinator.maxMessageBytes = try co.int("max_message_bytes", c.coordinator.maxMessageBytes, 1024...(2 << 30))
         c.coordinator.receiveHighWaterMark = try co.int("receive_hwm", c.coordinator.receiveHighWaterMark, 1...100_000)
         c.coordinator.backupAfterMedian = try co.double("backup_after_median", c.coordinator.backupAfterMedian,
@@ -163,7 +167,7 @@ public struct ClusterConfig: Sendable, Equatable {
             c.workers = try hosts.enumerated().map { i, node in
                 let w = try MappingReader(node, path: "workers[\(i)]")
                 let host = WorkerHost(host: try w.string("host", "localhost"), count: try w.int("count", 1, 0...4096),
-                                      threads: try w.int("threads", 1, 1...1024))
+                                      threads: try w.int("threads", 1, 1...wire.maxThreads))
                 try w.finish()
                 return host
             }
@@ -174,7 +178,7 @@ public struct ClusterConfig: Sendable, Equatable {
         let meta = try top.mapping("meta")
         c.meta.algorithm = try parseAlgorithm(meta)
         c.meta.iterations = try meta.int("iterations", c.meta.iterations, 1...10_000_000)
-        c.meta.metaBatch = try meta.int("meta_batch", c.meta.metaBatch, 1...100_000)
+        c.meta.metaBatch = try meta.int("meta_batch", c.meta.metaBatch, 1...wire.maxSlots)
         c.meta.outerStep = try meta.float("outer_step", c.meta.outerStep, { $0 > 0 }, "> 0")
         c.meta.schedule = try meta.choice("schedule", c.meta.schedule)
         c.meta.optimizer = try meta.choice("optimizer", c.meta.optimizer)
@@ -452,7 +456,7 @@ public struct ClusterConfig: Sendable, Equatable {
         let window = try i.int("context_window", 0, 0...64)
         d.contextWindow = window == 0 ? nil : window
         s.dqn = d
-        s.budget = try i.int("budget", s.budget, 1...100_000_000)
+        s.budget = try i.int("budget", s.budget, 1...WireLimits().maxBudget)
         s.querySteps = try i.int("query_steps", s.querySteps, 1...100_000_000)
         let query = try i.choice("query", QueryTarget.td)
         let teacherSteps = try i.int("teacher_steps", 0, 0...100_000_000)

@@ -147,7 +147,7 @@ public final class Coordinator {
         socket = try context.socket(.router)
         try socket.setRouterMandatory()
         try socket.setMaxMessageSize(Int64(config.coordinator.maxMessageBytes))
-        try socket.setHighWaterMarks(send: 1000, receive: Int32(config.coordinator.receiveHighWaterMark))
+        try socket.setHighWaterMarks(send: ClusterLimits.sendHighWaterMark, receive: Int32(config.coordinator.receiveHighWaterMark))
         if config.security.curve {
             let keys = try KeyFiles.readPair(config.security.coordinatorKey)
             let allowed = try config.security.allowedWorkers.map(KeyFiles.readPublic)
@@ -257,7 +257,7 @@ public final class Coordinator {
             if ready.count > 1 && ready[1] { try zap?.answer() }
             if ready[0] {
                 var drained = 0
-                while drained < 10_000, let frames = try socket.receiveFrames() {
+                while drained < ClusterLimits.maxMessagesPerPoll, let frames = try socket.receiveFrames() {
                     drained += 1
                     try receive(frames)
                     if finished { break }

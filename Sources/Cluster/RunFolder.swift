@@ -5,7 +5,7 @@ import Foundation
 ///
 /// One place for the layout that `metatrain eval`, `status`, `export`, the launch scripts and the tests
 /// read back: checkpoints/, config.yaml, coordinator.endpoint, metrics.jsonl, eval.jsonl, status.json,
-/// tensorboard/. Writes that replace a file are atomic (a reader never sees half of one); appends are
+/// tensorboard/, run.id. Readers name a file through here too, so the layout has one owner. Writes that replace a file are atomic (a reader never sees half of one); appends are
 /// whole lines (`appendLine`), not fsynced: a crash may lose the last lines, never the checkpoints, which are.
 public struct RunFolder: Sendable {
     public let path: String
@@ -23,6 +23,13 @@ public struct RunFolder: Sendable {
     public var periodicEvaluation: String { file("eval.jsonl") }
     public var status: String { file("status.json") }
     public var tensorBoard: String { file("tensorboard") }
+    /// Where `metatrain eval` writes its report of θ after `iteration` meta-updates (add .json, .csv, -tasks.csv, .svg);
+    /// `split` names a split other than the test tasks'.
+    public func evaluationStem(iteration: Int, split: String? = nil) -> String {
+        file(String(format: "eval-iter%06d", iteration) + (split.map { "-\($0)" } ?? ""))
+    }
+    /// The run's id, written once when the run starts (`CheckpointStore.recordRunID`).
+    public var runID: String { file("run.id") }
 
     func create() throws { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
 

@@ -56,7 +56,7 @@ struct AttemptTracker<Key: Hashable, Result, Holder: Hashable> {
     private var startsFront = 0
     private var startsInOrder = true
 
-    init(_ keys: [Key], durationCap: Int = 256) {
+    init(_ keys: [Key], durationCap: Int = SchedulerLimits.attemptTimesKept) {
         order = []
         items = [:]
         self.durationCap = durationCap

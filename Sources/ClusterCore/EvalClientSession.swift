@@ -14,8 +14,8 @@ public struct EvalClientSession {
         /// Until the coordinator's welcome says otherwise.
         public var heartbeatIntervalMs = 1000
         public var liveness = 5
-        public var initialBackoffMs = 1000
-        public var maxBackoffMs = 16_000
+        public var initialBackoffMs = ClusterLimits.evalClientBackoffMs.first
+        public var maxBackoffMs = ClusterLimits.evalClientBackoffMs.most
         /// Give up when the coordinator has said nothing for this long (a wrong endpoint, a coordinator that is
         /// not up, or one that crashed and did not come back); shorter silences are ridden out.
         public var unreachableTimeoutMs = 60_000

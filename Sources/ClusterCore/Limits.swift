@@ -17,6 +17,8 @@ public struct SchedulerLimits: Sendable, Equatable {
     /// Failures (or deaths of its holders) after which an eval job is given up and its request abandoned, the client
     /// told why: a job that fails everywhere fails deterministically.
     public var evalGiveUpAttempts = 5
+    /// Completed attempt times each tracker keeps for its median (the deadline and the straggler rule).
+    public static let attemptTimesKept = 256
 
     public init() {}
 }
@@ -31,6 +33,15 @@ public enum ClusterLimits {
     public static let maxEvalBatchSize = 4096
     /// Error text a worker sends back, in UTF-8 bytes (well under the wire's string limit).
     public static let maxErrorTextBytes = 1000
+    /// Messages the coordinator handles from its socket before it looks at the clock again (ticks, divergence checks):
+    /// a flood of messages cannot starve liveness.
+    public static let maxMessagesPerPoll = 10_000
+    /// Messages queued per peer for sending before libzmq drops (ROUTER) or blocks: θ frames are shared, so this bounds
+    /// the headers, not copies of θ.
+    public static let sendHighWaterMark: Int32 = 1000
+    /// A worker's reconnect backoff (doubling from the first to the most) and an eval client's.
+    public static let workerBackoffMs = (first: 1000, most: 32_000)
+    public static let evalClientBackoffMs = (first: 1000, most: 16_000)
 
     /// `text` cut to `maxErrorTextBytes` (a longer one would be refused as malformed), marked when cut.
     public static func errorText(_ text: String) -> String {

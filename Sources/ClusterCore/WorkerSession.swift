@@ -37,8 +37,8 @@ public struct WorkerSession {
         /// Used until a welcome says otherwise.
         public var heartbeatIntervalMs = 1000
         public var liveness = 5
-        public var initialBackoffMs = 1000
-        public var maxBackoffMs = 32_000
+        public var initialBackoffMs = ClusterLimits.workerBackoffMs.first
+        public var maxBackoffMs = ClusterLimits.workerBackoffMs.most
         /// A worker that has never been welcomed gives up this long after it started (nil: never).
         public var giveUpAfterMs: Int? = 300_000
         /// The kernel this process computes on (`GEMMBackend.selected`); a run under `numerics: portable` uses

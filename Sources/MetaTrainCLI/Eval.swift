@@ -55,7 +55,7 @@ struct Eval: ParsableCommand {
     func evaluate() throws {
         try userFacing {
             let (record, checkpointPath, runFolder) = try loadCheckpoint()
-            let configPath = config ?? (runFolder as NSString).appendingPathComponent("config.yaml")
+            let configPath = config ?? RunFolder(runFolder).config
             guard FileManager.default.fileExists(atPath: configPath) else {
                 throw ValidationError("no configuration at \(configPath): pass the run's cluster.yaml with --config")
             }
@@ -145,8 +145,7 @@ struct Eval: ParsableCommand {
             let report = try runMetaEvaluation(plan: plan, inits: chosen, nearest: nearest, runner: runner)
             let folder = out ?? runFolder
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            let stem = (folder as NSString).appendingPathComponent(String(format: "eval-iter%06d", iterations)
-                                                                   + (plan.split == .test ? "" : "-\(plan.split.rawValue)"))
+            let stem = RunFolder(folder).evaluationStem(iteration: iterations, split: plan.split == .test ? nil : plan.split.rawValue)
             let object = report.json(extra: notes)
             try Data(report.summaryCSV().utf8).write(to: URL(fileURLWithPath: stem + ".csv"))
             try Data(report.tasksCSV().utf8).write(to: URL(fileURLWithPath: stem + "-tasks.csv"))

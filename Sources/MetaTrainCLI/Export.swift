@@ -25,7 +25,7 @@ struct ExportCommand: ParsableCommand {
         try userFacing {
             let report: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
             let (record, path, folder) = try loadCheckpointOrRun(checkpoint, report: report)
-            let configPath = config ?? (folder as NSString).appendingPathComponent("config.yaml")
+            let configPath = config ?? RunFolder(folder).config
             guard FileManager.default.fileExists(atPath: configPath) else {
                 throw ValidationError("no configuration at \(configPath): pass the run's cluster.yaml with --config")
             }

@@ -25,7 +25,7 @@ struct StatusCommand: ParsableCommand {
                 data = try ask(folder)
             } else {
                 if curve.given { throw ValidationError("--server-key and --key are for tcp:// endpoints") }
-                let path = (folder as NSString).appendingPathComponent("status.json")
+                let path = RunFolder(folder).status
                 guard let d = FileManager.default.contents(atPath: path) else {
                     throw ValidationError("no readable \(path): is \(folder) a run folder whose coordinator has started?")
                 }
@@ -47,7 +47,7 @@ struct StatusCommand: ParsableCommand {
             if let c = status["last_checkpoint"] as? [String: Any], let ms = c["unix_ms"] as? Int {
                 print("last checkpoint: iteration \(c["iteration"] as? Int ?? -1), \(formatDuration(Date().timeIntervalSince1970 - Double(ms) / 1000)) ago")
             }
-            let evalPath = (folder as NSString).appendingPathComponent("eval.jsonl")
+            let evalPath = RunFolder(folder).periodicEvaluation
             if let e = status["last_meta_eval"] as? [String: Any], let first = e["return_before"] as? Double,
                let end = e["return_after"] as? Double {
                 print(String(format: "last meta-eval (iteration %@): greedy return %.1f before, %.1f after adaptation", "\(e["iteration"] ?? "?")", first, end))

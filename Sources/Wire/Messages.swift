@@ -123,7 +123,7 @@ public enum ErrorCode: Int32, Sendable, CaseIterable {
 
 /// The largest |value| a slot's update may hold. The coordinator refuses larger ones (a finite but absurd update
 /// would overflow θ); a worker checks its own result against the same bound and reports `.diverged` instead.
-public let maxUpdateMagnitude: Float = 1e6
+public let maxUpdateMagnitude: Float = WireLimits.maxUpdateMagnitude
 
 extension ParameterVector {
     /// Why this update cannot be applied (a non-finite value, or one beyond `maxUpdateMagnitude`), or nil.

@@ -97,11 +97,11 @@ extension WireCodec.Decoder {
     }
 
     func welcome(_ m: Metatrain__V1__Welcome) throws(WireError) -> Message {
-        guard m.heartbeat_interval_ms > 0 && m.heartbeat_interval_ms <= 3_600_000 else {
-            throw .invalidField("welcome.heartbeat_interval_ms", reason: "\(m.heartbeat_interval_ms) is outside 1...3600000")
+        guard limits.welcomeHeartbeatIntervalMs.contains(Int(m.heartbeat_interval_ms)) else {
+            throw .invalidField("welcome.heartbeat_interval_ms", reason: "\(m.heartbeat_interval_ms) is outside \(limits.welcomeHeartbeatIntervalMs)")
         }
-        guard m.liveness > 0 && m.liveness <= 1000 else {
-            throw .invalidField("welcome.liveness", reason: "\(m.liveness) is outside 1...1000")
+        guard limits.welcomeLiveness.contains(Int(m.liveness)) else {
+            throw .invalidField("welcome.liveness", reason: "\(m.liveness) is outside \(limits.welcomeLiveness)")
         }
         return .welcome(Welcome(runID: try identifier(m.run_id, "welcome.run_id"),
                                 workerID: try identifier(m.worker_id, "welcome.worker_id"),

@@ -48,6 +48,12 @@ public struct WireLimits: Sendable, Equatable {
     public var maxEpisodes = 10_000
     /// A status reply's JSON (one line per worker: room for thousands).
     public var maxStatusBytes = 4 * 1024 * 1024
+    /// The heartbeat interval and liveness a welcome may ask a worker for.
+    public var welcomeHeartbeatIntervalMs = 1...3_600_000
+    public var welcomeLiveness = 1...1000
+    /// The largest magnitude a slot update's value may have: an honest worker reports a larger one as diverged, and
+    /// the coordinator refuses one it receives (a finite but absurd update would overflow θ).
+    public static let maxUpdateMagnitude: Float = 1e6
 
     public init() {}
 }
