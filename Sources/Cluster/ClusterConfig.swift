@@ -491,6 +491,14 @@ extension ClusterConfig {
         return mlp.initialParameters(using: &initRNG)
     }
 
+    /// Where the Q-network's output layer (its weights and bias) sits in the flat parameter vector: what
+    /// `metatrain eval`'s `multitask-head` init takes from θ₀ instead of the multi-task network.
+    public func outputLayer() throws -> Range<Int> {
+        var rng = SeededRNG(seed: deriveSeed(run.seed, iteration: 0, slot: 0, purpose: .taskSample))
+        let last = try makeNetwork(for: try family.sample(using: &rng), config: innerLoop.dqn).layers.last!
+        return last.weightOffset..<(last.weightOffset + last.parameterCount)
+    }
+
     /// The task of slot `slot` in meta-iteration `iteration`: a pure function of the run seed.
     public func task(iteration: Int, slot: Int) throws -> TaskSpec {
         try trainingTask(family, runSeed: run.seed, iteration: iteration, slot: slot)

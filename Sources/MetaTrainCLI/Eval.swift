@@ -22,7 +22,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Env steps of adaptation per task and init (default: evaluation.budget of the config).") var budget: Int?
     @Option(help: "Env steps between scored points; must divide the budget (default: its largest divisor ≤ budget / 10).") var every: Int?
     @Option(help: "Greedy episodes averaged at each point.") var episodes = 5
-    @Option(help: "Comma-separated inits: meta, random, multitask, nearest.") var inits = "meta,random,multitask,nearest"
+    @Option(help: "Comma-separated inits: meta, random, multitask, multitask-head (the multi-task network with its output layer re-initialised from θ₀: its features, not its one policy), nearest.") var inits = "meta,random,multitask,nearest"
     @Option(help: "Embedding distance for the nearest-task init: euclidean, cosine, or learned (contrastive, fitted on the library).") var metric = "euclidean"
     @Option(help: "Training tasks in the nearest-task library (the run's last ones).") var library = 32
     @Option(help: "Steps adapted from θ before the nearest-task init embeds the task (default: every); they count against the budget.") var probeSteps: Int?
@@ -65,7 +65,7 @@ struct Eval: ParsableCommand {
             }
             let plan = try makePlan(cfg)
             let names = inits.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            let known = ["meta", "random", "multitask", "nearest"]
+            let known = ["meta", "random", "multitask", "multitask-head", "nearest"]
             guard !names.isEmpty, let bad = Optional(names.filter { !known.contains($0) }), bad.isEmpty else {
                 throw ValidationError("--inits takes a comma-separated subset of \(known.joined(separator: ", "))")
             }
@@ -119,9 +119,20 @@ struct Eval: ParsableCommand {
                                         Date().timeIntervalSince(start), pretrained.step, pretrained.validationReturn))
                         do { try cache.store(pretrained) } catch { progress("  could not keep it in \(cache.path): \(error)") }
                     }
-                    chosen.append(("multitask", pretrained.parameters))
-                    notes.append(("multitask_kept_step", "\(pretrained.step)"))
-                    notes.append(("multitask_steps", "\(steps)"))
+                    if name == "multitask-head" {
+                        // The pretrained features under θ₀'s output layer: a baseline that keeps what the family's tasks
+                        // share without the one policy a mixture of them learns (issue 36).
+                        var head = pretrained.parameters
+                        let layer = try cfg.outputLayer()
+                        head.values.replaceSubrange(layer, with: theta0.values[layer])
+                        chosen.append(("multitask-head", head))
+                    } else {
+                        chosen.append(("multitask", pretrained.parameters))
+                    }
+                    if !notes.contains(where: { $0.0 == "multitask_kept_step" }) {
+                        notes.append(("multitask_kept_step", "\(pretrained.step)"))
+                        notes.append(("multitask_steps", "\(steps)"))
+                    }
                 }
             }
             var nearest: NearestTaskSetup?

@@ -12,6 +12,14 @@ import Testing
         #expect(config.workers.first?.host == "localhost" && config.workers.first?.count == 2)
     }
 
+    /// The output layer is the flat vector's tail: CartPole (4 inputs, 2 actions) with hidden layers [16, 8] has
+    /// 8 × 2 weights and 2 biases there.
+    @Test func theOutputLayerIsTheLastLayersWeightsAndBias() throws {
+        let c = try ClusterConfig.parse("task_family: {env: cartpole}\ninner_loop: {hidden_layers: [16, 8]}")
+        let theta = try c.initialParameters()
+        #expect(try c.outputLayer() == (theta.count - 18)..<theta.count)
+    }
+
     @Test func hashCoversWhatDeterminesThetaOnly() throws {
         let a = try ClusterConfig.parse("run: {seed: 3}\ncoordinator: {bind: 'tcp://127.0.0.1:1'}")
         let b = try ClusterConfig.parse("run: {seed: 3, name: other}\ncoordinator: {bind: 'tcp://0.0.0.0:2'}\nworkers: [{host: x, count: 9}]")

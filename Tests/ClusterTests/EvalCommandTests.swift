@@ -74,13 +74,15 @@ import Testing
         // Validation tasks, with per-init adaptation settings stated in the report; the multitask init comes from the cache.
         let (vStatus, vOutput) = try Self.run(
             ["eval", "--checkpoint", run, "--tasks", "2", "--budget", "200", "--every", "100", "--episodes", "1",
-             "--inits", "meta,random,multitask", "--multitask-steps", "300", "--split", "validation",
+             "--inits", "meta,random,multitask,multitask-head", "--multitask-steps", "300", "--split", "validation",
              "--start-epsilon", "0.5,meta=0.1", "--learning-starts", "random=50", "--gamma", "meta=0.9", "--optimizer", "sgd", "--json"], folder: folder)
         #expect(vStatus == 0 && vOutput.contains("reusing"), "\(vOutput.suffix(2000))")
-        #expect(vOutput.contains("eval batch 1: 6 of 6 jobs done (100%)"), "a long evaluation reports its progress: \(vOutput.suffix(2000))")
+        #expect(vOutput.contains("eval batch 1: 8 of 8 jobs done (100%)"), "a long evaluation reports its progress: \(vOutput.suffix(2000))")
         let vLine = vOutput.split(separator: "\n").first { $0.hasPrefix("{") } ?? ""
         let validation = (try? JSONSerialization.jsonObject(with: Data(vLine.utf8))) as? [String: Any] ?? [:]
         #expect(validation["split"] as? String == "validation")
+        // The multi-task network under θ₀'s output layer (issue 36's baseline) is adapted as an init of its own.
+        #expect((validation["inits"] as? [String: Any])?["multitask-head"] != nil, "\(vLine.prefix(600))")
         let adaptation = validation["adaptation"] as? [String: [String: Any]] ?? [:]
         #expect(adaptation["meta"]?["start_epsilon"] as? Double == 0.1 && adaptation["random"]?["start_epsilon"] as? Double == 0.5)
         #expect(adaptation["random"]?["learning_starts"] as? Int == 50 && adaptation["multitask"]?["start_epsilon"] as? Double == 0.5)
