@@ -45,7 +45,6 @@ extension Coordinator {
             if case .protocolVersion = error { code = .protocolVersion } else { code = .malformed }
             event = .malformed(peer, "\(error)", code: code)
         }
-        defer { inboundOutcome = nil }
         try execute(scheduler.handle(event, now: now))
     }
 
@@ -62,13 +61,13 @@ extension Coordinator {
         }, evalRequest: { r in
             evalRequest(peer, r)
         }, evalOutcome: { o in
-            guard let job = evalJobs[o.key.request]?[o.key.job] else {
-                // Its request completed or was abandoned: the scheduler counts it as dropped.
-                return .evalOutcome(peer, o.key)
+            // Checked against its job while the shell holds it; a request completed or abandoned is the Scheduler's to
+            // drop (it counts the outcome as a duplicate). The outcome travels in the event and comes back in the
+            // command that forwards it: the shell keeps no copy.
+            if let job = evalJobs[o.key.request]?[o.key.job], let problem = job.mismatch(o.outcome) {
+                return .evalFailed(peer, o.key, "outcome does not fit the job: \(problem)")
             }
-            if let problem = job.mismatch(o.outcome) { return .evalFailed(peer, o.key, "outcome does not fit the job: \(problem)") }
-            inboundOutcome = o
-            return .evalOutcome(peer, o.key)
+            return .evalOutcome(peer, o)
         }, note: { e in
             logger.info("worker error reply (\(e.code)): \(e.message)")
         })
@@ -147,8 +146,8 @@ extension Coordinator {
                     try stopRun(.internalInconsistency("no θ of version \(config.meta.baseVersion(of: key.iteration)) for a divergence report of \(key) at iteration \(state.iteration)"))
                 }
                 divergence.confirm(key, reported: reason, theta: base, config: config, numerics: scheduler.numerics)
-            case let .forwardEvalOutcome(client, key):
-                if let outcome = inboundOutcome, outcome.key == key { send(client, .evalOutcome(outcome)) }
+            case let .forwardEvalOutcome(client, outcome):
+                send(client, .evalOutcome(outcome))
             case .forgetEvalRequest(let number):
                 evalJobs[number] = nil
                 evalTensors[number] = nil

@@ -82,7 +82,6 @@ public final class Coordinator {
     /// Request numbers start from the clock, so a restarted coordinator never reuses the number of a
     /// request whose late outcomes may still arrive from workers (they would be taken for another job's).
     var nextEvalRequest = Int(UInt64(Date().timeIntervalSince1970 * 1000) % (1 << 30)) + 1
-    var inboundOutcome: EvalOutcome?
     /// Seconds each of the last (up to 10) meta-iterations took, for the ETA.
     var recentIterationSeconds: [Double] = []
     var lastCheckpointUnixMs: UInt64?

@@ -33,7 +33,8 @@ extension Scheduler {
         out.append(.log(.info, "eval request \(request) from \(peer): \(jobs.count) job(s); \(workers.count) worker(s) alive"))
     }
 
-    mutating func acceptEval(_ peer: Peer, _ key: EvalKey, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+    mutating func acceptEval(_ peer: Peer, _ outcome: EvalOutcome, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        let key = outcome.key
         // As for slots: the time of this attempt, from its hand-out to its outcome.
         let heldSince = workers[peer]?.evalRunning[key]
         releaseEval(peer, key, requeue: false)
@@ -44,7 +45,7 @@ extension Scheduler {
             return
         }
         counters.evalOutcomesForwarded += 1
-        out.append(.forwardEvalOutcome(client: request.client, key))
+        out.append(.forwardEvalOutcome(client: request.client, outcome))
         if request.jobs.remaining == 0 {
             evalRequests[key.request] = nil
             clients[request.client]?.requests.remove(key.request)

@@ -225,9 +225,9 @@ public struct Scheduler<Payload> {
             warnIfFailingRepeatedly(key, reason, &out)
         case let .evalRequest(peer, request, jobs):
             submit(peer, request: request, jobs: jobs, now: now, &out)
-        case let .evalOutcome(peer, key):
+        case let .evalOutcome(peer, outcome):
             guard touch(peer, now: now, &out) else { break }
-            acceptEval(peer, key, now: now, &out)
+            acceptEval(peer, outcome, now: now, &out)
         case let .evalFailed(peer, key, reason):
             guard touch(peer, now: now, &out) else { break }
             failEval(peer, key, reason, &out)

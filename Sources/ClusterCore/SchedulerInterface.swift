@@ -102,8 +102,8 @@ public enum SchedulerEvent<Payload> {
     /// A client asks for eval jobs to run: `jobs` are their indices in its request; the shell numbered
     /// the request and keeps the jobs' content.
     case evalRequest(Peer, request: Int, jobs: [Int])
-    /// A worker's validated outcome of an eval job (the shell holds it until the commands say where it goes).
-    case evalOutcome(Peer, EvalKey)
+    /// A worker's validated outcome of an eval job, carried to the client by `forwardEvalOutcome` (no copy kept).
+    case evalOutcome(Peer, EvalOutcome)
     /// A worker could not run an eval job, or sent an outcome that does not fit it.
     case evalFailed(Peer, EvalKey, String)
     /// Time passed: check liveness, send heartbeats, assign.
@@ -117,7 +117,9 @@ public enum SchedulerEvent<Payload> {
 /// before any worker is asked to start from it; a `forget` follows the sends that tell that peer why.
 public enum SchedulerCommand<Payload> {
     case send(Peer, Outbound)
-    /// Drop everything about this peer (it is dead, left, or was disconnected).
+    /// The peer is no longer registered (dead, left, replaced or disconnected): a shell drops anything it keeps for it.
+    /// The coordinator keeps nothing per peer (its ROUTER socket holds the connection, which the peer closes or libzmq
+    /// drops), so for it this is a notification; the fault simulation checks every one against what it did to the peer.
     case forget(Peer)
     /// Slot `slot`'s payload, the next in slot order of `iteration`: fold it into the iteration's update now. Sent as
     /// soon as every slot before it has been folded, so the shell sums updates as they arrive (in slot order, so the
@@ -136,8 +138,8 @@ public enum SchedulerCommand<Payload> {
     /// A worker reported `key` diverged: recompute it here on the run's kernel class (slots are deterministic, so a
     /// peer cannot stop the run by lying) and report back with `.divergenceChecked`. At most one is outstanding.
     case confirmDivergence(SlotKey, reason: String)
-    /// Send the outcome the shell holds for `key` to `client`, the peer that asked for it.
-    case forwardEvalOutcome(client: Peer, EvalKey)
+    /// Send `outcome` (from the event that delivered it) to `client`, the peer that asked for it.
+    case forwardEvalOutcome(client: Peer, EvalOutcome)
     /// An eval request is complete or abandoned: the shell can drop its jobs.
     case forgetEvalRequest(Int)
 }

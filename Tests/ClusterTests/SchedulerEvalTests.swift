@@ -16,7 +16,7 @@ import Wire
         sends(commands).compactMap { if case .evalJob(let k) = $0.1 { return ($0.0, k) } else { return nil } }
     }
     func forwarded(_ commands: [SchedulerCommand<Int>]) -> [EvalKey] {
-        commands.compactMap { if case let .forwardEvalOutcome(c, k) = $0, c == client { return k } else { return nil } }
+        commands.compactMap { if case let .forwardEvalOutcome(c, o) = $0, c == client { return o.key } else { return nil } }
     }
 
     @Test func evalJobsTakeOnlyTheThreadsTrainingLeavesFree() throws {
@@ -44,9 +44,9 @@ import Wire
         #expect(s.isFinished && !s.isDone, "training over, but request 7 keeps the run up")
         let first = EvalKey(request: 7, job: 3, attempt: 0), second = EvalKey(request: 7, job: 5, attempt: 0)
         #expect(s.counters.evalJobsSent == 2)
-        #expect(forwarded(s.handle(.evalOutcome(w1, first), now: 2)) == [first])
-        #expect(forwarded(s.handle(.evalOutcome(w1, first), now: 3)).isEmpty, "a duplicate is not forwarded")
-        let last = s.handle(.evalOutcome(w1, second), now: 4)
+        #expect(forwarded(s.handle(.outcome(w1, first), now: 2)) == [first])
+        #expect(forwarded(s.handle(.outcome(w1, first), now: 3)).isEmpty, "a duplicate is not forwarded")
+        let last = s.handle(.outcome(w1, second), now: 4)
         #expect(forwarded(last) == [second])
         #expect(last.contains { if case .forgetEvalRequest(7) = $0 { return true } else { return false } })
         #expect(last.contains { if case .finished = $0 { return true } else { return false } })
@@ -65,11 +65,11 @@ import Wire
         #expect(expired.contains { if case .forget(let p) = $0 { return p == w1 } else { return false } })
         #expect(evalJobs(expired).map(\.0) == [w2] && evalJobs(expired).map(\.1.attempt) == [1])
         #expect(s.counters.evalRequeued == 1)
-        let done = s.handle(.evalOutcome(w2, EvalKey(request: 1, job: 0, attempt: 1)), now: 310)
+        let done = s.handle(.outcome(w2, EvalKey(request: 1, job: 0, attempt: 1)), now: 310)
         #expect(forwarded(done).count == 1)
         // w1 was only slow: its answer, after a new hello, changes nothing.
         _ = s.handle(.hello(w1, Hello(host: "h", cores: 1, threads: 1)), now: 320)
-        #expect(forwarded(s.handle(.evalOutcome(w1, EvalKey(request: 1, job: 0, attempt: 0)), now: 321)).isEmpty)
+        #expect(forwarded(s.handle(.outcome(w1, EvalKey(request: 1, job: 0, attempt: 0)), now: 321)).isEmpty)
     }
 
     @Test func aSilentClientsRequestIsAbandonedAndAFailingJobFailsTheRequest() throws {
@@ -82,7 +82,7 @@ import Wire
         #expect(gone.contains { if case .forgetEvalRequest(1) = $0 { return true } else { return false } })
         #expect(s.outstandingEvalRequests == 0 && s.counters.evalRequestsAbandoned == 1)
         // The abandoned job's outcome is dropped; the next request gets the worker.
-        #expect(forwarded(s.handle(.evalOutcome(w1, EvalKey(request: 1, job: 0, attempt: 0)), now: 302)).isEmpty)
+        #expect(forwarded(s.handle(.outcome(w1, EvalKey(request: 1, job: 0, attempt: 0)), now: 302)).isEmpty)
 
         _ = s.handle(.evalRequest(client, request: 2, jobs: [0]), now: 302)
         var failure: [SchedulerCommand<Int>] = []
@@ -160,14 +160,14 @@ import Wire
         _ = s.handle(.hello(w1, Hello(host: "h", cores: 1, threads: 4)), now: 0)
         let out = s.handle(.evalRequest(client, request: 1, jobs: [0, 1, 2, 3]), now: 0)
         #expect(evalJobs(out).count == 4)
-        for job in 0..<3 { _ = s.handle(.evalOutcome(w1, EvalKey(request: 1, job: job, attempt: 0)), now: 100) }
+        for job in 0..<3 { _ = s.handle(.outcome(w1, EvalKey(request: 1, job: job, attempt: 0)), now: 100) }
         // Job 3 runs on; past 4 × the 100 ms median, an idle worker gets a copy, and w1 does not get a second.
         #expect(evalJobs(s.handle(.tick, now: 399)).isEmpty)
         #expect(evalJobs(s.handle(.tick, now: 401)).isEmpty, "w1 already runs it")
         let backup = s.handle(.hello(w2, Hello(host: "h", cores: 1, threads: 1)), now: 402)
         #expect(evalJobs(backup).map(\.0) == [w2] && evalJobs(backup).map(\.1.attempt) == [1])
-        #expect(forwarded(s.handle(.evalOutcome(w2, EvalKey(request: 1, job: 3, attempt: 1)), now: 450)).count == 1)
-        #expect(forwarded(s.handle(.evalOutcome(w1, EvalKey(request: 1, job: 3, attempt: 0)), now: 460)).isEmpty)
+        #expect(forwarded(s.handle(.outcome(w2, EvalKey(request: 1, job: 3, attempt: 1)), now: 450)).count == 1)
+        #expect(forwarded(s.handle(.outcome(w1, EvalKey(request: 1, job: 3, attempt: 0)), now: 460)).isEmpty)
         #expect(s.outstandingEvalRequests == 0 && s.counters.evalDuplicatesDropped == 1)
     }
 }

@@ -132,7 +132,7 @@ extension SchedulerLivenessTests {
             }
         }
         let key = try #require(moved, "the job was not taken back from the silent holder")
-        out = s.handle(.evalOutcome(honest, key), now: 3_100)
+        out = s.handle(.outcome(honest, key), now: 3_100)
         #expect(out.contains { if case .forwardEvalOutcome(client, _) = $0 { return true } else { return false } })
         #expect(s.counters.attemptsTimedOut == 1)
     }

@@ -161,7 +161,7 @@ import Wire
                 event = .evalRequest(peer(plain[0]), request: try integer("request", 1), jobs: jobs)
             case "outcome":
                 try takes([], plain: 2)
-                event = .evalOutcome(peer(plain[0]), try evalKey(plain[1]))
+                event = .outcome(peer(plain[0]), try evalKey(plain[1]))
             case "evalfailed":
                 try takes([], plain: 3, text: true)
                 event = .evalFailed(peer(plain[0]), try evalKey(plain[1]), reason(from: 2))
@@ -237,7 +237,7 @@ import Wire
         case .finished: return "finished"
         case .abort(let r): return "abort: \(r)"
         case let .confirmDivergence(key, reason): return "confirm-divergence \(k(key)): \(reason)"
-        case let .forwardEvalOutcome(client, e): return "forward \(n(client)) \(e.request)/\(e.job)/\(e.attempt)"
+        case let .forwardEvalOutcome(client, o): return "forward \(n(client)) \(o.key.request)/\(o.key.job)/\(o.key.attempt)"
         case .forgetEvalRequest(let r): return "forget-request \(r)"
         }
     }

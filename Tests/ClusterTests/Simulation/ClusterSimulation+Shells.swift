@@ -109,11 +109,11 @@ extension ClusterSimulation {
             requests[number] = Dictionary(r.jobs.map { ($0.index, $0.job) }, uniquingKeysWith: { a, _ in a })
             return .evalRequest(peer, request: number, jobs: r.jobs.map(\.index))
         }, evalOutcome: { o in
-            if let job = requests[o.key.request]?[o.key.job] {
-                if let problem = job.mismatch(o.outcome) { return .evalFailed(peer, o.key, problem) }
-                heldOutcomes[[o.key.request, o.key.job]] = o.outcome
+            // As the coordinator's shell: checked against its job, then carried by the event (no copy kept here).
+            if let job = requests[o.key.request]?[o.key.job], let problem = job.mismatch(o.outcome) {
+                return .evalFailed(peer, o.key, problem)
             }
-            return .evalOutcome(peer, o.key)
+            return .evalOutcome(peer, o)
         }, note: { _ in })
     }
 
@@ -199,15 +199,16 @@ extension ClusterSimulation {
                 fail("aborted: \(reason)")
             case .log(_, let m):
                 trace(m)
-            case let .forwardEvalOutcome(client, key):
-                // Exactly once per request and job, to the client that asked, for a job of that request.
+            case let .forwardEvalOutcome(client, outcome):
+                // Exactly once per request and job, to the client that asked, for a job of that request, fitting it.
+                let key = outcome.key
                 if !clientPeers.contains(client) { fail("eval outcome forwarded to \(client)") }
-                guard let held = heldOutcomes[[key.request, key.job]] else {
-                    fail("forwarded \(key), whose outcome the shell does not hold"); continue
+                guard let job = requests[key.request]?[key.job], job.mismatch(outcome.outcome) == nil else {
+                    fail("forwarded \(key), which is no job of a request the shell holds, or does not fit it"); continue
                 }
                 if !forwarded.insert([key.request, key.job]).inserted { fail("eval job \(key.job) of request \(key.request) forwarded twice") }
                 forwardedJobs.insert(key.job)
-                let bytes = WireCodec.encode(.evalOutcome(EvalOutcome(key: key, outcome: held)))
+                let bytes = WireCodec.encode(.evalOutcome(outcome))
                 inFlight.append((deliveryTime("down\(client)"), .toClient(bytes, peer: client)))
             case .forgetEvalRequest(let number):
                 requests[number] = nil

@@ -86,7 +86,7 @@ final class ClusterSimulation {
     var clientPeer = Peer([]), clientConnected = false, clientPeers: Set<Peer> = []
     var clientDone = false, accepted = false, evalLost = false
     // The coordinator shell's side of eval requests: the jobs of each numbered request, the outcomes it holds.
-    var requests: [Int: [Int: AdaptationJob]] = [:], heldOutcomes: [[Int]: AdaptationOutcome] = [:]
+    var requests: [Int: [Int: AdaptationJob]] = [:]
     var forwarded: Set<[Int]> = [], forwardedJobs: Set<Int> = []
     var nextRequest = 1
 
@@ -187,7 +187,7 @@ final class ClusterSimulation {
             // remaining jobs are lost with it, which it reports, rather than a fault of the scheduler.
             if scheduler.isDone { evalLost = true; outcome.finished = true }
             theta = checkpoint.theta; applied = checkpoint.iteration; folded = []
-            requests = [:]; heldOutcomes = [:]
+            requests = [:]
             inFlight.removeAll { if case .toCoordinator = $0.1 { return true } else { return false } }
             for i in workers.indices where workers[i].connected {
                 let p = newPeer()
