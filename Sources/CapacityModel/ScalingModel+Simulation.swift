@@ -14,6 +14,12 @@ extension ScalingModel {
         private(set) var busy = 0.0
         private var started = 0.0
 
+        /// Queues `work` of CPU time `cost`; returns the cost of the item to start now if the thread was idle.
+        mutating func add(_ cost: Double, _ work: Work, now: Double) -> Double? {
+            waiting.append((cost, work))
+            return next(now: now)
+        }
+
         /// When idle, starts the next item and returns its cost; nil while busy or with nothing waiting.
         mutating func next(now: Double) -> Double? {
             guard current == nil, !waiting.isEmpty else { return nil }
@@ -253,8 +259,7 @@ extension ScalingModel {
         }
 
         mutating func enqueueCoordinator(_ cost: Double, _ work: CoordinatorWork) {
-            loop.waiting.append((cost, work))
-            startCoordinatorWork()
+            if let first = loop.add(cost, work, now: now) { addJob(0, work: first, .coordinator) }
         }
 
         mutating func startCoordinatorWork() {
@@ -329,8 +334,7 @@ extension ScalingModel {
         /// A message joins the I/O thread's queue; with no I/O cost (costs from before it) it passes at once, as then.
         mutating func enqueueIO(_ cost: Double, _ work: IOWork) {
             guard cost > 0 else { return finishIO(work) }
-            io.waiting.append((cost, work))
-            startIOWork()
+            if let first = io.add(cost, work, now: now) { addJob(0, work: first, .coordinatorIO) }
         }
 
         mutating func startIOWork() {

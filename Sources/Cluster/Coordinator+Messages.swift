@@ -78,12 +78,8 @@ extension Coordinator {
     /// The decoder has checked each job (`AdaptationJob.validate`); here it must also fit this run's workers: this run's network shape, a
     /// replay buffer no larger than the run's (or the job's budget) and a batch no larger than `ClusterLimits.maxEvalBatchSize`, so
     /// no client can hand out a job that exhausts a worker's memory.
+    /// Nothing is numbered or kept here: the Scheduler decides, and `holdEvalRequest` says what to keep.
     func evalRequest(_ peer: Peer, _ r: EvalRequest) -> SchedulerEvent<SlotPayload> {
-        // The decoder refuses repeated indices; a request built some other way must not trap here either (issue 39,
-        // defect 9).
-        guard let byIndex = Self.jobsByIndex(r.jobs) else {
-            return .malformed(peer, "eval request \(r.requestID) names a job index twice", code: .malformed)
-        }
         let run = config.innerLoop.dqn
         for (index, job) in r.jobs {
             do {
@@ -97,16 +93,21 @@ extension Coordinator {
                 return .malformed(peer, "eval request \(r.requestID) job \(index): \(error)", code: .malformed)
             }
         }
-        let number = nextEvalRequest
-        nextEvalRequest += 1
+        return .evalRequest(peer, r)
+    }
+
+    /// Keeps an accepted eval request's jobs and their parameters as shared frames; false (nothing kept) when it cannot:
+    /// an index named twice (the Scheduler refuses those first; issue 39, defect 9) or no memory for the frames.
+    func hold(_ number: Int, _ r: EvalRequest) -> Bool {
+        guard let byIndex = Self.jobsByIndex(r.jobs) else { return false }
         do {
             evalTensors[number] = try sharedInitials(r.jobs)
         } catch {
-            return .malformed(peer, "eval request \(r.requestID): the coordinator could not hold its parameters: \(error)", code: .malformed)
+            logger.error("eval request \(r.requestID): the coordinator could not hold its parameters: \(error)")
+            return false
         }
         evalJobs[number] = byIndex
-        logger.info("eval request \(r.requestID) numbered \(number): \(r.jobs.count) job(s)")
-        return .evalRequest(peer, request: number, jobs: r.jobs.map(\.index))
+        return true
     }
 
     /// An eval request's jobs by index; nil when an index repeats.
@@ -123,6 +124,8 @@ extension Coordinator {
     func execute(_ commands: [SchedulerCommand<SlotPayload>]) throws {
         // An update applied below is written up after the rest of the commands (the next hand-out) have gone out.
         defer { writeProgress() }
+        // Clients whose accepted request the shell could not hold: told, and dropped (which abandons their requests).
+        var unheld: [(client: Peer, request: String)] = []
         for command in commands {
             switch command {
             case let .send(peer, outbound):
@@ -148,10 +151,20 @@ extension Coordinator {
                 divergence.confirm(key, reported: reason, theta: base, config: config, numerics: scheduler.numerics)
             case let .forwardEvalOutcome(client, outcome):
                 send(client, .evalOutcome(outcome))
+            case let .holdEvalRequest(number, client, request):
+                if !hold(number, request) {
+                    unheldRequests.insert(number)
+                    unheld.append((client, request.requestID))
+                }
             case .forgetEvalRequest(let number):
                 evalJobs[number] = nil
                 evalTensors[number] = nil
+                unheldRequests.remove(number)
             }
+        }
+        for (client, request) in unheld {
+            send(client, Message.error(ErrorReply(code: .rejected, message: "eval request \(request): the coordinator could not hold its parameters; try again later")))
+            try execute(scheduler.handle(.goodbye(client), now: now))
         }
     }
 
@@ -165,6 +178,8 @@ extension Coordinator {
         case .error(let e): message = .error(e)
         case .goodbye(let reason): message = .goodbye(reason: reason)
         case .evalJob(let key):
+            // A request the shell could not hold goes with its client (`execute`); its hand-outs until then are not sent.
+            if unheldRequests.contains(key.request) { return }
             guard let job = evalJobs[key.request]?[key.job] else {
                 try stopRun(.internalInconsistency("no job content for eval job \(key)"))
             }

@@ -79,9 +79,8 @@ public final class Coordinator {
     var evalJobs: [Int: [Int: AdaptationJob]] = [:]
     /// Each job's initial parameters as a shared frame, one per distinct vector of its request.
     var evalTensors: [Int: [Int: SharedTensor]] = [:]
-    /// Request numbers start from the clock, so a restarted coordinator never reuses the number of a
-    /// request whose late outcomes may still arrive from workers (they would be taken for another job's).
-    var nextEvalRequest = Int(UInt64(Date().timeIntervalSince1970 * 1000) % (1 << 30)) + 1
+    /// Accepted eval requests whose jobs the shell could not hold (no memory for their frames): their client is dropped.
+    var unheldRequests: Set<Int> = []
     /// Seconds each of the last (up to 10) meta-iterations took, for the ETA.
     var recentIterationSeconds: [Double] = []
     var lastCheckpointUnixMs: UInt64?
@@ -182,6 +181,9 @@ public final class Coordinator {
         settings.evalTimeoutMs = Int64(config.coordinator.evalTimeoutMs)
         settings.pipelined = config.meta.isPipelined
         settings.holdsEnvironment = config.family.usesEnvironmentServers
+        // Request numbers start from the clock, so a restarted coordinator never reuses the number of a request whose
+        // late outcomes may still arrive from workers (they would be taken for another job's).
+        settings.firstEvalRequest = Int(UInt64(Date().timeIntervalSince1970 * 1000) % (1 << 30)) + 1
         scheduler = try Scheduler(settings: settings, startIteration: state.iteration, numerics: numerics)
         started = clock.now
         iterationStarted = started

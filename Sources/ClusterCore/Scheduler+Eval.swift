@@ -6,31 +6,34 @@ import Wire
 extension Scheduler {
     // MARK: - Eval jobs
 
-    mutating func submit(_ peer: Peer, request: Int, jobs: [Int], now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+    /// Decides an eval request: refused (a worker's, an empty one or one naming a job twice, one too many), or numbered
+    /// and accepted — then, and only then, the shell is told to hold its jobs (`holdEvalRequest`).
+    mutating func submit(_ peer: Peer, _ submitted: EvalRequest, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {
+        let jobs = submitted.jobs.map(\.index)
         if workers[peer] != nil {
-            out.append(.forgetEvalRequest(request))
             strike(peer, "a worker must not send eval requests", now: now, &out)
             return
         }
-        guard !jobs.isEmpty, Set(jobs).count == jobs.count, evalRequests[request] == nil else {
-            out.append(.forgetEvalRequest(request))
+        guard !jobs.isEmpty, Set(jobs).count == jobs.count else {
             out.append(.send(peer, .error(ErrorReply(code: .malformed, message: "an eval request needs at least one job, each named once"))))
             return
         }
         guard evalRequests.count < settings.limits.maxEvalRequests,
               (clients[peer]?.requests.count ?? 0) < settings.limits.maxEvalRequestsPerClient else {
-            out.append(.forgetEvalRequest(request))
             out.append(.send(peer, .error(ErrorReply(code: .rejected, message: "too many eval requests outstanding (at most \(settings.limits.maxEvalRequests), \(settings.limits.maxEvalRequestsPerClient) per client): try again later"))))
             out.append(.log(.warning, "refused an eval request from \(peer): too many outstanding"))
             return
         }
+        let request = nextEvalRequest
+        nextEvalRequest += 1
+        out.append(.holdEvalRequest(request, client: peer, submitted))
         var client = clients[peer] ?? Client(lastHeard: now, lastSent: now)
         client.lastHeard = now
         client.requests.insert(request)
         clients[peer] = client
         evalRequests[request] = EvalRequestState(client: peer, jobs: AttemptTracker(jobs))
         out.append(.send(peer, .welcome(workerID: "eval-\(settings.incarnation)-\(request)")))
-        out.append(.log(.info, "eval request \(request) from \(peer): \(jobs.count) job(s); \(workers.count) worker(s) alive"))
+        out.append(.log(.info, "eval request \(submitted.requestID) numbered \(request), from \(peer): \(jobs.count) job(s); \(workers.count) worker(s) alive"))
     }
 
     mutating func acceptEval(_ peer: Peer, _ outcome: EvalOutcome, now: Tick, _ out: inout [SchedulerCommand<Payload>]) {

@@ -121,6 +121,8 @@ public struct Scheduler<Payload> {
     var clients: [Peer: Client] = [:]
     /// Outstanding eval requests by number; served in number order.
     var evalRequests: [Int: EvalRequestState] = [:]
+    /// The number the next accepted eval request gets (`SchedulerSettings.firstEvalRequest` at start).
+    var nextEvalRequest: Int
     var finishAnnounced = false
     /// The numerics workers are held to: the policy, and the fingerprint the first accepted worker (or the
     /// checkpoint) set. The shell writes it into every checkpoint.
@@ -137,6 +139,7 @@ public struct Scheduler<Payload> {
         }
         self.settings = settings
         self.numerics = numerics
+        nextEvalRequest = settings.firstEvalRequest
         iteration = startIteration
         current = Round(slots: AttemptTracker(Array(0..<settings.metaBatch)))
         isFinished = startIteration >= settings.iterations
@@ -223,8 +226,8 @@ public struct Scheduler<Payload> {
             release(peer, key, requeue: true)
             strike(peer, "result for \(key) rejected: \(reason)", now: now, &out)
             warnIfFailingRepeatedly(key, reason, &out)
-        case let .evalRequest(peer, request, jobs):
-            submit(peer, request: request, jobs: jobs, now: now, &out)
+        case let .evalRequest(peer, request):
+            submit(peer, request, now: now, &out)
         case let .evalOutcome(peer, outcome):
             guard touch(peer, now: now, &out) else { break }
             acceptEval(peer, outcome, now: now, &out)

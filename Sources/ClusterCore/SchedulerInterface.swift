@@ -60,6 +60,9 @@ public struct SchedulerSettings: Sendable, Equatable {
     /// An eval job's holder whose env-step count has not moved for this long (or the slot deadline, if longer)
     /// is not computing it: the job comes back.
     public var minimumStallMs: Int64 = 5_000
+    /// The number of the first eval request this coordinator accepts. The coordinator starts it from the clock, so a
+    /// restarted one never reuses the number of a request whose late outcomes may still arrive from workers.
+    public var firstEvalRequest = 1
     /// Pipelined meta-iterations (`MetaSettings.pipelined`): the next iteration's slots, which adapt the current θ,
     /// are handed out while the current iteration's (which adapt the θ before it) finish.
     public var pipelined = false
@@ -99,9 +102,9 @@ public enum SchedulerEvent<Payload> {
     case invalidResult(Peer, SlotKey, String)
     /// A message that failed to decode or validate, or was of a kind a worker must not send.
     case malformed(Peer, String, code: ErrorCode)
-    /// A client asks for eval jobs to run: `jobs` are their indices in its request; the shell numbered
-    /// the request and keeps the jobs' content.
-    case evalRequest(Peer, request: Int, jobs: [Int])
+    /// A client asks for eval jobs to run (each checked by the shell against this run's network and limits). The
+    /// Scheduler decides, numbers it and tells the shell to hold it (`holdEvalRequest`).
+    case evalRequest(Peer, EvalRequest)
     /// A worker's validated outcome of an eval job, carried to the client by `forwardEvalOutcome` (no copy kept).
     case evalOutcome(Peer, EvalOutcome)
     /// A worker could not run an eval job, or sent an outcome that does not fit it.
@@ -140,6 +143,9 @@ public enum SchedulerCommand<Payload> {
     case confirmDivergence(SlotKey, reason: String)
     /// Send `outcome` (from the event that delivered it) to `client`, the peer that asked for it.
     case forwardEvalOutcome(client: Peer, EvalOutcome)
+    /// An eval request was accepted as number `Int`: the shell keeps its jobs (content, parameters) until
+    /// `forgetEvalRequest`. Comes before any `send(.evalJob)` of it.
+    case holdEvalRequest(Int, client: Peer, EvalRequest)
     /// An eval request is complete or abandoned: the shell can drop its jobs.
     case forgetEvalRequest(Int)
 }

@@ -24,7 +24,7 @@ import Wire
         _ = s.handle(.hello(w1, Hello(host: "h", cores: 1, threads: 1)), now: 0)
         _ = s.handle(.hello(w2, Hello(host: "h", cores: 1, threads: 2)), now: 0)
         // Both slots are out (w1 one, w2 one): one thread of w2 is free.
-        let out = s.handle(.evalRequest(client, request: 1, jobs: [0, 1, 2]), now: 1)
+        let out = s.handle(.request(client, jobs: [0, 1, 2]), now: 1)
         #expect(sends(out).contains { $0.0 == client && { if case .welcome = $0 { return true } else { return false } }($0.1) })
         #expect(evalJobs(out).map(\.0) == [w2] && evalJobs(out).map(\.1.job) == [0])
         // The slot w1 finishes frees its thread for the next eval job, not for a slot (none pending).
@@ -34,21 +34,21 @@ import Wire
 
     @Test func outcomesAreForwardedOnceAndTheRequestCompletes() throws {
         var s = try Scheduler<Int>(settings: settings)
-        _ = s.handle(.evalRequest(client, request: 7, jobs: [3, 5]), now: 0)
+        _ = s.handle(.request(client, jobs: [3, 5]), now: 0)
         // Training takes both threads first; no eval job goes out until it is over.
         let joined = s.handle(.hello(w1, Hello(host: "h", cores: 1, threads: 2)), now: 0)
         #expect(evalJobs(joined).isEmpty)
         for slot in 0..<2 {
             _ = s.handle(.result(w1, runID: "run-1", key: SlotKey(iteration: 0, slot: slot, attempt: 0), parameterVersion: 0, payload: slot), now: 1)
         }
-        #expect(s.isFinished && !s.isDone, "training over, but request 7 keeps the run up")
-        let first = EvalKey(request: 7, job: 3, attempt: 0), second = EvalKey(request: 7, job: 5, attempt: 0)
+        #expect(s.isFinished && !s.isDone, "training over, but request 1 keeps the run up")
+        let first = EvalKey(request: 1, job: 3, attempt: 0), second = EvalKey(request: 1, job: 5, attempt: 0)
         #expect(s.counters.evalJobsSent == 2)
         #expect(forwarded(s.handle(.outcome(w1, first), now: 2)) == [first])
         #expect(forwarded(s.handle(.outcome(w1, first), now: 3)).isEmpty, "a duplicate is not forwarded")
         let last = s.handle(.outcome(w1, second), now: 4)
         #expect(forwarded(last) == [second])
-        #expect(last.contains { if case .forgetEvalRequest(7) = $0 { return true } else { return false } })
+        #expect(last.contains { if case .forgetEvalRequest(1) = $0 { return true } else { return false } })
         #expect(last.contains { if case .finished = $0 { return true } else { return false } })
         #expect(s.isDone && s.counters.evalDuplicatesDropped == 1 && s.counters.evalRequestsCompleted == 1)
     }
@@ -57,7 +57,7 @@ import Wire
         var s = try Scheduler<Int>(settings: SchedulerSettings(runID: "run-1", iterations: 0, metaBatch: 1, heartbeatIntervalMs: 100,
                                                                liveness: 3, checkpointInterval: 1))
         _ = s.handle(.hello(w1, Hello(host: "h", cores: 1, threads: 1)), now: 0)
-        let out = s.handle(.evalRequest(client, request: 1, jobs: [0]), now: 0)
+        let out = s.handle(.request(client, jobs: [0]), now: 0)
         #expect(evalJobs(out).map(\.0) == [w1])
         _ = s.handle(.hello(w2, Hello(host: "h", cores: 1, threads: 1)), now: 250)
         _ = s.handle(.heartbeat(client), now: 250)
@@ -76,7 +76,7 @@ import Wire
         var s = try Scheduler<Int>(settings: SchedulerSettings(runID: "run-1", iterations: 0, metaBatch: 1, heartbeatIntervalMs: 100,
                                                                liveness: 3, checkpointInterval: 1))
         _ = s.handle(.hello(w1, Hello(host: "h", cores: 1, threads: 1)), now: 0)
-        _ = s.handle(.evalRequest(client, request: 1, jobs: [0, 1]), now: 0)
+        _ = s.handle(.request(client, jobs: [0, 1]), now: 0)
         _ = s.handle(.heartbeat(w1), now: 300)
         let gone = s.handle(.tick, now: 301)
         #expect(gone.contains { if case .forgetEvalRequest(1) = $0 { return true } else { return false } })
@@ -84,7 +84,7 @@ import Wire
         // The abandoned job's outcome is dropped; the next request gets the worker.
         #expect(forwarded(s.handle(.outcome(w1, EvalKey(request: 1, job: 0, attempt: 0)), now: 302)).isEmpty)
 
-        _ = s.handle(.evalRequest(client, request: 2, jobs: [0]), now: 302)
+        _ = s.handle(.request(client, jobs: [0]), now: 302)
         var failure: [SchedulerCommand<Int>] = []
         for attempt in 0..<settings.limits.evalGiveUpAttempts {
             failure = s.handle(.evalFailed(w1, EvalKey(request: 2, job: 0, attempt: attempt), "diverged"), now: 303 + Int64(attempt))
@@ -96,8 +96,8 @@ import Wire
     @Test func aWorkerMayNotSubmitEvalRequests() throws {
         var s = try Scheduler<Int>(settings: settings)
         _ = s.handle(.hello(w1, Hello(host: "h", cores: 1, threads: 1)), now: 0)
-        let out = s.handle(.evalRequest(w1, request: 1, jobs: [0]), now: 1)
-        #expect(out.contains { if case .forgetEvalRequest(1) = $0 { return true } else { return false } })
+        let out = s.handle(.request(w1, jobs: [0]), now: 1)
+        #expect(!out.contains { if case .holdEvalRequest = $0 { return true } else { return false } }, "nothing to hold: refused")
         #expect(s.outstandingEvalRequests == 0)
         #expect(sends(out).contains { if case .error(let e) = $0.1 { return e.code == .malformed } else { return false } })
     }
@@ -110,13 +110,13 @@ import Wire
         let other = Peer([8]), third = Peer([7])
         func refused(_ out: [SchedulerCommand<Int>]) -> Bool {
             sends(out).contains { if case .error(let e) = $0.1 { return e.code == .rejected } else { return false } }
-                && out.contains { if case .forgetEvalRequest = $0 { return true } else { return false } }
+                && !out.contains { if case .holdEvalRequest = $0 { return true } else { return false } }
         }
-        #expect(!refused(s.handle(.evalRequest(client, request: 1, jobs: [0]), now: 0)))
-        #expect(!refused(s.handle(.evalRequest(client, request: 2, jobs: [0]), now: 0)))
-        #expect(refused(s.handle(.evalRequest(client, request: 3, jobs: [0]), now: 0)), "a third from one client")
-        #expect(!refused(s.handle(.evalRequest(other, request: 4, jobs: [0]), now: 0)))
-        #expect(refused(s.handle(.evalRequest(third, request: 5, jobs: [0]), now: 0)), "a fourth in all")
+        #expect(!refused(s.handle(.request(client, jobs: [0]), now: 0)))
+        #expect(!refused(s.handle(.request(client, jobs: [0]), now: 0)))
+        #expect(refused(s.handle(.request(client, jobs: [0]), now: 0)), "a third from one client")
+        #expect(!refused(s.handle(.request(other, jobs: [0]), now: 0)))
+        #expect(refused(s.handle(.request(third, jobs: [0]), now: 0)), "a fourth in all")
         #expect(s.outstandingEvalRequests == 3)
     }
 
@@ -124,7 +124,7 @@ import Wire
         var s = try Scheduler<Int>(settings: SchedulerSettings(runID: "run-1", iterations: 0, metaBatch: 1, heartbeatIntervalMs: 100,
                                                                liveness: 3, checkpointInterval: 1))
         var now: Tick = 0
-        _ = s.handle(.evalRequest(client, request: 1, jobs: [0]), now: now)
+        _ = s.handle(.request(client, jobs: [0]), now: now)
         var last: [SchedulerCommand<Int>] = []
         for n in 0..<settings.limits.evalGiveUpAttempts {
             // A fresh worker takes the job, then goes silent (OOM-killed by it) and is declared dead.
@@ -143,7 +143,7 @@ import Wire
         var s = try Scheduler<Int>(settings: SchedulerSettings(runID: "run-1", iterations: 0, metaBatch: 1, heartbeatIntervalMs: 100,
                                                                liveness: 3, checkpointInterval: 1))
         _ = s.handle(.hello(w1, Hello(host: "h", cores: 1, threads: 1)), now: 0)
-        _ = s.handle(.evalRequest(client, request: 1, jobs: [0]), now: 0)
+        _ = s.handle(.request(client, jobs: [0]), now: 0)
         // Four failures, each answered by a retry; the fifth gives up.
         for attempt in 0..<(settings.limits.evalGiveUpAttempts - 1) {
             let out = s.handle(.evalFailed(w1, EvalKey(request: 1, job: 0, attempt: attempt), "flaky"), now: 1)
@@ -158,7 +158,7 @@ import Wire
         var s = try Scheduler<Int>(settings: SchedulerSettings(runID: "run-1", iterations: 0, metaBatch: 1, heartbeatIntervalMs: 1000,
                                                                liveness: 100, checkpointInterval: 1))
         _ = s.handle(.hello(w1, Hello(host: "h", cores: 1, threads: 4)), now: 0)
-        let out = s.handle(.evalRequest(client, request: 1, jobs: [0, 1, 2, 3]), now: 0)
+        let out = s.handle(.request(client, jobs: [0, 1, 2, 3]), now: 0)
         #expect(evalJobs(out).count == 4)
         for job in 0..<3 { _ = s.handle(.outcome(w1, EvalKey(request: 1, job: job, attempt: 0)), now: 100) }
         // Job 3 runs on; past 4 × the 100 ms median, an idle worker gets a copy, and w1 does not get a second.

@@ -117,7 +117,7 @@ extension SchedulerLivenessTests {
         var s = try Scheduler<Int>(settings: config)
         let client = Peer([9])
         _ = s.handle(.hello(hole, Hello(host: "hole", cores: 1, threads: 1)), now: 0)
-        var out = s.handle(.evalRequest(client, request: 1, jobs: [0]), now: 0)
+        var out = s.handle(.request(client, jobs: [0]), now: 0)
         #expect(out.contains { if case let .send(p, .evalJob) = $0 { return p == hole } else { return false } })
         _ = s.handle(.hello(honest, Hello(host: "honest", cores: 1, threads: 1)), now: 100)
         var moved: EvalKey?

@@ -14,7 +14,7 @@ import Wire
 /// [v=VERSION] [run=ID] [payload=N]`, `failed PEER IT/SLOT/ATTEMPT REASON`, `missing PEER IT/SLOT/ATTEMPT`,
 /// `diverged PEER IT/SLOT/ATTEMPT REASON`, `checked IT/SLOT/ATTEMPT usable [payload=N] | diverged REASON |
 /// unverifiable REASON` (the shell's recomputation), `invalid PEER IT/SLOT/ATTEMPT REASON`, `malformed PEER REASON`,
-/// `goodbye PEER`, `eval PEER [request=N] jobs=I,J…`, `outcome PEER REQ/JOB/ATTEMPT`, `evalfailed PEER
+/// `goodbye PEER`, `eval PEER jobs=I,J…` (the Scheduler numbers requests from 1), `outcome PEER REQ/JOB/ATTEMPT`, `evalfailed PEER
 /// REQ/JOB/ATTEMPT REASON` or `tick`. Parsing is strict: an unknown event or key, a missing argument or a number
 /// that does not parse is an error naming the line. Commands print one per line; debug and info logs are left out
 /// (their text is not part of the contract), warnings and errors are kept.
@@ -153,12 +153,12 @@ import Wire
                 try takes([], plain: 1)
                 event = .goodbye(peer(plain[0]))
             case "eval":
-                try takes(["request", "jobs"], plain: 1)
+                try takes(["jobs"], plain: 1)
                 let jobs = try (options["jobs"] ?? "").split(separator: ",").map { j -> Int in
                     guard let n = Int(j) else { throw fail("`jobs=` takes numbers separated by commas") }
                     return n
                 }
-                event = .evalRequest(peer(plain[0]), request: try integer("request", 1), jobs: jobs)
+                event = .request(peer(plain[0]), jobs: jobs)
             case "outcome":
                 try takes([], plain: 2)
                 event = .outcome(peer(plain[0]), try evalKey(plain[1]))
@@ -239,6 +239,7 @@ import Wire
         case let .confirmDivergence(key, reason): return "confirm-divergence \(k(key)): \(reason)"
         case let .forwardEvalOutcome(client, o): return "forward \(n(client)) \(o.key.request)/\(o.key.job)/\(o.key.attempt)"
         case .forgetEvalRequest(let r): return "forget-request \(r)"
+        case let .holdEvalRequest(r, client, request): return "hold-request \(r) from \(n(client)): jobs \(request.jobs.map { String($0.index) }.joined(separator: ","))"
         }
     }
 

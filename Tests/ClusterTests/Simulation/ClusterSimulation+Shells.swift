@@ -104,10 +104,8 @@ extension ClusterSimulation {
             return .result(peer, runID: r.runID, key: r.key, parameterVersion: r.parameterVersion,
                            payload: SchedulerSimulationTests.work(r.key.iteration, r.key.slot, base: r.parameterVersion))
         }, evalRequest: { r in
-            let number = nextRequest
-            nextRequest += 1
-            requests[number] = Dictionary(r.jobs.map { ($0.index, $0.job) }, uniquingKeysWith: { a, _ in a })
-            return .evalRequest(peer, request: number, jobs: r.jobs.map(\.index))
+            // As the coordinator's shell: nothing is numbered or kept until the Scheduler says `holdEvalRequest`.
+            .evalRequest(peer, r)
         }, evalOutcome: { o in
             // As the coordinator's shell: checked against its job, then carried by the event (no copy kept here).
             if let job = requests[o.key.request]?[o.key.job], let problem = job.mismatch(o.outcome) {
@@ -210,6 +208,9 @@ extension ClusterSimulation {
                 forwardedJobs.insert(key.job)
                 let bytes = WireCodec.encode(.evalOutcome(outcome))
                 inFlight.append((deliveryTime("down\(client)"), .toClient(bytes, peer: client)))
+            case let .holdEvalRequest(number, _, request):
+                if requests[number] != nil { fail("request number \(number) given twice") }
+                requests[number] = Dictionary(request.jobs.map { ($0.index, $0.job) }, uniquingKeysWith: { a, _ in a })
             case .forgetEvalRequest(let number):
                 requests[number] = nil
             case .confirmDivergence:

@@ -88,7 +88,8 @@ final class ClusterSimulation {
     // The coordinator shell's side of eval requests: the jobs of each numbered request, the outcomes it holds.
     var requests: [Int: [Int: AdaptationJob]] = [:]
     var forwarded: Set<[Int]> = [], forwardedJobs: Set<Int> = []
-    var nextRequest = 1
+    /// The first eval request number of the next Scheduler (one after a restart starts 1,000 later).
+    var nextRequest = 1_001
 
     /// `pipelined`: the next iteration's slots run while the current one's finish, each adapting the θ version
     /// before its iteration's (`SchedulerSettings.pipelined`).
@@ -182,6 +183,9 @@ final class ClusterSimulation {
             // connection that reconnects (the sessions do not notice) gets a new routing id.
             epoch += 1
             settings.incarnation = "c\(epoch)"
+            // As the coordinator does from its clock: a restarted Scheduler never reuses a request number.
+            settings.firstEvalRequest = nextRequest
+            nextRequest += 1_000
             scheduler = try Scheduler<Payload>(settings: settings, startIteration: checkpoint.iteration)
             // Resumed after the last iteration, the coordinator ends at once (no --serve): the client's
             // remaining jobs are lost with it, which it reports, rather than a fault of the scheduler.
