@@ -138,18 +138,4 @@ extension SchedulerLivenessTests {
     }
 }
 
-/// A diverged run stops, with the coordinator's own confirmation; a worker's word alone never stops it.
-@Suite struct SchedulerDivergenceTests {
-    let settings = SchedulerSettings(runID: "run-1", iterations: 3, metaBatch: 2, heartbeatIntervalMs: 100, liveness: 3,
-                                     checkpointInterval: 1)
-    let a = Peer([1]), b = Peer([2])
-
-    // The reports, the one-at-a-time checks and their outcomes read as transcripts: Scenarios/06–08.
-
-    @Test func aCheckOfAnOldIterationIsIgnored() throws {
-        var s = try Scheduler<Int>(settings: settings)
-        _ = s.handle(.hello(a, Hello(host: "h", cores: 1, threads: 2)), now: 0)
-        let out = s.handle(.divergenceChecked(SlotKey(iteration: 0, slot: 0, attempt: 0), .diverged("x")), now: 5)
-        #expect(!out.contains { if case .abort = $0 { return true } else { return false } }, "no check was asked for")
-    }
-}
+// Divergence reports, checks and their outcomes read as transcripts: Scenarios/06–08 and 12.

@@ -65,29 +65,6 @@ import Wire
         #expect(s.isFinished && assigned(out).isEmpty)
     }
 
-    @Test func duplicateStaleAndForeignResultsAreDropped() throws {
-        var s = try Scheduler<Int>(settings: settings)
-        _ = s.handle(.hello(a, Hello(host: "h", cores: 1, threads: 3)), now: 0)
-        let k0 = SlotKey(iteration: 0, slot: 0, attempt: 0)
-        // Slot 0 is the first of the iteration: its payload is handed on at once, and the duplicate never.
-        var folded = Self.folds(s.handle(.result(a, runID: "run-1", key: k0, parameterVersion: 0, payload: 1), now: 1))
-        folded += Self.folds(s.handle(.result(a, runID: "run-1", key: k0, parameterVersion: 0, payload: 99), now: 2))
-        #expect(s.counters.duplicatesDropped == 1)
-        _ = s.handle(.result(a, runID: "run-1", key: SlotKey(iteration: 5, slot: 1, attempt: 0), parameterVersion: 5, payload: 7), now: 3)
-        #expect(s.counters.staleDropped == 1)
-        let wrongRun = s.handle(.result(a, runID: "other", key: SlotKey(iteration: 0, slot: 1, attempt: 0), parameterVersion: 0, payload: 7), now: 4)
-        #expect(sends(wrongRun).contains { if case .error(let e) = $0.1 { return e.code == .wrongRun } else { return false } })
-        let unknown = s.handle(.heartbeat(b), now: 5)
-        #expect(sends(unknown).contains { if case .error(let e) = $0.1 { return e.code == .unknownWorker } else { return false } })
-        var applied: [[Int]] = []
-        for slot in 1..<3 {
-            let out = s.handle(.result(a, runID: "run-1", key: SlotKey(iteration: 0, slot: slot, attempt: 0), parameterVersion: 0, payload: slot + 1), now: 6)
-            folded += Self.folds(out)
-            if out.contains(where: { if case .applyMetaUpdate(0) = $0 { return true } else { return false } }) { applied.append(folded) }
-        }
-        #expect(applied == [[1, 2, 3]])
-        #expect(s.iteration == 1)
-    }
 
     @Test func silentWorkersAreDeclaredDeadAndTheirSlotsRequeued() throws {
         var s = try Scheduler<Int>(settings: settings)
@@ -102,17 +79,6 @@ import Wire
         #expect(s.counters.workersDeclaredDead == 1 && s.counters.requeued == 3)
     }
 
-    @Test func aWorkerThatKeepsSendingGarbageIsDisconnected() throws {
-        var s = try Scheduler<Int>(settings: settings)
-        _ = s.handle(.hello(a, Hello(host: "h", cores: 1, threads: 1)), now: 0)
-        var forgot = false
-        for i in 0..<5 {
-            let out = s.handle(.malformed(a, "bad \(i)", code: .malformed), now: Tick(i))
-            #expect(sends(out).contains { if case .error(let e) = $0.1 { return e.code == .malformed } else { return false } })
-            forgot = forgot || out.contains { if case .forget = $0 { return true } else { return false } }
-        }
-        #expect(forgot && s.workerCount == 0 && s.counters.workersDisconnected == 1)
-    }
 
     @Test func aStragglingSlotGetsABackupAndTheFirstResultWins() throws {
         var s = try Scheduler<Int>(settings: SchedulerSettings(runID: "run-1", iterations: 3, metaBatch: 2, heartbeatIntervalMs: 100,
@@ -135,22 +101,8 @@ import Wire
         #expect(s.counters.backupsSent == 1 && s.counters.staleDropped == 1)
     }
 
-    @Test func anUnusableResultRequeuesTheSlotAndRepeatedFailuresAreReportedNotFatal() throws {
-        var settings = self.settings
-        settings.failedAttemptsWarning = 3
-        settings.limits.maxStrikes = 100
-        var s = try Scheduler<Int>(settings: settings)
-        _ = s.handle(.hello(a, Hello(host: "h", cores: 1, threads: 1)), now: 0)
-        var reported = false
-        for attempt in 0..<4 {
-            let out = s.handle(.invalidResult(a, SlotKey(iteration: 0, slot: 0, attempt: attempt), "update has NaN"), now: Tick(attempt + 1))
-            #expect(sends(out).contains { if case let .assign(k, _) = $0.1 { return k.slot == 0 } else { return false } },
-                    "attempt \(attempt): the slot runs again")
-            #expect(!out.contains { if case .abort = $0 { return true } else { return false } }, "a peer cannot stop the run")
-            reported = reported || out.contains { if case .log(.error, let m) = $0 { return m.contains("has failed") } else { return false } }
-        }
-        #expect(reported)
-    }
+
+    // Duplicate, stale and foreign results, garbage and unusable results read as transcripts: Scenarios/10–12.
 
     @Test func resumingAtTheLastIterationFinishesAtOnce() throws {
         let s = try Scheduler<Int>(settings: settings, startIteration: 2)

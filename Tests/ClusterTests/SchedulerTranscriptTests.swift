@@ -9,7 +9,8 @@ import Wire
 /// rewrites the files with what the Scheduler says now, for review in the diff.
 ///
 /// Events: `settings KEY=VALUE…` (first line: iterations, batch, heartbeat, liveness, checkpoint, backup
-/// (a multiple or off), slot_timeout, min_timeout, stall, serve (1: stay up for eval requests), strikes), then
+/// (a multiple or off), slot_timeout, min_timeout, stall, serve (1: stay up for eval requests), strikes,
+/// failure_warning), then
 /// `at MS EVENT`, where EVENT is `hello PEER [threads=N]`, `heartbeat PEER [steps=N]`, `result PEER IT/SLOT/ATTEMPT
 /// [v=VERSION] [run=ID] [payload=N]`, `failed PEER IT/SLOT/ATTEMPT REASON`, `missing PEER IT/SLOT/ATTEMPT`,
 /// `diverged PEER IT/SLOT/ATTEMPT REASON`, `checked IT/SLOT/ATTEMPT usable [payload=N] | diverged REASON |
@@ -182,7 +183,7 @@ import Wire
     static func settings(_ words: ArraySlice<String>, _ fail: (String) -> Error) throws -> SchedulerSettings {
         var values: [String: String] = [:]
         let known: Set<String> = ["iterations", "batch", "heartbeat", "liveness", "checkpoint", "backup", "slot_timeout",
-                                  "min_timeout", "stall", "serve", "strikes"]
+                                  "min_timeout", "stall", "serve", "strikes", "failure_warning"]
         for w in words {
             let kv = w.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2 else { throw fail("settings take KEY=VALUE") }
@@ -205,6 +206,7 @@ import Wire
         s.minimumTimeoutMs = try int("min_timeout", s.minimumTimeoutMs)
         s.minimumStallMs = try int("stall", s.minimumStallMs)
         s.limits.maxStrikes = try int("strikes", s.limits.maxStrikes)
+        s.failedAttemptsWarning = try int("failure_warning", s.failedAttemptsWarning)
         guard values["serve"] == nil || values["serve"] == "0" || values["serve"] == "1" else { throw fail("`serve=` is 0 or 1") }
         s.serve = values["serve"] == "1"
         return s
