@@ -17,10 +17,23 @@ mkdir -p "$prefix/share/bash-completion/completions" "$prefix/share/zsh/site-fun
 "$bin" --generate-completion-script bash > "$prefix/share/bash-completion/completions/metatrain"
 "$bin" --generate-completion-script zsh > "$prefix/share/zsh/site-functions/_metatrain"
 "$bin" --generate-completion-script fish > "$prefix/share/fish/vendor_completions.d/metatrain.fish"
-# The manual: swift-argument-parser's GenerateManual plugin, one page per command.
+# The manual: swift-argument-parser's generate-manual tool, one page per command. The tool drops every non-ASCII
+# character (its escaping keeps ASCII only), and the help texts use θ, ≥, ÷, —: it reads them through a wrapper that
+# spells them in ASCII ("theta", ">=", "/", "--"), so a page says "Write a checkpoint's theta", not "checkpoint's  ".
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 swift package --allow-writing-to-directory "$out" generate-manual --multi-page --output-directory "$out" >/dev/null
+tool=$(find .build -path '*/debug/generate-manual-tool' -type f | head -1)
+[ -x "$tool" ] || { echo "install-completions: swift-argument-parser's generate-manual-tool was not built" >&2; exit 1; }
+rm -f "$out"/*.1
+cat > "$out/metatrain" <<WRAPPER
+#!/usr/bin/env bash
+set -o pipefail
+"$PWD/$bin" "\$@" | sed -e 's/θ₀/theta0/g; s/θ/theta/g; s/φ/phi/g; s/÷/\//g; s/≥/>=/g; s/≤/<=/g; s/—/--/g; s/…/.../g' \\
+  -e 's/±/+\/-/g; s/µ/u/g; s/₀/0/g; s/×/x/g; s/→/->/g; s/ε/epsilon/g; s/γ/gamma/g; s/σ/sigma/g'
+WRAPPER
+chmod +x "$out/metatrain"
+"$tool" "$out/metatrain" --multi-page --output-directory "$out" >/dev/null
 find "$out" -name '*.1' -exec cp {} "$prefix/share/man/man1/" \;
 pages=$(find "$prefix/share/man/man1" -name 'metatrain*.1' | wc -l)
 [ "$pages" -gt 0 ] || { echo "install-completions: no man page was generated" >&2; exit 1; }

@@ -110,6 +110,15 @@ prefix=$(mktemp -d)
 scripts/install-completions.sh "$prefix" >/dev/null
 bash -n "$prefix/share/bash-completion/completions/metatrain"
 [ -s "$prefix/share/man/man1/metatrain.export.1" ] || { echo "test.sh: no man page for metatrain export" >&2; exit 1; }
+# The manual spells θ and its kin in ASCII (the generator drops non-ASCII characters), and the options with a fixed
+# set of values complete to them.
+grep -q "checkpoint's theta as" "$prefix/share/man/man1/metatrain.export.1" \
+  || { echo "test.sh: metatrain.export.1 lost its theta" >&2; exit 1; }
+grep -q "'safetensors'" "$prefix/share/bash-completion/completions/metatrain" \
+  && grep -q "'notice'" "$prefix/share/bash-completion/completions/metatrain" \
+  || { echo "test.sh: --format or --log-level does not complete to its values" >&2; exit 1; }
+.build/release/metatrain --version | grep -qE "^metatrain [0-9.]+ \(wire protocol [0-9]+, checkpoint format [0-9]+\)$" \
+  || { echo "test.sh: metatrain --version does not say the release, protocol and checkpoint format" >&2; exit 1; }
 rm -rf "$prefix"
 echo "completions: 1 passed, 0 failed"
 

@@ -13,7 +13,7 @@ struct ExportCommand: ParsableCommand {
         abstract: "Write a checkpoint's θ as safetensors (PyTorch nn.Sequential names) or as an ONNX Q-network.")
 
     @Argument(help: "A checkpoint file, or a run folder (its newest valid checkpoint).") var checkpoint: String
-    @Option(help: "safetensors or onnx.") var format: String
+    @Option(help: "safetensors or onnx.", completion: .list(["safetensors", "onnx"])) var format: String
     @Option(help: "The file to write.") var out: String
     @Option(help: "The run's cluster.yaml (default: config.yaml in the run folder).") var config: String?
 

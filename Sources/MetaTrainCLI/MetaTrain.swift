@@ -3,15 +3,21 @@ import Foundation
 import Logging
 import NeuralNet
 import Transport
+import Wire
 
 /// The `metatrain` command and its subcommands, as a library: a program of one's own that registers Swift task
 /// families (`ExternalEnvironments.register`) calls `MetaTrain.main()` and is a complete `metatrain`.
 public struct MetaTrain: ParsableCommand {
     public init() {}
 
+    /// What `metatrain --version` prints: the release, and the wire protocol and checkpoint format it speaks (a worker
+    /// and a coordinator work together exactly when their protocols match).
+    public static let version = "metatrain 0.40.0 (wire protocol \(protocolVersion), checkpoint format \(CheckpointRecord.formatVersion))"
+
     public static let configuration = CommandConfiguration(
         commandName: "metatrain",
         abstract: "Meta-trains DQN agents across a cluster: Reptile / first-order / second-order MAML over ZeroMQ workers, and measures whether it helped.",
+        version: MetaTrain.version,
         subcommands: [Local.self, CoordinatorCommand.self, WorkerCommand.self, CheckpointCommand.self, ConfigCommand.self, KeygenCommand.self, Train.self, Eval.self, Compare.self, Bench.self, ExportCommand.self, StatusCommand.self, Scaling.self]
     )
 
@@ -32,7 +38,8 @@ public struct MetaTrain: ParsableCommand {
 
 /// Options every cluster command shares.
 struct LoggingOptions: ParsableArguments {
-    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.",
+            completion: .list(["trace", "debug", "info", "notice", "warning", "error"]))
     var logLevel: String = "info"
 
     func bootstrap(label: String) throws -> Logger {
