@@ -189,6 +189,10 @@ extension Coordinator {
             send(peer, .evalJob(EvalJobMessage(key: key, job: job)), sharing: initial)
             return
         case let .assign(key, includeParameters):
+            if !assignedYet {
+                assignedYet = true
+                iterationStarted = clock.now
+            }
             let version = config.meta.baseVersion(of: key.iteration)
             message = .assignment(Assignment(
                 runID: runID, key: key, task: try tasks(of: key.iteration)[key.slot], innerLoop: config.innerLoop,

@@ -121,7 +121,8 @@ extension Coordinator {
             guard key != "iteration", let number = value as? NSNumber, !(value is Bool) else { return nil }
             return ("metrics/\(key)", number.doubleValue)
         }.sorted { $0.0 < $1.0 }
-        do { try tensorBoard.add(step: progress.iteration, scalars: scalars) } catch {
+        // Step = meta-updates applied (1 for the first), as checkpoints and meta-evaluations count them.
+        do { try tensorBoard.add(step: progress.iteration + 1, scalars: scalars) } catch {
             logger.error("could not write TensorBoard events to \(tensorBoard.path): \(error)")
         }
         logger.info("\(progress.message)")
@@ -168,7 +169,9 @@ extension Coordinator {
             e.before.isFinite && e.after.isFinite ? StatusReport.MetaEval(iteration: e.iteration, returnBefore: e.before, returnAfter: e.after) : nil
         }
         return StatusReport(runId: runID, state: phase, iteration: state.iteration, iterations: config.meta.iterations,
-                            metaBatch: config.meta.metaBatch, workers: workers,
+                            metaBatch: config.meta.metaBatch,
+                            pid: getpid(), host: ProcessInfo.processInfo.hostName,
+                            refreshSeconds: Double(Self.statusRefresh.components.seconds), workers: workers,
                             updatedUnixMs: UInt64(Date().timeIntervalSince1970 * 1000), endpoint: advertised,
                             paramsSha256: thetaSHA256(), secondsPerIteration: timed,
                             slotsPerSecond: timed.map { Double(config.meta.metaBatch) / max($0, 1e-9) },

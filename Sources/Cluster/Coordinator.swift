@@ -89,6 +89,12 @@ public final class Coordinator {
     /// When status.json was last written, and the longest it goes unwritten while the run's phase stays the same.
     var statusWritten: ContinuousClock.Instant?
     static let statusInterval: Duration = .seconds(1)
+    /// status.json is rewritten at least this often while the coordinator runs, progress or not, so its age tells a
+    /// reader whether anyone still writes it.
+    static let statusRefresh: Duration = .seconds(5)
+    /// Whether any slot was handed out yet by this process: the first iteration's time (and the ETA) counts from then,
+    /// not from a start spent waiting for workers.
+    var assignedYet = false
     /// θ's SHA-256 for one version (`thetaSHA256`).
     var thetaHash: (iteration: Int, sha256: String)?
 
@@ -138,7 +144,10 @@ public final class Coordinator {
         // The settings next to the checkpoints (`metatrain eval` reads them from here); a resume rewrites
         // them, since a run continued under --force-config goes on with the new ones.
         if !config.sourceText.isEmpty { try folder.writeConfig(config.sourceText) }
-        tensorBoard = try TensorBoardWriter(directory: folder.tensorBoard)
+        // A resumed run continues from the checkpoint: what an earlier incarnation wrote after it (metrics lines,
+        // TensorBoard steps) is dropped, or a crash-resume would list those iterations twice.
+        if resume { try folder.dropMetrics(fromIteration: state.iteration) }
+        tensorBoard = try TensorBoardWriter(directory: folder.tensorBoard, restartStep: resume ? state.iteration + 1 : nil)
         evaluation = PeriodicEvaluation(config: config, runDirectory: runDirectory, logger: logger, tensorBoard: tensorBoard)
         divergence = DivergenceCheck(logger: logger)
 
@@ -268,6 +277,7 @@ public final class Coordinator {
                 try execute(scheduler.handle(.divergenceChecked(key, found), now: now))
             }
             try execute(scheduler.handle(.tick, now: now))
+            if let written = statusWritten, clock.now - written >= Self.statusRefresh { writeStatus(state: phase) }
             busy += clock.now - t0
         }
         if lastCheckpoint != state.iteration { try checkpoint() }

@@ -50,6 +50,20 @@ public struct RunFolder: Sendable {
         try appendLine(try JSONLine.data(line), to: metrics)
     }
 
+    /// Drops the metrics.jsonl lines of meta-updates from `iteration` on (their `iteration` field, 0-based, ≥ it): a
+    /// run resumed from the checkpoint after `iteration` updates computes them again. Rewritten atomically; a line that
+    /// does not parse is kept.
+    func dropMetrics(fromIteration iteration: Int) throws {
+        guard let text = try? String(contentsOfFile: metrics, encoding: .utf8) else { return }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
+        let kept = lines.filter { line in
+            let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+            return (object?["iteration"] as? Int).map { $0 < iteration } ?? true
+        }
+        guard kept.count < lines.count else { return }
+        try Data(kept.map { $0 + "\n" }.joined().utf8).write(to: URL(fileURLWithPath: metrics), options: .atomic)
+    }
+
     func writeStatus(_ data: Data) throws {
         try data.write(to: URL(fileURLWithPath: status), options: .atomic)
     }

@@ -16,6 +16,9 @@ struct StatusReport: Encodable {
     struct MetaEval: Encodable { let iteration: Int, returnBefore: Double, returnAfter: Double }
 
     let runId: String, state: String, iteration: Int, iterations: Int, metaBatch: Int
+    /// Who writes the file, and how often at least while it runs: a reader tells a dead coordinator from a live one by
+    /// the process (on its host) and by the file's age (`metatrain status`).
+    let pid: Int32, host: String, refreshSeconds: Double
     let workers: [Worker]
     let updatedUnixMs: UInt64, endpoint: String, paramsSha256: String
     /// nil (left out) until an iteration has been timed.

@@ -14,8 +14,10 @@ public final class TensorBoardWriter: @unchecked Sendable {
     private let handle: FileHandle
     private let lock = NSLock()
 
-    /// Creates the file and writes the version event TensorBoard expects first.
-    public init(directory: String) throws {
+    /// Creates the file and writes the version event TensorBoard expects first; a resumed run (`restartStep`: the first
+    /// step it will write) also writes a SessionLog START there, so TensorBoard drops the steps from that one on that an
+    /// earlier incarnation wrote after its last checkpoint (they would chart twice).
+    public init(directory: String, restartStep: Int? = nil) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let stamp = Int(Date().timeIntervalSince1970)
         path = (directory as NSString).appendingPathComponent(
@@ -28,6 +30,15 @@ public final class TensorBoardWriter: @unchecked Sendable {
         event.double(1, Date().timeIntervalSince1970)
         event.string(3, "brain.Event:2")
         try write(record: event.bytes)
+        if let restartStep {
+            var sessionLog = ProtoWriter()
+            sessionLog.varint(1, 1)                       // SessionLog.status = START
+            var restart = ProtoWriter()
+            restart.double(1, Date().timeIntervalSince1970)
+            restart.varint(2, UInt64(bitPattern: Int64(restartStep)))
+            restart.message(7, sessionLog)                // Event.session_log
+            try write(record: restart.bytes)
+        }
     }
 
     deinit { try? handle.close() }

@@ -38,7 +38,13 @@ struct StatusCommand: ParsableCommand {
             let iteration = status["iteration"] as? Int ?? 0, iterations = status["iterations"] as? Int ?? 0
             let updated = Double(status["updated_unix_ms"] as? Int ?? 0) / 1000
             let age = Date().timeIntervalSince1970 - updated
-            print("run \(status["run_id"] as? String ?? "?") — \(status["state"] as? String ?? "?") (status written \(formatDuration(age)) ago)")
+            let state = status["state"] as? String ?? "?"
+            if !remote, let gone = Self.deadCoordinator(status, state: state, age: age) {
+                // A file says "running" until someone rewrites it: a coordinator killed hard never does.
+                print("run \(status["run_id"] as? String ?? "?") — NOT RUNNING: \(gone); it last said \(state) at iteration \(iteration) of \(iterations). Continue it with `metatrain coordinator --config … --resume \(folder)`.")
+                throw ExitCode(3)
+            }
+            print("run \(status["run_id"] as? String ?? "?") — \(state) (status written \(formatDuration(age)) ago)")
             var line = "iteration \(iteration) of \(iterations)"
             if let eta = status["eta_seconds"] as? Double { line += ", ETA \(formatDuration(eta))" }
             if let rate = status["slots_per_second"] as? Double { line += String(format: ", %.2f slots/s", rate) }
@@ -67,6 +73,20 @@ struct StatusCommand: ParsableCommand {
                              (w["suspected"] as? Bool ?? false) ? "  SUSPECTED (held work past its deadline)" : ""))
             }
         }
+    }
+
+    /// Why a status.json that says the run is live cannot be believed, or nil: its coordinator's process is gone (when
+    /// it ran on this host), or the file is older than three of the refreshes its coordinator promised.
+    static func deadCoordinator(_ status: [String: Any], state: String, age: Double) -> String? {
+        guard ["starting", "running", "training finished"].contains(state) else { return nil }
+        if let pid = status["pid"] as? Int, let host = status["host"] as? String, host == ProcessInfo.processInfo.hostName,
+           kill(pid_t(pid), 0) != 0, errno == ESRCH {
+            return "its coordinator (pid \(pid) on \(host)) is gone"
+        }
+        if let refresh = status["refresh_seconds"] as? Double, age > max(3 * refresh, 15) {
+            return "status.json has not been rewritten for \(formatDuration(age)) (its coordinator rewrites it every \(Int(refresh)) s while it runs): the coordinator is dead, hung or cut off"
+        }
+        return nil
     }
 
     /// Sends a status request to the coordinator at `endpoint` and returns its JSON answer.

@@ -117,11 +117,19 @@ import Wire
         #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 3 })
         first.signal(SIGKILL)
         first.wait(seconds: 10)
+        // status.json still says "running": `metatrain status` must not believe it (issue 38, item 6).
+        let status = try Harness.Child(["status", folder], log: folder + "/status-after-kill.log")
+        #expect(status.wait(seconds: 30) == 3, "\(status.output.suffix(1000))")
+        #expect(status.output.contains("NOT RUNNING") && status.output.contains("is gone"), "\(status.output.suffix(1000))")
         let second = try Harness.coordinator(folder, config: config, extra: ["--resume-or-start", folder, "--bind", endpoint])
         #expect(second.wait(seconds: 120) == 0, "\(second.output.suffix(3000))")
         #expect(second.output.contains("resuming"))
         #expect(second.output.contains("joined"), "the running workers registered again")
         #expect(try Harness.finalSHA(folder) == Harness.referenceSHA)
+        // The iterations the killed coordinator logged after its last checkpoint were computed again: each is listed
+        // once (the resumed run drops the old lines).
+        let logged = Harness.metrics(folder).compactMap { $0["iteration"] as? Int }
+        #expect(logged == Array(0..<logged.count) && logged.count == 10, "metrics.jsonl iterations: \(logged)")
         for w in workers { #expect(w.process.isRunning || w.process.terminationStatus == 0); w.wait(seconds: 10) }
     }
 

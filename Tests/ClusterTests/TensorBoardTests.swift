@@ -34,7 +34,8 @@ import Testing
         #expect(metrics.count == 10)
         var compared = 0
         for line in metrics {
-            let step = Double(line["iteration"] as! Int)
+            // Step = meta-updates applied: metrics line "iteration" i (0-based) is step i + 1, as checkpoints count.
+            let step = Double(line["iteration"] as! Int + 1)
             for (key, value) in line where key != "iteration" {
                 guard let number = value as? NSNumber else { continue }   // the strings (sha, numerics) are not scalars
                 let points = try #require(scalars["metrics/\(key)"], "no TensorBoard tag metrics/\(key)")
