@@ -20,7 +20,10 @@ public struct WorkerGaveUp: Error, CustomStringConvertible {
     public let endpoint: String
     public let seconds: Double
     public var description: String {
-        "no coordinator answered at \(endpoint) in \(Int(seconds)) s (--give-up-after): is it running, is the address right (a stale coordinator.endpoint?), is its port reachable?"
+        if let why = unresolvableHost(endpoint) {
+            return "no coordinator answered at \(endpoint) in \(Int(seconds)) s (--give-up-after): \(why)"
+        }
+        return "no coordinator answered at \(endpoint) in \(Int(seconds)) s (--give-up-after): is it running, is the address right (a stale coordinator.endpoint?), is its port reachable?"
     }
 }
 

@@ -37,9 +37,14 @@ func loadCheckpointOrRun(_ path: String, report: (String) -> Void) throws -> (Ch
     return (record, path, folder.isEmpty ? "." : folder)
 }
 
-/// Fails with the error's own text (typed cluster errors read as sentences) and exit code 1.
+/// Fails with the error's own text (typed cluster errors read as sentences) and exit code 1; a bad value found while
+/// running (a ValidationError from the body) exits 64 with its text alone — the usage screen ArgumentParser would add
+/// buries the one line that matters (issue 38), and `--help` is there for it.
 func userFacing<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {
+    do { return try body() } catch let e as ValidationError {
+        FileHandle.standardError.write(Data("error: \(e.message)\n".utf8))
+        throw ExitCode.validationFailure
+    } catch let e as ExitCode { throw e } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode.failure
     }
@@ -151,6 +156,9 @@ struct WorkerCommand: ParsableCommand {
             }
         }
         logger.info("numerics: kernel \(numerics.kernel) fingerprint \(numerics.fingerprint), portable kernel \(numerics.portableKernel) fingerprint \(numerics.portableFingerprint); CPU \(numerics.cpu) (\(Numerics.cpuFeatures))")
+        if let connect, let why = unresolvableHost(connect) {
+            logger.warning("\(why): retrying until it does\(giveUpAfter > 0 ? " or --give-up-after \(giveUpAfter) s passes" : "")")
+        }
         var options = Worker.Options(endpoint: connect ?? "", threads: threads, numerics: numerics)
         options.endpointFile = connectFile
         options.giveUpAfterMs = giveUpAfter > 0 ? giveUpAfter * 1000 : nil

@@ -108,6 +108,6 @@ struct StatusCommand: ParsableCommand {
             default: continue
             }
         }
-        throw ValidationError("no answer from a coordinator at \(endpoint) within \(formatDuration(timeout)) (is it running, and is this its endpoint?)")
+        throw ValidationError("no answer from a coordinator at \(endpoint) within \(formatDuration(timeout)) (\(unresolvableHost(endpoint) ?? "is it running, and is this its endpoint?"))")
     }
 }

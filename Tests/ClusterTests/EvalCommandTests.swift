@@ -92,6 +92,8 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: run + "/eval-iter000003-validation.json"))
         let (badInit, badText) = try Self.run(["eval", "--checkpoint", run, "--start-epsilon", "metta=0.1"], folder: folder)
         #expect(badInit != 0 && badText.contains("not an init"), "\(badText.suffix(500))")
+        // A bad value found while running is its one line of error, exit 64, without the usage screen (issue 38).
+        #expect(badInit == 64 && !badText.contains("Usage:"), "\(badText.suffix(500))")
         let (badGamma, badGammaText) = try Self.run(["eval", "--checkpoint", run, "--gamma", "random=1.5"], folder: folder)
         #expect(badGamma != 0 && badGammaText.contains("gamma"), "\(badGammaText.suffix(500))")
         let (badOptimizer, badOptimizerText) = try Self.run(["eval", "--checkpoint", run, "--optimizer", "rmsprop"], folder: folder)
@@ -119,6 +121,7 @@ import Testing
         }
         let (mixed, mixedText) = try Self.run(["compare", file, run + "/eval-iter000003-validation.json"], folder: folder)
         #expect(mixed != 0 && mixedText.contains("only like runs pool"), "\(mixedText.suffix(500))")
+        #expect(!mixedText.contains("Usage:"), "an error is its own line, without the usage screen (issue 38)")
     }
 
     @Test func refusesAConfigurationTheCheckpointWasNotTrainedWith() throws {
