@@ -12,6 +12,31 @@ public enum ModelExport {
         public let description: String
     }
 
+    /// What a file says about itself, in both formats (safetensors `__metadata__`, ONNX `metadata_props`): enough to
+    /// rebuild the Q-network and check θ's hash with no knowledge of metatrain — the layer sizes, the activation, how
+    /// the tensors compose, and how `params_sha256` is computed from them. The caller adds what the run knows (run id,
+    /// iteration, algorithm, family, what the observation's entries and the actions mean).
+    public static func selfDescription(_ mlp: MLP) -> [String: String] {
+        let last = mlp.layers.count - 1
+        // The same, for a program: each layer's safetensors names, the stored weight layout and the activation after it.
+        let layers = mlp.layers.indices.map { i in
+            "{\"weight\": \"\(2 * i).weight\", \"bias\": \"\(2 * i).bias\", \"weight_layout\": \"outputs_by_inputs\", \"activation\": \"\(i < last ? "relu" : "none")\"}"
+        }
+        return [
+            "layers": "[" + layers.joined(separator: ", ") + "]",
+            "architecture": "mlp",
+            "layer_sizes": mlp.sizes.map(String.init).joined(separator: ","),
+            "activation": "relu",
+            "forward": "h_0 = observation (a row of \(mlp.inputSize) float32); h_{i+1} = relu(h_i @ W_i + b_i) for i < \(last), "
+                + "q_values = h_\(last) @ W_\(last) + b_\(last) (\(mlp.outputSize) values, one per action; the greedy action is their argmax). "
+                + "safetensors: W_i = tensor '{2i}.weight' transposed (it is stored outputs x inputs, as torch.nn.Linear), "
+                + "b_i = '{2i}.bias', so nn.Sequential(Linear, ReLU, ..., Linear) loads it as is; ONNX: initializers W{i}, b{i} "
+                + "(inputs x outputs), input 'observation', output 'q_values'",
+            "params_sha256_recipe": "SHA-256 of the concatenation, for i = 0..\(last), of W_i (inputs x outputs, row-major) "
+                + "then b_i, each value as float32 little-endian: metatrain's flat theta",
+        ]
+    }
+
     /// The safetensors file: an 8-byte little-endian header length, a JSON header (names, dtype F32, shapes, byte
     /// offsets, and `__metadata__` strings), then the tensors' little-endian bytes.
     public static func safetensors(mlp: MLP, theta: ParameterVector, metadata: [String: String]) throws -> [UInt8] {
@@ -25,8 +50,7 @@ public enum ModelExport {
             tensors.append(("\(2 * l).weight", [layer.outputs, layer.inputs], weight))
             tensors.append(("\(2 * l).bias", [layer.outputs], Array(theta.values[layer.biasOffset..<(layer.biasOffset + layer.outputs)])))
         }
-        var header: [String: Any] = ["__metadata__": metadata.merging(["layer_sizes": mlp.sizes.map(String.init).joined(separator: ","),
-                                                                        "format": "pt"]) { $1 }]
+        var header: [String: Any] = ["__metadata__": metadata.merging(selfDescription(mlp).merging(["format": "pt"]) { $1 }) { $1 }]
         var offset = 0
         var body: [UInt8] = []
         for t in tensors {
@@ -42,7 +66,8 @@ public enum ModelExport {
 
     /// An ONNX model (IR version 7, opset 13): input `observation` [batch, inputs], output `q_values`
     /// [batch, actions], weights as initializers in our row-major inputs × outputs layout (Gemm without transposes).
-    public static func onnx(mlp: MLP, theta: ParameterVector, producerVersion: String) throws -> [UInt8] {
+    public static func onnx(mlp: MLP, theta: ParameterVector, producerVersion: String,
+                            metadata: [String: String] = [:]) throws -> [UInt8] {
         try mlp.validate(theta)
         var graph = ProtoWriter()
         var input = "observation"
@@ -69,6 +94,12 @@ public enum ModelExport {
         opset.string(1, "")                                  // the default ONNX domain
         opset.varint(2, 13)
         model.message(8, opset)                              // opset_import
+        for (key, value) in metadata.merging(selfDescription(mlp), uniquingKeysWith: { $1 }).sorted(by: { $0.key < $1.key }) {
+            var entry = ProtoWriter()
+            entry.string(1, key)
+            entry.string(2, value)
+            model.message(14, entry)                         // metadata_props (StringStringEntryProto)
+        }
         return model.bytes
     }
 

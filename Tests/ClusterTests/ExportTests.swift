@@ -45,8 +45,24 @@ import Wire
             let worst = zip(theirs, ours).map { abs($0 - Double($1)) / max(1, abs(Double($1))) }.max() ?? .infinity
             #expect(worst <= 1e-5, "\(format): largest relative difference \(worst)")
         }
+        // Both files describe themselves: the numpy network above was rebuilt from the safetensors metadata alone, θ's
+        // hash recomputed by its recipe matches, and the ONNX model carries the same description (issue 38, item 7).
         let metadata = try #require(result["metadata"] as? [String: String])
         #expect(metadata["layer_sizes"] == mlp.sizes.map(String.init).joined(separator: ","))
         #expect(metadata["params_sha256"] == parametersSHA256(theta))
+        #expect(result["params_sha256"] as? String == parametersSHA256(theta), "the recipe in the metadata gives θ's hash")
+        #expect(metadata["observation"]?.contains("cart position") == true && metadata["actions"]?.contains("push the cart left") == true)
+        let onnxMetadata = try #require(result["onnx_metadata"] as? [String: String])
+        for key in ["layers", "activation", "forward", "params_sha256", "params_sha256_recipe", "observation", "actions"] {
+            #expect(onnxMetadata[key] == metadata[key], "ONNX metadata_props \(key)")
+        }
+        // metatrain prints its own Q-values for given observations: what a user checks an export against.
+        let rows = (0..<3).map { r in "[" + (0..<mlp.inputSize).map { "\(observations[r * mlp.inputSize + $0])" }.joined(separator: ", ") + "]" }
+        try Data(("[" + rows.joined(separator: ", ") + "]").utf8).write(to: URL(fileURLWithPath: folder + "/observations.json"))
+        let printed = try Harness.Child(["export", run, "--q-values", folder + "/observations.json"], log: folder + "/q-values.log")
+        #expect(printed.wait(seconds: 60) == 0, "\(printed.output.suffix(1000))")
+        let line = printed.output.split(separator: "\n").first { $0.hasPrefix("{\"q_values\"") } ?? ""
+        let q = ((try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any])?["q_values"] as? [[Double]] ?? []
+        #expect(q.flatMap { $0 }.map(Float.init) == Array(ours.prefix(3 * mlp.outputSize)), "bit for bit: \(printed.output.suffix(500))")
     }
 }
