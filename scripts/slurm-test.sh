@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real single-node Slurm (slurmctld + slurmd + munge from Debian, no systemd; ../shared/reference/slurm/ has the
-# recipe) runs scripts/slurm/metatrain.sbatch: the job is preempted mid-run with `scancel --signal=TERM --full`,
-# requeued (`scontrol requeue`, as --requeue does on preemption), and must finish with the params_sha256 of an
+# recipe) runs scripts/slurm/metatrain.sbatch: the job is preempted mid-run with `scancel --signal=TERM --full` and
+# must requeue itself; a second job's coordinator is SIGKILLed and the job must end its worker step and requeue
+# itself; both must finish with the params_sha256 of an
 # uninterrupted run of the same configuration.
 # Every daemon is stopped by its PID on exit, whatever happened.
 #
@@ -118,28 +119,58 @@ for _ in $(seq 1 1200); do
   sleep 0.1
 done
 finished "$job1" && { cat "$dir/job-$job1.out" >&2; echo "slurm-test: FAIL: job $job1 ended before it could be preempted" >&2; exit 1; }
+pending() { [ "$(squeue -h -j "$1" -o %T 2>/dev/null)" = PENDING ]; }
+# The job requeues itself (the script calls `scontrol requeue`): wait for it to be back in the queue.
+wait_requeued() {
+  for _ in $(seq 1 1200); do pending "$1" && return 0; finished "$1" && break; sleep 0.1; done
+  cat "$dir/job-$1.out" >&2; echo "slurm-test: FAIL: job $1 did not requeue itself ($2)" >&2; exit 1
+}
+# Slurm holds a requeued job back (BeginTime, about 2 minutes: slurmd must forget the killed run before it launches the
+# job id again); say how long, then let it start in 5 s, which is enough on one node.
+release() {
+  local begin; begin=$(scontrol show job "$1" | grep -oE 'StartTime=[^ ]+' | head -1 | cut -d= -f2)
+  echo "slurm-test: job $1 requeued itself ($2); Slurm would start it at $begin, $(( $(date -d "$begin" +%s) - $(date +%s) )) s from now" >&2
+  scontrol update JobId="$1" StartTime=now+5
+}
+check_final() {
+  local out="$dir/job-$1.out" final   # --open-mode=append: every run of the job
+  final=$(grep -oE 'params_sha256 [0-9a-f]{64}' "$out" | tail -1 | cut -d' ' -f2)
+  grep -q "holds checkpoints: resuming" "$out" || { cat "$out" >&2; echo "slurm-test: FAIL: the requeued job $1 did not resume" >&2; exit 1; }
+  if [ "$final" != "$reference" ]; then
+    cat "$out" >&2
+    echo "slurm-test: FAIL: the $2 and requeued run ended with params_sha256 ${final:-none}, the uninterrupted one with $reference" >&2
+    exit 1
+  fi
+  echo "slurm-test: $2 at iteration $3, requeued itself, resumed: same params_sha256 ${final:0:16}… as the uninterrupted run"
+}
+
 scancel --signal=TERM --full "$job1"
-wait_done "$job1"
+wait_requeued "$job1" "preempted"
 interrupted=$("$bin" checkpoint inspect "$run" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["iteration"])')
 grep -q "stopped by signal" "$dir/job-$job1.out" || { cat "$dir/job-$job1.out" >&2; echo "slurm-test: FAIL: the coordinator did not stop on the signal" >&2; exit 1; }
+grep -q "requeueing job $job1" "$dir/job-$job1.out" || { cat "$dir/job-$job1.out" >&2; echo "slurm-test: FAIL: job $job1 did not say it requeued itself" >&2; exit 1; }
 [ "$interrupted" -lt 24 ] || { echo "slurm-test: FAIL: job $job1 was not interrupted (checkpoint at $interrupted)" >&2; exit 1; }
-echo "slurm-test: job $job1 stopped with a final checkpoint at iteration $interrupted; requeueing it" >&2
-
-# What --requeue does after a preemption: the same job, the same command, back in the queue.
-# A job still completing cannot be requeued yet: try until Slurm takes it.
-for _ in $(seq 1 100); do scontrol requeue "$job1" 2>/dev/null && break; sleep 0.2; done
-finished "$job1" && { echo "slurm-test: FAIL: Slurm did not requeue job $job1" >&2; exit 1; }
-# Slurm holds a requeued job back for 2 minutes (BeginTime), so that slurmd has forgotten the killed run (it refuses
-# to launch a job id it killed moments ago): 5 seconds are enough on one node.
-scontrol update JobId="$job1" StartTime=now+5
+release "$job1" "preempted at iteration $interrupted"
 wait_done "$job1"
-out="$dir/job-$job1.out"   # --open-mode=append: both runs of the job
-final=$(grep -oE 'params_sha256 [0-9a-f]{64}' "$out" | tail -1 | cut -d' ' -f2)
-grep -q "holds checkpoints: resuming" "$out" || { cat "$out" >&2; echo "slurm-test: FAIL: the requeued job did not resume" >&2; exit 1; }
-if [ "$final" != "$reference" ]; then
-  cat "$out" >&2
-  echo "slurm-test: FAIL: the preempted and requeued run ended with params_sha256 ${final:-none}, the uninterrupted one with $reference" >&2
-  exit 1
-fi
-echo "slurm-test: preempted at iteration $interrupted, requeued, resumed: same params_sha256 ${final:0:16}… as the uninterrupted run"
-echo "slurm: 1 passed, 0 failed"
+check_final "$job1" "preempted" "$interrupted"
+
+# The coordinator alone dies hard (SIGKILL: an OOM kill, a segfault): the job must end its worker step, not wait on
+# it until the time limit, and requeue itself.
+run="$dir/runs/crash"
+job2=$(submit)
+echo "slurm-test: job $job2 submitted; SIGKILLing its coordinator once 6 meta-iterations are applied" >&2
+for _ in $(seq 1 1200); do
+  [ -f "$run/metrics.jsonl" ] && [ "$(wc -l < "$run/metrics.jsonl")" -ge 6 ] && break
+  finished "$job2" && break
+  sleep 0.1
+done
+coordinator=$(pgrep -f "coordinator --config $config --resume-or-start $run" | head -1)
+[ -n "$coordinator" ] || { cat "$dir/job-$job2.out" >&2; echo "slurm-test: FAIL: no coordinator process of job $job2" >&2; exit 1; }
+kill -KILL "$coordinator"
+wait_requeued "$job2" "coordinator killed"
+grep -q "ending the worker step" "$dir/job-$job2.out" || { cat "$dir/job-$job2.out" >&2; echo "slurm-test: FAIL: job $job2 did not end its worker step" >&2; exit 1; }
+crashed=$("$bin" checkpoint inspect "$run" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["iteration"])')
+release "$job2" "coordinator killed after iteration $crashed"
+wait_done "$job2"
+check_final "$job2" "coordinator SIGKILLed" "$crashed"
+echo "slurm: 2 passed, 0 failed"
