@@ -19,7 +19,12 @@ final class SharedCounter: @unchecked Sendable {
 public struct WorkerGaveUp: Error, CustomStringConvertible {
     public let endpoint: String
     public let seconds: Double
+    /// It had a coordinator, lost it, and found none again (`--give-up-after-lost`).
+    public var lost = false
     public var description: String {
+        if lost {
+            return "lost the coordinator at \(endpoint) and none answered for \(Int(seconds)) s (--give-up-after-lost): the run is over or its coordinator is gone for good\(unresolvableHost(endpoint).map { " (\($0))" } ?? "")"
+        }
         if let why = unresolvableHost(endpoint) {
             return "no coordinator answered at \(endpoint) in \(Int(seconds)) s (--give-up-after): \(why)"
         }
@@ -149,6 +154,7 @@ public final class Worker {
         public var endpointFile: String?
         /// A worker that has never been welcomed by any coordinator gives up after this long (nil: never).
         public var giveUpAfterMs: Int? = 300_000
+        public var giveUpAfterLostMs: Int? = 600_000
 
         public init(endpoint: String, threads: Int = 1, numerics: NumericsReport) {
             self.endpoint = endpoint
@@ -166,6 +172,7 @@ public final class Worker {
             s.initialBackoffMs = initialBackoffMs
             s.maxBackoffMs = maxBackoffMs
             s.giveUpAfterMs = giveUpAfterMs
+            s.giveUpAfterLostMs = giveUpAfterLostMs
             return s
         }
     }
@@ -282,7 +289,7 @@ public final class Worker {
                 if dropped > 0 { logger.info("dropped \(dropped) queued job(s) the coordinator no longer counts as this worker's") }
             case .log(let level, let text): logger.log(level: level.loggerLevel, "\(text)")
             case .finish: finished = true
-            case .giveUp(let afterMs): throw WorkerGaveUp(endpoint: connectedTo, seconds: Double(afterMs) / 1000)
+            case let .giveUp(afterMs, lost): throw WorkerGaveUp(endpoint: connectedTo, seconds: Double(afterMs) / 1000, lost: lost)
             case .refused(let reason): throw WorkerRefused(reason: reason)
             }
         }

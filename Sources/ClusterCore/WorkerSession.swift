@@ -41,6 +41,10 @@ public struct WorkerSession {
         public var maxBackoffMs = ClusterLimits.workerBackoffMs.most
         /// A worker that has never been welcomed gives up this long after it started (nil: never).
         public var giveUpAfterMs: Int? = 300_000
+        /// A worker that lost a coordinator it knew (silence, or it was sent away) gives up after trying to reach one
+        /// again for this long (nil: never — a restarted coordinator may take a while). Why: a coordinator that died for
+        /// good (killed, its job over) tells nobody, and its workers would otherwise retry it until someone kills them.
+        public var giveUpAfterLostMs: Int? = 600_000
         /// The kernel this process computes on (`GEMMBackend.selected`); a run under `numerics: portable` uses
         /// the portable one instead.
         public var kernel: GEMMBackend
@@ -82,8 +86,9 @@ public struct WorkerSession {
         case log(LogLevel, String)
         /// The run is over (the coordinator said goodbye, or a stop signal): the shell returns.
         case finish
-        /// No coordinator ever welcomed this worker within `giveUpAfterMs`: the shell throws `WorkerGaveUp`.
-        case giveUp(afterMs: Int64)
+        /// No coordinator ever welcomed this worker within `giveUpAfterMs`, or (`lost`) none welcomed it again within
+        /// `giveUpAfterLostMs` of losing the one it had: the shell throws `WorkerGaveUp`.
+        case giveUp(afterMs: Int64, lost: Bool = false)
         /// The coordinator refused this worker for good: the shell throws `WorkerRefused`.
         case refused(String)
     }
@@ -111,6 +116,8 @@ public struct WorkerSession {
     public var liveness: Int { link.liveness }
     public var backoffMs: Int { link.backoffMs }
     public private(set) var everWelcomed = false
+    /// When the coordinator this worker had was lost (nil: it has one, or never had one).
+    public private(set) var lostSince: Tick?
     /// Job replies handed back (results and failures alike), whether or not a connection was up to take them.
     public private(set) var jobsCompleted = 0
     var startedAt: Tick = 0
@@ -167,7 +174,7 @@ public struct WorkerSession {
             return
         case .backingOff:
             guard link.reconnectDue(now) else { return }
-            if giveUpIfNeverWelcomed(now, &out) { return }
+            if giveUpIfNeverWelcomed(now, &out) || giveUpIfLostTooLong(now, &out) { return }
             connect(now, &out)
         case .connected:
             if link.heartbeatDue(now) { send(.heartbeat(envSteps: envSteps), now, &out) }
@@ -177,6 +184,15 @@ public struct WorkerSession {
                 backOff(now, &out)
             }
         }
+    }
+
+    /// A worker that lost its coordinator and found none again within `giveUpAfterLostMs` stops.
+    mutating func giveUpIfLostTooLong(_ now: Tick, _ out: inout [Action]) -> Bool {
+        guard let since = lostSince, let limit = settings.giveUpAfterLostMs, now - since > Tick(limit) else { return false }
+        if connection == .connected { out.append(.disconnect) }
+        link.end()
+        out.append(.giveUp(afterMs: now - since, lost: true))
+        return true
     }
 
     /// A worker no coordinator ever welcomed within `giveUpAfterMs` stops: a stale endpoint, a wrong address or a
@@ -198,6 +214,7 @@ public struct WorkerSession {
 
     /// Closes the connection and connects again after the backoff (`ClientLink.backOff`).
     mutating func backOff(_ now: Tick, _ out: inout [Action]) {
+        if everWelcomed && lostSince == nil { lostSince = now }
         out.append(.disconnect)
         out.append(.dropQueuedJobs)
         link.backOff(now)
@@ -251,6 +268,7 @@ public struct WorkerSession {
             workerID = w.workerID
             link.welcomed(heartbeatIntervalMs: w.heartbeatIntervalMs, liveness: w.liveness)
             everWelcomed = true
+            lostSince = nil
             kernel = w.numerics == .portable ? .portable : settings.kernel
             out.append(.log(.info, "registered as \(w.workerID) in run \(w.runID); numerics \(w.numerics.rawValue), computing on kernel \(kernel.rawValue)"))
         case .heartbeat:

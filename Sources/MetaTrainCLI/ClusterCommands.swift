@@ -121,6 +121,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's endpoint, e.g. tcp://10.0.0.5:5555 (or give --connect-file).") var connect: String?
     @Option(help: "A file with the coordinator's endpoint (a run folder's coordinator.endpoint), read again on every reconnect, so a resumed coordinator on a new port is found.") var connectFile: String?
     @Option(help: "Give up, with an error, when no coordinator has ever answered after this many seconds (0: never).") var giveUpAfter = 300
+    @Option(help: "Give up, with an error, when the coordinator this worker had is lost and none answers again for this many seconds (0: wait for ever, e.g. through long coordinator restarts).") var giveUpAfterLost = 600
     @Option(help: "Slots to run at once (compute threads).") var threads = 1
     @Option(help: "Heartbeat interval before the coordinator's welcome, in ms.") var heartbeatIntervalMs = 1000
     @Option(help: "Testing: play a machine this many times slower (idle after each slot).") var slowdown = 1.0
@@ -137,6 +138,7 @@ struct WorkerCommand: ParsableCommand {
         if let connect { try checkEndpoint(connect, option: "--connect") }
         guard threads >= 1 && threads <= 1024 else { throw ValidationError("--threads must be in 1...1024") }
         guard giveUpAfter >= 0 else { throw ValidationError("--give-up-after must be ≥ 0 seconds") }
+        guard giveUpAfterLost >= 0 else { throw ValidationError("--give-up-after-lost must be ≥ 0 seconds") }
     }
 
     func run() throws {
@@ -162,6 +164,7 @@ struct WorkerCommand: ParsableCommand {
         var options = Worker.Options(endpoint: connect ?? "", threads: threads, numerics: numerics)
         options.endpointFile = connectFile
         options.giveUpAfterMs = giveUpAfter > 0 ? giveUpAfter * 1000 : nil
+        options.giveUpAfterLostMs = giveUpAfterLost > 0 ? giveUpAfterLost * 1000 : nil
         options.heartbeatIntervalMs = heartbeatIntervalMs
         options.slowdownFactor = max(slowdown, 1)
         options.hangAfterJobs = testHangAfter

@@ -11,7 +11,7 @@ import Wire
 /// with, indented. Every message the session receives is encoded and decoded by the real wire codec first.
 /// `METATRAIN_REWRITE_TRANSCRIPTS=1` rewrites the files with what the sessions say now, for review in the diff.
 ///
-/// First line: `worker KEY=VALUE…` (heartbeat, liveness, backoff, max_backoff, give_up) or `client KEY=VALUE…`
+/// First line: `worker KEY=VALUE…` (heartbeat, liveness, backoff, max_backoff, give_up, give_up_lost) or `client KEY=VALUE…`
 /// (heartbeat, liveness, backoff, max_backoff, unreachable, jobs). Then `at MS EVENT`:
 /// - both: `start`, `tick [steps=N]`, `stop`, `welcome [run=ID] [id=ID] [portable]`, `heartbeat`, `goodbye`,
 ///   `error CODE [IT/SLOT/ATTEMPT] TEXT…`, `garbage`;
@@ -61,6 +61,7 @@ import Wire
                 s.heartbeatIntervalMs = try int("heartbeat", 100); s.liveness = try int("liveness", 3)
                 s.initialBackoffMs = try int("backoff", 1000); s.maxBackoffMs = try int("max_backoff", 4000)
                 s.giveUpAfterMs = options["give_up"] == nil ? nil : try int("give_up", 0)
+                s.giveUpAfterLostMs = options["give_up_lost"] == nil ? nil : try int("give_up_lost", 0)
                 session = .worker(WorkerSession(settings: s))
                 continue
             }
@@ -172,7 +173,7 @@ import Wire
         case .dropQueuedJobs: return "  drop queued jobs"
         case .log(let level, let text): return level == .warning || level == .error ? "  log \(level): \(text)" : nil
         case .finish: return "  finish"
-        case .giveUp(let ms): return "  give up after \(ms) ms"
+        case let .giveUp(ms, lost): return "  give up after \(ms) ms\(lost ? " without the coordinator it had" : "")"
         case .refused(let reason): return "  refused: \(reason)"
         }
     }
