@@ -199,8 +199,10 @@ public final class Coordinator {
     }
 
     /// The endpoint to tell workers for a bound endpoint: a wildcard host (0.0.0.0, *, [::]) is no address anyone
-    /// can connect to, so it becomes `advertise`'s host when that names one, else this machine's host name; the
-    /// port is always the one actually bound.
+    /// can connect to, so it becomes `advertise`'s host when that names one other machines can use, else this machine's
+    /// host name; the port is always the one actually bound. A loopback `advertise` (127.x, localhost, ::1) with a
+    /// wildcard bind is the default config's, not a choice: a coordinator bound for other machines (Slurm's
+    /// `--bind tcp://0.0.0.0:*`) must not send their workers to themselves (issue 38).
     public static func advertisedEndpoint(bound: String, advertise: String) -> String {
         func split(_ e: String) -> (host: String, port: String)? {
             guard e.hasPrefix("tcp://"), let colon = e.lastIndex(of: ":"), colon > e.index(e.startIndex, offsetBy: 6) else { return nil }
@@ -208,8 +210,13 @@ public final class Coordinator {
         }
         let wildcards: Set<String> = ["0.0.0.0", "*", "[::]", "::", "[*]"]
         guard let b = split(bound), wildcards.contains(b.host) else { return bound }
-        if let a = split(advertise), !wildcards.contains(a.host), !a.host.isEmpty { return "tcp://\(a.host):\(b.port)" }
+        if let a = split(advertise), !wildcards.contains(a.host), !a.host.isEmpty, !isLoopback(a.host) { return "tcp://\(a.host):\(b.port)" }
         return "tcp://\(ProcessInfo.processInfo.hostName):\(b.port)"
+    }
+
+    /// Whether `host` names this machine's loopback interface only.
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host.hasPrefix("127.") || host == "[::1]" || host == "::1"
     }
 
     /// The numerics a resumed run holds workers to: the checkpoint's fingerprint under the same policy, unless

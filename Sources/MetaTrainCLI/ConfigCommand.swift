@@ -19,12 +19,13 @@ struct ConfigCommand: ParsableCommand {
         if workers {
             for w in config.workers { print("\(w.host) \(w.count) \(w.threads)") }
         } else if advertise {
-            print(config.coordinator.advertise)
+            print(Coordinator.advertisedEndpoint(bound: config.coordinator.bind, advertise: config.coordinator.advertise))
         } else {
             print("\(path): valid")
             print("run \(config.run.name), seed \(config.run.seed), folder \((config.run.runDir as NSString).appendingPathComponent(config.run.name))")
             print("meta \(config.meta.algorithm.rawValue): \(config.meta.iterations) iterations × \(config.meta.metaBatch) tasks of \(config.family.kindName), \(config.innerLoop.budget) DQN steps each\(config.meta.isPipelined ? ", pipelined (iteration t adapts θ_{t−1})" : "")")
-            print("coordinator binds \(config.coordinator.bind), workers connect to \(config.coordinator.advertise)")
+            // What the coordinator will write into coordinator.endpoint (with the port it binds, when the bind says `*`).
+            print("coordinator binds \(config.coordinator.bind), workers connect to \(Coordinator.advertisedEndpoint(bound: config.coordinator.bind, advertise: config.coordinator.advertise))")
             print("workers: " + config.workers.map { "\($0.host) ×\($0.count) (\($0.threads) thread(s))" }.joined(separator: ", "))
             print("config hash \(config.hash)")
             if case .gymnasium(let family) = config.family {

@@ -11,6 +11,12 @@ import Testing
         let own = Coordinator.advertisedEndpoint(bound: "tcp://0.0.0.0:40123", advertise: "tcp://0.0.0.0:*")
         #expect(own == "tcp://\(ProcessInfo.processInfo.hostName):40123")
         #expect(!own.contains("0.0.0.0"))
+        // The default config's loopback advertise with a wildcard bind (Slurm's --bind tcp://0.0.0.0:*): workers on other
+        // nodes must not be sent to themselves (issue 38).
+        for loopback in ["tcp://127.0.0.1:5555", "tcp://localhost:5555", "tcp://[::1]:5555"] {
+            #expect(Coordinator.advertisedEndpoint(bound: "tcp://0.0.0.0:40123", advertise: loopback) == own, "\(loopback)")
+        }
+        #expect(Coordinator.advertisedEndpoint(bound: "tcp://127.0.0.1:40123", advertise: "tcp://127.0.0.1:5555") == "tcp://127.0.0.1:40123")
     }
 
     /// The coordinator is SIGKILLed (its endpoint file stays, naming a dead port) and resumed on another port: a
