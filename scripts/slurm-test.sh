@@ -111,13 +111,18 @@ wait_done() {
   echo "slurm-test: FAIL: job $1 did not end" >&2; cat "$dir"/job-*.out >&2; exit 1
 }
 
+# Waits until job $1 has applied 6 meta-iterations of the run in $run (or ended).
+six_applied() {
+  for _ in $(seq 1 1200); do
+    [ -f "$run/metrics.jsonl" ] && [ "$(wc -l < "$run/metrics.jsonl")" -ge 6 ] && return 0
+    finished "$1" && return 0
+    sleep 0.1
+  done
+}
+
 job1=$(submit)
 echo "slurm-test: job $job1 submitted; preempting it once 6 meta-iterations are applied" >&2
-for _ in $(seq 1 1200); do
-  [ -f "$run/metrics.jsonl" ] && [ "$(wc -l < "$run/metrics.jsonl")" -ge 6 ] && break
-  finished "$job1" && break
-  sleep 0.1
-done
+six_applied "$job1"
 finished "$job1" && { cat "$dir/job-$job1.out" >&2; echo "slurm-test: FAIL: job $job1 ended before it could be preempted" >&2; exit 1; }
 pending() { [ "$(squeue -h -j "$1" -o %T 2>/dev/null)" = PENDING ]; }
 # The job requeues itself (the script calls `scontrol requeue`): wait for it to be back in the queue.
@@ -159,11 +164,7 @@ check_final "$job1" "preempted" "$interrupted"
 run="$dir/runs/crash"
 job2=$(submit)
 echo "slurm-test: job $job2 submitted; SIGKILLing its coordinator once 6 meta-iterations are applied" >&2
-for _ in $(seq 1 1200); do
-  [ -f "$run/metrics.jsonl" ] && [ "$(wc -l < "$run/metrics.jsonl")" -ge 6 ] && break
-  finished "$job2" && break
-  sleep 0.1
-done
+six_applied "$job2"
 coordinator=$(pgrep -f "coordinator --config $config --resume-or-start $run" | head -1)
 [ -n "$coordinator" ] || { cat "$dir/job-$job2.out" >&2; echo "slurm-test: FAIL: no coordinator process of job $job2" >&2; exit 1; }
 kill -KILL "$coordinator"
