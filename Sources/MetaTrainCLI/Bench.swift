@@ -40,6 +40,10 @@ struct Bench: ParsableCommand {
         emitText("kernel", selected.rawValue, "name")
         emitText("kernel.arithmetic", selected.arithmetic.rawValue, "name")
         emitText("kernel.portable", GEMMBackend.portable.rawValue, "name")
+        // The start-up calibration that chose among the kernels of each class (none when a class has one kernel here).
+        for (kernel, seconds) in GEMMBackend.calibration {
+            emit("kernel.calibration.\(kernel.rawValue)", seconds * 1e6, "µs")
+        }
         emitText("cpu", Numerics.cpuModel, "model")
         emitText("cpu.features", Numerics.cpuFeatures, "names")
         for backend in chosen {

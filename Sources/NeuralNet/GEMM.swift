@@ -51,16 +51,60 @@ public enum GEMMBackend: String, Sendable, CaseIterable, Codable {
 
     /// The `.mulAdd` kernel for `numerics: portable`: its results are the same bits on every x86-64 CPU, at
     /// the cost of separate multiplies and adds. The selected kernel when it is one (a user who pinned
-    /// `METATRAIN_KERNEL=sse2` gets sse2), else the widest this CPU runs.
+    /// `METATRAIN_KERNEL=sse2` gets sse2), else the fastest of the class on this CPU, measured (`fastestMulAdd`).
     public static var portable: GEMMBackend {
-        selected.arithmetic == .mulAdd ? selected : widestMulAdd
+        selected.arithmetic == .mulAdd ? selected : fastestMulAdd
     }
 
     static var widestMulAdd: GEMMBackend { [.avx512, .avx, .sse2].first(where: \.isSupported)! }
 
-    /// The process's kernel: `METATRAIN_KERNEL` if set (a kernel name, `best` or `portable`), else `best`.
+    /// The process's kernel: `METATRAIN_KERNEL` if set (a kernel name, `best` or `portable`), else `fastest`.
     /// Read once; an unusable setting is reported by `Numerics.validateEnvironment()` at start.
-    public static let selected: GEMMBackend = (try? Numerics.kernel(fromEnvironment: ProcessInfo.processInfo.environment)) ?? .best
+    public static let selected: GEMMBackend = (try? Numerics.kernel(fromEnvironment: ProcessInfo.processInfo.environment)) ?? fastest
+
+    /// The fastest kernel of `best`'s arithmetic class on this CPU, measured (`calibrate`), not assumed from its width.
+    ///
+    /// Why: on a Zen 4 the AVX2 FMA kernel ran the 64-64 update a tenth faster than the AVX-512 one (issue 37); the
+    /// widest is not always the fastest. Kernels of one class give the same bits (mt_kernels.h's contract, checked by
+    /// KernelTests), so the choice changes speed only — never θ, nor the numerics fingerprint.
+    public static let fastest: GEMMBackend = calibrate(among: allCases.filter { $0.arithmetic == best.arithmetic && $0.isSupported })
+    /// The same for the mul-add class (`numerics: portable`).
+    static let fastestMulAdd: GEMMBackend = calibrate(among: allCases.filter { $0.arithmetic == .mulAdd && $0.isSupported })
+
+    /// What each calibration measured: the kernel and its best time, in seconds, for the timed shapes.
+    public static var calibration: [(kernel: GEMMBackend, seconds: Double)] {
+        calibrationLock.lock(); defer { calibrationLock.unlock() }
+        return calibrationTimes
+    }
+    nonisolated(unsafe) private static var calibrationTimes: [(kernel: GEMMBackend, seconds: Double)] = []
+    private static let calibrationLock = NSLock()
+
+    /// The candidate that runs the update's most common GEMMs soonest: a 64-64 layer forward (64 × 64 × 64), its
+    /// weight gradient (transposed A) and a 2-action head (64 × 2 × 64), each best of 5 rounds of 40 — a few
+    /// milliseconds per candidate, once per process. A single candidate is returned unmeasured.
+    static func calibrate(among candidates: [GEMMBackend]) -> GEMMBackend {
+        guard candidates.count > 1 else { return candidates.first ?? .sse2 }
+        let n = 64
+        var rng = SeededRNG(seed: 37)
+        let a = (0..<(n * n)).map { _ in Float(rng.nextGaussian()) }, b = (0..<(n * n)).map { _ in Float(rng.nextGaussian()) }
+        var c = [Float](repeating: 0, count: n * n)
+        var times: [(GEMMBackend, Double)] = []
+        for kernel in candidates {
+            var best = Double.infinity
+            for _ in 0..<5 {
+                let start = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<40 {
+                    gemm(transposeA: false, transposeB: false, m: n, n: n, k: n, alpha: 1, a: a, lda: n, b: b, ldb: n, beta: 0, c: &c, ldc: n, backend: kernel)
+                    gemm(transposeA: true, transposeB: false, m: n, n: n, k: n, alpha: 1, a: a, lda: n, b: b, ldb: n, beta: 0, c: &c, ldc: n, backend: kernel)
+                    gemm(transposeA: false, transposeB: false, m: n, n: 2, k: n, alpha: 1, a: a, lda: n, b: b, ldb: 2, beta: 1, c: &c, ldc: 2, backend: kernel)
+                }
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            times.append((kernel, best))
+        }
+        calibrationLock.lock(); calibrationTimes += times; calibrationLock.unlock()
+        return times.min { $0.1 < $1.1 }!.0
+    }
 
     /// The kernel new networks use in the current scope: `selected` unless a caller bound another with
     /// `GEMMBackend.$current.withValue(_:)` (a worker in a `numerics: portable` run binds `.portable`).
@@ -120,7 +164,7 @@ public enum Numerics {
         let kernel: GEMMBackend
         switch raw {
         case "best": kernel = .best
-        case "portable": kernel = GEMMBackend.widestMulAdd
+        case "portable": kernel = GEMMBackend.fastestMulAdd
         default:
             guard let k = GEMMBackend(rawValue: raw) else {
                 throw NumericsError.unknownKernel(raw)

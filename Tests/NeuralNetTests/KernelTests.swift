@@ -128,3 +128,30 @@ extension KernelTests {
         #expect(zip(v, rv).allSatisfy { $0.bitPattern == $1.bitPattern })
     }
 }
+
+/// The default kernel is chosen by measurement among the kernels of the widest class's arithmetic (issue 37): a
+/// supported kernel of that class, so the bits are the same whichever wins.
+@Suite struct KernelCalibrationTests {
+    @Test func theFastestIsASupportedKernelOfTheBestClass() {
+        #expect(GEMMBackend.fastest.isSupported && GEMMBackend.fastest.arithmetic == GEMMBackend.best.arithmetic)
+        #expect(GEMMBackend.fastestMulAdd.isSupported && GEMMBackend.fastestMulAdd.arithmetic == .mulAdd)
+        let candidates = GEMMBackend.allCases.filter { $0.arithmetic == .mulAdd && $0.isSupported }
+        #expect(candidates.contains(GEMMBackend.calibrate(among: candidates)))
+        #expect(GEMMBackend.calibrate(among: [.sse2]) == .sse2, "one candidate is returned unmeasured")
+    }
+
+    @Test func everyKernelOfAClassGivesTheSameBitsOnTheCalibratedShapes() {
+        // The contract that makes the measured choice safe, on the calibration's own shapes.
+        var rng = SeededRNG(seed: 5)
+        let a = (0..<(64 * 64)).map { _ in Float(rng.nextGaussian()) }, b = (0..<(64 * 64)).map { _ in Float(rng.nextGaussian()) }
+        for arithmetic in [GEMMBackend.Arithmetic.fma, .mulAdd] {
+            let kernels = GEMMBackend.allCases.filter { $0.arithmetic == arithmetic && $0.isSupported }
+            let results = kernels.map { kernel -> [UInt32] in
+                var c = [Float](repeating: 0, count: 64 * 64)
+                gemm(transposeA: true, transposeB: false, m: 64, n: 64, k: 64, alpha: 1, a: a, lda: 64, b: b, ldb: 64, beta: 0, c: &c, ldc: 64, backend: kernel)
+                return c.map(\.bitPattern)
+            }
+            #expect(Set(results).count <= 1, "\(arithmetic): \(kernels)")
+        }
+    }
+}
