@@ -28,8 +28,6 @@ public struct ClientLink: Sendable, Equatable {
         backoffMs = initialBackoffMs
     }
 
-    public var isConnected: Bool { connection == .connected }
-
     /// A new connection is up (the caller sends its hello or request on it).
     mutating func connected(_ now: Tick) {
         connection = .connected

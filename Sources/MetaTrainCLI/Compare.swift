@@ -43,12 +43,14 @@ struct Compare: ParsableCommand {
             let (inits, ratios) = comparison.summarise()
             if requireStaysFraction != nil && staysAbove == nil { throw ValidationError("--require-stays-fraction needs --stays-above") }
             let stays = staysAbove.map { comparison.staysAbove($0) } ?? []
-            var criteria = verdicts(inits: inits, ratios: ratios, comparison: comparison)
+            // Seed-level ratios (a seed bootstrap each) and censored fractions, computed once for the verdicts and reports.
+            let seedLevel = comparison.seedLevelRatios(), censored = comparison.censoredFractions()
+            var criteria = verdicts(inits: inits, ratios: ratios, seedLevel: seedLevel, censored: censored, comparison: comparison)
             if let f = requireStaysFraction, let t = staysAbove, let m = stays.first {
                 criteria.append(("\(comparison.meta): tasks ≥ \(number(t)) at every point, fraction ≥", f, m.fraction.value, m.fraction.value >= f))
             }
-            var object = jsonObject(comparison, inits: inits, ratios: ratios, criteria: criteria)
-            var table = markdown(comparison, inits: inits, ratios: ratios, criteria: criteria)
+            var object = jsonObject(comparison, inits: inits, ratios: ratios, seedLevel: seedLevel, censored: censored, criteria: criteria)
+            var table = markdown(comparison, inits: inits, ratios: ratios, seedLevel: seedLevel, censored: censored, criteria: criteria)
             // Zero-shot: the return before any gradient step (a context-conditioned network adapts here or not at all).
             let zeroShot = comparison.meanReturn(atPoint: 0)
             table += "\n\n| init | mean greedy return at step 0 [95% CI] |\n|---|---|\n"
@@ -78,19 +80,20 @@ struct Compare: ParsableCommand {
     }
 
     /// Each criterion given on the command line, with what was measured and whether it held.
-    func verdicts(inits: [SeedComparison.InitSummary], ratios: [SeedComparison.Ratio], comparison: SeedComparison)
+    func verdicts(inits: [SeedComparison.InitSummary], ratios: [SeedComparison.Ratio], seedLevel: [SeedComparison.SeedLevelRatio],
+                  censored: [(name: String, censored: Int, tasks: Int)], comparison: SeedComparison)
         -> [(String, Double, Double, Bool)] {
         let best = ratios.last!
         var out: [(String, Double, Double, Bool)] = []
         if let r = requireRatio { out.append(("ratio vs \(best.baseline) ≥", r, best.ratio.value, best.ratio.value >= r)) }
         if let r = requireCiLow { out.append(("ratio vs \(best.baseline): CI low >", r, best.ratio.low, best.ratio.low > r)) }
         if let r = requireSeedCiLow {
-            let seed = comparison.seedLevelRatios().last!
+            let seed = seedLevel.last!
             out.append(("ratio vs \(seed.baseline): seed-level CI low >", r, seed.geometricMean.low,
                         seed.geometricMean.low.isFinite && seed.geometricMean.low > r))
         }
         if let f = requireCensoredAtMost {
-            let meta = comparison.censoredFractions()[0]
+            let meta = censored[0]
             let fraction = Double(meta.censored) / Double(max(meta.tasks, 1))
             out.append(("\(comparison.meta): censored fraction ≤", f, fraction, fraction <= f))
         }
@@ -102,6 +105,7 @@ struct Compare: ParsableCommand {
     }
 
     func markdown(_ c: SeedComparison, inits: [SeedComparison.InitSummary], ratios: [SeedComparison.Ratio],
+                  seedLevel: [SeedComparison.SeedLevelRatio], censored: [(name: String, censored: Int, tasks: Int)],
                   criteria: [(String, Double, Double, Bool)]) -> String {
         let r0 = c.runs[0]
         let seeds = c.runs.map { $0.runSeed.map(String.init) ?? "?" }.joined(separator: ", ")
@@ -117,12 +121,10 @@ struct Compare: ParsableCommand {
         for r in ratios {
             lines.append("| \(r.baseline) | \(interval(r.ratio, digits: 2)) | \(r.wins) / \(r.ties) / \(r.losses) |")
         }
-        let censored = c.censoredFractions()
         lines += ["", "| init | censored (never reached the target) |", "|---|---|"]
         for x in censored {
             lines.append("| \(x.name) | \(x.censored)/\(x.tasks) (\(String(format: "%.0f", 100 * Double(x.censored) / Double(max(x.tasks, 1))))%) |")
         }
-        let seedLevel = c.seedLevelRatios()
         lines += ["", "Seed-level: each meta-training seed's ratio of medians is one observation (\(c.runs.count) seed(s)).", "",
                   "| baseline ÷ \(c.meta) | per seed | geometric mean [t 95% CI] | [seed bootstrap 95% CI] |", "|---|---|---|---|"]
         for r in seedLevel {
@@ -148,6 +150,7 @@ struct Compare: ParsableCommand {
     }
 
     func jsonObject(_ c: SeedComparison, inits: [SeedComparison.InitSummary], ratios: [SeedComparison.Ratio],
+                    seedLevel: [SeedComparison.SeedLevelRatio], censored: [(name: String, censored: Int, tasks: Int)],
                     criteria: [(String, Double, Double, Bool)]) -> String {
         func estimate(_ e: SeedComparison.Estimate) -> String {
             "{\"value\": \(jsonNumber(e.value)), \"ci95\": [\(jsonNumber(e.low)), \(jsonNumber(e.high))]}"
@@ -160,10 +163,10 @@ struct Compare: ParsableCommand {
         let ratioObjects = ratios.map { r in
             "\(jsonString(r.baseline)): {\"ratio\": \(estimate(r.ratio)), \"meta_sooner\": \(r.wins), \"ties\": \(r.ties), \"meta_later\": \(r.losses)}"
         }
-        let seedObjects = c.seedLevelRatios().map { r in
+        let seedObjects = seedLevel.map { r in
             "\(jsonString(r.baseline)): {\"per_seed\": [\(r.perSeed.map { jsonNumber($0) }.joined(separator: ", "))], \"geometric_mean_t\": \(estimate(r.geometricMean)), \"seed_bootstrap\": \(estimate(r.seedBootstrap))}"
         }
-        let censoredObjects = c.censoredFractions().map { "\(jsonString($0.name)): {\"censored\": \($0.censored), \"tasks\": \($0.tasks)}" }
+        let censoredObjects = censored.map { "\(jsonString($0.name)): {\"censored\": \($0.censored), \"tasks\": \($0.tasks)}" }
         let criteriaObjects = criteria.map { "{\"criterion\": \(jsonString($0.0)), \"required\": \(jsonNumber($0.1)), \"measured\": \(jsonNumber($0.2)), \"met\": \($0.3)}" }
         return "{\"family\": \(jsonString(r0.family)), \"split\": \(jsonString(r0.split)), \"budget\": \(r0.budget), \"every\": \(r0.every), "
             + "\"target_return\": \(jsonNumber(r0.target)), \"censored_at\": \(Int(c.censoredAt)), \"meta\": \(jsonString(c.meta)), "

@@ -93,46 +93,45 @@ struct Eval: ParsableCommand {
                                              ("kernel", jsonString(GEMMBackend.current.rawValue)), ("cpu", jsonString(Numerics.cpuModel)),
                                              ("start_epsilon", "\(plan.dqn.startEpsilon)"),
                                              ("adaptation", adaptationJSON(plan, names: names))]
+            // The multi-task network, pretrained (or read from the run folder's cache) once for both inits built on it.
+            var pretrained: (parameters: ParameterVector, step: Int, validationReturn: Double)?
+            if names.contains("multitask") || names.contains("multitask-head") {
+                let perSlot = cfg.innerLoop.trainingStepsPerSlot(cfg.meta.algorithm)
+                let steps = multitaskSteps ?? max(iterations * cfg.meta.metaBatch * perSlot, 1)
+                // Deterministic in (config, steps, kernel class): a run folder keeps it, so re-evaluating (another
+                // split, other adaptation settings) does not pretrain again.
+                let cache = MultitaskCache(folder: runFolder, configHash: cfg.hash, steps: steps,
+                                           fingerprint: try NumericsFingerprint.compute(kernel: GEMMBackend.current).hash)
+                if let kept = cache.load(count: theta0.count) {
+                    pretrained = kept
+                    progress("multi-task pretraining: reusing \(cache.path) (\(steps) env steps; kept step \(kept.step))")
+                } else {
+                    // One serial DQN run: no worker would finish it sooner, so it runs here.
+                    progress("multi-task pretraining from θ₀ on this machine: \(steps) env steps on tasks drawn from the family")
+                    let start = Date()
+                    // Pretraining uses the run's own inner-loop settings; only its adaptation may differ.
+                    let run = try multiTaskPretrain(initial: theta0, family: cfg.family, steps: steps,
+                                                    runSeed: cfg.run.seed, config: cfg.innerLoop.dqn)
+                    pretrained = run
+                    progress(String(format: "  done in %.1f s; kept the snapshot at step %d (mean greedy return %.1f on 5 training-distribution tasks)",
+                                    Date().timeIntervalSince(start), run.step, run.validationReturn))
+                    do { try cache.store(run) } catch { progress("  could not keep it in \(cache.path): \(error)") }
+                }
+                notes.append(("multitask_kept_step", "\(pretrained!.step)"))
+                notes.append(("multitask_steps", "\(steps)"))
+            }
             for name in names where name != "nearest" {
                 switch name {
                 case "meta": chosen.append(("meta", theta))
                 case "random": chosen.append(("random", theta0))
+                case "multitask": chosen.append(("multitask", pretrained!.parameters))
                 default:
-                    let perSlot = cfg.innerLoop.trainingStepsPerSlot(cfg.meta.algorithm)
-                    let steps = multitaskSteps ?? max(iterations * cfg.meta.metaBatch * perSlot, 1)
-                    // Deterministic in (config, steps, kernel class): a run folder keeps it, so re-evaluating (another
-                    // split, other adaptation settings) does not pretrain again.
-                    let cache = MultitaskCache(folder: runFolder, configHash: cfg.hash, steps: steps,
-                                               fingerprint: try NumericsFingerprint.compute(kernel: GEMMBackend.current).hash)
-                    let pretrained: (parameters: ParameterVector, step: Int, validationReturn: Double)
-                    if let kept = cache.load(count: theta0.count) {
-                        pretrained = kept
-                        progress("multi-task pretraining: reusing \(cache.path) (\(steps) env steps; kept step \(kept.step))")
-                    } else {
-                        // One serial DQN run: no worker would finish it sooner, so it runs here.
-                        progress("multi-task pretraining from θ₀ on this machine: \(steps) env steps on tasks drawn from the family")
-                        let start = Date()
-                        // Pretraining uses the run's own inner-loop settings; only its adaptation may differ.
-                        pretrained = try multiTaskPretrain(initial: theta0, family: cfg.family, steps: steps,
-                                                           runSeed: cfg.run.seed, config: cfg.innerLoop.dqn)
-                        progress(String(format: "  done in %.1f s; kept the snapshot at step %d (mean greedy return %.1f on 5 training-distribution tasks)",
-                                        Date().timeIntervalSince(start), pretrained.step, pretrained.validationReturn))
-                        do { try cache.store(pretrained) } catch { progress("  could not keep it in \(cache.path): \(error)") }
-                    }
-                    if name == "multitask-head" {
-                        // The pretrained features under θ₀'s output layer: a baseline that keeps what the family's tasks
-                        // share without the one policy a mixture of them learns (issue 36).
-                        var head = pretrained.parameters
-                        let layer = try cfg.outputLayer()
-                        head.values.replaceSubrange(layer, with: theta0.values[layer])
-                        chosen.append(("multitask-head", head))
-                    } else {
-                        chosen.append(("multitask", pretrained.parameters))
-                    }
-                    if !notes.contains(where: { $0.0 == "multitask_kept_step" }) {
-                        notes.append(("multitask_kept_step", "\(pretrained.step)"))
-                        notes.append(("multitask_steps", "\(steps)"))
-                    }
+                    // multitask-head: the pretrained features under θ₀'s output layer, a baseline that keeps what the
+                    // family's tasks share without the one policy a mixture of them learns (issue 36).
+                    var head = pretrained!.parameters
+                    let layer = try cfg.outputLayer()
+                    head.values.replaceSubrange(layer, with: theta0.values[layer])
+                    chosen.append(("multitask-head", head))
                 }
             }
             var nearest: NearestTaskSetup?

@@ -56,8 +56,6 @@ public enum GEMMBackend: String, Sendable, CaseIterable, Codable {
         selected.arithmetic == .mulAdd ? selected : fastestMulAdd
     }
 
-    static var widestMulAdd: GEMMBackend { [.avx512, .avx, .sse2].first(where: \.isSupported)! }
-
     /// The process's kernel: `METATRAIN_KERNEL` if set (a kernel name, `best` or `portable`), else `fastest`.
     /// Read once; an unusable setting is reported by `Numerics.validateEnvironment()` at start.
     public static let selected: GEMMBackend = (try? Numerics.kernel(fromEnvironment: ProcessInfo.processInfo.environment)) ?? fastest
