@@ -176,7 +176,7 @@ extension Coordinator {
                                        liveness: config.coordinator.liveness, numerics: scheduler.numerics.policy))
         case .heartbeat: message = .heartbeat(envSteps: 0)
         case .error(let e): message = .error(e)
-        case .goodbye(let reason): message = .goodbye(reason: reason)
+        case .goodbye(let reason): message = .goodbye(reason: reason, resumable: false)
         case .evalJob(let key):
             // A request the shell could not hold goes with its client (`execute`); its hand-outs until then are not sent.
             if unheldRequests.contains(key.request) { return }

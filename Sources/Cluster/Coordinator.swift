@@ -266,7 +266,13 @@ public final class Coordinator {
         let pollMs = max(5, min(50, config.coordinator.heartbeatIntervalMs / 4))
         while !finished {
             if stop.isSet {
-                try shutdown(reason: "coordinator stopping (signal)")
+                // Stopped mid-run (preemption, eviction, Ctrl-C), the run goes on under a restarted coordinator and
+                // its workers wait for it; a run whose training is over (serving eval requests) sends them away.
+                if scheduler.isFinished {
+                    try shutdown(reason: "coordinator stopping (signal)")
+                } else {
+                    try shutdown(reason: "coordinator stopping (signal); the run resumes from its checkpoint", resumable: true)
+                }
                 return summary(interrupted: true)
             }
             let ready = try ZMQPoller.poll([socket] + (zap.map { [$0.socket] } ?? []), timeoutMs: pollMs)
@@ -299,11 +305,26 @@ public final class Coordinator {
 
     /// Goodbye to every worker and client, then a final checkpoint.
     ///
-    /// The goodbyes go first: a checkpoint that fails (a full disk) must not leave welcomed workers retrying a
-    /// coordinator that is gone (issue 39, defect 4). A failed checkpoint is thrown; the caller names both.
-    func shutdown(reason: String) throws {
+    /// `resumable` (a stop signal) tells workers the run goes on under a restarted coordinator, so they reconnect
+    /// rather than exit (issue 38, item 4); otherwise (the run stopped for an error) they stop. The goodbyes go first:
+    /// a checkpoint that fails (a full disk) must not leave welcomed workers retrying a coordinator that is gone
+    /// (issue 39, defect 4) — so a failed checkpoint is thrown, the caller names both, and a resumable goodbye is
+    /// sent only after the checkpoint it promises is written.
+    func shutdown(reason: String, resumable: Bool = false) throws {
+        let peers = scheduler.peers + scheduler.clientPeers
+        if resumable {
+            logger.info("\(reason): writing a final checkpoint, then telling \(scheduler.workerCount) worker(s) to wait for a restarted coordinator")
+            do {
+                if lastCheckpoint != state.iteration { try checkpoint() }
+            } catch {
+                for peer in peers { send(peer, .goodbye(reason: "\(reason), but its final checkpoint failed: \(error)")) }
+                throw error
+            }
+            for peer in peers { send(peer, .goodbye(reason: reason, resumable: true)) }
+            return
+        }
         logger.info("\(reason): telling \(scheduler.workerCount) worker(s) to stop and writing a final checkpoint")
-        for peer in scheduler.peers + scheduler.clientPeers { send(peer, .goodbye(reason: reason)) }
+        for peer in peers { send(peer, .goodbye(reason: reason)) }
         if lastCheckpoint != state.iteration { try checkpoint() }
     }
 

@@ -210,7 +210,10 @@ public struct EvalClientSession {
             default:
                 fail("the coordinator refused the eval request (\(e.code)): \(e.message)", &out)
             }
-        case .goodbye(let reason):
+        case .goodbye(let reason, let resumable) where resumable:
+            out.append(.log(.warning, "the coordinator stopped (\(reason)): submitting the \(missing) missing job(s) again in \(link.backoffMs) ms"))
+            backOff(now, &out)
+        case .goodbye(let reason, _):
             fail("the coordinator ended (\(reason)) with \(missing) of \(jobs.count) eval jobs missing", &out)
         case .hello, .assignment, .result, .evalRequest, .evalJob, .statusRequest, .statusReply:
             out.append(.log(.warning, "ignored a \(message.kind) from the coordinator"))

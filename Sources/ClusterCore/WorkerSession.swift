@@ -297,7 +297,13 @@ public struct WorkerSession {
             default:
                 out.append(.log(.warning, "coordinator error (\(e.code)): \(e.message)"))
             }
-        case .goodbye(let reason):
+        case .goodbye(let reason, let resumable) where resumable:
+            // The run goes on under a restarted coordinator (preemption, eviction): wait for it as for a lost one,
+            // up to giveUpAfterLostMs; only a run that is over ends this worker (issue 38, item 4).
+            let patience = settings.giveUpAfterLostMs.map { "up to \($0 / 1000) s" } ?? "until stopped"
+            out.append(.log(.warning, "coordinator said goodbye: \(reason); reconnecting in \(backoffMs) ms, waiting \(patience) for it to come back"))
+            backOff(now, &out)
+        case .goodbye(let reason, _):
             out.append(.log(.info, "coordinator said goodbye: \(reason)"))
             end(&out)
         case .hello, .result, .evalRequest, .evalOutcome, .statusRequest, .statusReply:

@@ -3226,7 +3226,7 @@ const ProtobufCMessageDescriptor metatrain__v1__error_reply__descriptor =
   (ProtobufCMessageInit) metatrain__v1__error_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__goodbye__field_descriptors[1] =
+static const ProtobufCFieldDescriptor metatrain__v1__goodbye__field_descriptors[2] =
 {
   {
     "reason",
@@ -3240,14 +3240,27 @@ static const ProtobufCFieldDescriptor metatrain__v1__goodbye__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "resumable",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__Goodbye, resumable),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__goodbye__field_indices_by_name[] = {
   0,   /* field[0] = reason */
+  1,   /* field[1] = resumable */
 };
 static const ProtobufCIntRange metatrain__v1__goodbye__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__goodbye__descriptor =
 {
@@ -3257,7 +3270,7 @@ const ProtobufCMessageDescriptor metatrain__v1__goodbye__descriptor =
   "Metatrain__V1__Goodbye",
   "metatrain.v1",
   sizeof(Metatrain__V1__Goodbye),
-  1,
+  2,
   metatrain__v1__goodbye__field_descriptors,
   metatrain__v1__goodbye__field_indices_by_name,
   1,  metatrain__v1__goodbye__number_ranges,

@@ -20,7 +20,7 @@ import NeuralNet
 /// Version 9 added GoalNavigation2D's `control_rotation_degrees` (a version-8 worker would silently run the task with
 /// its controls unturned).
 /// Version 10 added gymnasium tasks (`GymnasiumTask`; a version-9 worker could not run them and would refuse each).
-public let protocolVersion: UInt32 = 10
+public let protocolVersion: UInt32 = 11
 
 /// Identifies one attempt at one slot of one meta-iteration.
 public struct SlotKey: Hashable, Comparable, Sendable, CustomStringConvertible {
@@ -201,8 +201,10 @@ public enum Message: Equatable, Sendable {
     case assignment(Assignment)
     case result(SlotResult)
     case error(ErrorReply)
-    /// From a worker: it is leaving. From the coordinator: the run is over, stop.
-    case goodbye(reason: String)
+    /// From a worker: it is leaving. From the coordinator: it is stopping — for good (`resumable` false: the run
+    /// finished or needs a person), or before the run ended with a checkpoint to resume from (`resumable`: a
+    /// worker reconnects as to a lost coordinator; protocol 11).
+    case goodbye(reason: String, resumable: Bool = false)
     case evalRequest(EvalRequest)
     case evalJob(EvalJobMessage)
     case evalOutcome(EvalOutcome)

@@ -53,9 +53,10 @@ extension WireCodec {
         return m
     }
 
-    static func encodeGoodbye(_ reason: String, _ arena: Arena) -> UnsafeMutablePointer<Metatrain__V1__Goodbye> {
+    static func encodeGoodbye(_ reason: String, resumable: Bool, _ arena: Arena) -> UnsafeMutablePointer<Metatrain__V1__Goodbye> {
         let m: UnsafeMutablePointer<Metatrain__V1__Goodbye> = arena.message { metatrain__v1__goodbye__init($0) }
         m.pointee.reason = arena.string(reason)
+        m.pointee.resumable = resumable ? 1 : 0
         return m
     }
 
@@ -125,7 +126,7 @@ extension WireCodec.Decoder {
     }
 
     func goodbye(_ m: Metatrain__V1__Goodbye) throws(WireError) -> Message {
-        return .goodbye(reason: try string(m.reason, "goodbye.reason"))
+        return .goodbye(reason: try string(m.reason, "goodbye.reason"), resumable: m.resumable != 0)
     }
 
     func statusRequest(_ m: Metatrain__V1__StatusRequest) throws(WireError) -> Message {

@@ -61,9 +61,9 @@ public enum WireCodec {
         case .error(let e):
             envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_ERROR
             envelope.pointee.error = encodeError(e, arena)
-        case .goodbye(let reason):
+        case .goodbye(let reason, let resumable):
             envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_GOODBYE
-            envelope.pointee.goodbye = encodeGoodbye(reason, arena)
+            envelope.pointee.goodbye = encodeGoodbye(reason, resumable: resumable, arena)
         case .statusRequest:
             envelope.pointee.body_case = METATRAIN__V1__ENVELOPE__BODY_STATUS_REQUEST
             envelope.pointee.status_request = encodeStatusRequest(arena)

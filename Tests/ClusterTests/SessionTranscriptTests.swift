@@ -13,7 +13,8 @@ import Wire
 ///
 /// First line: `worker KEY=VALUE…` (heartbeat, liveness, backoff, max_backoff, give_up, give_up_lost) or `client KEY=VALUE…`
 /// (heartbeat, liveness, backoff, max_backoff, unreachable, jobs). Then `at MS EVENT`:
-/// - both: `start`, `tick [steps=N]`, `stop`, `welcome [run=ID] [id=ID] [portable]`, `heartbeat`, `goodbye`,
+/// - both: `start`, `tick [steps=N]`, `stop`, `welcome [run=ID] [id=ID] [portable]`, `heartbeat`,
+///   `goodbye [resumable]`,
 ///   `error CODE [IT/SLOT/ATTEMPT] TEXT…`, `garbage`;
 /// - worker: `assign IT/SLOT/ATTEMPT v=VERSION [theta=A,B…] [run=ID]`, `computed`;
 /// - client: `outcome JOB [request=N] [misfit]`.
@@ -91,7 +92,9 @@ import Wire
                     message = .welcome(Welcome(runID: options["run"] ?? "r1", workerID: options["id"] ?? "c0-w1", heartbeatIntervalMs: 100,
                                                liveness: 3, numerics: args.contains("portable") ? .portable : .strict))
                 case "heartbeat": message = .heartbeat(envSteps: 0)
-                case "goodbye": message = .goodbye(reason: "run finished")
+                case "goodbye":
+                    message = args.contains("resumable") ? .goodbye(reason: "coordinator stopping (signal)", resumable: true)
+                                                         : .goodbye(reason: "run finished")
                 case "garbage": return [[0xFF, 0x00, 0x13]]
                 case "error":
                     guard let codeName = args.first, let code = ErrorCode.allCases.first(where: { "\($0)" == codeName }) else {
@@ -153,7 +156,7 @@ import Wire
         switch message {
         case .hello(let h): return "hello" + (h.previousWorkerID.isEmpty ? "" : " previous=\(h.previousWorkerID)")
         case .heartbeat(let steps): return "heartbeat steps=\(steps)"
-        case .goodbye(let reason): return "goodbye: \(reason)"
+        case .goodbye(let reason, let resumable): return "goodbye\(resumable ? " (resumable)" : ""): \(reason)"
         case .error(let e): return "error \(e.code)" + (e.key.map { " \($0.iteration)/\($0.slot)/\($0.attempt)" } ?? "") + ": \(e.message)"
         case .evalRequest(let r): return "eval request \(r.requestID) jobs=\(r.jobs.map { String($0.index) }.joined(separator: ","))"
         default: return message.kind

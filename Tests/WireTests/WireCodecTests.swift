@@ -35,7 +35,7 @@ import Testing
             .error(ErrorReply(code: .parametersMissing, message: "θ 3 not cached", key: SlotKey(iteration: 3, slot: 2, attempt: 1))),
             // The first slot of a run is a key like any other: a failure of it must not read as a key-less error.
             .error(ErrorReply(code: .diverged, message: "update value 2e6 at index 16 exceeds ±1000000", key: SlotKey(iteration: 0, slot: 0, attempt: 0))),
-            .error(ErrorReply(code: .unknownWorker, message: "say hello")), .goodbye(reason: "done"),
+            .error(ErrorReply(code: .unknownWorker, message: "say hello")), .goodbye(reason: "done"), .goodbye(reason: "restarting", resumable: true),
             .statusRequest, .statusReply(json: "{\"iteration\": 3, \"workers\": [" + String(repeating: "{\"id\": \"c1-w9\"}, ", count: 400) + "{}]}"),
         ] + (TaskSpec.kindNames.compactMap(TaskSpec.defaultTask(kind:))
              + [.goalNavigation(GoalNavigationParameters(goalX: -1.5, goalY: 0.25, directions: 4, stepSize: 0.05, horizon: 150,

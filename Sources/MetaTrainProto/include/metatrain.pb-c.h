@@ -591,16 +591,24 @@ struct  Metatrain__V1__ErrorReply
 
 
 /*
- * Either way: leaving. From a worker: it is shutting down. From the coordinator: the run is over, stop.
+ * Either way: leaving. From a worker: it is shutting down. From the coordinator: it is stopping; with `resumable`
+ * false the run is over (finished, or stopped for an error a person must mend) and the worker stops.
  */
 struct  Metatrain__V1__Goodbye
 {
   ProtobufCMessage base;
   char *reason;
+  /*
+   * Protocol version 11: the coordinator stopped before its run ended (a stop signal: preemption, eviction, Ctrl-C)
+   * and wrote a checkpoint a restarted coordinator resumes from. A worker treats it as a lost coordinator: it
+   * reconnects with backoff (re-reading the endpoint file) and gives up only after its give-up-after-lost time; an
+   * eval client submits its missing jobs again.
+   */
+  protobuf_c_boolean resumable;
 };
 #define METATRAIN__V1__GOODBYE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__goodbye__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0 }
 
 
 /*

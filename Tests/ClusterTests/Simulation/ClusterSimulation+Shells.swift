@@ -123,7 +123,7 @@ extension ClusterSimulation {
                                                       liveness: liveness, numerics: .strict)))]
         case .heartbeat: return [WireCodec.encode(.heartbeat(envSteps: 0))]
         case .error(let e): return [WireCodec.encode(.error(e))]
-        case .goodbye(let reason): return [WireCodec.encode(.goodbye(reason: reason))]
+        case .goodbye(let reason): return [WireCodec.encode(.goodbye(reason: reason, resumable: false))]
         case let .assign(key, includeParameters):
             let a = Assignment(runID: "sim", key: key, task: .cartPole(CartPoleParameters()),
                                innerLoop: InnerLoopSettings(budget: 10, querySteps: 1), algorithm: .reptile,
