@@ -2,7 +2,7 @@
 # Multi-host tests on one machine: the coordinator and each worker in its own network namespace, on its
 # own address (10.77.0.0/24 on a bridge inside a "switch" namespace), with faults injected on the links.
 #
-#   scripts/netns-cluster.sh [partition|lossy|all] [--long]    (default: all)
+#   scripts/netns-cluster.sh [partition|lossy|sbatch|all] [--long]    (default: all)
 #   The lossy scenario runs 20 s (CI), or the full minute with --long (or LOSSY_SECONDS=N).
 #
 #   partition  cut one worker's link for 10 s mid-run: it is declared dead within
@@ -11,6 +11,10 @@
 #   lossy      5% packet loss both ways on one worker (nftables) for the whole run, plus a 2 s one-way
 #              partition (coordinator -> worker dropped) on another: no worker is declared dead (liveness 5),
 #              the run completes, same params_sha256.
+#   sbatch     scripts/slurm/metatrain.sbatch itself, on a "node" of its own (namespace, host name, hosts file), its
+#              `srun` worker step on three other nodes, with the default cluster.yaml's coordinator section
+#              (loopback advertise) under the script's wildcard bind: the endpoint file names the coordinator's node,
+#              not loopback, every worker joins from its node, and the run ends with the local run's params_sha256.
 #
 # Touches only what it creates (namespaces named mt<pid>-*, their veths and nft tables inside them) and
 # removes all of it on exit, even after a failure. Needs root and `ip netns`; prints SKIP and exits 0
@@ -31,7 +35,7 @@ pids=()
 
 cleanup() {
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; rm -rf "/etc/netns/$ns"; done
   if [ "${KEEP_NETNS_LOGS:-}" = 1 ]; then echo "netns-cluster: logs kept in $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT INT TERM
@@ -177,6 +181,57 @@ NFT
   ref=$(reference lossy "$done_iterations")
   check "lossy: params_sha256 after $done_iterations iterations equals the undisturbed run's" "[ \"\$(sha $work/lossy)\" = $ref ]"
   [ "$last" = pass ] || first_difference "$work/lossy" "$work/lossy-ref"
+fi
+
+if [ "$scenario" = sbatch ] || [ "$scenario" = all ]; then
+  # Each namespace is a node: its own host name (a UTS namespace) and a hosts file that names the coordinator's
+  # node (`ip netns exec` mounts /etc/netns/NAME/hosts over /etc/hosts), as a cluster's DNS would.
+  node=$p-conode
+  for ns in co w1 w2 w3; do
+    mkdir -p "/etc/netns/$p-$ns"
+    printf '127.0.0.1 localhost\n%s.1 %s\n' "$net" "$node" >"/etc/netns/$p-$ns/hosts"
+  done
+  # srun as Slurm runs the worker step: the command once per node (here w1..w3), each under its own host name;
+  # TERM (the batch script ending the step) is passed on to every task.
+  mkdir -p "$work/bin"
+  cat >"$work/bin/srun" <<SRUN
+#!/usr/bin/env bash
+while [ "\${1#--}" != "\$1" ]; do shift; done
+tasks=()
+for i in 1 2 3; do
+  ip netns exec $p-w\$i unshare --uts bash -c 'hostname "\$0"; exec "\$@"' $p-w\$i-node "\$@" >"$work/sbatch-w\$i.log" 2>&1 &
+  tasks+=(\$!)
+done
+trap 'kill -TERM "\${tasks[@]}" 2>/dev/null' TERM INT
+for t in "\${tasks[@]}"; do while kill -0 "\$t" 2>/dev/null; do wait "\$t"; done; done
+SRUN
+  chmod +x "$work/bin/srun"
+  # The default cluster.yaml's coordinator section (bind and advertise on loopback), a short run.
+  { sed -n '/^coordinator:/,/^[a-z_]*:/p' cluster.yaml | sed '$d'
+    cat <<YAML
+run: {name: sbatch, seed: 5, checkpoint_interval: 4}
+meta: {algorithm: reptile, iterations: 12, meta_batch: 6, schedule: constant, outer_step: 0.5}
+task_family: {env: cartpole}
+inner_loop: {budget: 1500, hidden_layers: [32, 32]}
+evaluation: {tasks: 0}
+YAML
+  } >"$work/sbatch.yaml"
+  grep -q "advertise: tcp://127.0.0.1" "$work/sbatch.yaml" || { echo "netns-cluster: cluster.yaml's coordinator section has no loopback advertise any more: update the sbatch scenario" >&2; exit 1; }
+  ip netns exec "$p-co" unshare --uts bash -c 'hostname "$0"; exec "$@"' "$node" \
+    env PATH="$work/bin:$PATH" METATRAIN_BIN="$bin" bash scripts/slurm/metatrain.sbatch "$work/sbatch.yaml" "$work/sbatch" \
+    >"$work/sbatch-job.log" 2>&1 &
+  job=$!; pids+=("$job")
+  wait_until 60 "[ -s $work/sbatch/coordinator.endpoint ]" || true
+  advertised=$(cat "$work/sbatch/coordinator.endpoint" 2>/dev/null || true)
+  status=0; wait "$job" || status=$?
+  echo "sbatch: the job's coordinator wrote '$advertised'; the job exited $status"
+  check "sbatch: the endpoint file names the coordinator's node, not loopback" "[[ '$advertised' == tcp://$node:* ]]"
+  check "sbatch: the job ends 0 with every iteration applied" "[ $status = 0 ] && [ \$(lines $work/sbatch) = 12 ]"
+  joined=$(cat "$work"/sbatch-w?.log | grep -c "registered as" || true)
+  check "sbatch: a worker on each of the 3 other nodes joined ($joined registrations)" "[ $joined -ge 3 ] && grep -q 'registered as' $work/sbatch-w1.log && grep -q 'registered as' $work/sbatch-w2.log && grep -q 'registered as' $work/sbatch-w3.log"
+  ref=$(reference sbatch 12)
+  check "sbatch: params_sha256 equals the local run's" "[ \"\$(sha $work/sbatch)\" = $ref ]"
+  [ "$last" = pass ] || { tail -20 "$work/sbatch-job.log"; tail -5 "$work"/sbatch-w1.log; }
 fi
 
 echo "netns-cluster: $passed passed, $failed failed"

@@ -155,6 +155,8 @@ public final class Worker {
         /// A worker that has never been welcomed by any coordinator gives up after this long (nil: never).
         public var giveUpAfterMs: Int? = 300_000
         public var giveUpAfterLostMs: Int? = 600_000
+        /// `WorkerSession.Settings.waitForNextRun`.
+        public var waitForNextRun = false
 
         public init(endpoint: String, threads: Int = 1, numerics: NumericsReport) {
             self.endpoint = endpoint
@@ -173,6 +175,7 @@ public final class Worker {
             s.maxBackoffMs = maxBackoffMs
             s.giveUpAfterMs = giveUpAfterMs
             s.giveUpAfterLostMs = giveUpAfterLostMs
+            s.waitForNextRun = waitForNextRun
             return s
         }
     }

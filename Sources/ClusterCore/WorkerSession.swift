@@ -45,6 +45,10 @@ public struct WorkerSession {
         /// again for this long (nil: never — a restarted coordinator may take a while). Why: a coordinator that died for
         /// good (killed, its job over) tells nobody, and its workers would otherwise retry it until someone kills them.
         public var giveUpAfterLostMs: Int? = 600_000
+        /// After a run is over (the coordinator's final goodbye), wait for the next run's coordinator, without a time
+        /// limit, instead of ending. Why: a worker pool that outlives runs — a Kubernetes Deployment restarts a worker
+        /// that exits, and one that then reached no coordinator would crash-loop until scaled to 0.
+        public var waitForNextRun = false
         /// The kernel this process computes on (`GEMMBackend.selected`); a run under `numerics: portable` uses
         /// the portable one instead.
         public var kernel: GEMMBackend
@@ -118,6 +122,8 @@ public struct WorkerSession {
     public private(set) var everWelcomed = false
     /// When the coordinator this worker had was lost (nil: it has one, or never had one).
     public private(set) var lostSince: Tick?
+    /// The run this worker was in is over and it waits for the next one (`Settings.waitForNextRun`): no give-up.
+    public private(set) var betweenRuns = false
     /// Job replies handed back (results and failures alike), whether or not a connection was up to take them.
     public private(set) var jobsCompleted = 0
     var startedAt: Tick = 0
@@ -180,7 +186,10 @@ public struct WorkerSession {
             if link.heartbeatDue(now) { send(.heartbeat(envSteps: envSteps), now, &out) }
             if let quiet = link.silence(now) {
                 if giveUpIfNeverWelcomed(now, &out) { return }
-                out.append(.log(.warning, "coordinator silent for \(quiet) ms: reconnecting in \(backoffMs) ms"))
+                // Between runs no coordinator is expected: not a warning every backoff.
+                out.append(.log(betweenRuns ? .debug : .warning, betweenRuns
+                    ? "no coordinator of a next run yet: trying again in \(backoffMs) ms"
+                    : "coordinator silent for \(quiet) ms: reconnecting in \(backoffMs) ms"))
                 backOff(now, &out)
             }
         }
@@ -214,7 +223,7 @@ public struct WorkerSession {
 
     /// Closes the connection and connects again after the backoff (`ClientLink.backOff`).
     mutating func backOff(_ now: Tick, _ out: inout [Action]) {
-        if everWelcomed && lostSince == nil { lostSince = now }
+        if everWelcomed && lostSince == nil && !betweenRuns { lostSince = now }
         out.append(.disconnect)
         out.append(.dropQueuedJobs)
         link.backOff(now)
@@ -269,6 +278,7 @@ public struct WorkerSession {
             link.welcomed(heartbeatIntervalMs: w.heartbeatIntervalMs, liveness: w.liveness)
             everWelcomed = true
             lostSince = nil
+            betweenRuns = false
             kernel = w.numerics == .portable ? .portable : settings.kernel
             out.append(.log(.info, "registered as \(w.workerID) in run \(w.runID); numerics \(w.numerics.rawValue), computing on kernel \(kernel.rawValue)"))
         case .heartbeat:
@@ -302,6 +312,11 @@ public struct WorkerSession {
             // up to giveUpAfterLostMs; only a run that is over ends this worker (issue 38, item 4).
             let patience = settings.giveUpAfterLostMs.map { "up to \($0 / 1000) s" } ?? "until stopped"
             out.append(.log(.warning, "coordinator said goodbye: \(reason); reconnecting in \(backoffMs) ms, waiting \(patience) for it to come back"))
+            backOff(now, &out)
+        case .goodbye(let reason, _) where settings.waitForNextRun:
+            out.append(.log(.info, "coordinator said goodbye: \(reason); waiting for the next run's coordinator"))
+            betweenRuns = true
+            lostSince = nil
             backOff(now, &out)
         case .goodbye(let reason, _):
             out.append(.log(.info, "coordinator said goodbye: \(reason)"))

@@ -122,6 +122,8 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "A file with the coordinator's endpoint (a run folder's coordinator.endpoint), read again on every reconnect, so a resumed coordinator on a new port is found.") var connectFile: String?
     @Option(help: "Give up, with an error, when no coordinator has ever answered after this many seconds (0: never).") var giveUpAfter = 300
     @Option(help: "Give up, with an error, when the coordinator this worker had is lost and none answers again for this many seconds (0: wait for ever, e.g. through long coordinator restarts).") var giveUpAfterLost = 600
+    @Flag(help: "When a run is over, wait (without a time limit) for the next run's coordinator instead of exiting: for a pool of workers that outlives runs, such as a Kubernetes Deployment, which restarts a worker that exits.")
+    var waitForNextRun = false
     @Option(help: "Slots to run at once (compute threads).") var threads = 1
     @Option(help: "Heartbeat interval before the coordinator's welcome, in ms.") var heartbeatIntervalMs = 1000
     @Option(help: "Testing: play a machine this many times slower (idle after each slot).") var slowdown = 1.0
@@ -165,6 +167,7 @@ struct WorkerCommand: ParsableCommand {
         options.endpointFile = connectFile
         options.giveUpAfterMs = giveUpAfter > 0 ? giveUpAfter * 1000 : nil
         options.giveUpAfterLostMs = giveUpAfterLost > 0 ? giveUpAfterLost * 1000 : nil
+        options.waitForNextRun = waitForNextRun
         options.heartbeatIntervalMs = heartbeatIntervalMs
         options.slowdownFactor = max(slowdown, 1)
         options.hangAfterJobs = testHangAfter

@@ -11,7 +11,8 @@ import Wire
 /// with, indented. Every message the session receives is encoded and decoded by the real wire codec first.
 /// `METATRAIN_REWRITE_TRANSCRIPTS=1` rewrites the files with what the sessions say now, for review in the diff.
 ///
-/// First line: `worker KEY=VALUE…` (heartbeat, liveness, backoff, max_backoff, give_up, give_up_lost) or `client KEY=VALUE…`
+/// First line: `worker KEY=VALUE…` (heartbeat, liveness, backoff, max_backoff, give_up, give_up_lost,
+/// next_run: 1 waits for the next run after a final goodbye) or `client KEY=VALUE…`
 /// (heartbeat, liveness, backoff, max_backoff, unreachable, jobs). Then `at MS EVENT`:
 /// - both: `start`, `tick [steps=N]`, `stop`, `welcome [run=ID] [id=ID] [portable]`, `heartbeat`,
 ///   `goodbye [resumable]`,
@@ -63,6 +64,7 @@ import Wire
                 s.initialBackoffMs = try int("backoff", 1000); s.maxBackoffMs = try int("max_backoff", 4000)
                 s.giveUpAfterMs = options["give_up"] == nil ? nil : try int("give_up", 0)
                 s.giveUpAfterLostMs = options["give_up_lost"] == nil ? nil : try int("give_up_lost", 0)
+                s.waitForNextRun = try int("next_run", 0) != 0
                 session = .worker(WorkerSession(settings: s))
                 continue
             }
