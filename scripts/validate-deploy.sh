@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Validates the deployment files offline: every Kubernetes manifest under deploy/kubernetes/ against the API
 # schemas with `kubernetes-validate --strict` (PyPI; no cluster needed), the cluster.yaml the ConfigMap carries
-# with `metatrain config`, and every option a container command passes against that subcommand's --help.
+# with `metatrain config`, and every option a container command passes against that subcommand's --help; then plays
+# the pods as processes (scripts/k8s-emulate.py).
 #
 #   scripts/validate-deploy.sh [METATRAIN_BINARY]      (default: .build/release/metatrain; test.sh passes the debug one)
 set -euo pipefail
@@ -48,3 +49,6 @@ for p in problems:
 print(f"deploy: {checked} checks of commands and configuration, {len(problems)} problem(s)")
 sys.exit(1 if problems else 0)
 PY
+# What can be emulated without a cluster: the pods' commands and probes as processes (eviction, OOM kill, scaling,
+# the end of the run).
+"$venv/bin/python" scripts/k8s-emulate.py "$bin"

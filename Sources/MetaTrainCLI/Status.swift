@@ -14,6 +14,8 @@ struct StatusCommand: ParsableCommand {
 
     @Argument(help: "The run folder, or the coordinator's endpoint (tcp://HOST:PORT).") var folder: String
     @Flag(help: "Print the status JSON as it is.") var json = false
+    @Flag(help: "Exit 4 unless a coordinator is live (starting, running or serving): for health probes, which a run folder's status.json from a stopped or finished coordinator must not satisfy.")
+    var live = false
     @Option(help: "With tcp://: seconds to wait for the coordinator's answer.") var timeout = 5.0
     @OptionGroup var curve: CurveClientOptions
 
@@ -34,7 +36,7 @@ struct StatusCommand: ParsableCommand {
             guard let status = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
                 throw ValidationError("\(remote ? "the coordinator's answer" : folder + "/status.json") is not a status object")
             }
-            if json { print(String(decoding: data, as: UTF8.self)); return }
+            if json && !live { print(String(decoding: data, as: UTF8.self)); return }
             let iteration = status["iteration"] as? Int ?? 0, iterations = status["iterations"] as? Int ?? 0
             let updated = Double(status["updated_unix_ms"] as? Int ?? 0) / 1000
             let age = Date().timeIntervalSince1970 - updated
@@ -44,6 +46,11 @@ struct StatusCommand: ParsableCommand {
                 print("run \(status["run_id"] as? String ?? "?") — NOT RUNNING: \(gone); it last said \(state) at iteration \(iteration) of \(iterations). Continue it with `metatrain coordinator --config … --resume \(folder)`.")
                 throw ExitCode(3)
             }
+            if live && !Self.liveStates.contains(state) {
+                print("run \(status["run_id"] as? String ?? "?") — not live: its coordinator said \(state)")
+                throw ExitCode(4)
+            }
+            if json { print(String(decoding: data, as: UTF8.self)); return }
             print("run \(status["run_id"] as? String ?? "?") — \(state) (status written \(formatDuration(age)) ago)")
             var line = "iteration \(iteration) of \(iterations)"
             if let eta = status["eta_seconds"] as? Double { line += ", ETA \(formatDuration(eta))" }
@@ -75,10 +82,13 @@ struct StatusCommand: ParsableCommand {
         }
     }
 
+    /// The states a coordinator writes while it runs (it writes "stopped" or "exited" as it ends).
+    static let liveStates: Set<String> = ["starting", "running", "training finished"]
+
     /// Why a status.json that says the run is live cannot be believed, or nil: its coordinator's process is gone (when
     /// it ran on this host), or the file is older than three of the refreshes its coordinator promised.
     static func deadCoordinator(_ status: [String: Any], state: String, age: Double) -> String? {
-        guard ["starting", "running", "training finished"].contains(state) else { return nil }
+        guard liveStates.contains(state) else { return nil }
         if let pid = status["pid"] as? Int, let host = status["host"] as? String, host == ProcessInfo.processInfo.hostName,
            kill(pid_t(pid), 0) != 0, errno == ESRCH {
             return "its coordinator (pid \(pid) on \(host)) is gone"
