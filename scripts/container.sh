@@ -2,7 +2,8 @@
 # Builds the metatrain image from Containerfile with podman and checks it: the binary starts, validates the
 # built-in cluster.yaml, and runs a short meta-training (coordinator + 2 workers inside one container) to the end.
 #
-#   scripts/container.sh [IMAGE]        (default metatrain:latest)
+#   scripts/container.sh [IMAGE]        (default metatrain:VERSION, the release `metatrain --version` names, also
+#                                        tagged metatrain:latest; deploy/kubernetes runs metatrain:VERSION)
 #
 # The base image: BASE=… names one from a registry; by default a Debian bookworm minbase is made here with
 # debootstrap (from the Debian mirror, with the runtime libraries) and imported as localhost/metatrain-base:bookworm.
@@ -10,8 +11,10 @@
 # this project's machines. Not part of scripts/test.sh (about a minute and 300 MB more).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-image=${1:-metatrain:latest}
 scripts/bootstrap.sh
+swift build -c release --product metatrain >&2
+version=$(.build/release/metatrain --version | awk '{print $2}')
+image=${1:-metatrain:$version}
 missing=()
 for p in podman runc debootstrap uidmap; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -32,7 +35,6 @@ if [ -z "${BASE:-}" ] && ! podman image exists "$base"; then
   tar -C "$rootfs" -c . | podman import - "$base" >/dev/null
 fi
 
-swift build -c release --product metatrain >&2
 stage=.build/container
 rm -rf "$stage"; mkdir -p "$stage/lib"
 cp .build/release/metatrain "$stage/metatrain"
@@ -45,7 +47,7 @@ python3 -m pip download -q --disable-pip-version-check --only-binary=:all: --pyt
   -d "$stage/wheels" gymnasium==1.4.0 numpy==2.4.6 >&2
 python3 -m pip wheel -q --disable-pip-version-check --no-deps -w "$stage/wheels" ./python >&2
 rm -rf python/build python/*.egg-info
-"${podman[@]}" build --build-arg BASE="$base" -t "$image" -f Containerfile . >&2
+"${podman[@]}" build --build-arg BASE="$base" -t "$image" -t metatrain:latest -f Containerfile . >&2
 
 run=("${podman[@]}" run --rm --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 "$image")
 "${run[@]}" --version >/dev/null 2>&1 || "${run[@]}" --help >/dev/null

@@ -39,6 +39,10 @@ for f in files:
             if cmd[:1] != ["metatrain"] or len(cmd) < 2:
                 problems.append(f"{f}: container {c['name']} does not run metatrain: {cmd}")
                 continue
+            version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split()[1]
+            checked += 1
+            if c.get("image") != f"metatrain:{version}":
+                problems.append(f"{f}: container {c['name']} runs {c.get('image')}, not this release's metatrain:{version} (scripts/container.sh's tag)")
             usage = subprocess.run([binary, cmd[1], "--help"], capture_output=True, text=True).stdout
             for flag in (a for a in cmd[2:] if a.startswith("--")):
                 checked += 1

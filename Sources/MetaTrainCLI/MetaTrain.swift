@@ -12,7 +12,7 @@ public struct MetaTrain: ParsableCommand {
 
     /// What `metatrain --version` prints: the release, and the wire protocol and checkpoint format it speaks (a worker
     /// and a coordinator work together exactly when their protocols match).
-    public static let version = "metatrain 0.40.0 (wire protocol \(protocolVersion), checkpoint format \(CheckpointRecord.formatVersion))"
+    public static let version = "metatrain 0.41.0 (wire protocol \(protocolVersion), checkpoint format \(CheckpointRecord.formatVersion))"
 
     public static let configuration = CommandConfiguration(
         commandName: "metatrain",
