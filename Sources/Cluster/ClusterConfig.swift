@@ -455,6 +455,12 @@ public struct ClusterConfig: Sendable, Equatable {
         d.maxGradientNorm = clip == 0 ? nil : Float(clip)
         let window = try i.int("context_window", 0, 0...64)
         d.contextWindow = window == 0 ? nil : window
+        let repeat_ = try i.int("ez_max_repeat", 0, 0...1000)
+        guard repeat_ != 1 else {
+            throw ConfigError.invalidValue(path: "inner_loop.ez_max_repeat", line: i.node("ez_max_repeat")?.1 ?? 0,
+                                           reason: "must be 0 (plain ε-greedy) or in 2...1000 (ε-z-greedy's longest repeat)")
+        }
+        d.ezMaxRepeat = repeat_ == 0 ? nil : repeat_
         s.dqn = d
         s.budget = try i.int("budget", s.budget, 1...WireLimits().maxBudget)
         s.querySteps = try i.int("query_steps", s.querySteps, 1...100_000_000)

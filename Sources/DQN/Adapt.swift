@@ -106,13 +106,26 @@ func runInnerLoop<E: Environment>(
     var nextObservation = observation
     var returns: [Double] = [], episodeReturn = 0.0, lossSum = 0.0
 
+    // ε-z-greedy: the exploratory action being held and the steps it is held for still (none under plain ε-greedy,
+    // whose draws are unchanged: one uniform per step, one more for an exploratory action).
+    let zeta = config.ezMaxRepeat.map { DQNConfig.zetaCDF(cap: $0) }
+    var held = 0, heldAction = 0
+
     env.reset(using: &envRNG)
     env.writeObservation(to: &observation)
     snapshots?.receive(0, learner.parameters)
     for step in 0..<budget {
         let action: Int
-        if agentRNG.nextFloat() < config.epsilon(step: step, budget: budget) {
+        if held > 0 {
+            action = heldAction
+            held -= 1
+        } else if agentRNG.nextFloat() < config.epsilon(step: step, budget: budget) {
             action = agentRNG.nextInt(below: mlp.outputSize)
+            if let zeta {
+                let u = agentRNG.nextFloat()
+                heldAction = action
+                held = zeta.firstIndex { u < $0 } ?? (zeta.count - 1)   // n − 1 more steps, n ∈ 1...cap
+            }
         } else {
             action = learner.greedyAction(observation)
         }
@@ -126,6 +139,7 @@ func runInnerLoop<E: Environment>(
             returns.append(episodeReturn)
             progress?(step + 1, episodeReturn)
             episodeReturn = 0
+            held = 0
             if env.fault != nil { break }  // the caller throws it
             env.reset(using: &envRNG)
             env.writeObservation(to: &observation)

@@ -30,6 +30,11 @@ public struct DQNConfig: Codable, Sendable, Equatable {
     public var startEpsilon: Float = 1
     public var endEpsilon: Float = 0.05
     public var explorationFraction: Float = 0.5
+    /// ε-z-greedy (Dabney, Ostrovski & Barreto, "Temporally-extended ε-greedy exploration", ICLR 2021): an exploratory
+    /// action is held for n steps, n drawn from a zeta(2) distribution (P(n) ∝ 1/n²) capped at this; nil: plain
+    /// ε-greedy. Why: dithering one step at a time rarely travels far, so sparse goals many moves away are found late.
+    /// Optional so that configurations without it keep their hash.
+    public var ezMaxRepeat: Int? = nil
     /// Double DQN: the online network picks the next action, the target network values it.
     public var doubleDQN = false
     public var loss: RegressionLoss = .huber
@@ -80,6 +85,15 @@ public struct DQNConfig: Codable, Sendable, Equatable {
                   explorationFraction, "in (0, 1]")
         if let m = maxGradientNorm { try check(m > 0 && m.isFinite, "max_gradient_norm", m, "finite and > 0") }
         if let k = contextWindow { try check(k >= 1 && k <= 64, "context_window", k, "in 1...64 (or absent)") }
+        if let n = ezMaxRepeat { try check(n >= 2 && n <= 1000, "ez_max_repeat", n, "in 2...1000 (or absent: plain ε-greedy)") }
+    }
+
+    /// The cumulative zeta(2) distribution over 1...cap, for drawing ε-z-greedy's repeat counts.
+    public static func zetaCDF(cap: Int) -> [Float] {
+        let weights = (1...cap).map { 1 / Double($0 * $0) }
+        let total = weights.reduce(0, +)
+        var sum = 0.0
+        return weights.map { sum += $0; return Float(sum / total) }
     }
 
     /// ε at env step `step` of a run of `budget` steps (CleanRL's `linear_schedule`).

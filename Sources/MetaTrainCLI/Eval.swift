@@ -36,6 +36,11 @@ struct Eval: ParsableCommand {
     @Option(help: "Override inner_loop.learning_rate at adaptation, for every init or per init (as --start-epsilon).") var learningRate: String?
     @Option(help: "Override inner_loop.target_update_interval at adaptation, for every init or per init (as --start-epsilon).") var targetUpdateInterval: String?
     @Option(help: "Override inner_loop.gamma at adaptation, for every init or per init (as --start-epsilon).") var gamma: String?
+    @Option(help: "Override inner_loop.ez_max_repeat at adaptation (ε-z-greedy's longest repeat; 0: plain ε-greedy), for every init or per init (as --start-epsilon).") var ezMaxRepeat: String?
+    @Option(help: "With --split validation: adapt every init with every point of this grid of adaptation settings and keep each init's best (lowest median steps to the target; ties: more tasks reaching it, then the smaller learning rate), e.g. \"learning_rate=3e-4,1e-3 start_epsilon=1,0.5 ez_max_repeat=0,16\". The grid, every point's score and the choice go into the JSON, and the chosen protocol is printed as eval arguments.")
+    var tune: String?
+    @Option(help: "With --tune: first screen every grid point on this many of the tasks, and tune only the best --tune-keep points of each init on all of them (0: no screening round).") var tuneScreen = 0
+    @Option(help: "With --tune-screen: the points of each init kept for the full round.") var tuneKeep = 8
     @Option(help: "Override inner_loop.optimizer at adaptation for every init (adam or sgd): e.g. to adapt an init meta-trained through SGD inner loops (second-order MAML) as the family's protocol adapts.") var optimizer: String?
     @Option(help: "Which tasks: test (held-out; score each configuration once) or validation (a separate stream to tune adaptation settings on).") var split = "test"
     @Option(help: "Folder for eval-*.csv/.svg/.json (default: the run folder).") var out: String?
@@ -63,11 +68,18 @@ struct Eval: ParsableCommand {
             if cfg.hash != record.configHash && !forceConfig {
                 throw ValidationError("\(configPath) is not the configuration \(checkpointPath) was trained with (config hash \(cfg.hash.prefix(12))… vs \(record.configHash.prefix(12))…); pass the right --config, or --force-config")
             }
-            let plan = try makePlan(cfg)
+            var plan = try makePlan(cfg)
             let names = inits.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             let known = ["meta", "random", "multitask", "multitask-head", "nearest"]
             guard !names.isEmpty, let bad = Optional(names.filter { !known.contains($0) }), bad.isEmpty else {
                 throw ValidationError("--inits takes a comma-separated subset of \(known.joined(separator: ", "))")
+            }
+            let grid = try tune.map { text in
+                guard plan.split == .validation else { throw ValidationError("--tune tunes on validation tasks only: add --split validation (then score the chosen protocol on test tasks once)") }
+                guard !names.contains("nearest") else { throw ValidationError("--tune does not tune the nearest-task init: leave it out of --inits") }
+                guard plan.targetReturn != nil else { throw ValidationError("--tune ranks by steps to the target: give --target") }
+                guard tuneScreen >= 0 && tuneKeep >= 1 else { throw ValidationError("--tune-screen must be ≥ 0 and --tune-keep ≥ 1") }
+                do { return try AdaptationGrid(parsing: text) } catch { throw ValidationError("\(error)") }
             }
             guard let embeddingMetric = EmbeddingMetric(rawValue: metric) else {
                 throw ValidationError("--metric must be euclidean, cosine or learned")
@@ -91,8 +103,7 @@ struct Eval: ParsableCommand {
                                              ("run_seed", "\(cfg.run.seed)"),
                                              // What the numbers were computed with (tables must say; bits differ by kernel class).
                                              ("kernel", jsonString(GEMMBackend.current.rawValue)), ("cpu", jsonString(Numerics.cpuModel)),
-                                             ("start_epsilon", "\(plan.dqn.startEpsilon)"),
-                                             ("adaptation", adaptationJSON(plan, names: names))]
+                                             ("start_epsilon", "\(plan.dqn.startEpsilon)")]
             // The multi-task network, pretrained (or read from the run folder's cache) once for both inits built on it.
             var pretrained: (parameters: ParameterVector, step: Int, validationReturn: Double)?
             if names.contains("multitask") || names.contains("multitask-head") {
@@ -151,6 +162,12 @@ struct Eval: ParsableCommand {
                 nearest = NearestTaskSetup(theta: theta, library: lib, metric: embeddingMetric, probeSteps: probe)
                 notes += [("metric", jsonString(embeddingMetric.rawValue)), ("library", "\(tasks.count)"), ("probe_steps", "\(probe)")]
             }
+            if let grid {
+                let (tuned, json) = try tuneProtocols(grid, plan: plan, inits: chosen, runner: runner)
+                plan = tuned
+                notes.append(("tuning", json))
+            }
+            notes.append(("adaptation", adaptationJSON(plan, names: names)))
             progress("adapting \(chosen.count + (nearest == nil ? 0 : 1)) init(s) on \(plan.tasks) held-out \(cfg.family.kindName) tasks, \(plan.budget) steps each, scored every \(plan.every) on \(plan.episodes) greedy episodes, on \(where_)")
             let report = try runMetaEvaluation(plan: plan, inits: chosen, nearest: nearest, runner: runner)
             let folder = out ?? runFolder
@@ -174,6 +191,60 @@ struct Eval: ParsableCommand {
                 print(String(format: "\n%.1f s; wrote %@.csv, %@-tasks.csv, %@.svg, %@.json, %@.md", report.seconds, stem, stem, stem, stem, stem))
             }
         }
+    }
+
+    /// Each init's best point of `grid` on the plan's (validation) tasks: the plan with those settings, and the tuning
+    /// as a JSON object (the grid, each round's scores best first, the choice, and the choice as eval arguments).
+    func tuneProtocols(_ grid: AdaptationGrid, plan: EvaluationPlan, inits: [(String, ParameterVector)],
+                       runner: AdaptationRunner) throws -> (EvaluationPlan, String) {
+        let points = grid.points
+        var candidates = Dictionary(uniqueKeysWithValues: inits.map { ($0.0, Array(points.indices)) })
+        let rounds = tuneScreen > 0 && tuneScreen < plan.tasks ? [tuneScreen, plan.tasks] : [plan.tasks]
+        var roundsJSON: [String] = []
+        var best: [String: Int] = [:]
+        for (r, tasks) in rounds.enumerated() {
+            var p = plan
+            p.tasks = tasks
+            var jobs: [(key: String, name: String, point: Int, theta: ParameterVector)] = []
+            for (name, theta) in inits {
+                for k in candidates[name]! {
+                    let key = "\(name)#\(k)"
+                    do { p.initSettings[key] = try grid.apply(points[k], to: plan.dqn(for: name)) } catch { throw ValidationError("\(error)") }
+                    jobs.append((key, name, k, theta))
+                }
+            }
+            progress("tuning round \(r + 1) of \(rounds.count): \(jobs.count) (init, setting) pairs on \(tasks) validation tasks, \(plan.budget) steps each")
+            let report = try runMetaEvaluation(plan: p, inits: jobs.map { ($0.key, $0.theta) }, runner: runner)
+            var scores: [String: [AdaptationGrid.Score]] = [:]
+            for (i, job) in jobs.enumerated() {
+                scores[job.name, default: []].append(AdaptationGrid.Score(point: job.point, steps: report.stepsToTarget(i),
+                                                                          censoredAt: plan.budget + plan.every))
+            }
+            var initsJSON: [String] = []
+            for (name, _) in inits {
+                let ranked = grid.ranked(scores[name] ?? [])
+                best[name] = ranked.first?.point
+                if r + 1 < rounds.count { candidates[name] = Array(ranked.prefix(tuneKeep).map(\.point)) }
+                progress(String(format: "  %@: best %@, median %.0f steps, %d/%d reaching the target", name,
+                                grid.describe(points[ranked[0].point]), ranked[0].medianSteps, ranked[0].reached, ranked[0].tasks))
+                initsJSON.append("\(jsonString(name)): [" + ranked.map {
+                    "{\"setting\": \(grid.describe(points[$0.point])), \"median_steps\": \(jsonNumber($0.medianSteps)), \"reached\": \($0.reached), \"tasks\": \($0.tasks)}"
+                }.joined(separator: ", ") + "]")
+            }
+            roundsJSON.append("{\"tasks\": \(tasks), \"inits\": {" + initsJSON.joined(separator: ", ") + "}}")
+        }
+        var tuned = plan
+        for (name, _) in inits { tuned.initSettings[name] = try grid.apply(points[best[name]!], to: plan.dqn(for: name)) }
+        // The choice as `metatrain eval` arguments (a FAMILY.eval protocol file's lines).
+        let arguments = grid.axes.enumerated().map { a, axis in
+            "--\(axis.key.replacingOccurrences(of: "_", with: "-")) " + inits.map { "\($0.0)=\(AdaptationGrid.compact(points[best[$0.0]!][a]))" }.joined(separator: ",")
+        }
+        progress("tuned protocol (eval arguments):\n" + arguments.joined(separator: "\n"))
+        let chosen = "{" + inits.map { "\(jsonString($0.0)): \(grid.describe(points[best[$0.0]!]))" }.joined(separator: ", ") + "}"
+        let json = "{\"grid\": \(grid.json), \"screen_tasks\": \(rounds.count > 1 ? tuneScreen : 0), \"keep\": \(rounds.count > 1 ? tuneKeep : points.count), "
+            + "\"rounds\": [" + roundsJSON.joined(separator: ", ") + "], \"chosen\": \(chosen), "
+            + "\"arguments\": [" + arguments.map(jsonString).joined(separator: ", ") + "]}"
+        return (tuned, json)
     }
 
     /// This machine's threads, or the cluster's workers through the coordinator.
@@ -215,7 +286,7 @@ struct Eval: ParsableCommand {
         if let target { plan.targetReturn = target }
         guard let split = TaskSplit(rawValue: split) else { throw ValidationError("--split must be test or validation") }
         plan.split = split
-        let names = ["meta", "random", "multitask", "nearest"]
+        let names = ["meta", "random", "multitask", "multitask-head", "nearest"]
         // Each adaptation option and what it sets; `plan.validate()` below checks the values' ranges.
         let options: [(String, String?, (inout DQNConfig, Double) -> Void)] = [
             ("--start-epsilon", startEpsilon, { $0.startEpsilon = Float($1) }),
@@ -225,11 +296,12 @@ struct Eval: ParsableCommand {
             ("--learning-starts", learningStarts, { $0.learningStarts = Int($1) }),
             ("--target-update-interval", targetUpdateInterval, { $0.targetUpdateInterval = Int($1) }),
             ("--gamma", gamma, { $0.gamma = Float($1) }),
+            ("--ez-max-repeat", ezMaxRepeat, { $0.ezMaxRepeat = $1 == 0 ? nil : Int($1) }),
         ]
         for (option, text, set) in options {
             guard let text else { continue }
             for (name, value) in try perInitValues(text, option: option, names: names) {
-                if option == "--learning-starts" || option == "--target-update-interval",
+                if option == "--learning-starts" || option == "--target-update-interval" || option == "--ez-max-repeat",
                    !(value >= 0 && value <= 1e8 && value == value.rounded()) {
                     throw ValidationError("\(option) takes whole step counts in 0...100000000")
                 }
@@ -277,7 +349,7 @@ struct Eval: ParsableCommand {
             let d = plan.dqn(for: name)
             return "\(jsonString(name)): {\"start_epsilon\": \(jsonNumber(Double(d.startEpsilon))), \"end_epsilon\": \(jsonNumber(Double(d.endEpsilon))), "
                 + "\"exploration_fraction\": \(jsonNumber(Double(d.explorationFraction))), \"learning_starts\": \(d.learningStarts), \"target_update_interval\": \(d.targetUpdateInterval), "
-                + "\"gamma\": \(jsonNumber(Double(d.gamma))), "
+                + "\"gamma\": \(jsonNumber(Double(d.gamma))), \"ez_max_repeat\": \(d.ezMaxRepeat ?? 0), "
                 + "\"learning_rate\": \(jsonNumber(Double(d.learningRate), digits: 6)), \"optimizer\": \(jsonString(d.optimizer.rawValue))}"
         }.joined(separator: ", ") + "}"
     }

@@ -2065,7 +2065,7 @@ const ProtobufCMessageDescriptor metatrain__v1__task_spec__descriptor =
   (ProtobufCMessageInit) metatrain__v1__task_spec__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor metatrain__v1__inner_loop_config__field_descriptors[25] =
+static const ProtobufCFieldDescriptor metatrain__v1__inner_loop_config__field_descriptors[26] =
 {
   {
     "hidden_layers",
@@ -2367,6 +2367,18 @@ static const ProtobufCFieldDescriptor metatrain__v1__inner_loop_config__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "ez_max_repeat",
+    26,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Metatrain__V1__InnerLoopConfig, ez_max_repeat),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned metatrain__v1__inner_loop_config__field_indices_by_name[] = {
   3,   /* field[3] = adam_epsilon */
@@ -2380,6 +2392,7 @@ static const unsigned metatrain__v1__inner_loop_config__field_indices_by_name[] 
   23,   /* field[23] = es_fitness_every */
   22,   /* field[22] = es_sigma */
   13,   /* field[13] = exploration_fraction */
+  25,   /* field[25] = ez_max_repeat */
   6,   /* field[6] = gamma */
   0,   /* field[0] = hidden_layers */
   2,   /* field[2] = learning_rate */
@@ -2398,7 +2411,7 @@ static const unsigned metatrain__v1__inner_loop_config__field_indices_by_name[] 
 static const ProtobufCIntRange metatrain__v1__inner_loop_config__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 25 }
+  { 0, 26 }
 };
 const ProtobufCMessageDescriptor metatrain__v1__inner_loop_config__descriptor =
 {
@@ -2408,7 +2421,7 @@ const ProtobufCMessageDescriptor metatrain__v1__inner_loop_config__descriptor =
   "Metatrain__V1__InnerLoopConfig",
   "metatrain.v1",
   sizeof(Metatrain__V1__InnerLoopConfig),
-  25,
+  26,
   metatrain__v1__inner_loop_config__field_descriptors,
   metatrain__v1__inner_loop_config__field_indices_by_name,
   1,  metatrain__v1__inner_loop_config__number_ranges,

@@ -69,6 +69,7 @@ extension WireCodec {
         m.pointee.budget = UInt32(clamping: s.budget)
         m.pointee.query_steps = UInt32(clamping: s.querySteps)
         m.pointee.context_window = UInt32(clamping: c.contextWindow ?? 0)
+        m.pointee.ez_max_repeat = UInt32(clamping: c.ezMaxRepeat ?? 0)
         m.pointee.teacher_steps = UInt32(clamping: s.teacher?.steps ?? 0)
         m.pointee.teacher_advantages = s.teacher?.match == .advantages ? 1 : 0
         m.pointee.es_sigma = s.evolution?.sigma ?? 0
@@ -285,6 +286,7 @@ extension WireCodec.Decoder {
         c.doubleDQN = m.double_dqn != 0
         c.maxGradientNorm = m.max_gradient_norm == 0 ? nil : m.max_gradient_norm
         c.contextWindow = m.context_window == 0 ? nil : Int(m.context_window)
+        c.ezMaxRepeat = m.ez_max_repeat == 0 ? nil : Int(m.ez_max_repeat)
         var settings = InnerLoopSettings(dqn: c, budget: Int(m.budget), querySteps: Int(m.query_steps),
                                          teacher: m.teacher_steps == 0 ? nil : TeacherQuery(steps: Int(m.teacher_steps),
                                                                                             match: m.teacher_advantages != 0 ? .advantages : .values))

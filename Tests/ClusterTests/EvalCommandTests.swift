@@ -32,6 +32,44 @@ import Testing
         return (status, child.output)
     }
 
+    /// `eval --split validation --tune GRID` (issue 36): every (init, grid point) pair is scored on the validation
+    /// tasks, a screening round keeps each init's best --tune-keep points, the best of the full round becomes the
+    /// init's protocol (in the report's `adaptation`), and the grid, the scores and the choice are in the JSON.
+    @Test func tunesEachInitsProtocolOnValidationTasks() throws {
+        let folder = Harness.folder("evaltune")
+        let config = Harness.writeConfig(folder, Self.configText)
+        let run = (folder as NSString).appendingPathComponent("run")
+        let (trained, trainLog) = try Self.run(["local", "--config", config, "--run-dir", run, "--workers", "1", "--no-eval"], folder: folder)
+        #expect(trained == 0, "\(trainLog.suffix(2000))")
+        let tune = ["--tune", "start_epsilon=1,0.2 ez_max_repeat=0,4", "--tune-screen", "1", "--tune-keep", "2",
+                    "--inits", "meta,random", "--tasks", "2", "--budget", "200", "--every", "50", "--episodes", "1",
+                    "--target=-40", "--threads", "2", "--json"]
+        let (refused, why) = try Self.run(["eval", "--checkpoint", run] + tune, folder: folder)
+        #expect(refused != 0 && why.contains("--tune tunes on validation tasks only"), "\(why.suffix(800))")
+
+        let (status, output) = try Self.run(["eval", "--checkpoint", run, "--split", "validation"] + tune, folder: folder)
+        #expect(status == 0, "\(output.suffix(2000))")
+        let line = output.split(separator: "\n").last { $0.hasPrefix("{") } ?? ""
+        let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] ?? [:]
+        let tuning = try #require(object["tuning"] as? [String: Any], "\(output.suffix(2000))")
+        let rounds = try #require(tuning["rounds"] as? [[String: Any]])
+        #expect(rounds.map { $0["tasks"] as? Int } == [1, 2])
+        let screened = rounds[0]["inits"] as? [String: [[String: Any]]] ?? [:], full = rounds[1]["inits"] as? [String: [[String: Any]]] ?? [:]
+        #expect(screened["meta"]?.count == 4 && screened["random"]?.count == 4, "every point screened: \(screened)")
+        #expect(full["meta"]?.count == 2 && full["random"]?.count == 2, "the best 2 of each init go on: \(full)")
+        let chosen = try #require(tuning["chosen"] as? [String: [String: Double]])
+        let adaptation = try #require(object["adaptation"] as? [String: [String: Any]])
+        for name in ["meta", "random"] {
+            let best = try #require(full[name]?.first?["setting"] as? [String: Double])
+            #expect(chosen[name] == best, "\(name): the choice is the full round's best")
+            #expect(adaptation[name]?["start_epsilon"] as? Double == best["start_epsilon"]
+                    && (adaptation[name]?["ez_max_repeat"] as? Int).map(Double.init) == best["ez_max_repeat"],
+                    "\(name) is scored with its chosen protocol: \(adaptation[name] ?? [:])")
+        }
+        let arguments = tuning["arguments"] as? [String] ?? []
+        #expect(arguments.count == 2 && arguments[0].hasPrefix("--start-epsilon meta=") && arguments[1].hasPrefix("--ez-max-repeat meta="), "\(arguments)")
+    }
+
     @Test func trainsThenEvaluatesAllFourInitsFromTheRunFolder() throws {
         let folder = Harness.folder("eval")
         let config = Harness.writeConfig(folder, Self.configText)

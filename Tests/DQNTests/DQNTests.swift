@@ -146,3 +146,71 @@ import Testing
         #expect(throws: DQNError.self) { try plain.validate() }
     }
 }
+
+/// ε-z-greedy exploration (issue 36): exploratory actions held for zeta(2)-distributed runs, capped.
+@Suite struct EZGreedyTests {
+    /// An environment that records the actions it is given (one long episode, nothing to learn).
+    struct Recorder: Environment {
+        var actions: [Int] = []
+        var observationSize: Int { 1 }
+        var actionCount: Int { 4 }
+        var maxEpisodeSteps: Int { 1_000_000 }
+        var state: [Double] { [] }
+        mutating func reset(using rng: inout SeededRNG) {}
+        mutating func setState(_ state: [Double]) throws {}
+        mutating func step(_ action: Int) -> StepOutcome {
+            actions.append(action)
+            return StepOutcome(reward: 0, terminated: false, truncated: false)
+        }
+        func writeObservation(to buffer: UnsafeMutablePointer<Float>) { buffer[0] = 0 }
+    }
+
+    static func actions(ez: Int?) throws -> [Int] {
+        var c = DQNConfig()
+        c.hiddenLayers = [4]; c.startEpsilon = 1; c.endEpsilon = 1; c.learningStarts = 1_000_000
+        c.ezMaxRepeat = ez
+        var env = Recorder()
+        let mlp = try MLP(sizes: [1, 4, 4])
+        var rng = SeededRNG(seed: 1)
+        _ = try adapt(initial: mlp.initialParameters(using: &rng), environment: &env, budget: 20_000, seed: 7, config: c)
+        return env.actions
+    }
+
+    /// Lengths of the runs of equal consecutive actions.
+    static func runs(_ a: [Int]) -> [Int] {
+        var out: [Int] = [], n = 1
+        for i in 1..<a.count { if a[i] == a[i - 1] { n += 1 } else { out.append(n); n = 1 } }
+        return out + [n]
+    }
+
+    @Test func zetaCDFIsTheNormalisedInverseSquares() {
+        let cdf = DQNConfig.zetaCDF(cap: 16)
+        let h = (1...16).reduce(0.0) { $0 + 1 / Double($1 * $1) }
+        #expect(cdf.count == 16 && abs(Double(cdf[0]) - 1 / h) < 1e-6 && abs(cdf[15] - 1) < 1e-6)
+        #expect(zip(cdf, cdf.dropFirst()).allSatisfy { $0 < $1 })
+    }
+
+    @Test func exploratoryActionsAreHeldForLongerRunsUpToTheCap() throws {
+        let plain = Self.runs(try Self.actions(ez: nil)), held = Self.runs(try Self.actions(ez: 16))
+        let meanPlain = Double(plain.reduce(0, +)) / Double(plain.count), meanHeld = Double(held.reduce(0, +)) / Double(held.count)
+        // Uniform over 4 actions: runs of mean 4/3. Held runs of zeta(2) length (mean 2.13 below the cap of 16) merge
+        // when the next draw picks the same action: mean ≈ 2.13 × 4/3 ≈ 2.8.
+        #expect(abs(meanPlain - 4.0 / 3) < 0.1, "plain ε-greedy run length \(meanPlain)")
+        #expect(meanHeld > 2.4 && meanHeld < 3.3, "ε-z-greedy run length \(meanHeld)")
+        #expect(held.contains { $0 >= 16 }, "the cap is reached (runs may merge past it)")
+    }
+
+    @Test func plainEpsilonGreedyIsUnchangedByTheOption() throws {
+        // The same seed without the option gives the draws ε-greedy always gave: nil is the old loop, not ez with cap 1.
+        #expect(try Self.actions(ez: nil) == Self.actions(ez: nil))
+        #expect(try Self.actions(ez: nil) != Self.actions(ez: 2))
+    }
+
+    @Test func theOptionIsValidated() {
+        var c = DQNConfig()
+        c.ezMaxRepeat = 1
+        #expect(throws: DQNError.self) { try c.validate() }
+        c.ezMaxRepeat = 2
+        #expect(throws: Never.self) { try c.validate() }
+    }
+}

@@ -400,10 +400,15 @@ struct  Metatrain__V1__InnerLoopConfig
    * greedy episodes per scoring
    */
   uint32_t es_fitness_episodes;
+  /*
+   * Protocol 11: ε-z-greedy exploration (Dabney et al. 2021): an exploratory action is repeated for n steps, n drawn
+   * from a zeta(2) distribution capped at this (0: plain ε-greedy, one step per exploratory action).
+   */
+  uint32_t ez_max_repeat;
 };
 #define METATRAIN__V1__INNER_LOOP_CONFIG__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&metatrain__v1__inner_loop_config__descriptor) \
-    , 0,NULL, METATRAIN__V1__OPTIMIZER__OPTIMIZER_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, METATRAIN__V1__LOSS__LOSS_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+    , 0,NULL, METATRAIN__V1__OPTIMIZER__OPTIMIZER_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, METATRAIN__V1__LOSS__LOSS_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 /*
