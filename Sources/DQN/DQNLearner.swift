@@ -48,39 +48,72 @@ public final class DQNLearner {
     /// differentiates through every inner step with its data held fixed).
     public func update(from buffer: ReplayBuffer, using rng: inout SeededRNG,
                        recorder: ((UpdateRecord) -> Void)? = nil) -> Float {
+        step(from: buffer, using: &rng, recorder: recorder) { _ in }
+    }
+
+    /// One update as `update` computes it (the same bits), with the time each phase took added to `seconds`
+    /// (indexed by `UpdatePhase.rawValue`). Why: `metatrain bench --profile` says where an update's time goes, and a
+    /// copy of the update's code for profiling would drift from the code it profiles.
+    public func profiledUpdate(from buffer: ReplayBuffer, using rng: inout SeededRNG, seconds: inout [Double]) -> Float {
+        let clock = ContinuousClock()
+        var last = clock.now
+        var times = seconds
+        let loss = step(from: buffer, using: &rng, recorder: nil) { phase in
+            let now = clock.now
+            let d = (now - last).components
+            times[phase.rawValue] += Double(d.seconds) + Double(d.attoseconds) * 1e-18
+            last = now
+        }
+        seconds = times
+        return loss
+    }
+
+    /// The update, calling `mark` as each phase ends (inlined: `update`'s empty `mark` costs nothing).
+    @inline(__always)
+    private func step(from buffer: ReplayBuffer, using rng: inout SeededRNG, recorder: ((UpdateRecord) -> Void)?,
+                      mark: (UpdatePhase) -> Void) -> Float {
         buffer.sample(into: &batch, using: &rng)
-        computeTargets()
+        mark(.sample)
+        computeTargets(mark)
         recorder?(UpdateRecord(parameters: parameters, observations: batch.observations, actions: batch.actions,
                                targets: tdTargets))
         let n = batch.size, actions = mlp.outputSize
         let loss = parameters.values.withUnsafeBufferPointer { p in
             gradient.values.withUnsafeMutableBufferPointer { g in
                 let q = mlp.forward(p.baseAddress!, input: batch.observations, batch: n, workspace: onlineWorkspace)
+                mark(.onlineForward)
                 let value = config.loss.evaluate(q: q, actionCount: actions, batch: n, actions: batch.actions,
                                                  targets: tdTargets, gradient: onlineWorkspace.outputGradient)
+                mark(.loss)
                 mlp.backward(p.baseAddress!, batch: n, workspace: onlineWorkspace, gradient: g.baseAddress!)
                 if let maxNorm = config.maxGradientNorm {
                     clipGradientNorm(g.baseAddress!, count: g.count, maxNorm: maxNorm)
                 }
+                mark(.backward)
                 return value
             }
         }
         optimizer.apply(gradient: gradient, to: &parameters)
+        mark(.optimizer)
         updates += 1
         if updates % config.targetUpdateInterval == 0 { updateTarget() }
+        mark(.targetCopy)
         return loss
     }
 
     /// y = r + γ·(1 − terminal)·Q⁻(s′, a*), a* from the target net (or the online net for double DQN).
-    private func computeTargets() {
+    @inline(__always)
+    private func computeTargets(_ mark: (UpdatePhase) -> Void) {
         let n = batch.size, actions = mlp.outputSize, gamma = config.gamma
         let nextQ = targetParameters.values.withUnsafeBufferPointer { p in
             mlp.forward(p.baseAddress!, input: batch.nextObservations, batch: n, workspace: targetWorkspace)
         }
+        mark(.targetForward)
         if config.doubleDQN {
             let onlineNextQ = parameters.values.withUnsafeBufferPointer { p in
                 mlp.forward(p.baseAddress!, input: batch.nextObservations, batch: n, workspace: onlineWorkspace)
             }
+            mark(.onlineNextForward)
             for r in 0..<n {
                 let best = argmax(onlineNextQ + r * actions, count: actions)
                 tdTargets[r] = batch.rewards[r] + gamma * (1 - batch.terminals[r]) * nextQ[r * actions + best]
@@ -91,6 +124,7 @@ public final class DQNLearner {
                 tdTargets[r] = batch.rewards[r] + gamma * (1 - batch.terminals[r]) * row[argmax(row, count: actions)]
             }
         }
+        mark(.tdTargets)
     }
 
     private func updateTarget() {
@@ -103,6 +137,42 @@ public final class DQNLearner {
             targetParameters.values.withUnsafeMutableBufferPointer { t in
                 for i in 0..<t.count { t[i] = tau * p[i] + (1 - tau) * t[i] }
             }
+        }
+    }
+}
+
+/// The phases of one DQN update, in the order they run (`DQNLearner.profiledUpdate`).
+public enum UpdatePhase: Int, CaseIterable, Sendable {
+    /// Drawing the minibatch from the replay buffer (indices and copies of the transitions).
+    case sample
+    /// Q⁻(s′): the target network's forward pass.
+    case targetForward
+    /// Q(s′) under the online network (double DQN picks a* with it).
+    case onlineNextForward
+    /// y = r + γ·(1 − terminal)·Q⁻(s′, a*).
+    case tdTargets
+    /// Q(s): the online network's forward pass that the gradient goes through.
+    case onlineForward
+    /// The Huber (or squared) loss and its gradient at the output.
+    case loss
+    /// Backpropagation to the parameters, and the gradient-norm clip.
+    case backward
+    /// The optimiser's step (Adam or SGD).
+    case optimizer
+    /// The target copy (every target_update_interval updates) and the update count.
+    case targetCopy
+
+    public var name: String {
+        switch self {
+        case .sample: return "sample"
+        case .targetForward: return "target_forward"
+        case .onlineNextForward: return "online_next_forward"
+        case .tdTargets: return "td_targets"
+        case .onlineForward: return "online_forward"
+        case .loss: return "loss"
+        case .backward: return "backward"
+        case .optimizer: return "optimizer"
+        case .targetCopy: return "target_copy"
         }
     }
 }

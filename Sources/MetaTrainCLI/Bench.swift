@@ -20,6 +20,8 @@ struct Bench: ParsableCommand {
     var adaptSteps = 20_000
     @Option(help: "GEMM kernels to compare besides the selected one: none, all (every one this CPU runs), or a comma-separated list of \(GEMMBackend.allCases.map(\.rawValue)).")
     var backends = "all"
+    @Flag(help: "Only profile one DQN update: the time of each phase (sampling, the three forward passes, TD targets, loss, backward, optimiser, target copy) at h64/b64 and h256/b256 on each kernel, its FLOPs, and the GFLOP/s of a large SGEMM as this core's measured peak (docs/PERFORMANCE.md).")
+    var profile = false
     @Flag(inversion: .prefixedNo, help: "Also time the gymnasium environment server (a Python with metatrain_envserver: scripts/envserver-venv.sh).")
     var environmentServer = true
 
@@ -46,6 +48,14 @@ struct Bench: ParsableCommand {
         }
         emitText("cpu", Numerics.cpuModel, "model")
         emitText("cpu.features", Numerics.cpuFeatures, "names")
+        if profile {
+            for backend in chosen + (chosen.contains(.openBLAS) ? [] : [.openBLAS]) {
+                let suffix = backend == selected ? "" : ".\(backend.rawValue)"
+                emit("peak.sgemm512\(suffix)", sgemmGFLOPs(size: 512, backend: backend), "GFLOP/s")
+                for (hidden, batch) in [(64, 64), (256, 256)] { try emitProfile(hidden: hidden, batch: batch, backend: backend, suffix: suffix) }
+            }
+            return
+        }
         for backend in chosen {
             let suffix = backend == selected ? "" : ".\(backend.rawValue)"
             for (hidden, batch) in [(64, 64), (256, 256)] {
@@ -128,22 +138,76 @@ struct Bench: ParsableCommand {
 
     /// DQN updates/s for a 4→h→h→2 MLP with Adam, as dqn_torch.py --bench-updates times them.
     func updatesPerSecond(hidden: Int, batch: Int, backend: GEMMBackend) throws -> Double {
+        // A full buffer of random transitions: sampling is part of our update, as it is of training.
+        var (learner, buffer, rng) = try benchLearner(hidden: hidden, batch: batch, backend: backend)
+        // Warm up for 0.2 s (caches, branch predictors, the CPU's clock), then the best of three timings: a first
+        // cold run measured 13k updates/s where the warm ones measured 23k on the same machine.
+        let warm = ContinuousClock.now
+        while ContinuousClock.now - warm < .milliseconds(200) { _ = learner.update(from: buffer, using: &rng) }
+        let seconds = (0..<3).map { _ in time { for _ in 0..<updates { _ = learner.update(from: buffer, using: &rng) } } }.min()!
+        return Double(updates) / seconds
+    }
+
+    /// A learner for the 4→h→h→2 update benchmark with a full buffer of random transitions.
+    func benchLearner(hidden: Int, batch: Int, backend: GEMMBackend) throws -> (DQNLearner, ReplayBuffer, SeededRNG) {
         var config = DQNConfig()
         config.hiddenLayers = [hidden, hidden]
         config.batchSize = batch
         let mlp = try MLP(sizes: [4, hidden, hidden, 2], backend: backend)
         var rng = SeededRNG(seed: 1)
         let learner = DQNLearner(mlp: mlp, initial: mlp.initialParameters(using: &rng), config: config)
-        // A full buffer of random transitions: sampling is part of our update, as it is of training.
         var buffer = ReplayBuffer(capacity: config.bufferCapacity, observationSize: 4)
         for _ in 0..<config.bufferCapacity {
             let o = (0..<4).map { _ in Float(rng.nextGaussian()) }, n = (0..<4).map { _ in Float(rng.nextGaussian()) }
             buffer.add(observation: o, action: rng.nextInt(below: 2), reward: 1, nextObservation: n,
                        terminal: rng.nextFloat() < 0.05)
         }
-        for _ in 0..<100 { _ = learner.update(from: buffer, using: &rng) }
-        let seconds = time { for _ in 0..<updates { _ = learner.update(from: buffer, using: &rng) } }
-        return Double(updates) / seconds
+        return (learner, buffer, rng)
+    }
+
+    /// Floating-point operations of one update of a 4→h→h→2 network on a batch (multiply and add counted apart):
+    /// three forward passes (Q⁻(s′), Q(s′), Q(s)) of 2·batch·Σ fan-in·fan-out each, and a backward pass of twice a
+    /// forward's but the first layer's input gradient (not computed); bias, ReLU, loss and Adam (~10 per parameter)
+    /// are left out — they are what a FLOP count of the GEMMs does not see.
+    static func updateFLOPs(hidden: Int, batch: Int) -> Double {
+        let layers = [(4, hidden), (hidden, hidden), (hidden, 2)]
+        let forward = layers.reduce(0.0) { $0 + 2 * Double(batch * $1.0 * $1.1) }
+        let backward = 2 * forward - 2 * Double(batch * 4 * hidden)
+        return 3 * forward + backward
+    }
+
+    /// Each phase's share of one update, profiled (`DQNLearner.profiledUpdate`), beside the unprofiled rate.
+    func emitProfile(hidden: Int, batch: Int, backend: GEMMBackend, suffix: String) throws {
+        var (learner, buffer, rng) = try benchLearner(hidden: hidden, batch: batch, backend: backend)
+        let name = "profile.h\(hidden).b\(batch)\(suffix)"
+        var seconds = [Double](repeating: 0, count: UpdatePhase.allCases.count)
+        let warm = ContinuousClock.now
+        while ContinuousClock.now - warm < .milliseconds(200) { _ = learner.profiledUpdate(from: buffer, using: &rng, seconds: &seconds) }
+        seconds = seconds.map { _ in 0 }
+        for _ in 0..<updates { _ = learner.profiledUpdate(from: buffer, using: &rng, seconds: &seconds) }
+        let total = seconds.reduce(0, +)
+        for phase in UpdatePhase.allCases {
+            emit("\(name).\(phase.name)", seconds[phase.rawValue] / Double(updates) * 1e9, "ns")
+        }
+        emit("\(name).profiled_total", total / Double(updates) * 1e9, "ns")
+        let rate = try updatesPerSecond(hidden: hidden, batch: batch, backend: backend)
+        emit("\(name).update", 1e9 / rate, "ns")
+        let flops = Self.updateFLOPs(hidden: hidden, batch: batch)
+        emit("\(name).flops", flops, "FLOP")
+        emit("\(name).gflops", flops * rate / 1e9, "GFLOP/s")
+    }
+
+    /// GFLOP/s of a square single-precision GEMM (C ← A·B, n×n): the most this core does with the kernel.
+    func sgemmGFLOPs(size n: Int, backend: GEMMBackend) -> Double {
+        var rng = SeededRNG(seed: 9)
+        let a = (0..<(n * n)).map { _ in Float(rng.nextGaussian()) }, b = (0..<(n * n)).map { _ in Float(rng.nextGaussian()) }
+        var c = [Float](repeating: 0, count: n * n)
+        func run() {
+            gemm(transposeA: false, transposeB: false, m: n, n: n, k: n, alpha: 1, a: a, lda: n, b: b, ldb: n, beta: 0, c: &c, ldc: n, backend: backend)
+        }
+        run()
+        let best = (0..<5).map { _ in time(run) }.min()!
+        return 2 * Double(n * n * n) / best / 1e9
     }
 
     /// Microseconds for one greedy action on one observation with a 4→64→64→2 network.

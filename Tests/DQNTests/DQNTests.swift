@@ -37,6 +37,32 @@ import Testing
         #expect(a.meanLoss > 0)
     }
 
+    /// `profiledUpdate` (metatrain bench --profile) is the update itself, timed: the same losses and bits, and a time
+    /// for every phase.
+    @Test(arguments: [false, true])
+    func profiledUpdatesAreTheUpdates(doubleDQN: Bool) throws {
+        var config = Self.smallConfig()
+        config.doubleDQN = doubleDQN
+        config.targetUpdateInterval = 3
+        let mlp = try MLP(sizes: [4, 16, 16, 2])
+        var rng = SeededRNG(seed: 11)
+        let theta = mlp.initialParameters(using: &rng)
+        var buffer = ReplayBuffer(capacity: config.bufferCapacity, observationSize: 4)
+        for _ in 0..<200 {
+            buffer.add(observation: (0..<4).map { _ in Float(rng.nextGaussian()) }, action: rng.nextInt(below: 2), reward: 1,
+                       nextObservation: (0..<4).map { _ in Float(rng.nextGaussian()) }, terminal: rng.nextFloat() < 0.1)
+        }
+        let plain = DQNLearner(mlp: mlp, initial: theta, config: config), timed = DQNLearner(mlp: mlp, initial: theta, config: config)
+        var r1 = SeededRNG(seed: 3), r2 = SeededRNG(seed: 3)
+        var seconds = [Double](repeating: 0, count: UpdatePhase.allCases.count)
+        for _ in 0..<10 {
+            #expect(plain.update(from: buffer, using: &r1) == timed.profiledUpdate(from: buffer, using: &r2, seconds: &seconds))
+        }
+        #expect(plain.parameters == timed.parameters && plain.targetParameters == timed.targetParameters)
+        let unused: Set<UpdatePhase> = doubleDQN ? [] : [.onlineNextForward]
+        #expect(UpdatePhase.allCases.allSatisfy { unused.contains($0) || seconds[$0.rawValue] > 0 }, "\(seconds)")
+    }
+
     @Test func everyEnvironmentKindRunsThroughTheInnerLoop() throws {
         let config = Self.smallConfig()
         for task in TaskSpec.kindNames.compactMap(TaskSpec.defaultTask(kind:)) {
