@@ -48,7 +48,9 @@ struct Local: ParsableCommand {
                                 environmentServer: cfg.environmentServer, gymnasium: cfg.family.usesEnvironmentServers)
             }
             logger.info("started \(count) worker process(es) with \(threadCount) thread(s) each; logs in \(folder)/worker-*.log")
-            defer { reap(processes) }
+            // Stopped by a signal, the coordinator tells its workers the run resumes (they would wait for it):
+            // none will come back to these, so they are stopped at once.
+            defer { reap(processes, grace: stop.isSet ? 0 : 5) }
             return try coordinator.run()
         }
         print("run \(summary.runID) in \(summary.runDirectory): \(summary.iterations) meta-iterations, params_sha256 \(summary.paramsSHA256)")
@@ -73,9 +75,9 @@ struct Local: ParsableCommand {
         return p
     }
 
-    /// Workers leave by themselves on the coordinator's goodbye; any still running after 5 s get SIGTERM.
-    func reap(_ processes: [Process]) {
-        let deadline = Date().addingTimeInterval(5)
+    /// Workers leave by themselves on a finished run's goodbye; any still running after `grace` seconds get SIGTERM.
+    func reap(_ processes: [Process], grace: Double) {
+        let deadline = Date().addingTimeInterval(grace)
         while processes.contains(where: \.isRunning) && Date() < deadline { usleep(50_000) }
         for p in processes where p.isRunning { p.terminate() }
         for p in processes { p.waitUntilExit() }
