@@ -166,14 +166,14 @@ struct Bench: ParsableCommand {
     }
 
     /// Floating-point operations of one update of a 4→h→h→2 network on a batch (multiply and add counted apart):
-    /// three forward passes (Q⁻(s′), Q(s′), Q(s)) of 2·batch·Σ fan-in·fan-out each, and a backward pass of twice a
-    /// forward's but the first layer's input gradient (not computed); bias, ReLU, loss and Adam (~10 per parameter)
-    /// are left out — they are what a FLOP count of the GEMMs does not see.
-    static func updateFLOPs(hidden: Int, batch: Int) -> Double {
+    /// the forward passes (Q⁻(s′) and Q(s), and Q(s′) under double DQN) of 2·batch·Σ fan-in·fan-out each, and a
+    /// backward pass of twice a forward's but the first layer's input gradient (not computed); bias, ReLU, loss and
+    /// Adam (~10 per parameter) are left out — they are what a FLOP count of the GEMMs does not see.
+    static func updateFLOPs(hidden: Int, batch: Int, doubleDQN: Bool) -> Double {
         let layers = [(4, hidden), (hidden, hidden), (hidden, 2)]
         let forward = layers.reduce(0.0) { $0 + 2 * Double(batch * $1.0 * $1.1) }
         let backward = 2 * forward - 2 * Double(batch * 4 * hidden)
-        return 3 * forward + backward
+        return (doubleDQN ? 3 : 2) * forward + backward
     }
 
     /// Each phase's share of one update, profiled (`DQNLearner.profiledUpdate`), beside the unprofiled rate.
@@ -192,7 +192,7 @@ struct Bench: ParsableCommand {
         emit("\(name).profiled_total", total / Double(updates) * 1e9, "ns")
         let rate = try updatesPerSecond(hidden: hidden, batch: batch, backend: backend)
         emit("\(name).update", 1e9 / rate, "ns")
-        let flops = Self.updateFLOPs(hidden: hidden, batch: batch)
+        let flops = Self.updateFLOPs(hidden: hidden, batch: batch, doubleDQN: learner.config.doubleDQN)
         emit("\(name).flops", flops, "FLOP")
         emit("\(name).gflops", flops * rate / 1e9, "GFLOP/s")
     }
