@@ -20,7 +20,7 @@ struct Eval: ParsableCommand {
     var config: String?
     @Option(help: "Held-out tasks (drawn from a seed stream no training slot uses).") var tasks = 20
     @Option(help: "Env steps of adaptation per task and init (default: evaluation.budget of the config).") var budget: Int?
-    @Option(help: "Env steps between scored points; must divide the budget (default: its largest divisor ≤ budget / 10).") var every: Int?
+    @Option(help: "Env steps between scored points; must divide the budget (default: 50 when it divides the budget into at most 200 points, else the budget's largest divisor ≤ budget / 10).") var every: Int?
     @Option(help: "Greedy episodes averaged at each point.") var episodes = 5
     @Option(help: "Comma-separated inits: meta, random, multitask, multitask-head (the multi-task network with its output layer re-initialised from θ₀: its features, not its one policy), nearest.") var inits = "meta,random,multitask,nearest"
     @Option(help: "Embedding distance for the nearest-task init: euclidean, cosine, or learned (contrastive, fitted on the library).") var metric = "euclidean"
@@ -280,8 +280,11 @@ struct Eval: ParsableCommand {
 
     func makePlan(_ cfg: ClusterConfig) throws -> EvaluationPlan {
         let b = budget ?? cfg.evaluation.budget
-        // Default: the largest divisor of the budget that is at most a tenth of it (≥ 11 points).
-        let k = every ?? (stride(from: max(b / 10, 1), through: 1, by: -1).first { b % $0 == 0 } ?? 1)
+        // Default: every 50 steps where that is at most 200 points (steps to the target read at a grain of 50, not of a
+        // tenth of the budget: a coarse grid ties inits and makes intervals artefacts of it, issue 36); else the largest
+        // divisor of the budget that is at most a tenth of it (≥ 11 points), so long budgets are not scored thousands
+        // of times.
+        let k = every ?? (b % 50 == 0 && b / 50 <= 200 ? 50 : (stride(from: max(b / 10, 1), through: 1, by: -1).first { b % $0 == 0 } ?? 1))
         var plan = cfg.evaluationPlan(tasks: tasks, budget: b, every: k, episodes: episodes)
         if let target { plan.targetReturn = target }
         guard let split = TaskSplit(rawValue: split) else { throw ValidationError("--split must be test or validation") }
