@@ -148,9 +148,12 @@ public func adaptationCurve(_ initial: ParameterVector, plan: EvaluationPlan, ta
 /// back to ~10 steps), so the run is scored at `checkpoints` evenly spaced points by its greedy return
 /// on `validationTasks` training-distribution tasks (never the held-out ones) and the best-scoring
 /// parameters are kept: the strongest baseline this budget buys, as early stopping would give it.
+/// `snapshotsOut` receives every scored snapshot (step, parameters), for choosing one by another criterion
+/// (`metatrain eval`'s multitask-fastest: by adaptation speed on validation tasks).
 public func multiTaskPretrain(
     initial: ParameterVector, family: TaskFamily, steps: Int, runSeed: UInt64, config: DQNConfig,
-    checkpoints: Int = 20, validationTasks: Int = 5, episodes: Int = 3
+    checkpoints: Int = 20, validationTasks: Int = 5, episodes: Int = 3,
+    snapshotsOut: ((Int, ParameterVector)) -> Void = { _ in }
 ) throws -> (parameters: ParameterVector, step: Int, validationReturn: Double) {
     var taskRNG = SeededRNG(seed: deriveSeed(runSeed, iteration: UInt64.max - 3, slot: 0, purpose: .taskSample))
     var env = try MultiTaskEnvironment(family: family, using: &taskRNG)
@@ -161,6 +164,7 @@ public func multiTaskPretrain(
     let final = try adapt(initial: initial, environment: &env, budget: steps, seed: seed, config: config,
                           snapshots: Snapshots(every: every) { step, p in if step > 0 { snapshots.append((step, p)) } })
     if snapshots.last?.0 != steps { snapshots.append((steps, final.parameters)) }
+    for s in snapshots where s.1.isFinite { snapshotsOut(s) }
     var best = (parameters: final.parameters, step: steps, validationReturn: -Double.infinity)
     for (step, p) in snapshots where p.isFinite {
         var total = 0.0

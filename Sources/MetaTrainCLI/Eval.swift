@@ -22,9 +22,10 @@ struct Eval: ParsableCommand {
     @Option(help: "Env steps of adaptation per task and init (default: evaluation.budget of the config).") var budget: Int?
     @Option(help: "Env steps between scored points; must divide the budget (default: 50 when it divides the budget into at most 200 points, else the budget's largest divisor ≤ budget / 10).") var every: Int?
     @Option(help: "Greedy episodes averaged at each point.") var episodes = 5
-    @Option(help: "Comma-separated inits: meta, random, multitask, multitask-head (the multi-task network with its output layer re-initialised from θ₀: its features, not its one policy), nearest.") var inits = "meta,random,multitask,nearest"
+    @Option(help: "Comma-separated inits: meta, random, multitask, multitask-head (the multi-task network with its output layer re-initialised from θ₀: its features, not its one policy), multitask-fastest (the multi-task snapshot that adapts fastest on --snapshot-tasks validation tasks; needs a target), nearest.") var inits = "meta,random,multitask,nearest"
     @Option(help: "Embedding distance for the nearest-task init: euclidean, cosine, or learned (contrastive, fitted on the library).") var metric = "euclidean"
     @Option(help: "Training tasks in the nearest-task library (the run's last ones).") var library = 32
+    @Option(help: "Validation tasks on which multitask-fastest scores each multi-task snapshot's adaptation.") var snapshotTasks = 10
     @Option(help: "Steps adapted from θ before the nearest-task init embeds the task (default: every); they count against the budget.") var probeSteps: Int?
     @Option(help: "Env steps of multi-task pretraining (default: the env steps the meta-training run used).") var multitaskSteps: Int?
     @Option(help: "The return that counts as solved (default: evaluation.target_return, else the family's).") var target: Double?
@@ -70,7 +71,7 @@ struct Eval: ParsableCommand {
             }
             var plan = try makePlan(cfg)
             let names = inits.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            let known = ["meta", "random", "multitask", "multitask-head", "nearest"]
+            let known = ["meta", "random", "multitask", "multitask-head", "multitask-fastest", "nearest"]
             guard !names.isEmpty, let bad = Optional(names.filter { !known.contains($0) }), bad.isEmpty else {
                 throw ValidationError("--inits takes a comma-separated subset of \(known.joined(separator: ", "))")
             }
@@ -92,6 +93,10 @@ struct Eval: ParsableCommand {
             guard threads >= 1 && threads <= 1024 else { throw ValidationError("--threads must be in 1...1024") }
             if let multitaskSteps, multitaskSteps < 1 { throw ValidationError("--multitask-steps must be ≥ 1") }
             guard library >= 1 else { throw ValidationError("--library must be ≥ 1") }
+            if names.contains("multitask-fastest") {
+                guard snapshotTasks >= 1 && snapshotTasks <= 1000 else { throw ValidationError("--snapshot-tasks must be in 1...1000") }
+                guard plan.targetReturn != nil else { throw ValidationError("multitask-fastest ranks snapshots by steps to the target: give --target") }
+            }
             let runner = try makeRunner()
             let where_ = coordinator.map { "the workers of \($0)" } ?? "\(threads) thread(s)"
             let theta = record.state.theta
@@ -106,27 +111,30 @@ struct Eval: ParsableCommand {
                                              ("start_epsilon", "\(plan.dqn.startEpsilon)")]
             // The multi-task network, pretrained (or read from the run folder's cache) once for both inits built on it.
             var pretrained: (parameters: ParameterVector, step: Int, validationReturn: Double)?
-            if names.contains("multitask") || names.contains("multitask-head") {
+            var snapshots: [(Int, ParameterVector)] = []
+            if names.contains("multitask") || names.contains("multitask-head") || names.contains("multitask-fastest") {
                 let perSlot = cfg.innerLoop.trainingStepsPerSlot(cfg.meta.algorithm)
                 let steps = multitaskSteps ?? max(iterations * cfg.meta.metaBatch * perSlot, 1)
                 // Deterministic in (config, steps, kernel class): a run folder keeps it, so re-evaluating (another
                 // split, other adaptation settings) does not pretrain again.
                 let cache = MultitaskCache(folder: runFolder, configHash: cfg.hash, steps: steps,
                                            fingerprint: try NumericsFingerprint.compute(kernel: GEMMBackend.current).hash)
-                if let kept = cache.load(count: theta0.count) {
-                    pretrained = kept
-                    progress("multi-task pretraining: reusing \(cache.path) (\(steps) env steps; kept step \(kept.step))")
+                if let cached = cache.load(count: theta0.count), !names.contains("multitask-fastest") || !cached.snapshots.isEmpty {
+                    pretrained = cached.kept
+                    snapshots = cached.snapshots
+                    progress("multi-task pretraining: reusing \(cache.path) (\(steps) env steps; kept step \(cached.kept.step))")
                 } else {
                     // One serial DQN run: no worker would finish it sooner, so it runs here.
                     progress("multi-task pretraining from θ₀ on this machine: \(steps) env steps on tasks drawn from the family")
                     let start = Date()
                     // Pretraining uses the run's own inner-loop settings; only its adaptation may differ.
                     let run = try multiTaskPretrain(initial: theta0, family: cfg.family, steps: steps,
-                                                    runSeed: cfg.run.seed, config: cfg.innerLoop.dqn)
+                                                    runSeed: cfg.run.seed, config: cfg.innerLoop.dqn,
+                                                    snapshotsOut: { snapshots.append($0) })
                     pretrained = run
                     progress(String(format: "  done in %.1f s; kept the snapshot at step %d (mean greedy return %.1f on 5 training-distribution tasks)",
                                     Date().timeIntervalSince(start), run.step, run.validationReturn))
-                    do { try cache.store(run) } catch { progress("  could not keep it in \(cache.path): \(error)") }
+                    do { try cache.store(run, snapshots: snapshots) } catch { progress("  could not keep it in \(cache.path): \(error)") }
                 }
                 notes.append(("multitask_kept_step", "\(pretrained!.step)"))
                 notes.append(("multitask_steps", "\(steps)"))
@@ -136,6 +144,10 @@ struct Eval: ParsableCommand {
                 case "meta": chosen.append(("meta", theta))
                 case "random": chosen.append(("random", theta0))
                 case "multitask": chosen.append(("multitask", pretrained!.parameters))
+                case "multitask-fastest":
+                    let (fastest, json) = try fastestSnapshot(snapshots, plan: plan, runner: runner)
+                    chosen.append(("multitask-fastest", fastest))
+                    notes.append(("multitask_fastest", json))
                 default:
                     // multitask-head: the pretrained features under θ₀'s output layer, a baseline that keeps what the
                     // family's tasks share without the one policy a mixture of them learns (issue 36).
@@ -191,6 +203,31 @@ struct Eval: ParsableCommand {
                 print(String(format: "\n%.1f s; wrote %@.csv, %@-tasks.csv, %@.svg, %@.json, %@.md", report.seconds, stem, stem, stem, stem, stem))
             }
         }
+    }
+
+    /// The multi-task snapshot that adapts fastest: each adapted with multitask-fastest's protocol on
+    /// `snapshotTasks` validation tasks (never test tasks), the lowest median steps to the target winning (ties: the
+    /// later snapshot, which has seen more data). Why: the kept multi-task network is the best *greedy* one, which is
+    /// not the best *starting point* when a mixture's one policy is wrong for half the tasks (issue 36).
+    func fastestSnapshot(_ snapshots: [(Int, ParameterVector)], plan: EvaluationPlan, runner: AdaptationRunner) throws -> (ParameterVector, String) {
+        guard !snapshots.isEmpty else { throw ValidationError("no multi-task snapshots to choose from") }
+        var selection = plan
+        selection.split = .validation
+        selection.tasks = snapshotTasks
+        let inits = snapshots.map { ("multitask-fastest@\($0.0)", $0.1) }
+        for (name, _) in inits { selection.initSettings[name] = plan.dqn(for: "multitask-fastest") }
+        progress("multitask-fastest: adapting \(snapshots.count) multi-task snapshots on \(snapshotTasks) validation tasks")
+        let report = try runMetaEvaluation(plan: selection, inits: inits, runner: runner)
+        let scores = snapshots.indices.map { AdaptationGrid.Score(point: $0, steps: report.stepsToTarget($0), censoredAt: plan.budget + plan.every) }
+        let best = scores.min { a, b in
+            a.medianSteps != b.medianSteps ? a.medianSteps < b.medianSteps
+                : a.reached != b.reached ? a.reached > b.reached : a.point > b.point
+        }!
+        progress(String(format: "  chose the snapshot at step %d: median %.0f steps, %d/%d reaching the target", snapshots[best.point].0,
+                        best.medianSteps, best.reached, best.tasks))
+        let json = "{\"validation_tasks\": \(snapshotTasks), \"chosen_step\": \(snapshots[best.point].0), \"snapshots\": ["
+            + scores.map { "{\"step\": \(snapshots[$0.point].0), \"median_steps\": \(jsonNumber($0.medianSteps)), \"reached\": \($0.reached)}" }.joined(separator: ", ") + "]}"
+        return (snapshots[best.point].1, json)
     }
 
     /// Each init's best point of `grid` on the plan's (validation) tasks: the plan with those settings, and the tuning
@@ -289,7 +326,7 @@ struct Eval: ParsableCommand {
         if let target { plan.targetReturn = target }
         guard let split = TaskSplit(rawValue: split) else { throw ValidationError("--split must be test or validation") }
         plan.split = split
-        let names = ["meta", "random", "multitask", "multitask-head", "nearest"]
+        let names = ["meta", "random", "multitask", "multitask-head", "multitask-fastest", "nearest"]
         // Each adaptation option and what it sets; `plan.validate()` below checks the values' ranges.
         let options: [(String, String?, (inout DQNConfig, Double) -> Void)] = [
             ("--start-epsilon", startEpsilon, { $0.startEpsilon = Float($1) }),
@@ -385,21 +422,29 @@ struct MultitaskCache {
 
     var path: String { (folder as NSString).appendingPathComponent("multitask-\(configHash.prefix(12))-\(steps)-\(fingerprint).json") }
 
-    func load(count: Int) -> (parameters: ParameterVector, step: Int, validationReturn: Double)? {
+    /// The kept network and every scored snapshot (none in a file written before snapshots were kept).
+    func load(count: Int) -> (kept: (parameters: ParameterVector, step: Int, validationReturn: Double), snapshots: [(Int, ParameterVector)])? {
+        func vector(_ text: Any?) -> ParameterVector? {
+            guard let text = text as? String, let bytes = Data(base64Encoded: text), bytes.count == count * 4,
+                  let values = [Float].fromLittleEndianBytes(bytes) else { return nil }
+            let p = ParameterVector(values)
+            return p.isFinite ? p : nil
+        }
         guard let data = FileManager.default.contents(atPath: path),
               let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
               o["config_hash"] as? String == configHash, o["steps"] as? Int == steps, o["fingerprint"] as? String == fingerprint,
               let step = o["kept_step"] as? Int, let value = o["validation_return"] as? Double,
-              let text = o["parameters"] as? String, let bytes = Data(base64Encoded: text), bytes.count == count * 4,
-              let values = [Float].fromLittleEndianBytes(bytes) else { return nil }
-        let p = ParameterVector(values)
-        return p.isFinite ? (p, step, value) : nil
+              let p = vector(o["parameters"]) else { return nil }
+        let listed = o["snapshots"] as? [[String: Any]] ?? []
+        let snapshots = listed.compactMap { s in (s["step"] as? Int).flatMap { step in vector(s["parameters"]).map { (step, $0) } } }
+        return ((p, step, value), snapshots.count == listed.count ? snapshots : [])
     }
 
-    func store(_ kept: (parameters: ParameterVector, step: Int, validationReturn: Double)) throws {
-        let bytes = Data(kept.parameters.values.littleEndianBytes)
+    func store(_ kept: (parameters: ParameterVector, step: Int, validationReturn: Double), snapshots: [(Int, ParameterVector)]) throws {
+        func base64(_ p: ParameterVector) -> String { Data(p.values.littleEndianBytes).base64EncodedString() }
         let text = "{\"config_hash\": \(jsonString(configHash)), \"steps\": \(steps), \"fingerprint\": \(jsonString(fingerprint)), "
-            + "\"kept_step\": \(kept.step), \"validation_return\": \(jsonNumber(kept.validationReturn)), \"parameters\": \"\(bytes.base64EncodedString())\"}\n"
+            + "\"kept_step\": \(kept.step), \"validation_return\": \(jsonNumber(kept.validationReturn)), \"parameters\": \"\(base64(kept.parameters))\", "
+            + "\"snapshots\": [" + snapshots.map { "{\"step\": \($0.0), \"parameters\": \"\(base64($0.1))\"}" }.joined(separator: ", ") + "]}\n"
         try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 }

@@ -34,7 +34,8 @@ import Testing
 
     /// `eval --split validation --tune GRID` (issue 36): every (init, grid point) pair is scored on the validation
     /// tasks, a screening round keeps each init's best --tune-keep points, the best of the full round becomes the
-    /// init's protocol (in the report's `adaptation`), and the grid, the scores and the choice are in the JSON.
+    /// init's protocol (in the report's `adaptation`), and the grid, the scores and the choice are in the JSON. And the
+    /// multi-task snapshot chosen by adaptation speed on validation tasks (multitask-fastest), with every score.
     @Test func tunesEachInitsProtocolOnValidationTasks() throws {
         let folder = Harness.folder("evaltune")
         let config = Harness.writeConfig(folder, Self.configText)
@@ -68,6 +69,18 @@ import Testing
         }
         let arguments = tuning["arguments"] as? [String] ?? []
         #expect(arguments.count == 2 && arguments[0].hasPrefix("--start-epsilon meta=") && arguments[1].hasPrefix("--ez-max-repeat meta="), "\(arguments)")
+
+        // multitask-fastest: every multi-task snapshot adapted on validation tasks, the fastest kept and named.
+        let (picked, pickedText) = try Self.run(["eval", "--checkpoint", run, "--inits", "random,multitask-fastest", "--multitask-steps", "400",
+                                                 "--snapshot-tasks", "2", "--tasks", "2", "--budget", "200", "--every", "50", "--episodes", "1",
+                                                 "--target=-40", "--threads", "2", "--json"], folder: folder)
+        #expect(picked == 0, "\(pickedText.suffix(2000))")
+        let report = (try? JSONSerialization.jsonObject(with: Data((pickedText.split(separator: "\n").last { $0.hasPrefix("{") } ?? "").utf8))) as? [String: Any] ?? [:]
+        let selection = try #require(report["multitask_fastest"] as? [String: Any], "\(pickedText.suffix(1500))")
+        let listed = selection["snapshots"] as? [[String: Any]] ?? []
+        #expect(listed.count == 20 && selection["validation_tasks"] as? Int == 2, "\(selection)")
+        #expect(listed.contains { $0["step"] as? Int == selection["chosen_step"] as? Int }, "\(selection)")
+        #expect((report["inits"] as? [String: Any])?["multitask-fastest"] != nil)
     }
 
     @Test func trainsThenEvaluatesAllFourInitsFromTheRunFolder() throws {
