@@ -57,15 +57,12 @@ public final class DQNLearner {
     public func profiledUpdate(from buffer: ReplayBuffer, using rng: inout SeededRNG, seconds: inout [Double]) -> Float {
         let clock = ContinuousClock()
         var last = clock.now
-        var times = seconds
-        let loss = step(from: buffer, using: &rng, recorder: nil) { phase in
+        return step(from: buffer, using: &rng, recorder: nil) { phase in
             let now = clock.now
             let d = (now - last).components
-            times[phase.rawValue] += Double(d.seconds) + Double(d.attoseconds) * 1e-18
+            seconds[phase.rawValue] += Double(d.seconds) + Double(d.attoseconds) * 1e-18
             last = now
         }
-        seconds = times
-        return loss
     }
 
     /// The update, calling `mark` as each phase ends (inlined: `update`'s empty `mark` costs nothing).
