@@ -21,7 +21,7 @@
 # EVAL_TASKS, EVAL_BUDGET, EVAL_EVERY override the evaluation's size; benchmarks/results/FAMILY.eval, when
 # present, holds further `metatrain eval` arguments (the family's pre-registered adaptation protocol) and
 # benchmarks/results/FAMILY.criteria the `metatrain compare` thresholds (PROTOCOL=FILE and CRITERIA=FILE name
-# others; TAG=NAME keeps such a variant's run folders apart).
+# others; TAG=NAME keeps such a variant's run folders apart). METATRAIN_BIN=PATH runs that binary without building.
 #
 # Writes runs/results/FAMILY-ALGO[-seedS]/ (checkpoints, metrics.jsonl, eval.json, eval-*.csv/.svg/.json) and
 # prints wall-clock and CPU seconds (user + sys of every process, i.e. core-seconds) per phase.
@@ -63,8 +63,14 @@ seeds=(${SEEDS:-""})
 [ ${#seeds[@]} -gt 0 ] || seeds=("")
 
 scripts/bootstrap.sh
-swift build -c release --product metatrain >&2
-bin=.build/release/metatrain
+# METATRAIN_BIN=PATH runs a binary built before (a copy kept aside, so that a long run is not changed by a rebuild
+# of the working tree under it); otherwise this tree's release build.
+if [ -n "${METATRAIN_BIN:-}" ]; then
+  bin=$METATRAIN_BIN
+else
+  swift build -c release --product metatrain >&2
+  bin=.build/release/metatrain
+fi
 TIMEFORMAT='%R %U %S'
 for algo in "${algorithms[@]}"; do
  config="benchmarks/results/$family-$algo.yaml"
