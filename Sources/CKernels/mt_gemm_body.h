@@ -30,21 +30,50 @@ MT_FN MT_V MT_NAME(madd)(MT_V acc, MT_V a, MT_V b) {
 #endif
 }
 
-/* C ← alpha·acc (+ beta·C) for `count` ≤ MT_W columns; whole vectors go through registers, a partial one
+/* Where each element of C goes after alpha·acc: C's input, the ReLU and the gate, as mt_epilogue says, with
+ * every pointer already at the block's first element. */
+typedef struct {
+    const float *cin;
+    long ldcin;
+    const float *gate;
+    long ldgate;
+    int relu;
+} MT_NAME(epi);
+#define MT_E MT_NAME(epi)
+
+/* The same epilogue `rows` rows and `cols` columns further on. */
+MT_FN MT_E MT_NAME(epi_at)(MT_E e, long rows, long cols) {
+    e.cin += rows * e.ldcin + cols;
+    if (e.gate) e.gate += rows * e.ldgate + cols;
+    return e;
+}
+
+/* One element: r = alpha·acc (+ beta·Cin), then the ReLU (r < 0 → 0) and the gate (gate ≤ 0 or NaN → 0). */
+MT_FN float MT_NAME(finish1)(float acc, const float *cin, const float *gate, int relu, float alpha, float beta) {
+    float r = acc * alpha;
+    if (beta != 0) r = r + *cin * beta;
+    if (relu && r < 0) r = 0;
+    if (gate && !(*gate > 0)) r = 0;
+    return r;
+}
+
+typedef int MT_NAME(ivec) __attribute__((ext_vector_type(MT_W)));
+
+/* C ← the epilogue of alpha·acc for `count` ≤ MT_W columns; whole vectors go through registers, a partial one
  * lane by lane with the same scalar operations. */
-MT_FN void MT_NAME(finish)(float *c, MT_V acc, int count, float alpha, float beta) {
+MT_FN void MT_NAME(finish)(float *c, MT_E e, MT_V acc, int count, float alpha, float beta) {
     if (count == MT_W) {
+        typedef MT_NAME(ivec) IV;
         MT_V r = acc * alpha;
-        if (beta != 0) r = r + MT_NAME(load)(c) * beta;
+        if (beta != 0) r = r + MT_NAME(load)(e.cin) * beta;
+        if (e.relu) r = (MT_V)((IV)r & ~(r < 0)); /* -0 and NaN stay, as r < 0 is false for them */
+        if (e.gate) r = (MT_V)((IV)r & (MT_NAME(load)(e.gate) > 0));
         MT_NAME(store)(c, r);
     } else {
         float lanes[MT_W];
         MT_NAME(store)(lanes, acc);
-        for (int j = 0; j < count; j++) {
-            float r = lanes[j] * alpha;
-            if (beta != 0) r = r + c[j] * beta;
-            c[j] = r;
-        }
+        for (int j = 0; j < count; j++)
+            c[j] = MT_NAME(finish1)(lanes[j], e.cin + j, e.gate ? e.gate + j : 0, e.relu, alpha, beta);
     }
 }
 
@@ -52,7 +81,7 @@ MT_FN void MT_NAME(finish)(float *c, MT_V acc, int count, float alpha, float bet
  * `width` ≤ VECS·MT_W columns are stored. ROWS and VECS are constants at every call, so the accumulators
  * live in registers. */
 MT_FN void MT_NAME(block)(const int ROWS, const int VECS, int k, const float *a, long ars, long acs,
-                          const float *bp, long bs, float *c, long ldc, int width, float alpha, float beta) {
+                          const float *bp, long bs, float *c, long ldc, MT_E e, int width, float alpha, float beta) {
     MT_V acc[8][4];
     for (int r = 0; r < ROWS; r++)
         for (int v = 0; v < VECS; v++) acc[r][v] = (MT_V)0;
@@ -67,27 +96,33 @@ MT_FN void MT_NAME(block)(const int ROWS, const int VECS, int k, const float *a,
     for (int r = 0; r < ROWS; r++)
         for (int v = 0; v < VECS; v++) {
             int left = width - v * MT_W;
-            if (left > 0) MT_NAME(finish)(c + r * ldc + v * MT_W, acc[r][v], left < MT_W ? left : MT_W, alpha, beta);
+            if (left > 0)
+                MT_NAME(finish)(c + r * ldc + v * MT_W, MT_NAME(epi_at)(e, r, v * MT_W), acc[r][v],
+                                left < MT_W ? left : MT_W, alpha, beta);
         }
 }
 
 /* All rows of one column panel: blocks of ROWS, then the rest one row at a time. */
 MT_FN void MT_NAME(panel)(const int ROWS, const int VECS, int m, int k, const float *a, long ars, long acs,
-                          const float *bp, long bs, float *c, long ldc, int width, float alpha, float beta) {
+                          const float *bp, long bs, float *c, long ldc, MT_E e, int width, float alpha, float beta) {
     int i = 0;
     for (; i + ROWS <= m; i += ROWS)
-        MT_NAME(block)(ROWS, VECS, k, a + i * ars, ars, acs, bp, bs, c + i * ldc, ldc, width, alpha, beta);
+        MT_NAME(block)(ROWS, VECS, k, a + i * ars, ars, acs, bp, bs, c + i * ldc, ldc, MT_NAME(epi_at)(e, i, 0), width,
+                       alpha, beta);
     /* The rest in blocks of 4, 2, 1 rows: fewer rows mean fewer independent chains, so keep them wide. */
     if (ROWS > 4 && i + 4 <= m) {
-        MT_NAME(block)(4, VECS, k, a + i * ars, ars, acs, bp, bs, c + i * ldc, ldc, width, alpha, beta);
+        MT_NAME(block)(4, VECS, k, a + i * ars, ars, acs, bp, bs, c + i * ldc, ldc, MT_NAME(epi_at)(e, i, 0), width,
+                       alpha, beta);
         i += 4;
     }
     if (ROWS > 2 && i + 2 <= m) {
-        MT_NAME(block)(2, VECS, k, a + i * ars, ars, acs, bp, bs, c + i * ldc, ldc, width, alpha, beta);
+        MT_NAME(block)(2, VECS, k, a + i * ars, ars, acs, bp, bs, c + i * ldc, ldc, MT_NAME(epi_at)(e, i, 0), width,
+                       alpha, beta);
         i += 2;
     }
     for (; i < m; i++)
-        MT_NAME(block)(1, VECS, k, a + i * ars, ars, acs, bp, bs, c + i * ldc, ldc, width, alpha, beta);
+        MT_NAME(block)(1, VECS, k, a + i * ars, ars, acs, bp, bs, c + i * ldc, ldc, MT_NAME(epi_at)(e, i, 0), width,
+                       alpha, beta);
 }
 
 /* Rows of NARROW_VECS·MT_W per block in the narrow path: 4 vectors × 2 columns = 8 independent chains. */
@@ -98,6 +133,37 @@ MT_FN void MT_NAME(panel)(const int ROWS, const int VECS, int m, int k, const fl
 MT_FN void MT_NAME(pack_rows)(int rows, int k, const float *a, long ars, long acs, float *at, int stride) {
     typedef float v4 __attribute__((ext_vector_type(4)));
     int r = 0;
+#if MT_W >= 8
+    /* 8×8 tiles in 256-bit registers first: half the shuffles per element of 4×4 tiles. */
+    typedef float v8 __attribute__((ext_vector_type(8)));
+    if (acs == 1) {
+        for (; r + 8 <= rows; r += 8) {
+            int q = 0;
+            for (; q + 8 <= k; q += 8) {
+                v8 x[8], t[8], u[8];
+                for (int i = 0; i < 8; i++) __builtin_memcpy(&x[i], a + (r + i) * ars + q, 32);
+                for (int i = 0; i < 8; i += 2) {
+                    t[i] = __builtin_shufflevector(x[i], x[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+                    t[i + 1] = __builtin_shufflevector(x[i], x[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+                }
+                for (int h = 0; h < 8; h += 4) {
+                    u[h + 0] = __builtin_shufflevector(t[h], t[h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+                    u[h + 1] = __builtin_shufflevector(t[h], t[h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+                    u[h + 2] = __builtin_shufflevector(t[h + 1], t[h + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+                    u[h + 3] = __builtin_shufflevector(t[h + 1], t[h + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+                }
+                for (int c = 0; c < 4; c++) { /* u[c] holds columns c and c + 4 of rows 0-3, u[c + 4] of rows 4-7 */
+                    const v8 lo = __builtin_shufflevector(u[c], u[c + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+                    const v8 hi = __builtin_shufflevector(u[c], u[c + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+                    __builtin_memcpy(at + (q + c) * stride + r, &lo, 32);
+                    __builtin_memcpy(at + (q + c + 4) * stride + r, &hi, 32);
+                }
+            }
+            for (; q < k; q++)
+                for (int x = 0; x < 8; x++) at[q * stride + r + x] = a[(r + x) * ars + q];
+        }
+    }
+#endif
     if (acs == 1) {
         for (; r + 4 <= rows; r += 4) {
             int q = 0;
@@ -130,7 +196,7 @@ MT_FN void MT_NAME(pack_rows)(int rows, int k, const float *a, long ars, long ac
  * k × rows per block), 2 columns of C at a time, so a 2-action output layer does not pay for 16 padded
  * lanes. Each element still sums over q in order. */
 MT_FN void MT_NAME(narrow)(int m, int n, int k, const float *a, long ars, long acs, const float *b, long bjs,
-                           long bqs, float *c, long ldc, float alpha, float beta) {
+                           long bqs, float *c, long ldc, MT_E e, float alpha, float beta) {
     enum { BLOCK = MT_NARROW_VECS * MT_W };
     float *at = mt_scratch((size_t)k * BLOCK);
     for (int i = 0; i < m; i += BLOCK) {
@@ -166,10 +232,9 @@ MT_FN void MT_NAME(narrow)(int m, int n, int k, const float *a, long ars, long a
                     float lanes[MT_W];
                     MT_NAME(store)(lanes, acc[v][x]);
                     for (int r = 0; r < MT_W && v * MT_W + r < rows; r++) {
-                        float *out = c + (long)(i + v * MT_W + r) * ldc + j + x;
-                        float value = lanes[r] * alpha;
-                        if (beta != 0) value = value + *out * beta;
-                        *out = value;
+                        const long row = i + v * MT_W + r, col = j + x;
+                        const MT_E at = MT_NAME(epi_at)(e, row, col);
+                        c[row * ldc + col] = MT_NAME(finish1)(lanes[r], at.cin, at.gate, e.relu, alpha, beta);
                     }
                 }
         }
@@ -179,7 +244,7 @@ MT_FN void MT_NAME(narrow)(int m, int n, int k, const float *a, long ars, long a
 /* The last n < MT_W columns when m < MT_W (a greedy action's output layer): element by element, each
  * element's chain in order; no packing to pay for. */
 MT_FN void MT_NAME(tiny)(int m, int n, int k, const float *a, long ars, long acs, const float *b, long bjs,
-                         long bqs, float *c, long ldc, float alpha, float beta) {
+                         long bqs, float *c, long ldc, MT_E e, float alpha, float beta) {
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j += 4) {
             float acc[4] = {0, 0, 0, 0};
@@ -196,18 +261,19 @@ MT_FN void MT_NAME(tiny)(int m, int n, int k, const float *a, long ars, long acs
                     }
             }
             for (int y = 0; y < cols; y++) {
-                float *out = c + (long)i * ldc + j + y;
-                float value = acc[y] * alpha;
-                if (beta != 0) value = value + *out * beta;
-                *out = value;
+                const MT_E at = MT_NAME(epi_at)(e, i, j + y);
+                c[(long)i * ldc + j + y] = MT_NAME(finish1)(acc[y], at.cin, at.gate, e.relu, alpha, beta);
             }
         }
 }
 
-__attribute__((target(MT_TARGET))) static void MT_NAME(gemm)(int ta, int tb, int m, int n, int k, float alpha,
-                                                             const float *a, int lda, const float *b, int ldb,
-                                                             float beta, float *c, int ldc) {
+/* The GEMM for one combination of the epilogue's ReLU and gate: RELU and GATE are constants at each call, so no
+ * store pays for a choice it does not make. */
+MT_FN void MT_NAME(gemm_with)(const int RELU, const int GATE, int ta, int tb, int m, int n, int k, float alpha,
+                              const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                              const float *cin, long ldcin, const float *gate, long ldgate) {
     const long ars = ta ? 1 : lda, acs = ta ? lda : 1;
+    const MT_E e = {cin, ldcin, GATE ? gate : 0, ldgate, RELU};
     /* Whole panels of 2 vectors, then one vector, then the last < MT_W columns zero-padded to one vector. */
     int j = 0;
     const int vector_columns = n - n % MT_W;
@@ -215,10 +281,10 @@ __attribute__((target(MT_TARGET))) static void MT_NAME(gemm)(int ta, int tb, int
         const long bjs = tb ? ldb : 1, bqs = tb ? 1 : ldb;
         if (m >= MT_W)
             MT_NAME(narrow)(m, n - vector_columns, k, a, ars, acs, b + vector_columns * bjs, bjs, bqs,
-                            c + vector_columns, ldc, alpha, beta);
+                            c + vector_columns, ldc, MT_NAME(epi_at)(e, 0, vector_columns), alpha, beta);
         else
             MT_NAME(tiny)(m, n - vector_columns, k, a, ars, acs, b + vector_columns * bjs, bjs, bqs,
-                          c + vector_columns, ldc, alpha, beta);
+                          c + vector_columns, ldc, MT_NAME(epi_at)(e, 0, vector_columns), alpha, beta);
         n = vector_columns;
     }
     while (j < n) {
@@ -237,29 +303,47 @@ __attribute__((target(MT_TARGET))) static void MT_NAME(gemm)(int ta, int tb, int
             bs = ldb;
         } else {
             float *scratch = mt_scratch((size_t)k * packed_width);
-            for (int q = 0; q < k; q++) {
-                float *row = scratch + (size_t)q * packed_width;
-                if (tb) {
-                    for (int x = 0; x < width; x++) row[x] = b[(long)(j + x) * ldb + q];
-                } else {
+            if (tb) { /* op(B)'s columns are B's rows: a transpose, in 4×4 tiles */
+                MT_NAME(pack_rows)(width, k, b + (long)j * ldb, ldb, 1, scratch, packed_width);
+            } else {
+                for (int q = 0; q < k; q++) {
+                    float *row = scratch + (size_t)q * packed_width;
                     for (int x = 0; x < width; x++) row[x] = b[(long)q * ldb + j + x];
+                    for (int x = width; x < packed_width; x++) row[x] = 0;
                 }
-                for (int x = width; x < packed_width; x++) row[x] = 0;
             }
             bp = scratch;
             bs = packed_width;
         }
         if (vecs == 4)
-            MT_NAME(panel)(1, 4, m, k, a, ars, acs, bp, bs, c + j, ldc, width, alpha, beta);
+            MT_NAME(panel)(1, 4, m, k, a, ars, acs, bp, bs, c + j, ldc, MT_NAME(epi_at)(e, 0, j), width, alpha, beta);
         else if (vecs == 2) /* 32 registers hold 8×2 accumulators; 16 hold 6×2 */
-            MT_NAME(panel)(MT_W == 16 ? 8 : 6, 2, m, k, a, ars, acs, bp, bs, c + j, ldc, width, alpha, beta);
+            MT_NAME(panel)(MT_W == 16 ? 8 : 6, 2, m, k, a, ars, acs, bp, bs, c + j, ldc, MT_NAME(epi_at)(e, 0, j), width,
+                           alpha, beta);
         else
-            MT_NAME(panel)(8, 1, m, k, a, ars, acs, bp, bs, c + j, ldc, width, alpha, beta);
+            MT_NAME(panel)(8, 1, m, k, a, ars, acs, bp, bs, c + j, ldc, MT_NAME(epi_at)(e, 0, j), width, alpha, beta);
         j += width;
     }
 }
 
+__attribute__((target(MT_TARGET))) static void MT_NAME(gemm)(int ta, int tb, int m, int n, int k, float alpha,
+                                                             const float *a, int lda, const float *b, int ldb,
+                                                             float beta, float *c, int ldc, const mt_epilogue *ep) {
+    const float *cin = ep && ep->cin ? ep->cin : c;
+    const long ldcin = ep && ep->cin ? ep->ldcin : ldc;
+    const float *gate = ep ? ep->gate : 0;
+    const long ldgate = ep ? ep->ldgate : 0;
+    const int relu = ep && ep->relu;
+#define MT_WITH(R, G) MT_NAME(gemm_with)(R, G, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, cin, ldcin, gate, ldgate)
+    if (!relu && !gate) MT_WITH(0, 0);
+    else if (relu && !gate) MT_WITH(1, 0);
+    else if (!relu) MT_WITH(0, 1);
+    else MT_WITH(1, 1);
+#undef MT_WITH
+}
+
 #undef MT_NARROW_VECS
+#undef MT_E
 #undef MT_V
 #undef MT_FN
 #undef MT_NAME

@@ -167,16 +167,22 @@ static float *mt_scratch(size_t count) {
 #undef MT_W
 #undef MT_FUSED
 
-void mt_sgemm(mt_kernel kernel, int transpose_a, int transpose_b, int m, int n, int k, float alpha,
-              const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+void mt_sgemm_epilogue(mt_kernel kernel, int transpose_a, int transpose_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                       const mt_epilogue *e) {
     if (m <= 0 || n <= 0) return;
     switch (kernel) {
-    case MT_KERNEL_AVX512_FMA: gemm_avx512_fma(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); break;
-    case MT_KERNEL_AVX2_FMA: gemm_avx2_fma(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); break;
-    case MT_KERNEL_AVX512: gemm_avx512(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); break;
-    case MT_KERNEL_AVX: gemm_avx(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); break;
-    default: gemm_sse2(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); break;
+    case MT_KERNEL_AVX512_FMA: gemm_avx512_fma(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, e); break;
+    case MT_KERNEL_AVX2_FMA: gemm_avx2_fma(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, e); break;
+    case MT_KERNEL_AVX512: gemm_avx512(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, e); break;
+    case MT_KERNEL_AVX: gemm_avx(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, e); break;
+    default: gemm_sse2(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, e); break;
     }
+}
+
+void mt_sgemm(mt_kernel kernel, int transpose_a, int transpose_b, int m, int n, int k, float alpha,
+              const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    mt_sgemm_epilogue(kernel, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0);
 }
 
 /* ---- Adam ------------------------------------------------------------------------------------------------ */

@@ -115,26 +115,68 @@ public enum GEMMBackend: String, Sendable, CaseIterable, Codable {
 /// One BLAS thread per process: workers parallelise over slots, never inside a GEMM.
 private let openBLASSingleThreaded: Void = { openblas_set_num_threads(1) }()
 
+/// What `gemm` does to each element after α·op(A)·op(B), fused into its store (`mt_epilogue` in mt_kernels.h).
+///
+/// A layer's bias and ReLU in the forward pass, and the ReLU's derivative in the backward pass, would otherwise each be a
+/// pass of its own over C; fused they cost a few instructions per stored vector. The result is the same bits as the
+/// separate passes: C's old value is read from `input` instead of C, and the ReLU and the gate are selects.
+public struct GEMMEpilogue {
+    /// Where β·C's "old C" is read from: row i at `input + i·inputStride` (stride 0: one row for every i).
+    var input: UnsafePointer<Float>?
+    var inputStride: Int
+    /// r ← r < 0 ? 0 : r (the forward ReLU).
+    var relu: Bool
+    /// r ← gate(i,j) > 0 ? r : 0 with gate row i at `gate + i·gateStride` (the ReLU's derivative, from the activation).
+    var gate: UnsafePointer<Float>?
+    var gateStride: Int
+
+    /// C's old value is `bias` in every row (call with β = 1), then the ReLU when `relu`.
+    public static func bias(_ bias: UnsafePointer<Float>, relu: Bool) -> GEMMEpilogue {
+        GEMMEpilogue(input: bias, inputStride: 0, relu: relu, gate: nil, gateStride: 0)
+    }
+
+    /// Each element kept only where the activation `gate` (row stride `stride`) is positive.
+    public static func gate(_ gate: UnsafePointer<Float>, stride: Int) -> GEMMEpilogue {
+        GEMMEpilogue(input: nil, inputStride: 0, relu: false, gate: gate, gateStride: stride)
+    }
+}
+
 /// C ← α·op(A)·op(B) + β·C for row-major matrices; op(X) is X or Xᵀ.
 ///
 /// op(A) is m×k, op(B) is k×n. `lda`, `ldb`, `ldc` are the row strides of the stored
 /// matrices. Every matrix product in NeuralNet goes through here, so the kernel choice lives in
-/// one place.
+/// one place. An `epilogue` runs fused in our kernels; with OpenBLAS it runs as passes before and after.
 @inline(__always)
 public func gemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     alpha: Float, a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
-    backend: GEMMBackend = .default
+    backend: GEMMBackend = .default, epilogue: GEMMEpilogue? = nil
 ) {
     if let kernel = backend.cKernel {
-        mt_sgemm(kernel, transposeA ? 1 : 0, transposeB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
-                 a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        if let e = epilogue {
+            var fused = mt_epilogue(cin: e.input, ldcin: e.inputStride, relu: e.relu ? 1 : 0, gate: e.gate,
+                                    ldgate: e.gateStride)
+            mt_sgemm_epilogue(kernel, transposeA ? 1 : 0, transposeB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
+                              a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc), &fused)
+        } else {
+            mt_sgemm(kernel, transposeA ? 1 : 0, transposeB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
+                     a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        }
     } else {
         _ = openBLASSingleThreaded
+        if let input = epilogue?.input, beta != 0 {
+            for r in 0..<m { (c + r * ldc).update(from: input + r * epilogue!.inputStride, count: n) }
+        }
         cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        if let e = epilogue {
+            for r in 0..<m {
+                if e.relu { relu(c + r * ldc, count: n) }
+                if let gate = e.gate { reluMask(c + r * ldc, activation: gate + r * e.gateStride, count: n) }
+            }
+        }
     }
 }
 

@@ -11,8 +11,7 @@ extension MLP {
         ws.activations[0].update(from: input, count: batch * inputSize)
         for (index, layer) in layers.enumerated() {
             let x = ws.activations[index], y = ws.activations[index + 1]
-            affine(layer, parameters, x: x, batch: batch, into: y)
-            if index < layers.count - 1 { relu(y, count: batch * layer.outputs) }
+            affine(layer, parameters, x: x, batch: batch, into: y, relu: index < layers.count - 1)
         }
         return ws.output
     }
@@ -34,24 +33,22 @@ extension MLP {
                  beta: 0, c: gradient + layer.weightOffset, ldc: layer.outputs, backend: backend)
             columnSums(delta, rows: batch, columns: layer.outputs, into: gradient + layer.biasOffset)
             guard index > 0 else { break }
-            // δ_prev = (δ·Wᵀ) ⊙ relu'(z_prev); relu'(z) = [a > 0] since a = max(z, 0).
-            let previous = ws.deltas[index]
+            // δ_prev = (δ·Wᵀ) ⊙ relu'(z_prev); relu'(z) = [a > 0] since a = max(z, 0): the gate, fused.
             gemm(transposeA: false, transposeB: true, m: batch, n: layer.inputs, k: layer.outputs,
                  alpha: 1, a: delta, lda: layer.outputs, b: parameters + layer.weightOffset, ldb: layer.outputs,
-                 beta: 0, c: previous, ldc: layer.inputs, backend: backend)
-            reluMask(previous, activation: x, count: batch * layer.inputs)
+                 beta: 0, c: ws.deltas[index], ldc: layer.inputs, backend: backend,
+                 epilogue: .gate(x, stride: layer.inputs))
         }
     }
 
-    /// y = x·W + b for one layer.
+    /// y = x·W + b for one layer, then max(y, 0) when `relu`: one GEMM, the bias and ReLU fused into its store.
     @inline(__always)
     func affine(_ layer: Layer, _ p: UnsafePointer<Float>, x: UnsafePointer<Float>, batch: Int,
-                into y: UnsafeMutablePointer<Float>) {
-        let bias = p + layer.biasOffset
-        for r in 0..<batch { (y + r * layer.outputs).update(from: bias, count: layer.outputs) }
+                into y: UnsafeMutablePointer<Float>, relu: Bool = false) {
         gemm(transposeA: false, transposeB: false, m: batch, n: layer.outputs, k: layer.inputs,
              alpha: 1, a: x, lda: layer.inputs, b: p + layer.weightOffset, ldb: layer.outputs,
-             beta: 1, c: y, ldc: layer.outputs, backend: backend)
+             beta: 1, c: y, ldc: layer.outputs, backend: backend,
+             epilogue: .bias(p + layer.biasOffset, relu: relu))
     }
 }
 
@@ -84,22 +81,37 @@ func reluMask(_ g: UnsafeMutablePointer<Float>, activation a: UnsafePointer<Floa
     while i < count { g[i] = a[i] > 0 ? g[i] : 0; i += 1 }
 }
 
+/// out[j] = Σ_r m[r][j], each column summed in row order from row 0 (the bits of out = row 0, then out += each row).
+///
+/// Columns go 32 at a time through four SIMD registers across all rows, so the sums are stored once, not once per row.
 @inline(__always)
 func columnSums(_ m: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>) {
-    out.update(from: m, count: columns)
-    for r in 1..<max(rows, 1) { vectorAdd(m + r * columns, into: out, count: columns) }
-}
-
-/// y ← y + x, in SIMD chunks.
-@inline(__always)
-func vectorAdd(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
     typealias V = SIMD8<Float>
-    let xraw = UnsafeRawPointer(x), yraw = UnsafeMutableRawPointer(y)
-    var i = 0
-    while i + V.scalarCount <= count {
-        let sum = yraw.loadUnaligned(fromByteOffset: i * 4, as: V.self) + xraw.loadUnaligned(fromByteOffset: i * 4, as: V.self)
-        yraw.storeBytes(of: sum, toByteOffset: i * 4, as: V.self)
-        i += V.scalarCount
+    let raw = UnsafeRawPointer(m), outRaw = UnsafeMutableRawPointer(out)
+    let rows = max(rows, 1)
+    @inline(__always) func load(_ r: Int, _ j: Int) -> V { raw.loadUnaligned(fromByteOffset: (r * columns + j) * 4, as: V.self) }
+    var j = 0
+    while j + 4 * V.scalarCount <= columns {
+        var s0 = load(0, j), s1 = load(0, j + 8), s2 = load(0, j + 16), s3 = load(0, j + 24)
+        for r in 1..<rows {
+            s0 += load(r, j); s1 += load(r, j + 8); s2 += load(r, j + 16); s3 += load(r, j + 24)
+        }
+        outRaw.storeBytes(of: s0, toByteOffset: j * 4, as: V.self)
+        outRaw.storeBytes(of: s1, toByteOffset: (j + 8) * 4, as: V.self)
+        outRaw.storeBytes(of: s2, toByteOffset: (j + 16) * 4, as: V.self)
+        outRaw.storeBytes(of: s3, toByteOffset: (j + 24) * 4, as: V.self)
+        j += 4 * V.scalarCount
     }
-    while i < count { y[i] += x[i]; i += 1 }
+    while j + V.scalarCount <= columns {
+        var s = load(0, j)
+        for r in 1..<rows { s += load(r, j) }
+        outRaw.storeBytes(of: s, toByteOffset: j * 4, as: V.self)
+        j += V.scalarCount
+    }
+    while j < columns {
+        var s = m[j]
+        for r in 1..<rows { s += m[r * columns + j] }
+        out[j] = s
+        j += 1
+    }
 }

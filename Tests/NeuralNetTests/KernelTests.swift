@@ -106,6 +106,108 @@ import Testing
 }
 
 extension KernelTests {
+    /// An epilogue gives the bits of the passes it replaces: C's rows set from the input (a bias row, or a matrix with
+    /// its own stride), the plain GEMM, then the ReLU and the gate as separate passes — on every kernel, shape and
+    /// width edge, with -0, NaN, zero and negative values where the selects could differ.
+    @Test func epilogueIsTheSeparatePassesBitForBit() throws {
+        var rng = SeededRNG(seed: 41)
+        var checked = 0
+        let specials: [Float] = [0, -0.0, .nan, -1, 1e-30]
+        func draw() -> Float {
+            rng.nextInt(below: 8) == 0 ? specials[rng.nextInt(below: specials.count)] : Float(rng.nextGaussian())
+        }
+        for (index, s) in Self.shapes.enumerated() {
+            let lda = (s.ta ? s.m : s.k) + 1, ldb = (s.tb ? s.k : s.n) + 2, ldc = s.n + 1
+            let a = (0..<((s.ta ? s.k : s.m) * lda)).map { _ in draw() }
+            let b = (0..<((s.tb ? s.n : s.k) * ldb)).map { _ in draw() }
+            let c = (0..<(s.m * ldc)).map { _ in draw() }
+            // Alternate a bias row (stride 0) and a full input matrix with its own stride.
+            let biasRow = index % 2 == 0, ldin = biasRow ? 0 : s.n + 3
+            let input = (0..<(biasRow ? s.n : s.m * ldin)).map { _ in draw() }
+            let ldg = s.n + 4
+            let gate = (0..<(s.m * ldg)).map { _ in draw() }
+            let relu = index % 3 != 0, gated = index % 4 < 2
+            for backend in GEMMBackend.allCases where backend.isSupported && backend.arithmetic != .openBLAS {
+                var separate = c
+                for i in 0..<s.m { for j in 0..<s.n { separate[i * ldc + j] = input[i * ldin + j] } }
+                gemm(transposeA: s.ta, transposeB: s.tb, m: s.m, n: s.n, k: s.k, alpha: s.alpha, a: a, lda: lda,
+                     b: b, ldb: ldb, beta: s.beta, c: &separate, ldc: ldc, backend: backend)
+                for i in 0..<s.m {
+                    for j in 0..<s.n {
+                        if relu && separate[i * ldc + j] < 0 { separate[i * ldc + j] = 0 }
+                        if gated && !(gate[i * ldg + j] > 0) { separate[i * ldc + j] = 0 }
+                    }
+                }
+                var fused = c
+                input.withUnsafeBufferPointer { inputs in
+                    gate.withUnsafeBufferPointer { gates in
+                        var e = GEMMEpilogue.bias(inputs.baseAddress!, relu: relu)
+                        e.inputStride = ldin
+                        if gated { e.gate = gates.baseAddress!; e.gateStride = ldg }
+                        gemm(transposeA: s.ta, transposeB: s.tb, m: s.m, n: s.n, k: s.k, alpha: s.alpha, a: a, lda: lda,
+                             b: b, ldb: ldb, beta: s.beta, c: &fused, ldc: ldc, backend: backend, epilogue: e)
+                    }
+                }
+                let mismatches = zip(fused, separate).filter { $0.bitPattern != $1.bitPattern }.count
+                #expect(mismatches == 0, "\(backend.rawValue) \(s) relu=\(relu) gate=\(gated) ldin=\(ldin): \(mismatches) differ")
+                checked += 1
+            }
+        }
+        #expect(checked >= Self.shapes.count * 2)
+    }
+
+    /// The MLP's forward pass, bias and ReLU fused, gives the bits of the layer sums in the documented order, written
+    /// out in plain Swift for a network with width edges (17, 9) on every kernel.
+    @Test func forwardWithFusedBiasAndReLUMatchesThePlainLayerSum() throws {
+        var rng = SeededRNG(seed: 8)
+        for backend in GEMMBackend.allCases where backend.isSupported && backend.arithmetic != .openBLAS {
+            let mlp = try MLP(sizes: [4, 17, 9, 2], backend: backend)
+            let theta = mlp.initialParameters(using: &rng)
+            let batch = 5
+            let x = (0..<(batch * 4)).map { _ in Float(rng.nextGaussian()) }
+            let ws = MLPWorkspace(mlp: mlp, capacity: batch)
+            let q = theta.values.withUnsafeBufferPointer { p in
+                x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: mlp.forward(p.baseAddress!, input: $0.baseAddress!, batch: batch, workspace: ws), count: batch * 2)) }
+            }
+            // The order mt_kernels.h states: acc over q in order (fused or not), then acc·1 + bias·1, then the ReLU.
+            var h = x, width = 4
+            for (index, layer) in mlp.layers.enumerated() {
+                var y = [Float](repeating: 0, count: batch * layer.outputs)
+                for r in 0..<batch {
+                    for j in 0..<layer.outputs {
+                        var acc: Float = 0
+                        for i in 0..<width {
+                            let w = theta.values[layer.weightOffset + i * layer.outputs + j]
+                            acc = backend.arithmetic == .fma ? acc.addingProduct(h[r * width + i], w) : acc + h[r * width + i] * w
+                        }
+                        var value = acc * 1 + theta.values[layer.biasOffset + j] * 1
+                        if index < mlp.layers.count - 1 && value < 0 { value = 0 }
+                        y[r * layer.outputs + j] = value
+                    }
+                }
+                h = y; width = layer.outputs
+            }
+            #expect(zip(q, h).allSatisfy { $0.bitPattern == $1.bitPattern }, "\(backend.rawValue)")
+        }
+    }
+
+    /// The bias gradient's column sums keep the row order (row 0, then each row added) at every width edge.
+    @Test func columnSumsAddTheRowsInOrder() {
+        var rng = SeededRNG(seed: 5)
+        for rows in [1, 2, 3, 64] {
+            for columns in [1, 7, 8, 9, 31, 32, 33, 40, 64, 70] {
+                let m = (0..<(rows * columns)).map { _ in Float(rng.nextGaussian()) * 1e3 }
+                var out = [Float](repeating: .nan, count: columns)
+                m.withUnsafeBufferPointer { p in out.withUnsafeMutableBufferPointer { columnSums(p.baseAddress!, rows: rows, columns: columns, into: $0.baseAddress!) } }
+                for j in 0..<columns {
+                    var s = m[j]
+                    for r in 1..<rows { s = s + m[r * columns + j] }
+                    #expect(out[j].bitPattern == s.bitPattern, "rows \(rows) columns \(columns) column \(j)")
+                }
+            }
+        }
+    }
+
     /// Adam at the CPU's widest width gives the bits of the plain scalar expression.
     @Test func adamStepIsTheScalarExpressionBitForBit() {
         var rng = SeededRNG(seed: 12)

@@ -47,6 +47,28 @@ void mt_cpu_brand(char *buffer, int capacity);
 void mt_sgemm(mt_kernel kernel, int transpose_a, int transpose_b, int m, int n, int k, float alpha,
               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/* What happens to each element of C after alpha·acc, in this order, for the passes a network layer makes anyway
+ * (a forward pass's bias and ReLU, a backward pass's ReLU derivative) fused into the GEMM's store instead of run as
+ * passes of their own over C:
+ *     r = alpha·acc + beta·Cin(i,j)       Cin(i,j) = cin[i·ldcin + j] (ldcin 0: one row for every i, a bias);
+ *                                         cin NULL: C itself, as mt_sgemm; not read when beta == 0
+ *     r = (r < 0) ? 0 : r                 when relu != 0 (-0 and NaN stay)
+ *     r = (gate(i,j) > 0) ? r : 0         when gate != NULL, gate(i,j) = gate[i·ldgate + j] (NaN gates give 0)
+ * The first line is mt_sgemm's contract with C's old value read from Cin, so C = Cin's rows then mt_sgemm with the
+ * same beta gives the same bits; the other two are selects, exact. */
+typedef struct {
+    const float *cin;
+    long ldcin;
+    int relu;
+    const float *gate;
+    long ldgate;
+} mt_epilogue;
+
+/* mt_sgemm with an epilogue (NULL: none, exactly mt_sgemm). C must not overlap gate, nor Cin unless Cin is C. */
+void mt_sgemm_epilogue(mt_kernel kernel, int transpose_a, int transpose_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                       const mt_epilogue *epilogue);
+
 /* One Adam step over `count` parameters (see mt_kernels.c for the exact expression); the same bits at every
  * vector width, so it picks the widest this CPU has. */
 void mt_adam_step(float *theta, const float *gradient, float *m, float *v, long count, float beta1, float beta2,
