@@ -61,14 +61,18 @@ typedef int MT_NAME(ivec) __attribute__((ext_vector_type(MT_W)));
 
 /* C ← the epilogue of alpha·acc for `count` ≤ MT_W columns; whole vectors go through registers, a partial one
  * lane by lane with the same scalar operations. */
+MT_FN void MT_NAME(finish_vector)(float *c, MT_E e, MT_V acc, float alpha, float beta) {
+    typedef MT_NAME(ivec) IV;
+    MT_V r = acc * alpha;
+    if (beta != 0) r = r + MT_NAME(load)(e.cin) * beta;
+    if (e.relu) r = (MT_V)((IV)r & ~(r < 0)); /* -0 and NaN stay, as r < 0 is false for them */
+    if (e.gate) r = (MT_V)((IV)r & (MT_NAME(load)(e.gate) > 0));
+    MT_NAME(store)(c, r);
+}
+
 MT_FN void MT_NAME(finish)(float *c, MT_E e, MT_V acc, int count, float alpha, float beta) {
     if (count == MT_W) {
-        typedef MT_NAME(ivec) IV;
-        MT_V r = acc * alpha;
-        if (beta != 0) r = r + MT_NAME(load)(e.cin) * beta;
-        if (e.relu) r = (MT_V)((IV)r & ~(r < 0)); /* -0 and NaN stay, as r < 0 is false for them */
-        if (e.gate) r = (MT_V)((IV)r & (MT_NAME(load)(e.gate) > 0));
-        MT_NAME(store)(c, r);
+        MT_NAME(finish_vector)(c, e, acc, alpha, beta);
     } else {
         float lanes[MT_W];
         MT_NAME(store)(lanes, acc);
@@ -92,6 +96,12 @@ MT_FN void MT_NAME(block)(const int ROWS, const int VECS, int k, const float *a,
             MT_V av = (MT_V)(a[r * ars + q * acs]);
             for (int v = 0; v < VECS; v++) acc[r][v] = MT_NAME(madd)(acc[r][v], av, bv[v]);
         }
+    }
+    if (width == VECS * MT_W) { /* whole vectors (the usual case): no per-vector count, so acc stays in registers */
+        for (int r = 0; r < ROWS; r++)
+            for (int v = 0; v < VECS; v++)
+                MT_NAME(finish_vector)(c + r * ldc + v * MT_W, MT_NAME(epi_at)(e, r, v * MT_W), acc[r][v], alpha, beta);
+        return;
     }
     for (int r = 0; r < ROWS; r++)
         for (int v = 0; v < VECS; v++) {
