@@ -180,7 +180,7 @@ struct Eval: ParsableCommand {
                 notes.append(("tuning", json))
             }
             notes.append(("adaptation", adaptationJSON(plan, names: names)))
-            progress("adapting \(chosen.count + (nearest == nil ? 0 : 1)) init(s) on \(plan.tasks) held-out \(cfg.family.kindName) tasks, \(plan.budget) steps each, scored every \(plan.every) on \(plan.episodes) greedy episodes, on \(where_)")
+            progress("adapting \(chosen.count + (nearest == nil ? 0 : 1)) init(s) on \(plan.tasks) \(plan.split == .validation ? "validation" : "held-out") \(cfg.family.kindName) tasks, \(plan.budget) steps each, scored every \(plan.every) on \(plan.episodes) greedy episodes, on \(where_)")
             let report = try runMetaEvaluation(plan: plan, inits: chosen, nearest: nearest, runner: runner)
             let folder = out ?? runFolder
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
