@@ -142,6 +142,7 @@ extension Coordinator {
     func writeStatus(state phase: String) {
         self.phase = phase
         statusWritten = clock.now
+        statusShown = (state.iteration, scheduler.workerCount)
         do { try folder.writeStatus(statusReport().json(pretty: true)) } catch { logger.error("could not write \(folder.status): \(error)") }
     }
 

@@ -92,6 +92,10 @@ public final class Coordinator {
     /// status.json is rewritten at least this often while the coordinator runs, progress or not, so its age tells a
     /// reader whether anyone still writes it.
     static let statusRefresh: Duration = .seconds(5)
+    /// The iteration and worker count status.json last showed: when either moved on (an iteration whose write was
+    /// throttled, a worker that joined or left), the main loop rewrites it once `statusInterval` has passed, so the
+    /// file lags the run by about a second, never by `statusRefresh`.
+    var statusShown: (iteration: Int, workers: Int)?
     /// Whether any slot was handed out yet by this process: the first iteration's time (and the ETA) counts from then,
     /// not from a start spent waiting for workers.
     var assignedYet = false
@@ -290,7 +294,10 @@ public final class Coordinator {
                 try execute(scheduler.handle(.divergenceChecked(key, found), now: now))
             }
             try execute(scheduler.handle(.tick, now: now))
-            if let written = statusWritten, clock.now - written >= Self.statusRefresh { writeStatus(state: phase) }
+            if let written = statusWritten {
+                let behind = statusShown.map { $0 != (state.iteration, scheduler.workerCount) } ?? true
+                if clock.now - written >= (behind ? Self.statusInterval : Self.statusRefresh) { writeStatus(state: phase) }
+            }
             busy += clock.now - t0
         }
         if lastCheckpoint != state.iteration { try checkpoint() }

@@ -158,6 +158,13 @@ enum Harness {
         }
     }
 
+    /// The run folder's status.json as an object, or nil while there is none (or it cannot be read).
+    static func status(_ folder: String) -> [String: Any]? {
+        let path = (folder as NSString).appendingPathComponent("status.json")
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    }
+
     /// params_sha256 of the run folder's newest valid checkpoint, via `metatrain checkpoint inspect --json`.
     static func finalSHA(_ folder: String) throws -> String {
         let object = try inspect(folder)
