@@ -111,12 +111,15 @@ report() {  # TAG: gzip each seed's eval JSON and pool them, once every seed has
 test_stage() {  # TAG [environment…]
   local tag=$1; shift
   local a protocol
+  # One log per stream of seeds, so two streams running side by side do not interleave their lines.
+  local stream=""
+  [ -z "${SEEDS:-}" ] || stream="-seeds-$(echo $SEEDS | tr ' ' '-')"
   for a in "$algo" $row; do
     protocol="benchmarks/results/$claim-rejudge.eval"
     [ "$a" = "$algo" ] || protocol="benchmarks/results/$claim-$a-rejudge.eval"
     env "$@" METATRAIN_BIN="$bin" SEEDS="${SEEDS:-$seeds}" EVAL_TASKS=50 EVAL_EVERY=50 PROTOCOL="$protocol" \
       CRITERIA="benchmarks/results/$claim-rejudge.criteria" TAG="$tag" scripts/results.sh "$family" "$a" \
-      | tee -a "$out/$claim-$tag.log"
+      | tee -a "$out/$claim-$tag$stream.log"
   done
   report "$tag"
 }
