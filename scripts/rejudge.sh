@@ -2,11 +2,13 @@
 # Runs a claim of docs/prereg/rejudge-headline.md (issue 36): a validation run, each init's adaptation protocol tuned on
 # its validation tasks (`metatrain eval --tune`), then the test on fresh seeds on both kernel classes.
 #
-#   scripts/rejudge.sh goalrev|esmaml32|distilladv [tune|test|test-portable|report|report-portable|all]   (default: all)
+#   scripts/rejudge.sh goalrev|esmaml32|distilladv|lunarlander [tune|test|test-portable|report|report-portable|all]
 #
 # goalrev       claim 1: Reptile on reversed controls, seeds 31-40
 # esmaml32      claim 2: ES-MAML-32 on the arc, seeds 41-50, with a Reptile row on the same seeds
 # distilladv    claim 3: advantage distillation on the arc, seeds 51-60, with a Reptile row on the same seeds
+# lunarlander   generality: Reptile on LunarLander physics through gymnasium, seeds 61-70, with the evaluation and
+#               the smaller grid of the prereg's third amendment (budget 50,000, target return 0)
 #
 # tune          meta-trains validation run 101 and tunes every init's protocol on 60 of its validation tasks; for a
 #               claim with a Reptile row, Reptile's validation run 101 too, tuning its meta θ only (the baselines'
@@ -20,17 +22,27 @@
 # METATRAIN_BIN=PATH runs a binary built before instead of this tree's release build (see scripts/results.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-claim=${1:?usage: scripts/rejudge.sh goalrev|esmaml32|distilladv [tune|test|test-portable|report|report-portable|all]}
+claim=${1:?usage: scripts/rejudge.sh goalrev|esmaml32|distilladv|lunarlander [tune|test|test-portable|report|report-portable|all]}
 stage=${2:-all}
 row=""
+# The evaluation of the first two amendments (the goal families' budget, every 50 steps, 5 episodes, 50 test tasks per
+# seed, 60 validation tasks, the family's own target); lunarlander sets its own below.
+budget=8000; every=50; episodes=5; test_tasks=50; validation_tasks=60; target=""; screen=10; keep=8
+grid="learning_rate=0.0003,0.001,0.003 start_epsilon=1,0.5,0.2 exploration_fraction=0.1,0.25,0.5 ez_max_repeat=0,16 target_update_interval=25,100 learning_starts=50,200"
 case "$claim" in
   goalrev) family=goalrev; algo=reptile; seeds="31 32 33 34 35 36 37 38 39 40" ;;
   esmaml32) family=goalarc; algo=esmaml32; row=reptile; seeds="41 42 43 44 45 46 47 48 49 50" ;;
   distilladv) family=goalarc; algo=distilladv; row=reptile; seeds="51 52 53 54 55 56 57 58 59 60" ;;
-  *) echo "rejudge.sh: no pre-registered re-judging of '$claim' (goalrev, esmaml32 or distilladv)" >&2; exit 2 ;;
+  lunarlander)
+    family=lunarlander; algo=reptile; seeds="61 62 63 64 65 66 67 68 69 70"
+    budget=50000; every=2500; episodes=3; test_tasks=20; validation_tasks=20; target=0; screen=5; keep=4
+    grid="learning_rate=0.0003,0.001 exploration_fraction=0.1,0.25 ez_max_repeat=0,16 target_update_interval=100,250"
+    # Its environment servers need Box2D: the venv scripts/results.sh makes for this family.
+    METATRAIN_PYTHON=$(EXTRA_PACKAGES="box2d==2.3.10" scripts/envserver-venv.sh)
+    export METATRAIN_PYTHON ;;
+  *) echo "rejudge.sh: no pre-registered re-judging of '$claim' (goalrev, esmaml32, distilladv or lunarlander)" >&2; exit 2 ;;
 esac
 validation=101
-grid="learning_rate=0.0003,0.001,0.003 start_epsilon=1,0.5,0.2 exploration_fraction=0.1,0.25,0.5 ez_max_repeat=0,16 target_update_interval=25,100 learning_starts=50,200"
 inits=meta,random,multitask,multitask-head
 out=docs/results/rejudge
 mkdir -p "$out" runs/rejudge
@@ -49,9 +61,10 @@ tune_run() {
   rm -rf "$run"
   echo "== $name: validation run $validation ($family-$run_algo)" >&2
   "$bin" local --config "benchmarks/results/$family-$run_algo.yaml" --run-dir "$run" --seed "$validation" --no-eval >"$run.train.log" 2>&1
-  echo "== $name: tuning $run_inits on 60 validation tasks ($grid)" >&2
-  "$bin" eval --checkpoint "$run" --split validation --tasks 60 --budget 8000 --every 50 --inits "$run_inits" \
-    --tune "$grid" --tune-screen 10 --tune-keep 8 --json >"$run.tuning.json" 2>"$run.tuning.log"
+  echo "== $name: tuning $run_inits on $validation_tasks validation tasks ($grid)" >&2
+  "$bin" eval --checkpoint "$run" --split validation --tasks "$validation_tasks" --budget "$budget" --every "$every" \
+    --episodes "$episodes" ${target:+--target "$target"} --inits "$run_inits" \
+    --tune "$grid" --tune-screen "$screen" --tune-keep "$keep" --json >"$run.tuning.json" 2>"$run.tuning.log"
   python3 - "$run.tuning.json" "$out/$name-tuning.json" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
@@ -117,7 +130,8 @@ test_stage() {  # TAG [environment…]
   for a in "$algo" $row; do
     protocol="benchmarks/results/$claim-rejudge.eval"
     [ "$a" = "$algo" ] || protocol="benchmarks/results/$claim-$a-rejudge.eval"
-    env "$@" METATRAIN_BIN="$bin" SEEDS="${SEEDS:-$seeds}" EVAL_TASKS=50 EVAL_EVERY=50 PROTOCOL="$protocol" \
+    env "$@" METATRAIN_BIN="$bin" SEEDS="${SEEDS:-$seeds}" EVAL_TASKS="$test_tasks" EVAL_BUDGET="$budget" \
+      EVAL_EVERY="$every" EVAL_EPISODES="$episodes" EVAL_TARGET="$target" PROTOCOL="$protocol" \
       CRITERIA="benchmarks/results/$claim-rejudge.criteria" TAG="$tag" scripts/results.sh "$family" "$a" \
       | tee -a "$out/$claim-$tag$stream.log"
   done

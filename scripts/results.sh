@@ -18,7 +18,7 @@
 # runs/results/FAMILY-ALGO-compare.{md,json,csv,svg}; without SEEDS each config's own run.seed is used once.
 # SPLIT=validation evaluates on the validation tasks (for tuning; the pre-registered runs use test).
 # EVAL_ONLY=1 re-runs only the evaluation on an existing run folder (its training times are kept);
-# EVAL_TASKS, EVAL_BUDGET, EVAL_EVERY override the evaluation's size; benchmarks/results/FAMILY.eval, when
+# EVAL_TASKS, EVAL_BUDGET, EVAL_EVERY, EVAL_EPISODES override the evaluation's size and EVAL_TARGET its target return; benchmarks/results/FAMILY.eval, when
 # present, holds further `metatrain eval` arguments (the family's pre-registered adaptation protocol) and
 # benchmarks/results/FAMILY.criteria the `metatrain compare` thresholds (PROTOCOL=FILE and CRITERIA=FILE name
 # others; TAG=NAME keeps such a variant's run folders apart). METATRAIN_BIN=PATH runs that binary without building.
@@ -90,6 +90,7 @@ for algo in "${algorithms[@]}"; do
   fi
   echo "== $name: evaluation ($tasks $split tasks, budget $budget, every $every${extra[*]:+, ${extra[*]}})" >&2
   evaluation=$( { time "$bin" eval --checkpoint "$dir" --tasks "$tasks" --budget "$budget" --every "$every" --split "$split" \
+                    ${EVAL_EPISODES:+--episodes "$EVAL_EPISODES"} ${EVAL_TARGET:+--target "$EVAL_TARGET"} \
                     "${extra[@]}" --json >"$out" 2>"$dir.eval.log"; } 2>&1 )
   jsons+=("$out")
   read -r tw tu ts <<<"$train"
