@@ -66,12 +66,12 @@ public struct EvaluationRun: Sendable, Equatable {
         self.names = names; self.curves = all
     }
 
-    /// Per task, the first scored step at which init `name` reached the target; a task that never did counts
-    /// as `censoredAt` (budget + every, the first step not scored): a lower bound on its true steps.
-    func steps(_ name: String) -> [Double] {
+    /// Per task, the first scored step at which init `name` reached the target, raised to `floor`; a task that
+    /// never did counts as `censoredAt` (budget + every, the first step not scored): a lower bound on its true steps.
+    func steps(_ name: String, floor: Int = 0) -> [Double] {
         guard let k = names.firstIndex(of: name) else { return [] }
         return curves[k].map { curve in
-            stepsToTarget(curve, steps: steps, target: target).map(Double.init) ?? Double(budget + every)
+            stepsToTarget(curve, steps: steps, target: target).map { Double(max($0, floor)) } ?? Double(budget + every)
         }
     }
 }
@@ -90,6 +90,10 @@ public struct SeedComparison: Sendable {
     public var baselines: [String]
     public var resamples: Int
     public var bootstrapSeed: UInt64
+    /// Steps to target below this count as this many, in every median and ratio: an init at the target before any
+    /// adaptation (step 0) would make a median of 0 and its ratios infinite or undefined, so a pre-registration
+    /// that expects it can count such a task as reached at the first scored point. 0: as measured.
+    public var stepsFloor: Int
 
     public struct Estimate: Sendable, Equatable {
         public var value: Double
@@ -115,7 +119,7 @@ public struct SeedComparison: Sendable {
     }
 
     public init(runs: [EvaluationRun], meta: String = "meta", baselines: [String]? = nil, resamples: Int = 10_000,
-                bootstrapSeed: UInt64 = 1) throws {
+                bootstrapSeed: UInt64 = 1, stepsFloor: Int = 0) throws {
         guard let first = runs.first else { throw EvaluationError.invalid("no evaluation runs to compare") }
         for r in runs.dropFirst() {
             guard r.family == first.family, r.budget == first.budget, r.every == first.every, r.target == first.target,
@@ -129,7 +133,11 @@ public struct SeedComparison: Sendable {
         for b in chosen where !common.contains(b) { throw EvaluationError.invalid("not every run has the init '\(b)'") }
         guard !chosen.isEmpty else { throw EvaluationError.invalid("no baseline init to compare '\(meta)' with") }
         guard resamples >= 100 && resamples <= 1_000_000 else { throw EvaluationError.invalid("resamples must be in 100...1000000") }
+        guard stepsFloor >= 0 && stepsFloor <= first.budget else {
+            throw EvaluationError.invalid("the steps floor must be in 0...\(first.budget) (the budget), not \(stepsFloor)")
+        }
         self.runs = runs; self.meta = meta; self.baselines = chosen; self.resamples = resamples; self.bootstrapSeed = bootstrapSeed
+        self.stepsFloor = stepsFloor
     }
 
     /// Every init compared (meta first, then the baselines).
@@ -137,7 +145,7 @@ public struct SeedComparison: Sendable {
     public var censoredAt: Double { Double(runs[0].budget + runs[0].every) }
 
     /// steps[init][run][task].
-    private var steps: [[[Double]]] { names.map { n in runs.map { $0.steps(n) } } }
+    private var steps: [[[Double]]] { names.map { n in runs.map { $0.steps(n, floor: stepsFloor) } } }
 
     /// The statistics of the pooled (run, task) rows `rows`: each init's median, and each ratio.
     private func statistics(_ steps: [[[Double]]], rows: [(Int, Int)]) -> (medians: [Double], ratios: [Double]) {
@@ -272,7 +280,7 @@ extension SeedComparison {
     /// Per baseline (and the best baseline, when there are several), the ratio of medians seed by seed, with a t and
     /// a seed-bootstrap interval.
     public func seedLevelRatios() -> [SeedLevelRatio] {
-        let steps = names.map { n in runs.map { $0.steps(n) } }
+        let steps = names.map { n in runs.map { $0.steps(n, floor: stepsFloor) } }
         let medians = steps.map { perRun in perRun.map { median($0) } }   // medians[init][run]
         var rows: [(String, [Double])] = baselines.indices.map { b in
             (baselines[b], runs.indices.map { medians[b + 1][$0] / medians[0][$0] })
@@ -296,7 +304,7 @@ extension SeedComparison {
     /// Per init, the fraction of (seed, task) pairs that never reached the target within the budget (censored).
     public func censoredFractions() -> [(name: String, censored: Int, tasks: Int)] {
         names.map { n in
-            let all = runs.flatMap { $0.steps(n) }
+            let all = runs.flatMap { $0.steps(n, floor: stepsFloor) }
             return (n, all.filter { $0 >= censoredAt }.count, all.count)
         }
     }

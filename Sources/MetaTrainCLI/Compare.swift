@@ -26,6 +26,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Criterion: meta's fraction of censored (seed, task) pairs — never reaching the target within the budget — must be at most this.") var requireCensoredAtMost: Double?
     @Option(help: "Also report, per init, the fraction of tasks whose return is ≥ this at every scored point (does fine-tuning keep a solving policy?).") var staysAbove: Double?
     @Option(help: "Criterion (with --stays-above): meta's fraction of such tasks must be at least this.") var requireStaysFraction: Double?
+    @Option(help: "Count a task reached in fewer steps than this (e.g. at step 0, before any adaptation) as reached at this many, in every median and ratio: a median of 0 would make ratios infinite or undefined. 0: as measured.") var stepsFloor = 0
     @Option(help: "Folder for compare.md/.csv/.json/.svg (default: write nothing).") var out: String?
     @Option(help: "File name stem in --out.") var name = "compare"
     @Flag(help: "Print only the JSON object.") var json = false
@@ -39,7 +40,7 @@ struct Compare: ParsableCommand {
             }
             let chosen = baselines?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             let comparison = try SeedComparison(runs: runs, meta: meta, baselines: chosen, resamples: resamples,
-                                                bootstrapSeed: bootstrapSeed)
+                                                bootstrapSeed: bootstrapSeed, stepsFloor: stepsFloor)
             let (inits, ratios) = comparison.summarise()
             if requireStaysFraction != nil && staysAbove == nil { throw ValidationError("--require-stays-fraction needs --stays-above") }
             let stays = staysAbove.map { comparison.staysAbove($0) } ?? []
@@ -110,7 +111,8 @@ struct Compare: ParsableCommand {
         let r0 = c.runs[0]
         let seeds = c.runs.map { $0.runSeed.map(String.init) ?? "?" }.joined(separator: ", ")
         var lines = ["\(c.runs.count) run(s) (seeds \(seeds)), \(inits[0].tasks) \(r0.split) tasks in all; steps to \(number(r0.target)) "
-                     + "(budget \(r0.budget), scored every \(r0.every); never = \(Int(c.censoredAt)), censored); "
+                     + "(budget \(r0.budget), scored every \(r0.every); never = \(Int(c.censoredAt)), censored"
+                     + (c.stepsFloor > 0 ? "; fewer than \(c.stepsFloor) counted as \(c.stepsFloor)" : "") + "); "
                      + "95% CIs: two-level bootstrap, \(c.resamples) resamples, seed \(c.bootstrapSeed); "
                      + "computed with \(Set(c.runs.map { "kernel \($0.kernel ?? "?") on \($0.cpu ?? "?")" }).sorted().joined(separator: " and "))", "",
                      "| init | median steps to target [95% CI] | per run | tasks reaching it |", "|---|---|---|---|"]
@@ -169,7 +171,7 @@ struct Compare: ParsableCommand {
         let censoredObjects = censored.map { "\(jsonString($0.name)): {\"censored\": \($0.censored), \"tasks\": \($0.tasks)}" }
         let criteriaObjects = criteria.map { "{\"criterion\": \(jsonString($0.0)), \"required\": \(jsonNumber($0.1)), \"measured\": \(jsonNumber($0.2)), \"met\": \($0.3)}" }
         return "{\"family\": \(jsonString(r0.family)), \"split\": \(jsonString(r0.split)), \"budget\": \(r0.budget), \"every\": \(r0.every), "
-            + "\"target_return\": \(jsonNumber(r0.target)), \"censored_at\": \(Int(c.censoredAt)), \"meta\": \(jsonString(c.meta)), "
+            + "\"target_return\": \(jsonNumber(r0.target)), \"censored_at\": \(Int(c.censoredAt)), \"steps_floor\": \(c.stepsFloor), \"meta\": \(jsonString(c.meta)), "
             + "\"resamples\": \(c.resamples), \"bootstrap_seed\": \(c.bootstrapSeed), \"runs\": [\(runs.joined(separator: ", "))], "
             + "\"inits\": {\(initObjects.joined(separator: ", "))}, \"ratios\": {\(ratioObjects.joined(separator: ", "))}, "
             + "\"seed_level_ratios\": {\(seedObjects.joined(separator: ", "))}, \"censored\": {\(censoredObjects.joined(separator: ", "))}, "

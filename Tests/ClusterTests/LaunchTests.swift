@@ -58,13 +58,15 @@ import Testing
         let folder = Harness.folder("status")
         let config = Harness.writeConfig(folder)
         let (coordinator, endpoint) = try Harness.startCoordinator(folder, config: config)
-        let worker = try Harness.worker(folder, endpoint: endpoint, index: 0, extra: ["--slowdown", "3"])
+        // Slow enough that the run is still going when `status` asks (each slot idles 9× its compute afterwards).
+        let worker = try Harness.worker(folder, endpoint: endpoint, index: 0, extra: ["--slowdown", "10"])
         #expect(Harness.waitFor(seconds: 60) { Harness.metrics(folder).count >= 2 })
         // status.json is rewritten at most once a second while iterations come (CI saw it still at iteration 0 with
         // no worker when metrics.jsonl had two lines): wait for the rewrite that shows them, then ask.
         #expect(Harness.waitFor(seconds: 30) {
             guard let status = Harness.status(folder) else { return false }
-            return (status["iteration"] as? Int ?? 0) >= 1 && (status["workers"] as? [Any])?.count == 1
+            return status["state"] as? String == "running" && (status["iteration"] as? Int ?? 0) >= 1
+                && (status["workers"] as? [Any])?.count == 1
         }, "\(String(describing: Harness.status(folder)))")
         let during = try Harness.Child(["status", folder], log: folder + "/status-during.log")
         #expect(during.wait(seconds: 30) == 0, "\(during.output)")

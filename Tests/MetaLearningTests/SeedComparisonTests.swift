@@ -54,6 +54,24 @@ import Testing
         #expect(later[0].mean.value == 1 && abs(later[1].mean.value - 2.0 / 3) < 1e-12)
     }
 
+    /// An init at the target before any adaptation makes a median of 0: the ratio is infinite (or 0/0) as measured,
+    /// and finite with a floor of one scoring interval, which also turns a 0-versus-100 task into a tie.
+    @Test func aStepsFloorCountsTasksReachedAtStepZeroAsTheFirstScoredPoint() throws {
+        let json = Self.run(seed: 1, [("meta", [0, 0, 100]), ("random", [200, 0, 300])])
+        let r = try EvaluationRun(json: json, source: "zero")
+        let raw = try SeedComparison(runs: [r], resamples: 500).summarise()
+        #expect(raw.inits[0].median.value == 0 && raw.ratios[0].ratio.value.isInfinite)
+        let c = try SeedComparison(runs: [r], resamples: 500, stepsFloor: 100)
+        let (inits, ratios) = c.summarise()
+        // meta 100, 100, 100 → 100; random 200, 100, 300 → 200.
+        #expect(inits.map(\.median.value) == [100, 200] && ratios[0].ratio.value == 2)
+        #expect(ratios[0].wins == 2 && ratios[0].ties == 1 && ratios[0].losses == 0)
+        #expect(c.seedLevelRatios()[0].perSeed == [2])
+        #expect(inits[0].reached == 3, "a floored task still counts as reached")
+        #expect(throws: EvaluationError.self) { try SeedComparison(runs: [r], stepsFloor: -1) }
+        #expect(throws: EvaluationError.self) { try SeedComparison(runs: [r], stepsFloor: 401) }
+    }
+
     @Test func onlyLikeRunsPoolAndBadFilesAreClearErrors() throws {
         let a = try EvaluationRun(json: Self.run(seed: 1, [("meta", [100]), ("random", [200])]), source: "a")
         let other = try EvaluationRun(json: Self.run(seed: 2, budget: 800, [("meta", [100]), ("random", [200])]), source: "b")
