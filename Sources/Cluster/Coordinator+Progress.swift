@@ -126,10 +126,11 @@ extension Coordinator {
             logger.error("could not write TensorBoard events to \(tensorBoard.path): \(error)")
         }
         logger.info("\(progress.message)")
-        // status.json at most once a statusInterval while nothing changes: it is for people and `metatrain status`, and
-        // rewriting it at every iteration (70 a second at θ 5k) was CPU the loop took from handling results.
+        // status.json here only when the phase changes; a new iteration is written by the main loop at most once a
+        // statusInterval (`statusShown`): rewriting it at every iteration (70 a second at θ 5k) was CPU the loop took
+        // from handling results.
         let next = state.iteration >= config.meta.iterations ? "training finished" : "running"
-        if next != phase || statusWritten.map({ clock.now - $0 >= Self.statusInterval }) ?? true { writeStatus(state: next) }
+        if next != phase { writeStatus(state: next) }
         bookkeeping += clock.now - writing
     }
 
